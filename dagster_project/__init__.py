@@ -1,0 +1,1 @@
+"""Dagster definitions of fer-bias-warehouse (see definitions.py)."""

@@ -1,0 +1,1 @@
+"""Pure analysis helpers (no Dagster): statistics from library code, figures."""

@@ -1,0 +1,104 @@
+"""Figures from the marts (matplotlib, Agg backend, PNG files)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+EMOTION_ORDER = [
+    "anger", "disgust", "fear", "happy", "neutral", "sad", "surprise", "calm", "contempt", "confusion",
+]
+
+
+def slug(*parts: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(parts)).strip("_")
+
+
+def _ordered(labels) -> list[str]:
+    labels = set(labels)
+    return [e for e in EMOTION_ORDER if e in labels] + sorted(labels - set(EMOTION_ORDER))
+
+
+def confusion_matrix_png(counts: pd.DataFrame, title: str, path: Path) -> Path:
+    """Row-normalised confusion matrix (true emotion x predicted emotion) with counts."""
+    truth = _ordered(counts["true_emotion"])
+    predicted = _ordered(set(counts["predicted_emotion"]) | set(truth))
+    table = (
+        counts.pivot_table(index="true_emotion", columns="predicted_emotion", values="n", aggfunc="sum")
+        .reindex(index=truth, columns=predicted)
+        .fillna(0)
+    )
+    shares = table.div(table.sum(axis=1).replace(0, np.nan), axis=0).fillna(0)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(predicted), 1.2 + 0.6 * len(truth)))
+    image = ax.imshow(shares.values, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(truth)):
+        for j in range(len(predicted)):
+            value = int(table.values[i, j])
+            colour = "white" if shares.values[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{value}\n{shares.values[i, j]:.0%}", ha="center", va="center", fontsize=7, color=colour)
+    ax.set_xticks(range(len(predicted)), predicted, rotation=45, ha="right")
+    ax.set_yticks(range(len(truth)), truth)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of row")
+    return _save(fig, path)
+
+
+def accuracy_heatmap_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path:
+    """Accuracy per group (rows) x true emotion (columns), annotated with n."""
+    groups = sorted(accuracy["group_value"].unique())
+    emotions = _ordered(set(accuracy["true_emotion"]) - {"all"}) + ["all"]
+    acc = accuracy.pivot_table(index="group_value", columns="true_emotion", values="accuracy").reindex(
+        index=groups, columns=emotions
+    )
+    n = accuracy.pivot_table(index="group_value", columns="true_emotion", values="n").reindex(
+        index=groups, columns=emotions
+    )
+    fig, ax = plt.subplots(figsize=(1.5 + 1.0 * len(emotions), 1.0 + 0.5 * len(groups)))
+    image = ax.imshow(acc.values.astype(float), cmap="RdYlGn", vmin=0, vmax=1)
+    for i in range(len(groups)):
+        for j in range(len(emotions)):
+            if not np.isnan(acc.values[i, j]):
+                ax.text(j, i, f"{acc.values[i, j]:.2f}\nn={int(n.values[i, j])}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(len(emotions)), emotions, rotation=45, ha="right")
+    ax.set_yticks(range(len(groups)), groups)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="accuracy")
+    return _save(fig, path)
+
+
+def forest_plot_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path:
+    """Error rate per group with its Wilson 95 % interval, one panel row per group."""
+    frame = accuracy.sort_values(["grouping", "group_value"]).reset_index(drop=True)
+    error = 1 - frame["accuracy"].astype(float)
+    low = 1 - frame["ci_high"].astype(float)
+    high = 1 - frame["ci_low"].astype(float)
+    labels = [f"{g}: {v} (n={int(n)})" for g, v, n in zip(frame["grouping"], frame["group_value"], frame["n"])]
+    fig, ax = plt.subplots(figsize=(7, 1.0 + 0.35 * len(frame)))
+    y = np.arange(len(frame))[::-1]
+    ax.errorbar(error, y, xerr=[error - low, high - error], fmt="o", color="black", ecolor="grey", capsize=3)
+    overall = frame.loc[frame["grouping"] == "all", "accuracy"]
+    if len(overall):
+        ax.axvline(1 - float(overall.iloc[0]), color="tab:red", linestyle="--", linewidth=1, label="overall")
+        ax.legend(loc="lower right", fontsize=7)
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("error rate (Wilson 95 % CI)")
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

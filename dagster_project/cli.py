@@ -1,0 +1,99 @@
+"""`fer-warehouse`: run the demo, start the UI, query the warehouse.
+
+    fer-warehouse demo            obtain data and models, materialize every asset
+    fer-warehouse ui [--port N]   start the Dagster UI on 127.0.0.1
+    fer-warehouse sql [-c SQL]    ad hoc SQL on a snapshot of the warehouse
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster_project.settings import REPO_ROOT
+
+DAGSTER_YAML = """\
+# Written by fer-warehouse. Runs launched from the UI queue here; DuckDB has one writer at a
+# time and each run holds the file only briefly, so two concurrent runs are plenty.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 2
+telemetry:
+  enabled: false
+"""
+
+
+def dagster_home() -> Path:
+    """$DAGSTER_HOME, defaulting to data/dagster_home so the UI sees the demo's runs."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / "data" / "dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    return home
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from dagster_project.orchestration import materialize_everything, summary_table
+
+    dagster_home()
+    result = materialize_everything()
+    print(summary_table(result.warehouse))
+    print(f"\nfigures: {result.reports_dir}\nwarehouse: {result.warehouse}")
+    print("query it with: make sql   (or .venv/bin/fer-warehouse sql -c 'select ...')")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from dagster_project.defs.partitions import register_configured_models
+    from dagster_project.settings import benchmark_config
+
+    dagster_home()
+    register_configured_models(dg.DagsterInstance.get(), benchmark_config())
+    command = [
+        str(Path(sys.executable).with_name("dagster")), "dev",
+        "-h", "127.0.0.1", "-p", str(args.port), "-w", str(REPO_ROOT / "workspace.yaml"),
+    ]
+    return subprocess.call(command, cwd=REPO_ROOT)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from dagster_project.sql_shell import run_sql
+
+    return run_sql(query=args.command, csv=args.csv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fer-warehouse", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command_name", required=True)
+    sub.add_parser("demo", help="obtain datasets and models, materialize every asset").set_defaults(func=cmd_demo)
+    ui = sub.add_parser("ui", help="start the Dagster UI on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.set_defaults(func=cmd_ui)
+    sql = sub.add_parser("sql", help="ad hoc SQL on a snapshot of the warehouse (never blocks a run)")
+    sql.add_argument("-c", "--command", help="run one statement and exit (otherwise interactive)")
+    sql.add_argument("--csv", action="store_true", help="print results as CSV")
+    sql.set_defaults(func=cmd_sql)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except Exception as exc:  # noqa: BLE001 - the CLI turns known errors into one clear line
+        from inference.config import ConfigError
+        from inference.download import DownloadError
+
+        if isinstance(exc, ConfigError | DownloadError | FileNotFoundError):
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""dbt models (staging / intermediate / marts) and seeds as Dagster assets."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from dagster_project.defs.dbt_project import dbt_project
+from dagster_project.settings import benchmark_config
+from inference.config import WAREHOUSE_ENV
+
+# DuckDB lets one process write a file at a time; another run's short write is waited out.
+LOCK_RETRIES = 5
+
+
+class WarehouseTranslator(DagsterDbtTranslator):
+    """Asset keys are <schema>/<name>, so SQL names and asset keys read the same."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        schema = dbt_resource_props.get("config", {}).get("schema") or dbt_resource_props["schema"]
+        return dg.AssetKey([schema, dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "seed":
+            return "label_maps"
+        return dbt_resource_props.get("config", {}).get("schema") or "dbt"
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, dagster_dbt_translator=WarehouseTranslator())
+def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    """`dbt build`: seeds, models and their tests, then unit tests of the metric SQL."""
+    os.environ[WAREHOUSE_ENV] = str(benchmark_config().warehouse)
+    for attempt in range(1, LOCK_RETRIES + 1):
+        invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+        events = list(invocation.stream())
+        if invocation.is_successful():
+            yield from events
+            return
+        log = "\n".join(invocation.get_error() and [str(invocation.get_error())] or [])
+        if "lock" not in (log + _tail(invocation)).lower() or attempt == LOCK_RETRIES:
+            yield from events
+            raise dg.Failure(f"dbt build failed:\n{_tail(invocation)}")
+        context.log.warning(f"warehouse locked by another process; retrying dbt build ({attempt})")
+        time.sleep(2 * attempt)
+
+
+def _tail(invocation, lines: int = 40) -> str:
+    path = invocation.target_path / "../logs/dbt.log"
+    try:
+        return "\n".join(path.resolve().read_text().splitlines()[-lines:])
+    except OSError:
+        return ""

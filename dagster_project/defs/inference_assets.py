@@ -1,0 +1,127 @@
+"""Inference: one (model version x dataset) partition -> raw.predictions (+ raw.model_runs)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import dagster as dg
+import pandas as pd
+
+from dagster_project.defs.ingestion import DATASET_IMAGES
+from dagster_project.defs.partitions import model_dataset_partitions
+from dagster_project.defs.resources import WarehouseResource
+from dagster_project.settings import benchmark_config
+from inference import warehouse
+from inference.frames import predictions_frame, records_from_rows, utc_now
+from inference.models import build_model
+from inference.pipeline import dataset_location, dataset_root
+
+PREDICTIONS = dg.AssetKey(["raw", "predictions"])
+MODEL_RUNS = dg.AssetKey(["raw", "model_runs"])
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            PREDICTIONS,
+            deps=[DATASET_IMAGES],
+            description=(
+                "Every answer of every model about every image: full probability vector, label, "
+                "parse status, face box, preprocessing and latency."
+            ),
+            group_name="inference",
+            kinds={"duckdb", "pytorch"},
+        ),
+        dg.AssetSpec(
+            MODEL_RUNS,
+            deps=[DATASET_IMAGES],
+            description="One row per evaluation of a model version on a dataset.",
+            group_name="inference",
+            kinds={"duckdb"},
+        ),
+    ],
+    partitions_def=model_dataset_partitions,
+)
+def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
+    """Run one model version on one dataset and replace that slice of raw.predictions."""
+    keys = context.partition_key.keys_by_dimension
+    bench = benchmark_config()
+    model_cfg = bench.model_for_partition(keys["model"])
+    ds = bench.datasets[keys["dataset"]]
+    with duckdb.get_connection() as con:
+        rows = con.execute(
+            "select * from raw.dataset_images where dataset = ? order by image_id", [ds.name]
+        ).df()
+    if rows.empty:
+        raise dg.Failure(
+            f"raw.dataset_images has no rows for dataset {ds.name!r}; materialize "
+            f"raw/dataset_images for partition {ds.name!r} first"
+        )
+    images = records_from_rows(rows, dataset_root(ds, dataset_location(bench, ds)))
+    model = build_model(model_cfg, bench.cache_dir)
+    started = utc_now()
+    t0 = time.perf_counter()
+    answers = model.predict(images)
+    elapsed = time.perf_counter() - t0
+    frame = predictions_frame(
+        answers,
+        run_id=context.run_id,
+        model=model_cfg.name,
+        model_version=model_cfg.version,
+        model_kind=model_cfg.kind,
+        label_set=model.label_set,
+        dataset=ds.name,
+    )
+    n_no_face = int((frame["parse_status"] == "no_face").sum())
+    run_row = pd.DataFrame(
+        [
+            {
+                "run_id": context.run_id,
+                "model": model_cfg.name,
+                "model_version": model_cfg.version,
+                "model_kind": model_cfg.kind,
+                "dataset": ds.name,
+                "started_at": started,
+                "finished_at": utc_now(),
+                "n_images": len(images),
+                "n_answers": len(frame),
+                "n_no_face": n_no_face,
+                "weights_sha256": model.weights_sha256,
+                "options": json.dumps(dict(model_cfg.options), sort_keys=True, default=str),
+            }
+        ]
+    )
+    slice_key = {"model": model_cfg.name, "model_version": model_cfg.version, "dataset": ds.name}
+    with duckdb.get_connection() as con:
+        warehouse.replace_slice(con, "raw.predictions", slice_key, frame)
+        con.execute(
+            "delete from raw.model_runs where model = ? and model_version = ? and dataset = ?",
+            list(slice_key.values()),
+        )
+        con.register("_run", run_row)
+        con.execute(f"insert into raw.model_runs ({', '.join(run_row.columns)}) select * from _run")
+    answered = frame[frame["parse_status"].isin(["ok", "repaired"])]
+    context.log.info(
+        f"{model_cfg.partition_key} on {ds.name}: {len(answered)}/{len(images)} answered, "
+        f"{n_no_face} without a detected face, {elapsed:.1f}s"
+    )
+    yield dg.MaterializeResult(
+        asset_key=PREDICTIONS,
+        metadata={
+            "model": model_cfg.name,
+            "model_version": model_cfg.version,
+            "dataset": ds.name,
+            "n_images": len(images),
+            "n_answered": len(answered),
+            "n_no_face": n_no_face,
+            "seconds": round(elapsed, 2),
+            "ms_per_image": round(1000 * elapsed / max(len(images), 1), 2),
+            "predicted_labels": dg.MetadataValue.json(
+                answered["predicted_label"].value_counts().to_dict()
+            ),
+            "weights_sha256": model.weights_sha256 or "",
+            "dagster/row_count": len(frame),
+        },
+    )
+    yield dg.MaterializeResult(asset_key=MODEL_RUNS, metadata={"run_id": context.run_id})

@@ -1,0 +1,45 @@
+"""Resources: the DuckDB warehouse (lock-tolerant) and the dbt CLI."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+from dagster_duckdb import DuckDBResource
+
+from dagster_project.defs.dbt_project import dbt_project
+from dagster_project.settings import benchmark_config
+from inference import warehouse
+
+
+class WarehouseResource(DuckDBResource):
+    """DuckDBResource whose connections wait out another process's lock instead of failing.
+
+    Several runs (and the ad hoc SQL command) share one DuckDB file; each writer holds it only
+    for a short transaction, so waiting is always the right answer to a lock.
+    """
+
+    lock_timeout_s: float = 600.0
+
+    @contextlib.contextmanager
+    def get_connection(self) -> Iterator:  # type: ignore[override]
+        con = warehouse.connect(Path(self.database), timeout_s=self.lock_timeout_s)
+        try:
+            warehouse.ensure_raw_schema(con)
+            yield con
+        finally:
+            con.close()
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    cfg = benchmark_config()
+    return dg.Definitions(
+        resources={
+            "duckdb": WarehouseResource(database=str(cfg.warehouse)),
+            "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir)),
+        }
+    )

@@ -1,0 +1,88 @@
+{#- Final answers joined to their labelled images, one row per answer and grouping
+    ('all', 'race', 'gender', 'race_gender'). An image whose group attribute is null is
+    left out of that grouping (but kept in 'all'). -#}
+
+with
+
+final_answers as (
+
+    select * from {{ ref('int_final_answers') }}
+
+),
+
+images as (
+
+    select * from {{ ref('int_images_labeled') }}
+
+),
+
+joined as (
+
+    select
+        final_answers.model,
+        final_answers.model_version,
+        final_answers.model_kind,
+        final_answers.dataset,
+        final_answers.protocol,
+        final_answers.image_id,
+        images.true_emotion,
+        final_answers.predicted_emotion,
+        final_answers.answer_status,
+        final_answers.answer_status = 'answered' as is_answered,
+        coalesce(final_answers.predicted_emotion = images.true_emotion, false) as is_correct,
+        final_answers.is_tie,
+        images.race,
+        images.gender
+
+    from final_answers
+
+    inner join images
+        on images.dataset = final_answers.dataset
+        and images.image_id = final_answers.image_id
+
+),
+
+groupings as (
+
+    select *, 'all' as grouping, 'all' as group_value from joined
+
+    union all
+
+    select *, 'race' as grouping, race as group_value from joined
+    where race is not null
+
+    union all
+
+    select *, 'gender' as grouping, gender as group_value from joined
+    where gender is not null
+
+    union all
+
+    select *, 'race_gender' as grouping, race || ' ' || gender as group_value from joined
+    where race is not null and gender is not null
+
+),
+
+final as (
+
+    select
+        model,
+        model_version,
+        model_kind,
+        dataset,
+        protocol,
+        image_id,
+        grouping,
+        group_value,
+        true_emotion,
+        predicted_emotion,
+        answer_status,
+        is_answered,
+        is_correct,
+        is_tie
+
+    from groupings
+
+)
+
+select * from final

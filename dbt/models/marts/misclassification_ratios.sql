@@ -1,0 +1,175 @@
+{#- For each pair of groups (group_a < group_b) of a grouping, how much more often images of
+    group a with a given true emotion are read as a given other emotion than images of
+    group b: ratio = rate_a / rate_b with a Katz log 95 % interval. Every wrong emotion of
+    the model's vocabulary appears, with zero counts where the model never chose it. -#}
+
+with
+
+answers as (
+
+    select * from {{ ref('int_answers_with_groups') }}
+    where is_answered and grouping <> 'all'
+
+),
+
+final_answers as (
+
+    select * from {{ ref('int_final_answers') }}
+
+),
+
+emotion_label_map as (
+
+    select * from {{ ref('emotion_label_map') }}
+
+),
+
+vocabulary as (
+
+    select distinct
+        final_answers.model,
+        final_answers.model_version,
+        final_answers.dataset,
+        final_answers.protocol,
+        emotion_label_map.emotion as predicted_emotion
+
+    from final_answers
+
+    inner join emotion_label_map
+        on emotion_label_map.label_set = final_answers.label_set
+
+),
+
+group_totals as (
+
+    select
+        model,
+        model_version,
+        dataset,
+        protocol,
+        grouping,
+        group_value,
+        true_emotion,
+        count(*) as n
+
+    from answers
+
+    group by model, model_version, dataset, protocol, grouping, group_value, true_emotion
+
+),
+
+cell_counts as (
+
+    select
+        model,
+        model_version,
+        dataset,
+        protocol,
+        grouping,
+        group_value,
+        true_emotion,
+        predicted_emotion,
+        count(*) as n_predicted
+
+    from answers
+
+    group by
+        model, model_version, dataset, protocol, grouping, group_value, true_emotion,
+        predicted_emotion
+
+),
+
+cells as (
+
+    select
+        group_totals.model,
+        group_totals.model_version,
+        group_totals.dataset,
+        group_totals.protocol,
+        group_totals.grouping,
+        group_totals.group_value,
+        group_totals.true_emotion,
+        vocabulary.predicted_emotion,
+        group_totals.n,
+        coalesce(cell_counts.n_predicted, 0) as n_predicted
+
+    from group_totals
+
+    inner join vocabulary
+        on vocabulary.model = group_totals.model
+        and vocabulary.model_version = group_totals.model_version
+        and vocabulary.dataset = group_totals.dataset
+        and vocabulary.protocol = group_totals.protocol
+        and vocabulary.predicted_emotion <> group_totals.true_emotion
+
+    left join cell_counts
+        on cell_counts.model = group_totals.model
+        and cell_counts.model_version = group_totals.model_version
+        and cell_counts.dataset = group_totals.dataset
+        and cell_counts.protocol = group_totals.protocol
+        and cell_counts.grouping = group_totals.grouping
+        and cell_counts.group_value = group_totals.group_value
+        and cell_counts.true_emotion = group_totals.true_emotion
+        and cell_counts.predicted_emotion = vocabulary.predicted_emotion
+
+),
+
+pairs as (
+
+    select
+        a.model,
+        a.model_version,
+        a.dataset,
+        a.protocol,
+        a.grouping,
+        a.true_emotion,
+        a.predicted_emotion,
+        a.group_value as group_a,
+        b.group_value as group_b,
+        a.n as n_a,
+        a.n_predicted as count_a,
+        b.n as n_b,
+        b.n_predicted as count_b
+
+    from cells as a
+
+    inner join cells as b
+        on b.model = a.model
+        and b.model_version = a.model_version
+        and b.dataset = a.dataset
+        and b.protocol = a.protocol
+        and b.grouping = a.grouping
+        and b.true_emotion = a.true_emotion
+        and b.predicted_emotion = a.predicted_emotion
+        and a.group_value < b.group_value
+
+),
+
+final as (
+
+    select
+        model,
+        model_version,
+        dataset,
+        protocol,
+        grouping,
+        true_emotion,
+        predicted_emotion,
+        group_a,
+        group_b,
+        n_a,
+        count_a,
+        cast(count_a as double) / n_a as rate_a,
+        n_b,
+        count_b,
+        cast(count_b as double) / n_b as rate_b,
+        case
+            when count_b > 0 then (cast(count_a as double) / n_a) / (cast(count_b as double) / n_b)
+        end as ratio,
+        {{ katz_ratio_interval('count_a', 'n_a', 'count_b', 'n_b') }}
+
+    from pairs
+
+)
+
+select * from final

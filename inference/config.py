@@ -1,0 +1,210 @@
+"""The benchmark declaration (`benchmark.yaml`): what datasets and models to evaluate.
+
+Validation errors name the offending key and say how to fix it, because users edit this
+file by hand and a pydantic traceback is not an explanation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_ENV = "FER_CONFIG"
+WAREHOUSE_ENV = "FER_WAREHOUSE"
+DEFAULT_CONFIG = "benchmark.yaml"
+DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
+
+DATASET_KINDS = ("london_set", "manifest")
+MODEL_KINDS = ("fer_xception",)
+# Partition keys are joined by Dagster with "|" and shown in URLs; keep names plain.
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+class ConfigError(ValueError):
+    """A problem in the benchmark file, phrased for the person editing it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(_Strict):
+    name: str
+    kind: Literal["london_set", "manifest"]
+    # Local copy of the dataset (directory, or manifest file for kind=manifest). Relative
+    # paths are resolved against the config file's directory.
+    location: str | None = None
+    # Label vocabulary of the dataset; rows of dbt/seeds/emotion_label_map.csv with this
+    # label_set map its labels to the canonical ones. Defaults to the dataset kind.
+    label_set: str | None = None
+    # Face images may be sent to external APIs only when this is true (model-runner issue).
+    allow_external_apis: bool = False
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def effective_label_set(self) -> str:
+        return self.label_set or ("canonical" if self.kind == "manifest" else self.kind)
+
+
+class ModelConfig(_Strict):
+    name: str
+    kind: Literal["fer_xception"]
+    version: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("version")
+    @classmethod
+    def _plain_version(cls, value: str) -> str:
+        if not _VERSION_RE.match(value):
+            raise ValueError(
+                "use letters, digits and . _ + - only (it becomes part of a partition key)"
+            )
+        return value
+
+    @property
+    def partition_key(self) -> str:
+        return model_partition_key(self.name, self.version)
+
+
+class StatisticsConfig(_Strict):
+    alpha: float = Field(0.05, gt=0, lt=1)
+    min_cell_n: int = Field(10, ge=1)
+    groupings: tuple[str, ...] = ("race", "gender", "race_gender")
+
+
+class BenchmarkConfig(_Strict):
+    path: Path
+    warehouse: Path
+    reports_dir: Path
+    cache_dir: Path
+    datasets: dict[str, DatasetConfig]
+    models: dict[str, ModelConfig]
+    statistics: StatisticsConfig = StatisticsConfig()
+
+    def resolve(self, location: str) -> Path:
+        """Resolve a path written in the config relative to the config file."""
+        path = Path(os.path.expanduser(location))
+        return path if path.is_absolute() else (self.path.parent / path).resolve()
+
+    def model_for_partition(self, key: str) -> ModelConfig:
+        for model in self.models.values():
+            if model.partition_key == key:
+                return model
+        name, _, version = key.partition("@")
+        if name in self.models:
+            return self.models[name].model_copy(update={"version": version})
+        raise ConfigError(
+            f"model partition {key!r} names no model in {self.path}; add a model "
+            f"named {name!r} under 'models:' or delete the partition"
+        )
+
+
+def model_partition_key(name: str, version: str) -> str:
+    return f"{name}@{version}"
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV, DEFAULT_CONFIG)).resolve()
+
+
+def load_config(path: str | Path | None = None) -> BenchmarkConfig:
+    cfg_path = Path(path).resolve() if path else config_path()
+    if not cfg_path.is_file():
+        raise ConfigError(
+            f"benchmark config {cfg_path} does not exist; create it (see README, "
+            f"'benchmark.yaml') or point {CONFIG_ENV} at one"
+        )
+    try:
+        raw = yaml.safe_load(cfg_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{cfg_path}: not valid YAML: {exc}") from exc
+    return parse_config(raw, cfg_path)
+
+
+def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{cfg_path}: the top level must be a mapping with 'datasets:' and 'models:'")
+    known = {"warehouse", "reports_dir", "cache_dir", "datasets", "models", "statistics"}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(
+                f"{cfg_path}: unknown key {key!r}; allowed top-level keys: {', '.join(sorted(known))}"
+            )
+    base = cfg_path.parent
+    warehouse = os.environ.get(WAREHOUSE_ENV) or raw.get("warehouse") or DEFAULT_WAREHOUSE
+    datasets = _named_section(raw, "datasets", cfg_path, DATASET_KINDS)
+    models = _named_section(raw, "models", cfg_path, MODEL_KINDS)
+    dataset_cfgs = {
+        n: _build(DatasetConfig, f"datasets.{n}", cfg_path, **{**body, "name": n})
+        for n, body in datasets.items()
+    }
+    model_cfgs = {
+        n: _build(ModelConfig, f"models.{n}", cfg_path, **{**body, "name": n})
+        for n, body in models.items()
+    }
+    statistics = _build(StatisticsConfig, "statistics", cfg_path, **(raw.get("statistics") or {}))
+    return BenchmarkConfig(
+        path=cfg_path,
+        warehouse=_under(base, warehouse),
+        reports_dir=_under(base, raw.get("reports_dir") or "data/reports"),
+        cache_dir=_under(base, raw.get("cache_dir") or "data/cache"),
+        datasets=dataset_cfgs,
+        models=model_cfgs,
+        statistics=statistics,
+    )
+
+
+def _build(model: type[BaseModel], where: str, cfg_path: Path, **body: Any) -> Any:
+    try:
+        return model(**body)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, cfg_path, where)) from None
+
+
+def _under(base: Path, value: str | os.PathLike[str]) -> Path:
+    path = Path(os.path.expanduser(str(value)))
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def _named_section(
+    raw: dict[str, Any], section: str, cfg_path: Path, kinds: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    body = raw.get(section)
+    if not isinstance(body, dict) or not body:
+        raise ConfigError(
+            f"{cfg_path}: '{section}:' must map names to entries, e.g. "
+            f"'{section}: {{my_{section[:-1]}: {{kind: {kinds[0]}, ...}}}}'"
+        )
+    for name, entry in body.items():
+        where = f"{cfg_path}: {section}.{name}"
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ConfigError(
+                f"{where}: name must be lower-case letters, digits and '_' starting with a letter"
+            )
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be a mapping with at least 'kind:'")
+        if entry.get("kind") not in kinds:
+            raise ConfigError(
+                f"{where}.kind: {entry.get('kind')!r} is not a known kind; use one of: {', '.join(kinds)}"
+            )
+    return body
+
+
+def _explain(exc: ValidationError, cfg_path: Path, where: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            hint = "unknown key; remove it or check its spelling"
+        elif err["type"] == "missing":
+            hint = "required key is missing; add it"
+        else:
+            hint = err["msg"]
+        lines.append(f"{cfg_path}: {where}.{loc}: {hint}")
+    return "\n".join(lines)

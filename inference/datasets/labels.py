@@ -1,0 +1,79 @@
+"""Dataset emotion vocabularies, read from the dbt seed `emotion_label_map.csv`.
+
+The seed is the single source of truth for label mapping (dbt joins on it too); Python
+only uses it to decide up front which rows carry a label the warehouse can interpret.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SEED_FILE = "emotion_label_map.csv"
+SEED_COLUMNS = ("label_set", "source_label", "emotion")
+
+
+def default_seeds_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "dbt" / "seeds"
+
+
+class UnknownLabelSetError(KeyError):
+    """A dataset names a label_set that has no rows in the seed."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    seed_path: Path
+    # {label_set: {source_label: canonical emotion}}
+    mapping: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def label_sets(self) -> list[str]:
+        return sorted(self.mapping)
+
+    def _set(self, label_set: str) -> dict[str, str]:
+        try:
+            return self.mapping[label_set]
+        except KeyError:
+            raise UnknownLabelSetError(
+                f"label_set {label_set!r} has no rows in {self.seed_path}; add rows "
+                f"'{label_set},<source_label>,<canonical emotion>' to that seed, or set the "
+                f"dataset's label_set to one of: {', '.join(self.label_sets)}"
+            ) from None
+
+    def knows(self, label_set: str, source_label: str) -> bool:
+        return source_label in self._set(label_set)
+
+    def canonical(self, label_set: str, source_label: str) -> str | None:
+        return self._set(label_set).get(source_label)
+
+    def labels(self, label_set: str) -> list[str]:
+        return sorted(self._set(label_set))
+
+
+def load_label_map(seeds_dir: Path | None = None) -> LabelMap:
+    path = (seeds_dir or default_seeds_dir()) / SEED_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"label seed {path} does not exist; it ships with the repo under dbt/seeds/")
+    mapping: dict[str, dict[str, str]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in SEED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; header must be {','.join(SEED_COLUMNS)}")
+        for number, row in enumerate(reader, start=1):
+            label_set, source, emotion = (str(row[c] or "").strip() for c in SEED_COLUMNS)
+            if not (label_set and source and emotion):
+                raise ValueError(f"{path}: data row {number} has an empty field; fill in {','.join(SEED_COLUMNS)}")
+            known = mapping.setdefault(label_set, {})
+            if known.get(source, emotion) != emotion:
+                raise ValueError(
+                    f"{path}: data row {number} maps {label_set}/{source} to {emotion!r} but an earlier "
+                    f"row maps it to {known[source]!r}; keep one"
+                )
+            known[source] = emotion
+    return LabelMap(seed_path=path, mapping=mapping)

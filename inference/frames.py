@@ -1,0 +1,143 @@
+"""Turn adapter outputs into rows of the raw tables (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+
+from inference.datasets.base import DatasetLoad, ImageRecord
+from inference.models.base import Answer
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def dataset_images_frame(dataset: str, label_set: str, load: DatasetLoad) -> pd.DataFrame:
+    loaded_at = utc_now()
+    rows = [
+        {
+            "dataset": dataset,
+            "image_id": img.image_id,
+            "image_hash": img.image_hash,
+            "label_set": label_set,
+            "source_label": img.source_label,
+            "identity": img.identity,
+            "race": img.race,
+            "gender": img.gender,
+            "age": img.age,
+            "width": img.width,
+            "height": img.height,
+            "extra": _json(img.extra or {}),
+            "loaded_at": loaded_at,
+        }
+        for img in load.images
+    ]
+    return pd.DataFrame(rows, columns=_IMAGE_COLUMNS)
+
+
+_IMAGE_COLUMNS = [
+    "dataset", "image_id", "image_hash", "label_set", "source_label", "identity", "race",
+    "gender", "age", "width", "height", "extra", "loaded_at",
+]
+
+
+def quarantine_frame(dataset: str, load: DatasetLoad) -> pd.DataFrame:
+    at = utc_now()
+    rows = [
+        {
+            "dataset": dataset,
+            "source": q.source,
+            "row_number": q.row_number,
+            "image_path": q.image_path,
+            "reason": q.reason,
+            "record": _json(q.record),
+            "quarantined_at": at,
+        }
+        for q in load.quarantined
+    ]
+    return pd.DataFrame(
+        rows,
+        columns=["dataset", "source", "row_number", "image_path", "reason", "record", "quarantined_at"],
+    )
+
+
+def predictions_frame(
+    answers: Sequence[Answer],
+    *,
+    run_id: str,
+    model: str,
+    model_version: str,
+    model_kind: str,
+    label_set: str,
+    dataset: str,
+) -> pd.DataFrame:
+    created_at = utc_now()
+    rows = [
+        {
+            "run_id": run_id,
+            "model": model,
+            "model_version": model_version,
+            "model_kind": model_kind,
+            "label_set": label_set,
+            "dataset": dataset,
+            "image_id": a.image_id,
+            "image_hash": a.image_hash,
+            "protocol": a.protocol,
+            "step": a.step,
+            "step_name": a.step_name,
+            "sample_index": a.sample_index,
+            "attempt": a.attempt,
+            "prompt_hash": a.prompt_hash,
+            "raw_text": a.raw_text,
+            "parse_status": a.parse_status,
+            "predicted_label": a.predicted_label,
+            "predicted_value": a.predicted_value,
+            "probabilities": _json(a.probabilities),
+            "face_found": a.face_found,
+            "face_box": _json(list(a.face_box) if a.face_box else None),
+            "preprocessing": _json(a.preprocessing),
+            "latency_ms": a.latency_ms,
+            "input_tokens": a.input_tokens,
+            "output_tokens": a.output_tokens,
+            "created_at": created_at,
+        }
+        for a in answers
+    ]
+    frame = pd.DataFrame(rows)
+    # pandas infers object/float for all-null columns; pin the nullable integer ones.
+    for col in ("input_tokens", "output_tokens"):
+        if col in frame:
+            frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def records_from_rows(rows: pd.DataFrame, root) -> list[ImageRecord]:
+    """Rebuild ImageRecords of a dataset from raw.dataset_images rows and the dataset root."""
+    records = []
+    for row in rows.itertuples(index=False):
+        records.append(
+            ImageRecord(
+                image_id=row.image_id,
+                path=root / row.image_id,
+                image_hash=row.image_hash,
+                source_label=row.source_label,
+                identity=row.identity,
+                race=row.race,
+                gender=row.gender,
+                age=None if pd.isna(row.age) else float(row.age),
+                width=int(row.width),
+                height=int(row.height),
+            )
+        )
+    return records

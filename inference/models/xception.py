@@ -1,0 +1,231 @@
+"""Adapter for the FER2013 (mini/big) Xception Keras models of oarriaga/face_classification.
+
+The Keras-2 HDF5 files are loaded with Keras 3 on the torch backend (no TensorFlow). Each image
+is preprocessed as in the reference pipeline (see `faces.py`), faces are classified in batches
+(one forward pass per batch) and one `Answer` per image is returned: status `ok` with the full
+softmax vector, or `no_face` when the detector found no face (nothing is guessed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from inference.config import ModelConfig
+from inference.datasets.base import ImageRecord
+from inference.download import sha256_file
+from inference.models.base import Answer
+from inference.models.faces import DEFAULT_OFFSETS, FACE_DETECTION_MODES, FaceDetector, preprocess_face
+from inference.models.weights import WEIGHTS_OPTION_KEYS, WeightsSource
+
+FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+ADAPTER_OPTION_KEYS = (
+    "face_detection",
+    "offsets",
+    "scale_factor",
+    "min_neighbors",
+    "min_size",
+    "cascade",
+    "batch_size",
+)
+
+
+class ModelOptionsError(ValueError):
+    """A model option is unknown or has a bad value; the message names it."""
+
+
+def _import_keras() -> Any:
+    """Import keras on the torch backend, or explain why that is impossible in this process."""
+    if "keras" in sys.modules:
+        import keras
+
+        backend = keras.backend.backend()
+        if backend != "torch":
+            raise RuntimeError(
+                f"keras is already imported with the {backend!r} backend; the FER Xception "
+                f"adapter needs the torch backend. Set KERAS_BACKEND=torch before anything "
+                f"imports keras (or import inference.models.xception first)"
+            )
+        return keras
+    previous = os.environ.get("KERAS_BACKEND")
+    if previous and previous != "torch":
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "KERAS_BACKEND=%s overridden with 'torch' for the FER Xception adapter", previous
+        )
+    os.environ["KERAS_BACKEND"] = "torch"
+    import keras
+
+    if keras.backend.backend() != "torch":  # pragma: no cover - defensive
+        raise RuntimeError(f"keras loaded the {keras.backend.backend()!r} backend, not torch")
+    return keras
+
+
+class XceptionFER:
+    """FER2013 Xception classifier (64x64 grayscale face -> 7 FER2013 emotions)."""
+
+    kind = "fer_xception"
+    label_set = "fer2013"
+    labels = FER2013_LABELS
+    protocol = "classify"
+
+    def __init__(
+        self,
+        weights_path: str | Path,
+        *,
+        version: str | None = None,
+        weights_sha256: str | None = None,
+        face_detection: str = "haar",
+        detector: FaceDetector | None = None,
+        offsets: Sequence[int] = DEFAULT_OFFSETS,
+        batch_size: int = 64,
+    ) -> None:
+        if face_detection not in FACE_DETECTION_MODES:
+            raise ModelOptionsError(
+                f"face_detection: {face_detection!r} is not one of {', '.join(FACE_DETECTION_MODES)}"
+            )
+        self.weights_path = Path(weights_path)
+        self.version = version or self.weights_path.stem
+        self.weights_sha256 = weights_sha256 or sha256_file(self.weights_path)
+        self.face_detection = face_detection
+        self.detector = (detector or FaceDetector()) if face_detection == "haar" else None
+        self.offsets = (int(offsets[0]), int(offsets[1]))
+        self.batch_size = int(batch_size)
+        keras = _import_keras()
+        self.model = keras.models.load_model(str(self.weights_path), compile=False)
+        shape = tuple(self.model.input_shape)
+        if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
+            raise ValueError(f"{self.weights_path}: expected a (None, n, n, 1) input, got {shape}")
+        outputs = int(self.model.output_shape[-1])
+        if outputs != len(FER2013_LABELS):
+            raise ValueError(f"{self.weights_path}: expected 7 outputs (FER2013), got {outputs}")
+        self.input_size = int(shape[1])
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, cache_dir: Path) -> XceptionFER:
+        opts = dict(cfg.options)
+        unknown = sorted(set(opts) - set(WEIGHTS_OPTION_KEYS) - set(ADAPTER_OPTION_KEYS))
+        if unknown:
+            raise ModelOptionsError(
+                f"models.{cfg.name}.options: unknown key(s) {', '.join(unknown)}; allowed: "
+                f"{', '.join(sorted(WEIGHTS_OPTION_KEYS + ADAPTER_OPTION_KEYS))}"
+            )
+        source = WeightsSource.from_options(cfg.version, opts)
+        path = source.obtain(Path(cache_dir))
+        raw_mode = opts.get("face_detection", "haar")
+        # YAML spellings: `none`, `null`, `off`/`false` all mean "use the whole image"
+        mode = "none" if raw_mode in (None, False) else str(raw_mode).lower()
+        if mode == "off":
+            mode = "none"
+        detector = None
+        if mode == "haar":
+            min_size = opts.get("min_size")
+            if isinstance(min_size, int):
+                min_size = (min_size, min_size)
+            detector = FaceDetector(
+                cascade=str(opts.get("cascade", "haarcascade_frontalface_default.xml")),
+                scale_factor=float(opts.get("scale_factor", 1.3)),
+                min_neighbors=int(opts.get("min_neighbors", 5)),
+                min_size=tuple(min_size) if min_size else None,
+            )
+        offsets = opts.get("offsets", DEFAULT_OFFSETS)
+        if not (isinstance(offsets, (list, tuple)) and len(offsets) == 2):
+            raise ModelOptionsError(f"models.{cfg.name}.options.offsets: use two integers, e.g. [20, 40]")
+        return cls(
+            path,
+            version=cfg.version,
+            weights_sha256=source.sha256 or sha256_file(path),
+            face_detection=mode,
+            detector=detector,
+            offsets=offsets,
+            batch_size=int(opts.get("batch_size", 64)),
+        )
+
+    # -- inference -----------------------------------------------------------------------
+
+    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax outputs (n, 7) for preprocessed faces (n, size, size) or (n, size, size, 1)."""
+        import torch
+
+        x = np.asarray(batch, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[..., None]
+        with torch.no_grad():
+            out = self.model([x], training=False)  # a list: the HDF5 functional model has one named input
+        if hasattr(out, "detach"):
+            out = out.detach().cpu().numpy()
+        return np.asarray(out, dtype=np.float64)
+
+    def predict(self, images: Sequence[ImageRecord], batch_size: int | None = None) -> list[Answer]:
+        """One Answer per image, in order: `ok` with probabilities, or `no_face`."""
+        batch_size = int(batch_size or self.batch_size)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        prepared: list[tuple[np.ndarray | None, Any, dict[str, Any], float]] = []
+        for record in images:
+            start = time.perf_counter()
+            array, box, info = preprocess_face(
+                record.path, self.detector, size=self.input_size, offsets=self.offsets
+            )
+            prepared.append((array, box, info, (time.perf_counter() - start) * 1000.0))
+
+        face_idx = [i for i, (array, *_rest) in enumerate(prepared) if array is not None]
+        probs: dict[int, np.ndarray] = {}
+        forward_ms: dict[int, float] = {}
+        for lo in range(0, len(face_idx), batch_size):
+            chunk = face_idx[lo : lo + batch_size]
+            batch = np.stack([prepared[i][0] for i in chunk])  # type: ignore[misc]
+            start = time.perf_counter()
+            out = self.predict_arrays(batch)
+            share = (time.perf_counter() - start) * 1000.0 / len(chunk)
+            for row, i in enumerate(chunk):
+                probs[i] = out[row]
+                forward_ms[i] = share
+
+        answers: list[Answer] = []
+        for i, record in enumerate(images):
+            array, box, info, prep_ms = prepared[i]
+            info = {**info, "batch_size": batch_size}
+            face_found = None if self.detector is None else array is not None
+            face_box = tuple(int(v) for v in box) if box is not None and self.detector else None
+            if array is None:
+                answers.append(
+                    Answer(
+                        image_id=record.image_id,
+                        image_hash=record.image_hash,
+                        parse_status="no_face",
+                        predicted_label=None,
+                        face_found=False,
+                        face_box=None,
+                        preprocessing=info,
+                        latency_ms=prep_ms,
+                        protocol=self.protocol,
+                        step=1,
+                        step_name="emotion",
+                    )
+                )
+                continue
+            vector = probs[i]
+            answers.append(
+                Answer(
+                    image_id=record.image_id,
+                    image_hash=record.image_hash,
+                    parse_status="ok",
+                    predicted_label=FER2013_LABELS[int(np.argmax(vector))],
+                    probabilities={label: float(p) for label, p in zip(FER2013_LABELS, vector)},
+                    face_found=face_found,
+                    face_box=face_box,  # type: ignore[arg-type]
+                    preprocessing=info,
+                    latency_ms=prep_ms + forward_ms[i],
+                    protocol=self.protocol,
+                    step=1,
+                    step_name="emotion",
+                )
+            )
+        return answers

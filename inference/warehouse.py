@@ -1,0 +1,205 @@
+"""The DuckDB warehouse: raw-table DDL, connections that wait out locks, idempotent writes.
+
+DuckDB allows one writing process per file. Every writer here holds the file only for the
+short transaction that replaces its slice, and retries while another process holds it;
+readers work on a snapshot (see `snapshot_for_reading`), so ad hoc SQL never blocks or
+breaks a materialization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+RAW_SCHEMA = "raw"
+
+# One row per image of a dataset. Grain: (dataset, image_id).
+DATASET_IMAGES_DDL = """
+create table if not exists raw.dataset_images (
+    dataset        varchar not null,   -- dataset name in benchmark.yaml
+    image_id       varchar not null,   -- posix path relative to the dataset root
+    image_hash     varchar not null,   -- sha256 of the image file bytes
+    label_set      varchar not null,   -- vocabulary of source_label (dbt seed emotion_label_map)
+    source_label   varchar not null,   -- the dataset's own emotion label
+    identity       varchar,            -- person shown; several images may share one
+    race           varchar,            -- as the dataset reports it (mapped by seed race_map)
+    gender         varchar,
+    age            double,
+    width          integer not null,
+    height         integer not null,
+    extra          json,               -- any further manifest columns
+    loaded_at      timestamp not null,
+    primary key (dataset, image_id)
+)
+"""
+
+# Rows of a dataset that could not be loaded, with the reason. Grain: (dataset, source, row_number).
+QUARANTINE_DDL = """
+create table if not exists raw.quarantine (
+    dataset        varchar not null,
+    source         varchar not null,   -- file that held the row (manifest or folder)
+    row_number     integer not null,   -- 1-based data row in that file (0 when not row-based)
+    image_path     varchar,
+    reason         varchar not null,
+    record         json,
+    quarantined_at timestamp not null
+)
+"""
+
+# One row per answer of a model about an image. A model may answer several times per image
+# (protocol steps, samples of maj@k, retries), hence the wide grain.
+# Grain: (model, model_version, dataset, image_id, protocol, step, sample_index, attempt).
+PREDICTIONS_DDL = """
+create table if not exists raw.predictions (
+    run_id          varchar not null,
+    model           varchar not null,
+    model_version   varchar not null,
+    model_kind      varchar not null,
+    label_set       varchar not null,  -- vocabulary of predicted_label (seed emotion_label_map)
+    dataset         varchar not null,
+    image_id        varchar not null,
+    image_hash      varchar not null,
+    protocol        varchar not null,  -- e.g. 'classify', 'single', 'maj_at_k', 'context_carry'
+    step            integer not null,  -- 1-based step of a multi-step protocol
+    step_name       varchar not null,  -- 'emotion', 'valence', 'arousal', ...
+    sample_index    integer not null,  -- 0-based sample for maj@k
+    attempt         integer not null,  -- 1-based try for retry-until-valid
+    prompt_hash     varchar,           -- null for models without prompts
+    raw_text        varchar,           -- the model's raw answer (null for classifiers)
+    parse_status    varchar not null,  -- ok / repaired / refused / unparseable / off_label / no_face
+    predicted_label varchar,           -- null when no valid answer
+    predicted_value double,            -- numeric answer (valence / arousal) when step asks for one
+    probabilities   json,              -- full probability vector {label: p} when the model gives one
+    face_found      boolean,           -- null when no face detection ran
+    face_box        json,              -- [x, y, w, h] in the original image
+    preprocessing   json,              -- crop, size, colour, normalisation applied
+    latency_ms      double,
+    input_tokens    integer,
+    output_tokens   integer,
+    created_at      timestamp not null,
+    primary key (model, model_version, dataset, image_id, protocol, step, sample_index, attempt)
+)
+"""
+
+# One row per materialization of a (model version x dataset) partition.
+MODEL_RUNS_DDL = """
+create table if not exists raw.model_runs (
+    run_id         varchar not null primary key,
+    model          varchar not null,
+    model_version  varchar not null,
+    model_kind     varchar not null,
+    dataset        varchar not null,
+    started_at     timestamp not null,
+    finished_at    timestamp not null,
+    n_images       integer not null,
+    n_answers      integer not null,
+    n_no_face      integer not null,
+    weights_sha256 varchar,
+    options        json                -- model options from the config (never secrets)
+)
+"""
+
+ALL_DDL = (DATASET_IMAGES_DDL, QUARANTINE_DDL, PREDICTIONS_DDL, MODEL_RUNS_DDL)
+
+
+def connect(path: Path, *, read_only: bool = False, timeout_s: float = 120.0) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, waiting (with jittered backoff) while another process holds its lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)
+
+
+@contextlib.contextmanager
+def writer(path: Path, timeout_s: float = 600.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short-lived read-write connection with the raw schema ensured."""
+    con = connect(path, timeout_s=timeout_s)
+    try:
+        ensure_raw_schema(con)
+        yield con
+    finally:
+        con.close()
+
+
+def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"create schema if not exists {RAW_SCHEMA}")
+    for ddl in ALL_DDL:
+        con.execute(ddl)
+
+
+def replace_slice(
+    con: duckdb.DuckDBPyConnection, table: str, where: dict[str, str], frame: pd.DataFrame
+) -> int:
+    """Atomically replace the rows of `table` matching `where` by `frame`.
+
+    Re-materializing a partition therefore never duplicates rows, and a failure half-way
+    leaves the previous slice intact.
+    """
+    clause = " and ".join(f"{col} = ?" for col in where)
+    con.execute("begin transaction")
+    try:
+        con.execute(f"delete from {table} where {clause}", list(where.values()))
+        if len(frame):
+            con.register("_incoming", frame)
+            columns = ", ".join(frame.columns)
+            con.execute(f"insert into {table} ({columns}) select {columns} from _incoming")
+            con.unregister("_incoming")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return len(frame)
+
+
+@contextlib.contextmanager
+def snapshot_for_reading(path: Path, timeout_s: float = 300.0) -> Iterator[Path]:
+    """Copy the warehouse to a private file and yield its path.
+
+    The copy is taken under a read-only connection (so no writer is mid-transaction and
+    the WAL is checkpointed) and the lock is released at once, so a long interactive SQL
+    session never holds the file that materializations write.
+    """
+    if not path.exists():
+        raise FileNotFoundError(
+            f"warehouse {path} does not exist yet; run `make demo` (or materialize assets) first"
+        )
+    tmpdir = Path(tempfile.mkdtemp(prefix="fer-warehouse-"))
+    target = tmpdir / path.name
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 1.0)
+            continue
+        try:
+            shutil.copyfile(path, target)
+            wal = path.with_name(path.name + ".wal")
+            if wal.exists():  # left by a writer that died before checkpointing
+                shutil.copyfile(wal, target.with_name(target.name + ".wal"))
+        finally:
+            con.close()
+        break
+    try:
+        yield target
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
