@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from pathlib import Path
 
 from inference.config import CONFIG_ENV, DEFAULT_CONFIG, BenchmarkConfig, load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt"
+
+# dbt runs as a subprocess; when this interpreter's environment is not activated (e.g.
+# `.venv/bin/fer-warehouse`), its `dbt` is still the one to use.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 
 @functools.cache

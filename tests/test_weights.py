@@ -17,7 +17,11 @@ import pytest
 from inference.download import DownloadError, sha256_file
 from inference.models import weights as weights_mod
 from inference.models.weights import KNOWN_WEIGHTS, MODELS_DIR_ENV, WeightsError, WeightsSource
-from tests.support.http_server import FileServer
+
+try:
+    from tests.support.http_server import FileServer
+except ImportError:  # tests/ not a package on this path
+    from support.http_server import FileServer
 
 MINI = "fer2013_mini_XCEPTION.102-0.66"
 BIG = "fer2013_big_XCEPTION.54-0.66"

@@ -1,6 +1,5 @@
 """Jobs and sensors: configured model versions become partitions and get evaluated."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """Asset checks: preconditions the marts and statistics rely on."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,6 +1,5 @@
 """dbt models (staging / intermediate / marts) and seeds as Dagster assets."""
 
-from __future__ import annotations
 
 import os
 import time

@@ -4,7 +4,6 @@
 manifest gets one parsed here, so every entry point (UI, demo, tests) can load definitions.
 """
 
-from __future__ import annotations
 
 from dagster_dbt import DbtProject
 

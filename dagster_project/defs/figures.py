@@ -1,6 +1,5 @@
 """Figures (PNG under <reports_dir>/) shown inline as asset metadata in the UI."""
 
-from __future__ import annotations
 
 import base64
 from collections.abc import Callable

@@ -1,6 +1,5 @@
 """Inference: one (model version x dataset) partition -> raw.predictions (+ raw.model_runs)."""
 
-from __future__ import annotations
 
 import json
 import time

@@ -1,6 +1,5 @@
 """Ingestion: each configured dataset -> raw.dataset_images (+ raw.quarantine)."""
 
-from __future__ import annotations
 
 import dagster as dg
 

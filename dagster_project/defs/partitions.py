@@ -1,6 +1,5 @@
 """Partitions: model version (dynamic, added at run time) x dataset (from benchmark.yaml)."""
 
-from __future__ import annotations
 
 import dagster as dg
 

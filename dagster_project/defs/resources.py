@@ -1,6 +1,5 @@
 """Resources: the DuckDB warehouse (lock-tolerant) and the dbt CLI."""
 
-from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator

@@ -1,6 +1,5 @@
 """Statistics on top of the marts (first layer: pairwise error-rate z-tests)."""
 
-from __future__ import annotations
 
 import dagster as dg
 
