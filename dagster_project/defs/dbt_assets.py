@@ -4,6 +4,7 @@
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -39,20 +40,20 @@ def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource)
     for attempt in range(1, LOCK_RETRIES + 1):
         invocation = dbt.cli(["build"], context=context, raise_on_error=False)
         events = list(invocation.stream())
-        if invocation.is_successful():
-            yield from events
-            return
-        log = "\n".join(invocation.get_error() and [str(invocation.get_error())] or [])
-        if "lock" not in (log + _tail(invocation)).lower() or attempt == LOCK_RETRIES:
-            yield from events
-            raise dg.Failure(f"dbt build failed:\n{_tail(invocation)}")
-        context.log.warning(f"warehouse locked by another process; retrying dbt build ({attempt})")
-        time.sleep(2 * attempt)
+        log_tail = _log_tail(invocation.target_path / "dbt.log")
+        locked = not invocation.is_successful() and "could not set lock" in log_tail.lower()
+        if locked and attempt < LOCK_RETRIES:
+            context.log.warning(f"warehouse locked by another process; retrying dbt build ({attempt})")
+            time.sleep(2 * attempt)
+            continue
+        yield from events
+        if not invocation.is_successful():
+            raise dg.Failure(f"dbt build failed; end of dbt.log:\n{log_tail}")
+        return
 
 
-def _tail(invocation, lines: int = 40) -> str:
-    path = invocation.target_path / "../logs/dbt.log"
+def _log_tail(path: Path, lines: int = 40) -> str:
     try:
-        return "\n".join(path.resolve().read_text().splitlines()[-lines:])
+        return "\n".join(path.read_text().splitlines()[-lines:])
     except OSError:
         return ""

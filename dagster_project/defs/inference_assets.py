@@ -65,7 +65,7 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     elapsed = time.perf_counter() - t0
     frame = predictions_frame(
         answers,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         model=model_cfg.name,
         model_version=model_cfg.version,
         model_kind=model_cfg.kind,
@@ -76,7 +76,7 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     run_row = pd.DataFrame(
         [
             {
-                "run_id": context.run_id,
+                "run_id": context.run.run_id,
                 "model": model_cfg.name,
                 "model_version": model_cfg.version,
                 "model_kind": model_cfg.kind,
@@ -123,4 +123,4 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             "dagster/row_count": len(frame),
         },
     )
-    yield dg.MaterializeResult(asset_key=MODEL_RUNS, metadata={"run_id": context.run_id})
+    yield dg.MaterializeResult(asset_key=MODEL_RUNS, metadata={"run_id": context.run.run_id})

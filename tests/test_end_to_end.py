@@ -1,0 +1,169 @@
+"""The whole graph, in-process, on the session fixture (a London Set subset, both models).
+
+Runs through the same jobs as `fer-warehouse demo`, into a temporary warehouse and Dagster
+instance, then checks what a user would look at: raw tables, marts, statistics, figures,
+asset checks, idempotent re-materialization, SQL while a writer holds the file, sensors.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from dagster_project.orchestration import load_definitions, materialize_everything
+from dagster_project.settings import benchmark_config
+from dagster_project.sql_shell import run_sql
+from inference import warehouse
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def instance() -> dg.DagsterInstance:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def demo(instance):
+    result = materialize_everything(instance=instance)
+    return result
+
+
+def _query(sql: str, params=None):
+    con = warehouse.connect(benchmark_config().warehouse, read_only=True)
+    try:
+        return con.execute(sql, params or []).df()
+    finally:
+        con.close()
+
+
+def test_raw_tables_hold_every_image_and_answer(demo):
+    images = _query("select * from raw.dataset_images")
+    answers = _query("select * from raw.predictions")
+    n_images = len(images)
+    assert n_images > 30 and images["image_hash"].str.len().eq(64).all()
+    assert set(images["source_label"]) == {"neutral", "smiling"}
+    # One answer per image and model (single-pass classifiers), full distribution when a face was found.
+    assert len(answers) == 2 * n_images
+    assert set(answers["model"]) == {"mini_xception", "big_xception"}
+    found = answers[answers["parse_status"] == "ok"]
+    assert found["probabilities"].notna().all() and found["face_box"].notna().all()
+    not_found = answers[answers["parse_status"] == "no_face"]
+    assert not_found["predicted_label"].isna().all() and (~not_found["face_found"]).all()
+    assert answers["preprocessing"].str.contains("x/255").all()
+    runs = _query("select * from raw.model_runs")
+    assert len(runs) == 2 and runs["weights_sha256"].str.len().eq(64).all()
+
+
+def test_marts_cover_groups_and_agree_with_raw(demo):
+    acc = _query(
+        "select * from marts.group_accuracy where grouping = 'all' and true_emotion = 'all' order by model"
+    )
+    answered = _query(
+        "select model, count(*) as n from raw.predictions where parse_status = 'ok' group by model order by model"
+    )
+    assert acc["n"].tolist() == answered["n"].tolist()
+    races = set(_query("select distinct group_value from marts.group_accuracy where grouping = 'race'")["group_value"])
+    assert {"white", "black", "east_asian", "west_asian", "east_asian/white"} <= races
+    ratios = _query("select * from marts.misclassification_ratios where grouping = 'race'")
+    assert len(ratios) > 0 and set(ratios["true_emotion"]) <= {"happy", "neutral"}
+    confusion = _query("select sum(n) as n from marts.confusion_counts where grouping = 'all'")
+    assert int(confusion["n"].iloc[0]) == int(answered["n"].sum())
+
+
+def test_statistics_table_records_families_and_holm(demo):
+    tests = _query("select * from stats.error_rate_ztests")
+    assert len(tests) > 0
+    assert set(tests["correction"]) == {"holm"}
+    assert set(tests["grouping"]) <= {"race", "gender", "race_gender"}
+    sizes = tests.groupby("family").size()
+    assert (tests.set_index("family")["family_size"].groupby(level=0).first() == sizes).all()
+    assert (tests["p_adjusted"].dropna() >= tests.loc[tests["p_adjusted"].notna(), "p_value"] - 1e-12).all()
+
+
+def test_figures_written_and_shown_as_metadata(demo, instance):
+    reports = benchmark_config().reports_dir
+    pngs = sorted(p.name for p in reports.glob("*.png"))
+    assert len([p for p in pngs if p.startswith("confusion")]) == 2
+    assert len([p for p in pngs if p.startswith("accuracy_heatmap")]) == 2
+    assert len([p for p in pngs if p.startswith("forest")]) == 2
+    event = instance.get_latest_materialization_event(dg.AssetKey(["reports", "confusion_matrices"]))
+    preview = event.asset_materialization.metadata["preview"].value
+    assert "data:image/png;base64," in preview
+
+
+def test_asset_checks_passed(demo, instance):
+    for key, check in [
+        (["raw", "dataset_images"], "quarantine_share_is_small"),
+        (["raw", "predictions"], "every_image_answered_or_recorded"),
+        (["raw", "predictions"], "probabilities_are_distributions"),
+    ]:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey(key), check), limit=1
+        )
+        assert records and records[0].status.value == "SUCCEEDED", (key, check)
+
+
+def test_rematerializing_a_partition_replaces_its_slice(demo, instance):
+    before = _query("select count(*) as n from raw.predictions")["n"].iloc[0]
+    defs = load_definitions()
+    cfg = benchmark_config()
+    key = dg.MultiPartitionKey(
+        {"model": cfg.models["mini_xception"].partition_key, "dataset": next(iter(cfg.datasets))}
+    )
+    defs.resolve_job_def("evaluate_model_on_dataset").execute_in_process(instance=instance, partition_key=key)
+    after = _query("select count(*) as n, count(distinct run_id) as runs from raw.predictions")
+    assert after["n"].iloc[0] == before
+    assert after["runs"].iloc[0] == 2  # the big model's run and the new mini run
+
+
+def test_sql_waits_for_a_writer_instead_of_failing(demo, capsys):
+    # Another process (a materialization) holds the write lock for 1.5 s.
+    path = benchmark_config().warehouse
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+         "time.sleep(1.5); c.close()", str(path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    start = time.monotonic()
+    assert run_sql("select count(*) as n from marts.group_accuracy", csv=True) == 0
+    waited = time.monotonic() - start
+    assert holder.wait(timeout=30) == 0
+    assert waited >= 0.5
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "n" and int(out[1]) > 0
+
+
+def test_open_sql_session_does_not_block_writers(demo):
+    path = benchmark_config().warehouse
+    with warehouse.snapshot_for_reading(path) as snapshot:
+        reader = duckdb.connect(str(snapshot), read_only=True)
+        # While the reader is open, a writer gets the real file at once.
+        start = time.monotonic()
+        with warehouse.writer(path, timeout_s=5) as con:
+            con.execute("select 1")
+        assert time.monotonic() - start < 5
+        assert reader.execute("select count(*) from raw.dataset_images").fetchone()[0] > 0
+        reader.close()
+
+
+def test_sensor_registers_new_versions_once(demo, instance):
+    defs = load_definitions()
+    sensor = defs.resolve_sensor_def("configured_model_versions")
+    # Everything configured is already a partition and every dataset ingested: skip.
+    result = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert not result.run_requests and result.skip_message
+    # A fresh instance: datasets are ingested first, then the versions become partitions.
+    with dg.instance_for_test() as fresh:
+        first = sensor.evaluate_tick(dg.build_sensor_context(instance=fresh, definitions=defs))
+        assert [r.job_name for r in first.run_requests] == ["ingest_dataset"]
+        assert not first.dynamic_partitions_requests
