@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+BASIC_SEVEN = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 EMOTION_ORDER = [
     "anger", "disgust", "fear", "happy", "neutral", "sad", "surprise", "calm", "contempt", "confusion",
 ]
@@ -29,14 +30,15 @@ def _ordered(labels) -> list[str]:
 def confusion_matrix_png(counts: pd.DataFrame, title: str, path: Path) -> Path:
     """Row-normalised confusion matrix (true emotion x predicted emotion) with counts."""
     truth = _ordered(counts["true_emotion"])
-    predicted = _ordered(set(counts["predicted_emotion"]) | set(truth))
+    # Every basic emotion is a column, so "never predicted" is visible rather than absent.
+    predicted = _ordered(set(counts["predicted_emotion"]) | set(truth) | set(BASIC_SEVEN))
     table = (
         counts.pivot_table(index="true_emotion", columns="predicted_emotion", values="n", aggfunc="sum")
         .reindex(index=truth, columns=predicted)
         .fillna(0)
     )
     shares = table.div(table.sum(axis=1).replace(0, np.nan), axis=0).fillna(0)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(predicted), 1.2 + 0.6 * len(truth)))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.0 + 0.8 * len(predicted)), 2.0 + 0.6 * len(truth)))
     image = ax.imshow(shares.values, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(truth)):
         for j in range(len(predicted)):
@@ -47,7 +49,7 @@ def confusion_matrix_png(counts: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_yticks(range(len(truth)), truth)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of row")
     return _save(fig, path)
 
@@ -62,7 +64,7 @@ def accuracy_heatmap_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path
     n = accuracy.pivot_table(index="group_value", columns="true_emotion", values="n").reindex(
         index=groups, columns=emotions
     )
-    fig, ax = plt.subplots(figsize=(1.5 + 1.0 * len(emotions), 1.0 + 0.5 * len(groups)))
+    fig, ax = plt.subplots(figsize=(max(6.5, 2.5 + 1.0 * len(emotions)), 1.5 + 0.5 * len(groups)))
     image = ax.imshow(acc.values.astype(float), cmap="RdYlGn", vmin=0, vmax=1)
     for i in range(len(groups)):
         for j in range(len(emotions)):
@@ -70,7 +72,7 @@ def accuracy_heatmap_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path
                 ax.text(j, i, f"{acc.values[i, j]:.2f}\nn={int(n.values[i, j])}", ha="center", va="center", fontsize=7)
     ax.set_xticks(range(len(emotions)), emotions, rotation=45, ha="right")
     ax.set_yticks(range(len(groups)), groups)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046, label="accuracy")
     return _save(fig, path)
 
@@ -84,7 +86,9 @@ def forest_plot_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path:
     labels = [f"{g}: {v} (n={int(n)})" for g, v, n in zip(frame["grouping"], frame["group_value"], frame["n"])]
     fig, ax = plt.subplots(figsize=(7, 1.0 + 0.35 * len(frame)))
     y = np.arange(len(frame))[::-1]
-    ax.errorbar(error, y, xerr=[error - low, high - error], fmt="o", color="black", ecolor="grey", capsize=3)
+    # Rounding can put a bound a hair past the estimate (e.g. 100 % accuracy); clip to 0.
+    xerr = [np.clip(error - low, 0, None), np.clip(high - error, 0, None)]
+    ax.errorbar(error, y, xerr=xerr, fmt="o", color="black", ecolor="grey", capsize=3)
     overall = frame.loc[frame["grouping"] == "all", "accuracy"]
     if len(overall):
         ax.axvline(1 - float(overall.iloc[0]), color="tab:red", linestyle="--", linewidth=1, label="overall")
@@ -92,7 +96,7 @@ def forest_plot_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path:
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlim(0, 1)
     ax.set_xlabel("error rate (Wilson 95 % CI)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8)
     return _save(fig, path)
 
 

@@ -37,7 +37,7 @@ def _per_slice(frame: pd.DataFrame, draw: Callable[[pd.DataFrame, str, Path], Pa
     paths = []
     for values, part in frame.groupby(SLICE, sort=True):
         model, version, dataset, protocol = values
-        title = f"{model} {version} — {dataset} ({protocol})"
+        title = f"{model} {version}\n{dataset} ({protocol})"
         paths.append(draw(part, title, out_dir / f"{figures.slug(stem, model, version, dataset, protocol)}.png"))
     return paths
 

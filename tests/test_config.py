@@ -1,0 +1,72 @@
+"""benchmark.yaml validation: every error names the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from inference.config import ConfigError, load_config
+
+VALID = """
+datasets:
+  london:
+    kind: london_set
+    location: faces
+models:
+  mini:
+    kind: fer_xception
+    version: fer2013_mini_XCEPTION.102-0.66
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "benchmark.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_valid_config_resolves_paths_relative_to_the_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("FER_WAREHOUSE", raising=False)
+    cfg = load_config(_write(tmp_path, VALID))
+    assert cfg.warehouse == tmp_path / "data" / "warehouse.duckdb"
+    assert cfg.resolve(cfg.datasets["london"].location) == tmp_path / "faces"
+    assert cfg.models["mini"].partition_key == "mini@fer2013_mini_XCEPTION.102-0.66"
+    assert cfg.datasets["london"].effective_label_set == "london_set"
+
+
+def test_warehouse_env_overrides_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_WAREHOUSE", str(tmp_path / "elsewhere.duckdb"))
+    assert load_config(_write(tmp_path, VALID)).warehouse == tmp_path / "elsewhere.duckdb"
+
+
+def test_config_env_names_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_CONFIG", str(_write(tmp_path, VALID)))
+    assert load_config().path == tmp_path / "benchmark.yaml"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (VALID + "extra_section: 1\n", "unknown key 'extra_section'"),
+        (VALID.replace("kind: fer_xception", "kind: fer_resnet"), "models.mini.kind: 'fer_resnet' is not a known kind; use one of"),
+        (VALID.replace("    version: fer2013_mini_XCEPTION.102-0.66\n", ""), "models.mini.version: required key is missing; add it"),
+        (VALID.replace("version: fer2013_mini_XCEPTION.102-0.66", "version: 'a|b'"), "models.mini.version: Value error, use letters"),
+        (VALID.replace("    location: faces", "    locaton: faces"), "datasets.london.locaton: unknown key; remove it"),
+        (VALID.replace("  london:", "  London-Set:"), "datasets.London-Set: name must be lower-case"),
+        (VALID + "statistics:\n  alpha: 2\n", "statistics.alpha: Input should be less than 1"),
+        ("datasets: []\n", "'datasets:' must map names to entries"),
+        ("- just\n- a list\n", "the top level must be a mapping"),
+        ("datasets: {a: [\n", "not valid YAML"),
+    ],
+)
+def test_invalid_config_names_key_and_fix(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text))
+    assert expected in str(err.value)
+    assert str(tmp_path / "benchmark.yaml") in str(err.value)
+
+
+def test_missing_file_says_how_to_fix(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist; create it"):
+        load_config(tmp_path / "nope.yaml")
