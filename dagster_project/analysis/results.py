@@ -1,0 +1,80 @@
+"""The common shape of every statistics table: one row per test or estimate.
+
+Every stats.* table has these columns (plus its own extras after them), so a user can
+filter any of them the same way: by model, subset, measure, and whether the cell was
+large enough to trust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.multitest import multipletests
+
+RESULT_COLUMNS = [
+    "analysis",      # e.g. 'categorical_agreement', 'rater_reliability'
+    "model",         # model name ('human' for human-only estimates; '' when not model-specific)
+    "model_version",
+    "dataset",
+    "protocol",
+    "subset_kind",   # 'all', 'emotion', 'race', 'gender', 'race_gender', 'model_pair', ...
+    "subset",        # the value of subset_kind ('all' when subset_kind = 'all')
+    "measure",       # e.g. 'cohen_kappa', 'krippendorff_alpha_ordinal', 'mae', 'wilcoxon'
+    "n",             # units the estimate rests on (images, pairs, ratings)
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "statistic",     # test statistic where the measure is a test
+    "p_value",
+    "p_adjusted",
+    "correction",    # 'holm', 'fdr_bh', 'bonferroni', or '' when not adjusted
+    "family",        # the set of tests adjusted together
+    "below_min_n",
+    "detail",        # JSON text with anything measure-specific (method, df, converged, ...)
+]
+
+
+def result_row(**values: Any) -> dict[str, Any]:
+    """One result row with every column present (missing ones null/empty)."""
+    row: dict[str, Any] = {col: None for col in RESULT_COLUMNS}
+    unknown = set(values) - set(RESULT_COLUMNS)
+    if unknown:
+        raise KeyError(f"unknown result columns: {sorted(unknown)}")
+    row.update(values)
+    return row
+
+
+def result_frame(rows: Iterable[Mapping[str, Any]], min_n: int) -> pd.DataFrame:
+    """Rows -> a frame with RESULT_COLUMNS in order, typed, and below_min_n filled from n."""
+    frame = pd.DataFrame(list(rows), columns=RESULT_COLUMNS)
+    for col in ("estimate", "ci_low", "ci_high", "statistic", "p_value", "p_adjusted"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    frame["n"] = pd.to_numeric(frame["n"], errors="coerce").astype("Int64")
+    frame["below_min_n"] = frame["n"].fillna(0).astype(int) < min_n
+    for col in ("analysis", "model", "model_version", "dataset", "protocol", "subset_kind", "subset",
+                "measure", "correction", "family", "detail"):
+        frame[col] = frame[col].fillna("").astype(str)
+    return frame
+
+
+def adjust_within_families(frame: pd.DataFrame, method: str, alpha: float = 0.05) -> pd.DataFrame:
+    """Fill p_adjusted by `method` (statsmodels multipletests) within each non-empty family."""
+    frame = frame.copy()
+    for family, idx in frame[frame["family"] != ""].groupby("family").groups.items():
+        p = frame.loc[idx, "p_value"]
+        ok = p.notna()
+        if ok.any():
+            _, adjusted, _, _ = multipletests(p[ok].to_numpy(), alpha=alpha, method=method)
+            frame.loc[p[ok].index, "p_adjusted"] = adjusted
+            frame.loc[idx, "correction"] = method
+    return frame
+
+
+def empty_result(min_n: int = 1) -> pd.DataFrame:
+    return result_frame([], min_n)
+
+
+__all__ = ["RESULT_COLUMNS", "adjust_within_families", "empty_result", "result_frame", "result_row"]
