@@ -20,7 +20,7 @@ DEFAULT_CONFIG = "benchmark.yaml"
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 
 DATASET_KINDS = ("london_set", "manifest")
-MODEL_KINDS = ("fer_xception",)
+MODEL_KINDS = ("fer_xception", "imported")
 # Partition keys are joined by Dagster with "|" and shown in URLs; keep names plain.
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -32,6 +32,38 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+HUMAN_RATING_FIELDS = ("rater", "image", "dimension", "value", "scale_min", "scale_max")
+
+
+class HumanRatingsConfig(_Strict):
+    """Rater-level ratings of a dataset's images (long format: one row per rater x image x dimension)."""
+
+    # CSV or Parquet file, relative to the config file.
+    location: str
+    # Renames {field: column in the file}; fields: rater, image, dimension, value, scale_min, scale_max.
+    columns: dict[str, str] = Field(default_factory=dict)
+    # Scale of numeric dimensions for rows without scale_min / scale_max columns (or values).
+    scale: tuple[float, float] = (1.0, 9.0)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(HUMAN_RATING_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"unknown field(s) {', '.join(unknown)}; map fields {', '.join(HUMAN_RATING_FIELDS)} "
+                f"to column names, e.g. {{rater: participant, image: filepath}}"
+            )
+        return value
+
+    @field_validator("scale")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not value[0] < value[1]:
+            raise ValueError(f"the low end must be below the high end, e.g. [1, 9]; got {list(value)}")
+        return value
 
 
 class DatasetConfig(_Strict):
@@ -46,6 +78,8 @@ class DatasetConfig(_Strict):
     # Face images may be sent to external APIs only when this is true (model-runner issue).
     allow_external_apis: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
+    # Optional human ratings of the dataset's images (-> raw.human_ratings).
+    human_ratings: HumanRatingsConfig | None = None
 
     @property
     def effective_label_set(self) -> str:
@@ -54,7 +88,7 @@ class DatasetConfig(_Strict):
 
 class ModelConfig(_Strict):
     name: str
-    kind: Literal["fer_xception"]
+    kind: Literal["fer_xception", "imported"]
     version: str
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -70,6 +104,14 @@ class ModelConfig(_Strict):
     @property
     def partition_key(self) -> str:
         return model_partition_key(self.name, self.version)
+
+    def covers(self, dataset: str) -> bool:
+        """Whether this model has answers for `dataset`: always, except an imported model
+        without a file for it (options.files.<dataset>)."""
+        if self.kind == "imported":
+            files = self.options.get("files")
+            return isinstance(files, dict) and dataset in files
+        return True
 
 
 class StatisticsConfig(_Strict):

@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from inference.datasets.base import DatasetLoad, ImageRecord
+from inference.datasets.base import DatasetLoad, ImageRecord, QuarantinedRow
+from inference.datasets.ratings import HumanRating
 from inference.models.base import Answer
 
 
@@ -52,7 +53,14 @@ _IMAGE_COLUMNS = [
 ]
 
 
+QUARANTINE_COLUMNS = ["dataset", "source", "row_number", "image_path", "reason", "record", "quarantined_at"]
+
+
 def quarantine_frame(dataset: str, load: DatasetLoad) -> pd.DataFrame:
+    return quarantined_rows_frame(dataset, load.quarantined)
+
+
+def quarantined_rows_frame(dataset: str, quarantined: Sequence[QuarantinedRow]) -> pd.DataFrame:
     at = utc_now()
     rows = [
         {
@@ -64,12 +72,40 @@ def quarantine_frame(dataset: str, load: DatasetLoad) -> pd.DataFrame:
             "record": _json(q.record),
             "quarantined_at": at,
         }
-        for q in load.quarantined
+        for q in quarantined
     ]
-    return pd.DataFrame(
-        rows,
-        columns=["dataset", "source", "row_number", "image_path", "reason", "record", "quarantined_at"],
-    )
+    frame = pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
+    frame["row_number"] = frame["row_number"].astype("int64")
+    return frame
+
+
+HUMAN_RATING_COLUMNS = [
+    "dataset", "rater", "image_id", "dimension", "value", "label", "scale_min", "scale_max", "loaded_at",
+]
+
+
+def human_ratings_frame(dataset: str, ratings: Sequence[HumanRating]) -> pd.DataFrame:
+    loaded_at = utc_now()
+    rows = [
+        {
+            "dataset": dataset,
+            "rater": r.rater,
+            "image_id": r.image_id,
+            "dimension": r.dimension,
+            "value": r.value,
+            "label": r.label,
+            "scale_min": r.scale_min,
+            "scale_max": r.scale_max,
+            "loaded_at": loaded_at,
+        }
+        for r in ratings
+    ]
+    frame = pd.DataFrame(rows, columns=HUMAN_RATING_COLUMNS)
+    for col in ("value", "scale_min", "scale_max"):
+        frame[col] = frame[col].astype("float64")
+    for col in ("rater", "image_id", "dimension", "label"):
+        frame[col] = frame[col].astype("object")
+    return frame
 
 
 def predictions_frame(
@@ -111,6 +147,8 @@ def predictions_frame(
             "input_tokens": a.input_tokens,
             "output_tokens": a.output_tokens,
             "created_at": created_at,
+            "raw_value": a.raw_value,
+            "value_mapping": a.value_mapping,
         }
         for a in answers
     ]
@@ -119,6 +157,9 @@ def predictions_frame(
     for col in ("input_tokens", "output_tokens"):
         if col in frame:
             frame[col] = frame[col].astype("Int64")
+    for col in ("predicted_value", "raw_value"):
+        if col in frame:
+            frame[col] = frame[col].astype("float64")
     return frame
 
 

@@ -25,3 +25,18 @@ def dataset_location(bench: BenchmarkConfig, ds: DatasetConfig) -> Path:
 def dataset_root(ds: DatasetConfig, location: Path) -> Path:
     """The folder image paths are relative to."""
     return location.parent if ds.kind == "manifest" else location
+
+
+def human_ratings_location(bench: BenchmarkConfig, ds: DatasetConfig) -> Path | None:
+    """The configured human ratings file of a dataset, or None when it has none."""
+    return bench.resolve(ds.human_ratings.location) if ds.human_ratings else None
+
+
+def model_quarantine_sources(bench: BenchmarkConfig, dataset: str) -> list[str]:
+    """Files whose quarantined rows belong to model assets (imported predictions of
+    `dataset`); ingestion replaces the dataset's quarantine rows except these."""
+    sources = []
+    for model in bench.models.values():
+        if model.kind == "imported" and model.covers(dataset):
+            sources.append(str(bench.resolve(str(model.options["files"][dataset]))))
+    return sorted(set(sources))

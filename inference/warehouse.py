@@ -85,6 +85,8 @@ create table if not exists raw.predictions (
     input_tokens    integer,
     output_tokens   integer,
     created_at      timestamp not null,
+    raw_value       double,            -- numeric answer as the model / file gave it
+    value_mapping   varchar,           -- how raw_value became predicted_value, e.g. '[-1, 1] -> [1, 9]: ...'
     primary key (model, model_version, dataset, image_id, protocol, step, sample_index, attempt)
 )
 """
@@ -107,7 +109,31 @@ create table if not exists raw.model_runs (
 )
 """
 
-ALL_DDL = (DATASET_IMAGES_DDL, QUARANTINE_DDL, PREDICTIONS_DDL, MODEL_RUNS_DDL)
+# Human ratings of a dataset's images, one row per rater x image x dimension.
+# Grain: (dataset, rater, image_id, dimension).
+HUMAN_RATINGS_DDL = """
+create table if not exists raw.human_ratings (
+    dataset        varchar not null,
+    rater          varchar not null,   -- rater id as the ratings file gives it
+    image_id       varchar not null,   -- image of raw.dataset_images (path relative to the dataset root)
+    dimension      varchar not null,   -- 'emotion' (categorical) or a numeric one: valence, arousal, ...
+    value          double,             -- numeric rating on [scale_min, scale_max]; null for 'emotion'
+    label          varchar,            -- 'emotion' only: the label, in the dataset's label_set
+    scale_min      double,             -- scale of numeric dimensions; null for 'emotion'
+    scale_max      double,
+    loaded_at      timestamp not null,
+    primary key (dataset, rater, image_id, dimension)
+)
+"""
+
+ALL_DDL = (DATASET_IMAGES_DDL, QUARANTINE_DDL, PREDICTIONS_DDL, MODEL_RUNS_DDL, HUMAN_RATINGS_DDL)
+
+# Columns added after a table was first released: warehouses created before get them on
+# the next connection (`ensure_raw_schema`). (table, column, type)
+ADDED_COLUMNS = (
+    ("raw.predictions", "raw_value", "double"),
+    ("raw.predictions", "value_mapping", "varchar"),
+)
 
 
 def connect(path: Path, *, read_only: bool = False, timeout_s: float = 120.0) -> duckdb.DuckDBPyConnection:
@@ -140,6 +166,46 @@ def ensure_raw_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"create schema if not exists {RAW_SCHEMA}")
     for ddl in ALL_DDL:
         con.execute(ddl)
+    for table, column, type_ in ADDED_COLUMNS:
+        con.execute(f"alter table {table} add column if not exists {column} {type_}")
+
+
+def replace_quarantine(
+    con: duckdb.DuckDBPyConnection,
+    dataset: str,
+    frame: pd.DataFrame,
+    *,
+    sources: list[str] | None = None,
+    keep_sources: list[str] | None = None,
+) -> int:
+    """Replace quarantined rows of `dataset` by `frame`, touching only some sources.
+
+    `sources`: only rows from these files are replaced (an imported-predictions file);
+    `keep_sources`: every row of the dataset is replaced except those from these files
+    (ingestion keeps the rows that the model assets quarantined).
+    """
+    clause, params = "dataset = ?", [dataset]
+    if sources is not None:
+        if not sources:
+            return 0
+        clause += f" and source in ({', '.join('?' for _ in sources)})"
+        params += list(sources)
+    if keep_sources:
+        clause += f" and source not in ({', '.join('?' for _ in keep_sources)})"
+        params += list(keep_sources)
+    con.execute("begin transaction")
+    try:
+        con.execute(f"delete from raw.quarantine where {clause}", params)
+        if len(frame):
+            con.register("_incoming_q", frame)
+            columns = ", ".join(frame.columns)
+            con.execute(f"insert into raw.quarantine ({columns}) select {columns} from _incoming_q")
+            con.unregister("_incoming_q")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return len(frame)
 
 
 def replace_slice(

@@ -1,4 +1,4 @@
-"""Ingestion: each configured dataset -> raw.dataset_images (+ raw.quarantine)."""
+"""Ingestion: each configured dataset -> raw.dataset_images (+ raw.quarantine, raw.human_ratings)."""
 
 
 import dagster as dg
@@ -9,11 +9,13 @@ from dagster_project.settings import benchmark_config
 from inference import warehouse
 from inference.datasets import load_dataset
 from inference.datasets.labels import load_label_map
-from inference.frames import dataset_images_frame, quarantine_frame
-from inference.pipeline import dataset_location
+from inference.datasets.ratings import load_human_ratings
+from inference.frames import dataset_images_frame, human_ratings_frame, quarantined_rows_frame
+from inference.pipeline import dataset_location, human_ratings_location, model_quarantine_sources
 
 DATASET_IMAGES = dg.AssetKey(["raw", "dataset_images"])
 QUARANTINE = dg.AssetKey(["raw", "quarantine"])
+HUMAN_RATINGS = dg.AssetKey(["raw", "human_ratings"])
 
 
 @dg.multi_asset(
@@ -30,21 +32,53 @@ QUARANTINE = dg.AssetKey(["raw", "quarantine"])
             group_name="ingestion",
             kinds={"duckdb"},
         ),
+        dg.AssetSpec(
+            HUMAN_RATINGS,
+            description=(
+                "Human ratings of the dataset's images, one row per rater x image x dimension "
+                "(emotion label, or a numeric value with its scale); datasets.<name>.human_ratings."
+            ),
+            group_name="ingestion",
+            kinds={"duckdb", "python"},
+        ),
     ],
     partitions_def=dataset_partitions,
 )
 def dataset_images(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
-    """Load one dataset; bad rows are quarantined and the rest still loads."""
+    """Load one dataset (and its human ratings); bad rows are quarantined and the rest still loads."""
     bench = benchmark_config()
     ds = bench.datasets[context.partition_key]
     location = dataset_location(bench, ds)
-    load = load_dataset(ds, location, load_label_map())
+    label_map = load_label_map()
+    load = load_dataset(ds, location, label_map)
     images = dataset_images_frame(ds.name, ds.effective_label_set, load)
-    quarantined = quarantine_frame(ds.name, load)
+    ratings_path = human_ratings_location(bench, ds)
+    quarantined_rows = list(load.quarantined)
+    ratings_rows = []
+    if ratings_path is not None:
+        ratings_load = load_human_ratings(
+            ratings_path,
+            label_set=ds.effective_label_set,
+            label_map=label_map,
+            image_ids={img.image_id for img in load.images},
+            columns=ds.human_ratings.columns,
+            scale=ds.human_ratings.scale,
+        )
+        ratings_rows = ratings_load.ratings
+        quarantined_rows += ratings_load.quarantined
+    ratings = human_ratings_frame(ds.name, ratings_rows)
+    quarantined = quarantined_rows_frame(ds.name, quarantined_rows)
     with duckdb.get_connection() as con:
         warehouse.replace_slice(con, "raw.dataset_images", {"dataset": ds.name}, images)
-        warehouse.replace_slice(con, "raw.quarantine", {"dataset": ds.name}, quarantined)
-    context.log.info(f"{ds.name}: {len(images)} images loaded, {len(quarantined)} quarantined")
+        # rows quarantined by model assets (imported prediction files) are theirs to replace
+        warehouse.replace_quarantine(
+            con, ds.name, quarantined, keep_sources=model_quarantine_sources(bench, ds.name)
+        )
+        warehouse.replace_slice(con, "raw.human_ratings", {"dataset": ds.name}, ratings)
+    context.log.info(
+        f"{ds.name}: {len(images)} images loaded, {len(ratings)} human ratings, "
+        f"{len(quarantined)} rows quarantined"
+    )
     reasons = quarantined["reason"].value_counts().head(10).to_dict() if len(quarantined) else {}
     yield dg.MaterializeResult(
         asset_key=DATASET_IMAGES,
@@ -67,3 +101,16 @@ def dataset_images(context: dg.AssetExecutionContext, duckdb: WarehouseResource)
             "top_reasons": dg.MetadataValue.json(reasons),
         },
     )
+    if ratings_path is None:
+        ratings_meta = {"dataset": ds.name, "source": "no human ratings configured", "dagster/row_count": 0}
+    else:
+        ratings_meta = {
+            "dataset": ds.name,
+            "source": str(ratings_path),
+            "n_ratings": len(ratings),
+            "n_raters": int(ratings["rater"].nunique()),
+            "n_quarantined": len(quarantined_rows) - len(load.quarantined),
+            "ratings_by_dimension": dg.MetadataValue.json(ratings["dimension"].value_counts().to_dict()),
+            "dagster/row_count": len(ratings),
+        }
+    yield dg.MaterializeResult(asset_key=HUMAN_RATINGS, metadata=ratings_meta)

@@ -17,7 +17,7 @@ class Answer:
     parse_status: str  # one of PARSE_STATUSES
     predicted_label: str | None  # in the model's own label_set; None unless status ok/repaired
     probabilities: dict[str, float] | None = None  # full vector, model's own labels
-    predicted_value: float | None = None
+    predicted_value: float | None = None  # on the target scale (see value_mapping)
     face_found: bool | None = None
     face_box: tuple[int, int, int, int] | None = None  # x, y, w, h in the original image
     preprocessing: dict[str, Any] = field(default_factory=dict)
@@ -31,3 +31,5 @@ class Answer:
     raw_text: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    raw_value: float | None = None  # the numeric answer as given, before any rescaling
+    value_mapping: str | None = None  # how raw_value became predicted_value (inference.scales)

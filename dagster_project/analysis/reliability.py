@@ -1,0 +1,295 @@
+"""Reliability of human ratings, and of human ratings with a model added as one more rater.
+
+Statistics come from library code only:
+
+* Krippendorff's alpha: ``krippendorff.alpha`` on a raters x images reliability matrix (NaN
+  where a rater did not rate an image); 'emotion' labels are mapped to integer codes and only
+  the nominal level is used. CI: seeded percentile bootstrap over images
+  (``scipy.stats.bootstrap`` resampling image columns; the value domain is fixed to the full
+  data's so resamples are comparable).
+* ICC for numeric dimensions: ``pingouin.intraclass_corr`` (targets = image, raters = rater,
+  ratings = value, nan_policy='omit', i.e. images with any missing rating are dropped). We
+  report the two-way random-effects, absolute-agreement ICCs -- Shrout & Fleiss ICC2 / ICC2k,
+  McGraw & Wong ICC(A,1) / ICC(A,k) -- with pingouin's CI95, F and p-value.
+
+Every human-only estimate has model = 'human'; with a model added, model/model_version (and
+protocol when the model frame has one) name the model. Per demographic group of the faces
+(subset_kind race / gender / race_gender) alpha is computed among humans only: is the label
+itself noisier for some groups?
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import krippendorff
+import numpy as np
+import pandas as pd
+import pingouin
+from scipy.stats import bootstrap
+
+from dagster_project.analysis.results import result_frame, result_row
+
+CATEGORICAL_DIMENSIONS = ("emotion",)
+ICC_TYPES = {  # our measure -> pingouin 'Type' names (>= 0.7 names, older names)
+    "icc_a1": ("ICC(A,1)", "ICC2"),
+    "icc_ak": ("ICC(A,k)", "ICC2k"),
+}
+HUMAN = "human"
+
+
+def _detail(**values: Any) -> str:
+    return json.dumps(values, sort_keys=True, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return None if np.isnan(value) else float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _none_if_nan(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+
+def answers_as_model_ratings(answers: pd.DataFrame) -> pd.DataFrame:
+    """Model answers -> model_ratings rows for dimension 'emotion' (label = predicted emotion).
+
+    Unanswered rows (answer_status != 'answered' or no predicted emotion) are dropped.
+    """
+    ok = answers["predicted_emotion"].notna()
+    if "answer_status" in answers:
+        ok &= answers["answer_status"].eq("answered")
+    cols = [c for c in ("model", "model_version", "dataset", "protocol", "image_id") if c in answers]
+    out = answers.loc[ok, cols].copy()
+    out["dimension"] = "emotion"
+    out["value"] = np.nan
+    out["label"] = answers.loc[ok, "predicted_emotion"].astype(str)
+    return out
+
+
+def rater_reliability(
+    ratings: pd.DataFrame,
+    model_ratings: pd.DataFrame | None = None,
+    *,
+    levels: tuple[str, ...] = ("nominal", "ordinal", "interval"),
+    groupings: tuple[str, ...] = ("race", "gender", "race_gender"),
+    min_n: int = 10,
+    bootstrap_resamples: int = 200,
+    seed: int = 0,
+    icc: bool = True,
+) -> pd.DataFrame:
+    """Krippendorff's alpha (and ICC for numeric dimensions) per dataset x dimension.
+
+    ratings: long human ratings (dataset, rater, image_id, dimension, value, label, + image
+    attributes race / gender). model_ratings (optional): model, model_version, dataset,
+    image_id, dimension, value, label (protocol optional) -- or an answers frame
+    (predicted_emotion), converted by `answers_as_model_ratings`. Each model version (x protocol)
+    is added to the human raters as one more rater, on the images the humans rated.
+
+    Measures: 'krippendorff_alpha_<level>' for each level in `levels` (only 'nominal' for the
+    categorical dimension 'emotion'); n = images with at least two ratings (pairable units).
+    CI = percentile bootstrap over images (`bootstrap_resamples`, seeded; null when 0).
+    'icc_a1' / 'icc_ak' (pingouin ICC(A,1) / ICC(A,k) = Shrout-Fleiss ICC2 / ICC2k) with
+    pingouin's CI95, F and p; n = images kept after listwise deletion.
+    Duplicate (rater, image) ratings: the first is kept (count in detail).
+    """
+    if model_ratings is not None and "dimension" not in model_ratings and "predicted_emotion" in model_ratings:
+        model_ratings = answers_as_model_ratings(model_ratings)
+    rows: list[dict[str, Any]] = []
+    for (dataset, dimension), human in ratings.groupby(["dataset", "dimension"], sort=True):
+        categorical = dimension in CATEGORICAL_DIMENSIONS
+        dim_levels = ("nominal",) if categorical else tuple(levels)
+        models = _model_rows(model_ratings, dataset, dimension, human)
+        coder = _Coder(human, models, categorical)
+        base = dict(dataset=str(dataset), dimension=str(dimension))
+
+        # humans, all images and per demographic group
+        human_matrix, human_images = coder.matrix(human)
+        human_alphas = {}
+        for level in dim_levels:
+            row = _alpha_row(human_matrix, coder.domain, level, base, HUMAN, "", "", "all", "all",
+                             bootstrap_resamples, seed, coder.duplicates(human))
+            human_alphas[level] = row["estimate"]
+            rows.append(row)
+        if icc and not categorical:
+            rows.extend(_icc_rows(human, base, HUMAN, "", ""))
+        attributes = _image_attributes(human)
+        for grouping in groupings:
+            if grouping not in attributes:
+                continue
+            for value, images in attributes.groupby(grouping, sort=True, dropna=True)["image_id"]:
+                keep = np.isin(human_images, images.to_numpy())
+                for level in dim_levels:
+                    rows.append(_alpha_row(human_matrix[:, keep], coder.domain, level, base, HUMAN, "", "",
+                                           grouping, str(value), bootstrap_resamples, seed, None))
+
+        # each model version (x protocol) as one more rater
+        if models is not None:
+            model_keys = [c for c in ("model", "model_version", "protocol") if c in models]
+            for keys, one_model in models.groupby(model_keys, sort=True, dropna=False):
+                keys = dict(zip(model_keys, ("" if pd.isna(k) else str(k) for k in keys)))
+                combined = pd.concat([human, one_model.assign(rater=f"model:{keys['model']}")], ignore_index=True)
+                matrix, _ = coder.matrix(combined)
+                for level in dim_levels:
+                    rows.append(_alpha_row(
+                        matrix, coder.domain, level, base, keys["model"], keys.get("model_version", ""),
+                        keys.get("protocol", ""), "all", "all", bootstrap_resamples, seed,
+                        coder.duplicates(combined), alpha_humans=human_alphas[level]))
+                if icc and not categorical:
+                    rows.extend(_icc_rows(combined, base, keys["model"], keys.get("model_version", ""),
+                                          keys.get("protocol", "")))
+    return result_frame(rows, min_n)
+
+
+class _Coder:
+    """Turns long rows of one dataset x dimension into a raters x images matrix of numbers."""
+
+    def __init__(self, human: pd.DataFrame, models: pd.DataFrame | None, categorical: bool):
+        self.categorical = categorical
+        frames = [human] if models is None else [human, models]
+        if categorical:
+            labels = sorted({str(x) for f in frames for x in f["label"].dropna()})
+            self.codes = {label: float(i) for i, label in enumerate(labels)}
+            self.domain = np.array(sorted(self.codes.values()))
+        else:
+            values = pd.concat([f["value"] for f in frames]).dropna().to_numpy(float)
+            self.domain = np.unique(values)
+
+    def values(self, frame: pd.DataFrame) -> pd.Series:
+        if self.categorical:
+            return frame["label"].map(lambda x: self.codes.get(str(x)) if pd.notna(x) else np.nan).astype(float)
+        return pd.to_numeric(frame["value"], errors="coerce").astype(float)
+
+    def matrix(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        long = pd.DataFrame({"rater": frame["rater"].astype(str).to_numpy(),
+                             "image_id": frame["image_id"].astype(str).to_numpy(),
+                             "v": self.values(frame).to_numpy()})
+        long = long.dropna(subset=["v"]).drop_duplicates(["rater", "image_id"], keep="first")
+        wide = long.pivot(index="rater", columns="image_id", values="v")
+        return wide.to_numpy(float), wide.columns.to_numpy()
+
+    @staticmethod
+    def duplicates(frame: pd.DataFrame) -> int:
+        return int(frame.duplicated(["rater", "image_id"]).sum())
+
+
+def _model_rows(model_ratings, dataset, dimension, human) -> pd.DataFrame | None:
+    if model_ratings is None or model_ratings.empty:
+        return None
+    rows = model_ratings[(model_ratings["dataset"] == dataset) & (model_ratings["dimension"] == dimension)]
+    rows = rows[rows["image_id"].astype(str).isin(set(human["image_id"].astype(str)))]
+    if "label" not in rows:
+        rows = rows.assign(label=np.nan)
+    return rows if not rows.empty else None
+
+
+def _image_attributes(frame: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in ("race", "gender") if c in frame]
+    images = frame.drop_duplicates("image_id")[["image_id", *cols]].copy()
+    images["image_id"] = images["image_id"].astype(str)
+    if {"race", "gender"} <= set(cols):
+        both = images["race"].notna() & images["gender"].notna()
+        images["race_gender"] = None
+        images.loc[both, "race_gender"] = images.loc[both, "race"].astype(str) + " " + images.loc[both, "gender"].astype(str)
+    return images
+
+
+def _pairable(matrix: np.ndarray) -> int:
+    return int((np.sum(~np.isnan(matrix), axis=0) >= 2).sum()) if matrix.size else 0
+
+
+def _alpha(matrix: np.ndarray, domain: np.ndarray, level: str) -> float:
+    return float(krippendorff.alpha(reliability_data=matrix, value_domain=domain, level_of_measurement=level))
+
+
+def _alpha_row(matrix, domain, level, base, model, version, protocol, subset_kind, subset,
+               resamples, seed, duplicates, **extra):
+    n = _pairable(matrix)
+    estimate = low = high = np.nan
+    error = None
+    ci_method = "none"
+    if n >= 1 and len(domain) >= 2:
+        # only pairable columns carry information; dropping the rest leaves alpha unchanged
+        matrix = matrix[:, np.sum(~np.isnan(matrix), axis=0) >= 2]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                estimate = _alpha(matrix, domain, level)
+        except (ValueError, ZeroDivisionError) as exc:
+            error = str(exc)
+        if error is None and resamples > 0 and n >= 2:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = bootstrap((np.arange(n),), lambda idx: _alpha_or_nan(matrix[:, idx], domain, level),
+                                vectorized=False, n_resamples=resamples, method="percentile",
+                                rng=np.random.default_rng(seed))
+            low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+            ci_method = f"percentile bootstrap over images (scipy.stats.bootstrap, {resamples} resamples, seed {seed})"
+    else:
+        error = "fewer than one pairable image or fewer than two distinct values"
+    detail = dict(level=level, n_raters=int(np.any(~np.isnan(matrix), axis=1).sum()) if matrix.size else 0,
+                  n_ratings=int(np.sum(~np.isnan(matrix))), ci_method=ci_method, error=error,
+                  dimension=base["dimension"], duplicates_dropped=duplicates,
+                  **{k: _none_if_nan(v) for k, v in extra.items()})
+    return result_row(
+        analysis="rater_reliability", model=model, model_version=version, dataset=base["dataset"],
+        protocol=protocol, subset_kind=subset_kind, subset=subset,
+        measure=f"{base['dimension']}:krippendorff_alpha_{level}", n=n,
+        estimate=estimate, ci_low=low, ci_high=high, detail=_detail(**detail))
+
+
+def _alpha_or_nan(matrix, domain, level) -> float:
+    try:
+        return _alpha(matrix, domain, level)
+    except (ValueError, ZeroDivisionError):
+        return np.nan
+
+
+def _icc_rows(frame: pd.DataFrame, base, model, version, protocol) -> list[dict[str, Any]]:
+    long = pd.DataFrame({"image_id": frame["image_id"].astype(str).to_numpy(),
+                         "rater": frame["rater"].astype(str).to_numpy(),
+                         "value": pd.to_numeric(frame["value"], errors="coerce").to_numpy(float)})
+    long = long.dropna(subset=["value"]).drop_duplicates(["rater", "image_id"], keep="first")
+    # listwise deletion as pingouin's nan_policy='omit' does, done here too so n is known
+    complete = long.pivot(index="image_id", columns="rater", values="value").dropna()
+    table = error = None
+    if len(complete) >= 2 and complete.shape[1] >= 2:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                table = pingouin.intraclass_corr(data=long, targets="image_id", raters="rater", ratings="value",
+                                                 nan_policy="omit").set_index("Type")
+        except (ValueError, AssertionError, ZeroDivisionError) as exc:
+            error = str(exc)
+    else:
+        error = "fewer than two images rated by every rater, or fewer than two raters"
+    rows = []
+    for measure, names in ICC_TYPES.items():
+        name = next((t for t in names if table is not None and t in table.index), None)
+        est = low = high = f = p = np.nan
+        df1 = df2 = None
+        if name is not None:
+            r = table.loc[name]
+            est, f, p = float(r["ICC"]), float(r["F"]), float(r["pval"])
+            low, high = (float(x) for x in r["CI95"])
+            df1, df2 = float(r["df1"]), float(r["df2"])
+        rows.append(result_row(
+            analysis="rater_reliability", model=model, model_version=version, dataset=base["dataset"],
+            protocol=protocol, subset_kind="all", subset="all", measure=f"{base['dimension']}:{measure}",
+            n=len(complete), estimate=est, ci_low=low, ci_high=high, statistic=f, p_value=p,
+            detail=_detail(pingouin_type=name, n_raters=int(complete.shape[1]), df1=df1, df2=df2,
+                           dimension=base["dimension"], error=error,
+                           model="two-way random effects, absolute agreement (Shrout-Fleiss ICC2/ICC2k)",
+                           ci_method="pingouin CI95 (F-distribution based)",
+                           test="F test of rater/target variance (pingouin F, pval)")))
+    return rows
+
+
+__all__ = ["answers_as_model_ratings", "rater_reliability"]
