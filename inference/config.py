@@ -90,6 +90,8 @@ class ModelConfig(_Strict):
     name: str
     kind: Literal["fer_xception", "imported"]
     version: str
+    # Evaluate only on these datasets (default: every configured dataset).
+    datasets: tuple[str, ...] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("version")
@@ -106,8 +108,10 @@ class ModelConfig(_Strict):
         return model_partition_key(self.name, self.version)
 
     def covers(self, dataset: str) -> bool:
-        """Whether this model has answers for `dataset`: always, except an imported model
-        without a file for it (options.files.<dataset>)."""
+        """Whether this model is evaluated on `dataset`: the ones listed in `datasets:` (all
+        when absent), and for an imported model only those it has a file for."""
+        if self.datasets is not None and dataset not in self.datasets:
+            return False
         if self.kind == "imported":
             files = self.options.get("files")
             return isinstance(files, dict) and dataset in files
@@ -118,6 +122,26 @@ class StatisticsConfig(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
     min_cell_n: int = Field(10, ge=1)
     groupings: tuple[str, ...] = ("race", "gender", "race_gender")
+    # multipletests methods: the first fills p_adjusted, the others get their own columns.
+    corrections: tuple[str, ...] = ("holm", "fdr_bh")
+    bootstrap_resamples: int = Field(200, ge=0)
+
+    @field_validator("corrections")
+    @classmethod
+    def _known_corrections(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = {"holm", "fdr_bh", "bonferroni", "sidak", "holm-sidak", "hommel", "fdr_by"}
+        unknown = [m for m in value if m not in known]
+        if unknown or not value:
+            raise ValueError(f"use one or more of {sorted(known)}; got {list(value)}")
+        return value
+
+    @field_validator("groupings")
+    @classmethod
+    def _known_groupings(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [g for g in value if g not in ("race", "gender", "race_gender")]
+        if unknown:
+            raise ValueError(f"groupings are race, gender, race_gender; got {unknown}")
+        return value
 
 
 class BenchmarkConfig(_Strict):
@@ -191,6 +215,13 @@ def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
         for n, body in models.items()
     }
     statistics = _build(StatisticsConfig, "statistics", cfg_path, **(raw.get("statistics") or {}))
+    for model in model_cfgs.values():
+        unknown = sorted(set(model.datasets or ()) - set(dataset_cfgs))
+        if unknown:
+            raise ConfigError(
+                f"{cfg_path}: models.{model.name}.datasets: {unknown} are not configured datasets; "
+                f"use some of {sorted(dataset_cfgs)} or remove the key to evaluate on all"
+            )
     return BenchmarkConfig(
         path=cfg_path,
         warehouse=_under(base, warehouse),

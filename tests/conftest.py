@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tae_fixture import build_tae_fixture
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 LONDON = SHARED / "datasets" / "london_set"
@@ -41,6 +43,7 @@ def _build_session_fixture(root: Path) -> Path:
     for face_id in identities:
         shutil.copy(LONDON / "neutral_front" / f"{face_id}_03.jpg", london / "neutral_front")
         shutil.copy(LONDON / "smiling_front" / f"{face_id}_08.jpg", london / "smiling_front")
+    tae = build_tae_fixture(root / "tae_sim")
     config = root / "benchmark.yaml"
     config.write_text(
         f"""
@@ -51,15 +54,38 @@ datasets:
   london_subset:
     kind: london_set
     location: {london}
+  tae_sim:
+    kind: manifest
+    location: {tae.manifest}
+    label_set: canonical
+    human_ratings:
+      location: {tae.ratings}
+      scale: [1, 9]
 models:
   mini_xception:
     kind: fer_xception
     version: fer2013_mini_XCEPTION.102-0.66
+    datasets: [london_subset]
   big_xception:
     kind: fer_xception
     version: fer2013_big_XCEPTION.54-0.66
+    datasets: [london_subset]
     options:
       local_dir: {BIG_XCEPTION_DIR}
+  gemma_sim:
+    kind: imported
+    version: sim-1
+    options:
+      files: {{tae_sim: {tae.gemma_answers}}}
+  fer_sim:
+    kind: imported
+    version: sim-1
+    options:
+      files: {{tae_sim: {tae.fer_answers}}}
+      value_scale: [-1, 1]
+statistics:
+  min_cell_n: 5
+  bootstrap_resamples: 50
 """
     )
     return config
@@ -85,3 +111,20 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def session_config_path() -> Path:
     return Path(os.environ["FER_CONFIG"])
+
+
+@pytest.fixture(scope="session")
+def instance():
+    """A temporary Dagster instance shared by the end-to-end tests."""
+    import dagster as dg
+
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="session")
+def demo(instance):
+    """The whole graph materialized once, in-process, on the session fixture."""
+    from dagster_project.orchestration import materialize_everything
+
+    return materialize_everything(instance=instance)

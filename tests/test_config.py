@@ -70,3 +70,11 @@ def test_invalid_config_names_key_and_fix(tmp_path, text, expected):
 def test_missing_file_says_how_to_fix(tmp_path):
     with pytest.raises(ConfigError, match="does not exist; create it"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_model_datasets_must_be_configured(tmp_path):
+    text = VALID.replace("    version: fer2013_mini_XCEPTION.102-0.66", "    version: v1\n    datasets: [london, paris]")
+    with pytest.raises(ConfigError, match=r"models.mini.datasets: \['paris'\] are not configured datasets"):
+        load_config(_write(tmp_path, text))
+    cfg = load_config(_write(tmp_path, VALID.replace("    version: fer2013_mini_XCEPTION.102-0.66", "    version: v1\n    datasets: [london]")))
+    assert cfg.models["mini"].covers("london") and not cfg.models["mini"].covers("paris")

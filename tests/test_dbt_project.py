@@ -124,6 +124,18 @@ def synthetic_predictions(images: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def synthetic_ratings(images: pd.DataFrame) -> pd.DataFrame:
+    """Two raters: an emotion label (dataset vocabulary fer2013) and a valence per image."""
+    rows = []
+    for i, image in enumerate(images.head(6).itertuples()):
+        for rater in ("r1", "r2"):
+            rows.append({"rater": rater, "image_id": image.image_id, "dimension": "emotion",
+                         "label": "angry" if (i + len(rater)) % 2 else image.source_label})
+            rows.append({"rater": rater, "image_id": image.image_id, "dimension": "valence",
+                         "value": float(1 + i), "scale_min": 1.0, "scale_max": 9.0})
+    return pd.DataFrame(rows).assign(dataset=DATASET, loaded_at=NOW)
+
+
 def write_raw(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     images = synthetic_images()
     predictions = synthetic_predictions(images)
@@ -139,11 +151,13 @@ def write_raw(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         {"dataset": [DATASET], "source": ["manifest.csv"], "row_number": [7],
          "image_path": ["img/missing.png"], "reason": ["file not found"], "quarantined_at": [NOW]}
     )
+    ratings = synthetic_ratings(images)
     con = duckdb.connect(str(path))
     try:
         ensure_raw_schema(con)
         for table, frame in [("dataset_images", images), ("predictions", predictions),
-                             ("model_runs", runs), ("quarantine", quarantine)]:
+                             ("model_runs", runs), ("quarantine", quarantine),
+                             ("human_ratings", ratings)]:
             con.register("_frame", frame)
             con.execute(f"insert into raw.{table} by name select * from _frame")
             con.unregister("_frame")
@@ -231,7 +245,9 @@ def test_models_land_in_their_schemas(warehouse):
     ).df()
     by_schema = tables.groupby("table_schema")["table_name"].apply(set).to_dict()
     assert {"stg_dataset_images", "stg_predictions", "stg_quarantine", "stg_model_runs"} <= by_schema["staging"]
-    assert {"int_images_labeled", "int_final_answers", "int_answers_with_groups"} <= by_schema["intermediate"]
+    assert {"int_images_labeled", "int_final_answers", "int_answers_with_groups",
+            "int_human_ratings_labeled", "int_model_dimensional_answers"} <= by_schema["intermediate"]
+    assert "stg_human_ratings" in by_schema["staging"]
     assert {"confusion_counts", "group_accuracy", "misclassification_ratios",
             "answer_status_rates"} <= by_schema["marts"]
     assert {"emotion_label_map", "emotions", "race_map", "gender_map"} <= by_schema["seeds"]
@@ -350,3 +366,25 @@ def test_answer_status_rates_show_face_detection_gaps(warehouse):
     assert set(clf["group_value"]) <= {"black", "white", "latino"} and len(clf) > 0
     vlm = got[(got["model"] == "vlm") & (got["grouping"] == "all")].set_index("answer_status")
     assert vlm.loc["refused", "n"] >= 1
+
+
+def test_human_ratings_map_labels_through_the_dataset_vocabulary(warehouse):
+    got = mart(warehouse, "intermediate.int_human_ratings_labeled")
+    ratings = synthetic_ratings(warehouse["images"])
+    assert len(got) == len(ratings)
+    emotion = got[got["dimension"] == "emotion"]
+    want = emotion["source_label"].map(SOURCE_LABELS)
+    assert (emotion["label"] == want).all() and "anger" in set(emotion["label"])
+    valence = got[got["dimension"] == "valence"]
+    assert valence["label"].isna().all() and valence["value"].between(1, 9).all()
+    images = mart(warehouse, "intermediate.int_images_labeled").set_index("image_id")
+    assert (got["true_emotion"] == images.loc[got["image_id"], "true_emotion"].to_numpy()).all()
+
+
+def test_model_dimensional_answers_take_the_valence_steps(warehouse):
+    got = mart(warehouse, "intermediate.int_model_dimensional_answers")
+    preds = warehouse["predictions"]
+    valence = preds[preds["step_name"] == "valence"]
+    assert len(got) == valence["image_id"].nunique() > 0
+    assert set(got["dimension"]) == {"valence"} and set(got["model"]) == {"vlm"}
+    assert (got["value"] == 0.25).all() and (got["n_valid"] == 1).all()

@@ -16,7 +16,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from dagster_project.orchestration import load_definitions, materialize_everything
+from dagster_project.orchestration import load_definitions
 from dagster_project.settings import benchmark_config
 from dagster_project.sql_shell import run_sql
 from inference import warehouse
@@ -24,19 +24,7 @@ from inference import warehouse
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def instance() -> dg.DagsterInstance:
-    with dg.instance_for_test() as inst:
-        yield inst
-
-
-@pytest.fixture(scope="module")
-def demo(instance):
-    result = materialize_everything(instance=instance)
-    return result
-
-
-def _query(sql: str, params=None):
+def query(sql: str, params=None):
     con = warehouse.connect(benchmark_config().warehouse, read_only=True)
     try:
         return con.execute(sql, params or []).df()
@@ -45,8 +33,8 @@ def _query(sql: str, params=None):
 
 
 def test_raw_tables_hold_every_image_and_answer(demo):
-    images = _query("select * from raw.dataset_images")
-    answers = _query("select * from raw.predictions")
+    images = query("select * from raw.dataset_images where dataset = 'london_subset'")
+    answers = query("select * from raw.predictions where dataset = 'london_subset'")
     n_images = len(images)
     assert n_images > 30 and images["image_hash"].str.len().eq(64).all()
     assert set(images["source_label"]) == {"neutral", "smiling"}
@@ -58,28 +46,33 @@ def test_raw_tables_hold_every_image_and_answer(demo):
     not_found = answers[answers["parse_status"] == "no_face"]
     assert not_found["predicted_label"].isna().all() and (~not_found["face_found"]).all()
     assert answers["preprocessing"].str.contains("x/255").all()
-    runs = _query("select * from raw.model_runs")
-    assert len(runs) == 2 and runs["weights_sha256"].str.len().eq(64).all()
+    runs = query("select * from raw.model_runs")
+    # Xception on the London subset, the two imported models on the Tae-shaped set.
+    assert sorted(zip(runs["model"], runs["dataset"])) == [
+        ("big_xception", "london_subset"), ("fer_sim", "tae_sim"), ("gemma_sim", "tae_sim"), ("mini_xception", "london_subset")
+    ]
+    assert runs["weights_sha256"].str.len().eq(64).all()
 
 
 def test_marts_cover_groups_and_agree_with_raw(demo):
-    acc = _query(
+    acc = query(
         "select * from marts.group_accuracy where grouping = 'all' and true_emotion = 'all' order by model"
     )
-    answered = _query(
-        "select model, count(*) as n from raw.predictions where parse_status = 'ok' group by model order by model"
+    answered = query(
+        "select model, count(*) as n from raw.predictions where parse_status = 'ok' and step_name = 'emotion' "
+        "group by model order by model"
     )
     assert acc["n"].tolist() == answered["n"].tolist()
-    races = set(_query("select distinct group_value from marts.group_accuracy where grouping = 'race'")["group_value"])
+    races = set(query("select distinct group_value from marts.group_accuracy where grouping = 'race'")["group_value"])
     assert {"white", "black", "east_asian", "west_asian", "east_asian/white"} <= races
-    ratios = _query("select * from marts.misclassification_ratios where grouping = 'race'")
+    ratios = query("select * from marts.misclassification_ratios where grouping = 'race' and dataset = 'london_subset'")
     assert len(ratios) > 0 and set(ratios["true_emotion"]) <= {"happy", "neutral"}
-    confusion = _query("select sum(n) as n from marts.confusion_counts where grouping = 'all'")
+    confusion = query("select sum(n) as n from marts.confusion_counts where grouping = 'all'")
     assert int(confusion["n"].iloc[0]) == int(answered["n"].sum())
 
 
 def test_statistics_table_records_families_and_holm(demo):
-    tests = _query("select * from stats.error_rate_ztests")
+    tests = query("select * from stats.error_rate_ztests")
     assert len(tests) > 0
     assert set(tests["correction"]) == {"holm"}
     assert set(tests["grouping"]) <= {"race", "gender", "race_gender"}
@@ -91,9 +84,13 @@ def test_statistics_table_records_families_and_holm(demo):
 def test_figures_written_and_shown_as_metadata(demo, instance):
     reports = benchmark_config().reports_dir
     pngs = sorted(p.name for p in reports.glob("*.png"))
-    assert len([p for p in pngs if p.startswith("confusion")]) == 2
-    assert len([p for p in pngs if p.startswith("accuracy_heatmap")]) == 2
-    assert len([p for p in pngs if p.startswith("forest")]) == 2
+    assert len([p for p in pngs if p.startswith("confusion")]) == 4
+    assert len([p for p in pngs if p.startswith("accuracy_heatmap")]) == 4
+    assert len([p for p in pngs if p.startswith("forest")]) == 4
+    # statistics figures: Bland-Altman per model x dimension, bias bars, strength inversion, forest of ratios
+    assert len([p for p in pngs if p.startswith("bland_altman")]) == 4
+    assert any(p.startswith("bias_bars") for p in pngs) and any(p.startswith("strength") for p in pngs)
+    assert any(p.startswith("disparity_forest") for p in pngs)
     event = instance.get_latest_materialization_event(dg.AssetKey(["reports", "confusion_matrices"]))
     preview = event.asset_materialization.metadata["preview"].value
     assert "data:image/png;base64," in preview
@@ -112,16 +109,16 @@ def test_asset_checks_passed(demo, instance):
 
 
 def test_rematerializing_a_partition_replaces_its_slice(demo, instance):
-    before = _query("select count(*) as n from raw.predictions")["n"].iloc[0]
+    before = query("select count(*) as n from raw.predictions")["n"].iloc[0]
     defs = load_definitions()
     cfg = benchmark_config()
     key = dg.MultiPartitionKey(
         {"model": cfg.models["mini_xception"].partition_key, "dataset": next(iter(cfg.datasets))}
     )
     defs.resolve_job_def("evaluate_model_on_dataset").execute_in_process(instance=instance, partition_key=key)
-    after = _query("select count(*) as n, count(distinct run_id) as runs from raw.predictions")
+    after = query("select count(*) as n, count(distinct run_id) as runs from raw.predictions")
     assert after["n"].iloc[0] == before
-    assert after["runs"].iloc[0] == 2  # the big model's run and the new mini run
+    assert after["runs"].iloc[0] == 4  # three earlier runs and the new mini run
 
 
 def test_sql_waits_for_a_writer_instead_of_failing(demo, capsys):
@@ -165,5 +162,6 @@ def test_sensor_registers_new_versions_once(demo, instance):
     # A fresh instance: datasets are ingested first, then the versions become partitions.
     with dg.instance_for_test() as fresh:
         first = sensor.evaluate_tick(dg.build_sensor_context(instance=fresh, definitions=defs))
-        assert [r.job_name for r in first.run_requests] == ["ingest_dataset"]
+        assert [r.job_name for r in first.run_requests] == ["ingest_dataset", "ingest_dataset"]
+        assert sorted(r.partition_key for r in first.run_requests) == ["london_subset", "tae_sim"]
         assert not first.dynamic_partitions_requests

@@ -1,12 +1,18 @@
-"""Pairwise error-rate z-tests: checked against published worked examples."""
+"""Pairwise error-rate z-tests and misclassification rate ratios: checked against published
+worked examples, statsmodels' own functions on constructed counts, and no-effect simulations."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
-from dagster_project.analysis.proportions import pairwise_error_ztests
+from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
+from dagster_project.analysis.results import RESULT_COLUMNS
 
 
 def _cells(groups: dict[str, tuple[int, int]], emotion: str = "all", grouping: str = "race") -> pd.DataFrame:
@@ -34,8 +40,6 @@ def test_matches_openstax_two_proportion_example():
 def test_holm_adjustment_matches_textbook_example():
     # Holm (1979) step-down, worked example on Wikipedia "Holm-Bonferroni method": raw p-values
     # 0.01, 0.04, 0.03, 0.005 -> adjusted 0.03, 0.06, 0.06, 0.02.
-    from statsmodels.stats.multitest import multipletests
-
     _, adjusted, _, _ = multipletests([0.01, 0.04, 0.03, 0.005], method="holm")
     assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
     # Our families use exactly that adjustment: 4 groups -> 6 pairs in one family.
@@ -80,3 +84,102 @@ def test_nominal_false_positive_rate_under_no_effect():
     tests = pairwise_error_ztests(cells, correction="bonferroni")
     assert len(tests) == trials
     assert 0.03 < tests.significant.mean() < 0.07
+
+
+# ----------------------------------------------------------------------------------------------
+# misclassification_tests: per-confusion rate ratios between groups (RESULT_COLUMNS shape)
+# ----------------------------------------------------------------------------------------------
+
+def _answers(cells: dict[tuple[str, str, str], dict[str, int]], *, model: str = "gpt-4o", dataset: str = "radiate"):
+    """(race, gender, true emotion) -> {predicted emotion: images}, as rows of `answers`."""
+    rows = []
+    for (race, gender, true), predictions in cells.items():
+        for predicted, count in predictions.items():
+            for k in range(count):
+                rows.append({
+                    "model": model, "model_version": "v1", "dataset": dataset, "protocol": "classify",
+                    "image_id": f"{race}-{gender}-{true}-{predicted}-{k}", "identity": f"{race}-{gender}-{k % 9}",
+                    "race": race, "gender": gender, "true_emotion": true,
+                    "predicted_emotion": predicted, "answer_status": "answered",
+                })
+    return pd.DataFrame(rows)
+
+
+def test_misclassification_ratio_like_chhua_anger_as_disgust():
+    # Chhua et al.: anger read as disgust 2.1x more often for Black women than White women.
+    # Constructed counts: 21 of 100 vs 10 of 100 anger images called disgust.
+    answers = _answers({
+        ("Black", "female", "anger"): {"disgust": 21, "anger": 79},
+        ("White", "female", "anger"): {"disgust": 10, "fear": 5, "anger": 85},
+    })
+    unanswered = answers.head(7).assign(image_id=lambda f: f.image_id + "-x", predicted_emotion=None,
+                                        answer_status="refused")
+    tests = misclassification_tests(pd.concat([answers, unanswered]))
+    assert list(tests.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    assert "p_adjusted_fdr_bh" in tests.columns
+    cell = tests[(tests.subset_kind == "race_gender") & (tests.true_emotion == "anger")
+                 & (tests.predicted_emotion == "disgust")]
+    assert len(cell) == 1
+    row = cell.iloc[0]
+    assert row.subset == "Black female vs White female" and row.measure == "rate_ratio"
+    assert row.analysis == "misclassification" and row.n == 200  # refused answers not counted
+    assert row.estimate == pytest.approx(2.1)
+    low, high = confint_proportions_2indep(21, 100, 10, 100, compare="ratio", method="log")
+    assert (row.ci_low, row.ci_high) == pytest.approx((low, high))
+    z, p = proportions_ztest([21, 10], [100, 100])
+    assert (row.statistic, row.p_value) == pytest.approx((z, p))
+    assert row.family == "gpt-4o/v1/radiate/classify/race_gender/anger"
+    assert json.loads(row.detail)["count_a"] == 21
+
+    # One family per true emotion: disgust, fear and the pooled 'error' adjusted together.
+    family = tests[tests.family == row.family].sort_values("predicted_emotion")
+    assert list(family.predicted_emotion) == ["disgust", "error", "fear"]
+    assert family.set_index("predicted_emotion").loc["error", "estimate"] == pytest.approx(0.21 / 0.15)
+    fear = family.set_index("predicted_emotion").loc["fear"]
+    assert fear.estimate == 0 and np.isnan(fear.ci_low)  # zero count: no log interval
+    _, holm, _, _ = multipletests(family.p_value, method="holm")
+    _, bh, _, _ = multipletests(family.p_value, method="fdr_bh")
+    assert family.p_adjusted.to_numpy() == pytest.approx(holm)
+    assert family.p_adjusted_fdr_bh.to_numpy() == pytest.approx(bh)
+    assert set(family.correction) == {"holm"}
+
+    # Overall family: any misclassification, emotions pooled; a single gender gives no pairs.
+    overall = tests[tests.true_emotion == "all"]
+    assert set(overall.subset_kind) == {"race", "race_gender"} and set(overall.predicted_emotion) == {"error"}
+    assert not (tests.subset_kind == "gender").any()
+
+
+def test_misclassification_small_groups_flagged_and_empty_input():
+    answers = _answers({
+        ("Black", "female", "fear"): {"surprise": 3, "fear": 3},
+        ("White", "female", "fear"): {"surprise": 10, "fear": 40},
+    })
+    tests = misclassification_tests(answers, groupings=("race",), min_n=10)
+    assert tests.below_min_n.all()
+    none = misclassification_tests(answers.iloc[0:0], groupings=("race",))
+    assert none.empty and list(none.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+
+
+def test_misclassification_nominal_false_positive_rate_under_no_effect():
+    # Four races with the SAME confusion probabilities in 300 simulated studies (one dataset
+    # each): raw z-tests reject ~5 %, and BH (which controls the family-wise rate under the
+    # global null) rejects anything in about <= 5 % of families. fdr_bh avoids the
+    # gc.collect() statsmodels' Holm branch runs per family.
+    rng = np.random.default_rng(2024)
+    studies, per_group, races = 300, 120, ["Asian", "Black", "Hispanic", "White"]
+    labels = np.array(["anger", "disgust", "fear"])
+    size = studies * len(races) * per_group
+    answers = pd.DataFrame({
+        "model": "m", "model_version": "v1", "protocol": "classify",
+        "dataset": np.repeat([f"s{i:03d}" for i in range(studies)], len(races) * per_group),
+        "race": np.tile(np.repeat(races, per_group), studies), "gender": "female",
+        "image_id": np.arange(size).astype(str), "identity": "x", "true_emotion": "anger",
+        "predicted_emotion": labels[rng.choice(3, size=size, p=[0.6, 0.25, 0.15])],
+        "answer_status": "answered",
+    })
+    tests = misclassification_tests(answers, groupings=("race",), corrections=("fdr_bh",))
+    per_emotion = tests[tests.true_emotion == "anger"]
+    assert len(per_emotion) == studies * 6 * 3  # 6 pairs x (disgust, fear, error)
+    assert 0.03 < (per_emotion.p_value < 0.05).mean() < 0.07
+    any_rejected = per_emotion.groupby("family").p_adjusted.min() < 0.05
+    assert any_rejected.mean() < 0.08

@@ -7,7 +7,9 @@ signed-rank tests of model - human, Bonferroni-corrected within each model x dim
 
 Every statistic comes from library code (scipy, scikit-learn); this module only pairs each
 image's model value with the mean of its human ratings and records results with
-`result_row` / `result_frame`.
+`result_row` / `result_frame`. Both tables carry one extra column after RESULT_COLUMNS,
+`dimension` ('valence', 'arousal', ...), so the dimensions can be filtered without parsing
+`detail`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pingouin as pg
 import pandas as pd
 from scipy import stats
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
@@ -139,13 +142,13 @@ def _agreement_rows(base: dict, dimension: str, cell: pd.DataFrame) -> list[dict
 
     rows = []
     # Pearson correlation (scipy): undefined for n < 2 or a constant side.
-    if n >= 3 and np.ptp(model) > 0 and np.ptp(human) > 0:
+    if n >= 3 and not is_constant(model) and not is_constant(human):
         res = stats.pearsonr(model, human)
         ci = res.confidence_interval(confidence_level=CONFIDENCE)
         rows.append(row("pearson_r", res.statistic, ci.low, ci.high, None, res.pvalue,
                         method="scipy.stats.pearsonr", ci_method="Fisher z", df=n - 2))
     else:
-        reason = "n < 3" if n < 3 else "constant model values" if np.ptp(model) == 0 else "constant human means"
+        reason = "n < 3" if n < 3 else "constant model values" if is_constant(model) else "constant human means"
         rows.append(row("pearson_r", method="scipy.stats.pearsonr", undefined=reason))
     rows.append(row("mae", mean_absolute_error(human, model), method="sklearn.metrics.mean_absolute_error"))
     rows.append(row("rmse", root_mean_squared_error(human, model), method="sklearn.metrics.root_mean_squared_error"))
@@ -154,7 +157,7 @@ def _agreement_rows(base: dict, dimension: str, cell: pd.DataFrame) -> list[dict
     sd = float(np.std(diff, ddof=1)) if n >= 2 else float("nan")
     bias = _mean(diff)
     stat = p = low = high = None
-    if n >= 2 and sd > 0:
+    if n >= 2 and not is_constant(diff):
         test = stats.ttest_1samp(diff, 0.0)
         ci = test.confidence_interval(confidence_level=CONFIDENCE)
         stat, p, low, high = test.statistic, test.pvalue, ci.low, ci.high
@@ -166,7 +169,30 @@ def _agreement_rows(base: dict, dimension: str, cell: pd.DataFrame) -> list[dict
            "method": "bias +- 1.96 SD of differences (Bland & Altman 1986)"}
     rows.append(row("bland_altman_loa_low", bias - LOA_MULTIPLIER * sd, **loa))
     rows.append(row("bland_altman_loa_high", bias + LOA_MULTIPLIER * sd, **loa))
+    rows.append(_icc_vs_human_mean(row, cell))
     return rows
+
+
+def _icc_vs_human_mean(row, cell: pd.DataFrame) -> dict:
+    """ICC(A,1) of the model and the mean human rating as two raters of every image.
+
+    Human raters rarely rate every image (Tae et al.: 72 of 1,440 each), so an ICC among
+    individual raters has no fully crossed design; model vs human mean always does.
+    """
+    long = pd.concat(
+        [
+            pd.DataFrame({"image": cell["image_id"].to_numpy(), "rater": "model", "value": cell["model_value"].to_numpy(float)}),
+            pd.DataFrame({"image": cell["image_id"].to_numpy(), "rater": "human_mean", "value": cell["human_mean"].to_numpy(float)}),
+        ]
+    )
+    method = "pingouin.intraclass_corr ICC(A,1) (Shrout & Fleiss ICC2), raters = model, human mean"
+    if len(cell) < 5 or is_constant(long["value"].to_numpy(float)):
+        return row("icc_a1_vs_human_mean", method=method, undefined="fewer than 5 images or constant values")
+    table = pg.intraclass_corr(data=long, targets="image", raters="rater", ratings="value").set_index("Type")
+    icc = table.loc["ICC2"] if "ICC2" in table.index else table.loc["ICC(A,1)"]
+    low, high = icc["CI95%"] if "CI95%" in icc else icc["CI95"]
+    return row("icc_a1_vs_human_mean", float(icc["ICC"]), float(low), float(high), float(icc["F"]), float(icc["pval"]),
+               method=method)
 
 
 # --------------------------------------------------------------------------- Wilcoxon
@@ -209,7 +235,7 @@ def wilcoxon_by_emotion(
         else:
             detail["undefined"] = "all differences are zero"
         if n >= 2:
-            if np.ptp(diff) > 0:
+            if not is_constant(diff):
                 boot = stats.bootstrap((diff,), np.median, confidence_level=CONFIDENCE, method="percentile",
                                        n_resamples=n_resamples, rng=np.random.default_rng(seed))
                 low, high = boot.confidence_interval.low, boot.confidence_interval.high
@@ -237,6 +263,15 @@ def with_dimension(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def is_constant(values: np.ndarray, rtol: float = 1e-9) -> bool:
+    """True when all values are equal up to floating-point noise (e.g. (h + 1) - h), where
+    tests and correlations are undefined."""
+    values = np.asarray(values, float)
+    if len(values) == 0:
+        return True
+    return bool(np.ptp(values) <= rtol * max(1.0, float(np.max(np.abs(values)))))
+
+
 def _mean(values: np.ndarray) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
@@ -258,5 +293,5 @@ def _json(detail: dict) -> str:
 
 __all__ = [
     "IMAGE_ATTRIBUTES", "MODEL_KEYS", "PAIR_COLUMNS", "dimensional_agreement", "human_image_means",
-    "image_level_pairs", "wilcoxon_by_emotion", "with_dimension",
+    "image_level_pairs", "is_constant", "wilcoxon_by_emotion", "with_dimension",
 ]

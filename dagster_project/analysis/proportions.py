@@ -162,28 +162,38 @@ def misclassification_tests(
         & answers["predicted_emotion"].notna()
         & answers["true_emotion"].notna()
     ].copy()
+    answered[MODEL_KEYS] = answered[MODEL_KEYS].fillna("")
     if "race_gender" in groupings:
         both = answered["race"].notna() & answered["gender"].notna()
         answered["race_gender"] = (answered["race"].astype(str) + " " + answered["gender"].astype(str)).where(both)
-    answered["_wrong"] = answered["predicted_emotion"] != answered["true_emotion"]
+    wrong_mask = answered["predicted_emotion"] != answered["true_emotion"]
 
     rows: list[dict] = []
-    for unit_keys, unit in answered.groupby(MODEL_KEYS, sort=True, dropna=False):
-        for grouping in groupings:
-            cells = unit[unit[grouping].notna()]
-            if cells.empty:
-                continue
+    for grouping in groupings:
+        # Count every cell once: images per (unit, true emotion, group) and confusions per
+        # (unit, true emotion, group, predicted emotion); families are then read off the counts.
+        data = answered[answered[grouping].notna()]
+        wrong = data[wrong_mask[data.index]]
+        unit_group = [*MODEL_KEYS, grouping]
+        n_all = data.groupby(unit_group).size()
+        errors_all = wrong.groupby(unit_group).size().to_dict()
+        n_emotion = data.groupby([*MODEL_KEYS, "true_emotion", grouping]).size()
+        confusions = wrong.groupby([*MODEL_KEYS, "true_emotion", grouping, "predicted_emotion"]).size()
+        confusion_counts = confusions.to_dict()
+        labels_by_family: dict[tuple, set] = {}
+        for key in confusion_counts:
+            labels_by_family.setdefault(key[:5], set()).add(key[6])
+        for unit, n in _by_prefix(n_all.to_dict(), 4):
             # Overall family: any misclassification, all emotions pooled.
-            n = cells.groupby(grouping).size()
-            errors = cells[cells["_wrong"]].groupby(grouping).size().reindex(n.index, fill_value=0)
-            rows += _misclassification_family(unit_keys, grouping, ALL_EMOTIONS, n, {POOLED_ERROR: errors}, alpha)
-            for emotion, emotion_cells in cells.groupby("true_emotion", sort=True):
-                n = emotion_cells.groupby(grouping).size()
-                wrong = emotion_cells[emotion_cells["_wrong"]]
-                confusions = pd.crosstab(wrong[grouping], wrong["predicted_emotion"]).reindex(n.index, fill_value=0)
-                outcomes = {str(label): confusions[label] for label in sorted(confusions.columns, key=str)}
-                outcomes[POOLED_ERROR] = confusions.sum(axis=1) if len(confusions.columns) else n * 0
-                rows += _misclassification_family(unit_keys, grouping, emotion, n, outcomes, alpha)
+            errors = {g: errors_all.get((*unit, g), 0) for g in n}
+            rows += _misclassification_family(unit, grouping, ALL_EMOTIONS, n, {POOLED_ERROR: errors}, alpha)
+        for family_key, n in _by_prefix(n_emotion.to_dict(), 5):
+            outcomes = {
+                str(label): {g: confusion_counts.get((*family_key, g, label), 0) for g in n}
+                for label in sorted(labels_by_family.get(family_key, ()), key=str)
+            }
+            outcomes[POOLED_ERROR] = {g: sum(counts[g] for counts in outcomes.values()) for g in n}
+            rows += _misclassification_family(family_key[:4], grouping, family_key[4], n, outcomes, alpha)
 
     if not rows:
         return pd.DataFrame({col: pd.Series(dtype=object) for col in columns})
@@ -197,14 +207,21 @@ def misclassification_tests(
     return frame[columns]
 
 
-def _misclassification_family(unit_keys, grouping, true_emotion, n: pd.Series, outcomes: dict, alpha) -> list[dict]:
-    model, version, dataset, protocol = ("" if pd.isna(k) else k for k in unit_keys)
+def _by_prefix(counts: dict[tuple, int], width: int):
+    """{(k1..kw, group): n} -> sorted [((k1..kw), {group: n})]."""
+    out: dict[tuple, dict] = {}
+    for key, value in counts.items():
+        out.setdefault(key[:width], {})[key[width]] = int(value)
+    return sorted(out.items(), key=lambda item: tuple(str(k) for k in item[0]))
+
+
+def _misclassification_family(unit_keys, grouping, true_emotion, n: dict, outcomes: dict, alpha) -> list[dict]:
+    """All pairs x outcomes of one family; n = {group: images}, outcomes = {label: {group: count}}."""
+    model, version, dataset, protocol = unit_keys
     family = "/".join(str(v) for v in (model, version, dataset, protocol, grouping, true_emotion))
-    groups = sorted(n.index, key=str)
+    groups = sorted(n, key=str)
     rows = []
     for predicted, counts in outcomes.items():
-        if predicted != POOLED_ERROR and counts.sum() == 0:
-            continue
         for a, b in itertools.combinations(groups, 2):
             test = _rate_ratio_test(int(counts[a]), int(n[a]), int(counts[b]), int(n[b]))
             rows.append({

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS
-from dagster_project.defs.ingestion import DATASET_IMAGES, QUARANTINE
+from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS, QUARANTINE
 from dagster_project.defs.partitions import (
     MODEL_PARTITIONS_NAME,
     configured_model_keys,
@@ -14,7 +14,7 @@ from dagster_project.defs.partitions import (
 from dagster_project.settings import benchmark_config
 
 ingest_job = dg.define_asset_job(
-    "ingest_dataset", selection=dg.AssetSelection.assets(DATASET_IMAGES, QUARANTINE), partitions_def=dataset_partitions
+    "ingest_dataset", selection=dg.AssetSelection.assets(DATASET_IMAGES, QUARANTINE, HUMAN_RATINGS), partitions_def=dataset_partitions
 )
 evaluate_job = dg.define_asset_job(
     "evaluate_model_on_dataset",
@@ -24,7 +24,7 @@ evaluate_job = dg.define_asset_job(
 # Everything downstream of the raw tables: dbt seeds/models/tests, statistics and figures.
 refresh_job = dg.define_asset_job(
     "refresh_marts_and_reports",
-    selection=dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS, DATASET_IMAGES, QUARANTINE).downstream(include_self=False)
+    selection=dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS, DATASET_IMAGES, QUARANTINE, HUMAN_RATINGS).downstream(include_self=False)
     | dg.AssetSelection.groups("label_maps"),
 )
 
@@ -49,6 +49,7 @@ def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorR
     new = [key for key in configured_model_keys(benchmark_config()) if key not in known]
     if not new:
         return dg.SkipReason("every configured model version is already a partition")
+    cfg = benchmark_config()
     requests = [
         dg.RunRequest(
             run_key=f"{model}|{dataset}",
@@ -57,6 +58,8 @@ def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorR
         )
         for model in new
         for dataset in dataset_partitions.get_partition_keys()
+        # an imported model answers only on the datasets it has a file for
+        if cfg.model_for_partition(model).covers(dataset)
     ]
     return dg.SensorResult(
         run_requests=requests,

@@ -12,10 +12,10 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from dagster_project.defs.dbt_project import dbt_project
 from dagster_project.settings import benchmark_config
-from inference.config import WAREHOUSE_ENV
 
 # DuckDB lets one process write a file at a time; another run's short write is waited out.
 LOCK_RETRIES = 5
+DBT_WAREHOUSE_ENV = "FER_DBT_WAREHOUSE"
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
@@ -36,7 +36,8 @@ class WarehouseTranslator(DagsterDbtTranslator):
 @dbt_assets(manifest=dbt_project.manifest_path, dagster_dbt_translator=WarehouseTranslator())
 def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """`dbt build`: seeds, models and their tests, then unit tests of the metric SQL."""
-    os.environ[WAREHOUSE_ENV] = str(benchmark_config().warehouse)
+    # Not FER_WAREHOUSE: that would override the config of anything loaded later in this process.
+    os.environ[DBT_WAREHOUSE_ENV] = str(benchmark_config().warehouse)
     for attempt in range(1, LOCK_RETRIES + 1):
         invocation = dbt.cli(["build"], context=context, raise_on_error=False)
         events = list(invocation.stream())

@@ -1,15 +1,31 @@
 """The one cached DbtProject.
 
-`prepare_if_dev` keeps the manifest fresh under `dagster dev`; a fresh clone without any
-manifest gets one parsed here, so every entry point (UI, demo, tests) can load definitions.
+`prepare_if_dev` keeps the manifest fresh under `dagster dev`; elsewhere (demo, tests, a fresh
+clone) the manifest is parsed here when it is missing or older than any dbt source file, so
+every entry point loads definitions that match the SQL on disk.
 """
 
+from pathlib import Path
 
 from dagster_dbt import DbtProject
 
 from dagster_project.settings import DBT_PROJECT_DIR
 
+SOURCE_DIRS = ("models", "seeds", "macros", "tests")
+
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def _newest_source_mtime(root: Path) -> float:
+    files = [root / "dbt_project.yml", *(p for d in SOURCE_DIRS for p in (root / d).rglob("*") if p.is_file())]
+    return max(p.stat().st_mtime for p in files if p.exists())
+
+
+def manifest_is_stale() -> bool:
+    manifest = dbt_project.manifest_path
+    return not manifest.exists() or manifest.stat().st_mtime < _newest_source_mtime(DBT_PROJECT_DIR)
+
+
 dbt_project.prepare_if_dev()
-if not dbt_project.manifest_path.exists():
+if manifest_is_stale():
     dbt_project.preparer.prepare(dbt_project)

@@ -18,7 +18,7 @@ SLICE = ["model", "model_version", "dataset", "protocol"]
 MAX_INLINE = 8  # images embedded in the metadata markdown; the rest are listed as paths
 
 
-def _figure_result(paths: list[Path]) -> dg.MaterializeResult:
+def figure_result(paths: list[Path]) -> dg.MaterializeResult:
     blocks = []
     for path in paths[:MAX_INLINE]:
         data = base64.b64encode(path.read_bytes()).decode()
@@ -52,7 +52,7 @@ def _per_slice(frame: pd.DataFrame, draw: Callable[[pd.DataFrame, str, Path], Pa
 def confusion_matrices(duckdb: WarehouseResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         counts = con.execute("select * from marts.confusion_counts where grouping = 'all'").df()
-    return _figure_result(_per_slice(counts, figures.confusion_matrix_png, "confusion"))
+    return figure_result(_per_slice(counts, figures.confusion_matrix_png, "confusion"))
 
 
 @dg.asset(
@@ -67,7 +67,7 @@ def accuracy_heatmaps(duckdb: WarehouseResource) -> dg.MaterializeResult:
         acc = con.execute(
             "select * from marts.group_accuracy where grouping in ('race', 'race_gender', 'all')"
         ).df()
-    return _figure_result(_per_slice(acc, figures.accuracy_heatmap_png, "accuracy_heatmap"))
+    return figure_result(_per_slice(acc, figures.accuracy_heatmap_png, "accuracy_heatmap"))
 
 
 @dg.asset(
@@ -80,4 +80,4 @@ def accuracy_heatmaps(duckdb: WarehouseResource) -> dg.MaterializeResult:
 def error_rate_forest_plots(duckdb: WarehouseResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         acc = con.execute("select * from marts.group_accuracy where true_emotion = 'all' and n > 0").df()
-    return _figure_result(_per_slice(acc, figures.forest_plot_png, "forest"))
+    return figure_result(_per_slice(acc, figures.forest_plot_png, "forest"))

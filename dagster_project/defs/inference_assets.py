@@ -12,7 +12,7 @@ from dagster_project.defs.partitions import model_dataset_partitions
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 from inference import warehouse
-from inference.frames import predictions_frame, records_from_rows, utc_now
+from inference.frames import predictions_frame, quarantined_rows_frame, records_from_rows, utc_now
 from inference.models import build_model
 from inference.pipeline import dataset_location, dataset_root
 
@@ -58,11 +58,26 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             f"raw/dataset_images for partition {ds.name!r} first"
         )
     images = records_from_rows(rows, dataset_root(ds, dataset_location(bench, ds)))
-    model = build_model(model_cfg, bench.cache_dir)
+    # resolve: paths in model options are relative to the config file; dataset: an imported
+    # model reads that dataset's file (and fails naming options.files.<dataset> without one)
+    model = build_model(model_cfg, bench.cache_dir, resolve=bench.resolve, dataset=ds.name)
     started = utc_now()
     t0 = time.perf_counter()
     answers = model.predict(images)
     elapsed = time.perf_counter() - t0
+    # Rows the adapter could not use (imported files): replace only this file's quarantine
+    # rows, never the ingestion's.
+    quarantine_sources = list(getattr(model, "quarantine_sources", []))
+    quarantined = quarantined_rows_frame(ds.name, getattr(model, "quarantined", []))
+    if quarantine_sources:
+        with duckdb.get_connection() as con:
+            warehouse.replace_quarantine(con, ds.name, quarantined, sources=quarantine_sources)
+    if not answers:
+        raise dg.Failure(
+            f"{model_cfg.partition_key} gave no answers on dataset {ds.name!r}"
+            + (f"; all {len(quarantined)} rows of its file were quarantined (see raw.quarantine)"
+               if len(quarantined) else "")
+        )
     frame = predictions_frame(
         answers,
         run_id=context.run.run_id,
@@ -100,7 +115,7 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         )
         con.register("_run", run_row)
         con.execute(f"insert into raw.model_runs ({', '.join(run_row.columns)}) select * from _run")
-    answered = frame[frame["parse_status"].isin(["ok", "repaired"])]
+    answered = frame[(frame["step_name"] == "emotion") & frame["parse_status"].isin(["ok", "repaired"])]
     context.log.info(
         f"{model_cfg.partition_key} on {ds.name}: {len(answered)}/{len(images)} answered, "
         f"{n_no_face} without a detected face, {elapsed:.1f}s"
@@ -120,6 +135,7 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
                 answered["predicted_label"].value_counts().to_dict()
             ),
             "weights_sha256": model.weights_sha256 or "",
+            "n_quarantined": len(quarantined),
             "dagster/row_count": len(frame),
         },
     )

@@ -27,6 +27,8 @@ renamed as (
         cast(parse_status as varchar) as parse_status,
         cast(predicted_label as varchar) as predicted_label,
         cast(predicted_value as double) as predicted_value,
+        cast(raw_value as double) as raw_value,
+        cast(value_mapping as varchar) as value_mapping,
         probabilities,
         cast(face_found as boolean) as face_found,
         face_box,

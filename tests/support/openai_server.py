@@ -1,0 +1,437 @@
+"""A loopback, scripted OpenAI-compatible chat-completions server for tests and benchmarks.
+
+Real HTTP/1.1 (keep-alive; a stdlib asyncio server on its own event loop in a background thread)
+on 127.0.0.1 with an ephemeral port; it speaks `POST /v1/chat/completions` and `GET /v1/models`.
+
+    with OpenAIServer(latency_s=0.2) as server:
+        server.enqueue(rate_limited(retry_after="1"), server_error(), answer("happy"))
+        client = AsyncOpenAI(base_url=server.base_url, api_key=..., max_retries=0)
+        ...
+        assert server.generation_count == 3
+        assert server.requests[-1].headers["authorization"] == "Bearer ..."
+        assert server.requests[-1].images == [image_bytes]
+
+Each generation request takes its action from, in order: the queue (`enqueue`, FIFO), the
+`responder` callable (given the `RecordedRequest`, may return None), else the default answer
+(`default_text`, or `answer_fn(recorded)` when set). Latency is an asyncio sleep, so slow
+answers never block other requests; a hang waits until the server stops (then the connection
+is dropped without an answer). Callables run on the server's thread.
+
+`ScriptedServer` (the HTTP plumbing, recording and scripting) is shared with
+`tests/support/gemini_server.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# ----------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the server does with one generation request."""
+
+    kind: str  # answer | rate_limited | error | hang | malformed | refusal | content_filter
+    #            | prompt_blocked | finish_safety | raw
+    text: str | None = None
+    latency_s: float | None = None  # None: the server's default latency
+    status: int = 200
+    retry_after: str | None = None  # Retry-After header value (seconds or HTTP date)
+    retry_delay: str | None = None  # Gemini RetryInfo.retryDelay, e.g. "2s"
+    hang_s: float = 60.0
+    body: bytes | None = None  # for kind == "raw"
+    content_type: str = "application/json"
+    message: str = ""
+
+
+def answer(text: str, latency_s: float | None = None) -> Action:
+    return Action("answer", text=text, latency_s=latency_s)
+
+
+def rate_limited(retry_after: str | None = "1", retry_delay: str | None = None,
+                 latency_s: float | None = 0.0) -> Action:
+    return Action("rate_limited", status=429, retry_after=retry_after, retry_delay=retry_delay,
+                  latency_s=latency_s)
+
+
+def server_error(status: int = 500, latency_s: float | None = 0.0) -> Action:
+    return Action("error", status=status, message="internal error", latency_s=latency_s)
+
+
+def client_error(status: int = 400, message: str = "invalid request", code: str | None = None) -> Action:
+    return Action("error", status=status, message=message, text=code, latency_s=0.0)
+
+
+def hang(seconds: float = 60.0) -> Action:
+    return Action("hang", hang_s=seconds)
+
+
+def malformed(latency_s: float | None = 0.0) -> Action:
+    return Action("malformed", latency_s=latency_s)
+
+
+def raw(body: bytes, status: int = 200, content_type: str = "application/json") -> Action:
+    return Action("raw", body=body, status=status, content_type=content_type, latency_s=0.0)
+
+
+def refusal(text: str = "I'm sorry, I can't help with that.") -> Action:
+    """OpenAI: `message.refusal` set, `content` null."""
+    return Action("refusal", text=text)
+
+
+def content_filter(text: str | None = None) -> Action:
+    """OpenAI: finish_reason 'content_filter'."""
+    return Action("content_filter", text=text)
+
+
+def prompt_blocked(reason: str = "SAFETY") -> Action:
+    """Gemini: promptFeedback.blockReason, no candidates."""
+    return Action("prompt_blocked", text=reason)
+
+
+def finish_safety(reason: str = "SAFETY") -> Action:
+    """Gemini: a candidate with finishReason SAFETY and no content."""
+    return Action("finish_safety", text=reason)
+
+
+# ----------------------------------------------------------------------------- recording
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: Any  # parsed JSON, or None
+    raw_body: bytes
+    images: list[bytes] = field(default_factory=list)  # decoded inline images
+    image_mimes: list[str] = field(default_factory=list)
+    prompt: str = ""  # all text parts, joined with newlines
+    started: float = 0.0
+    finished: float | None = None
+    status: int | None = None
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            408: "Request Timeout", 429: "Too Many Requests", 500: "Internal Server Error",
+            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+class ScriptedServer:
+    """HTTP plumbing, recording and scripting; subclasses implement `_generation` and `_route`.
+
+    The HTTP/1.1 server (keep-alive, Content-Length bodies) runs on an asyncio event loop in a
+    background thread: latency is an `asyncio.sleep`, so hundreds of slow requests in flight
+    cost no threads and never block each other."""
+
+    def __init__(self, *, latency_s: float = 0.0, default_text: str = "neutral",
+                 models: tuple[str, ...] = ("test-model",)) -> None:
+        self.latency_s = latency_s
+        self.default_text = default_text
+        self.models = models
+        self.answer_fn: Callable[[RecordedRequest], str] | None = None
+        self.responder: Callable[[RecordedRequest], Action | None] | None = None
+        self.requests: list[RecordedRequest] = []
+        self.responses: list[bytes] = []  # every body sent, to check nothing secret is echoed
+        self.max_concurrent = 0
+        self._in_flight = 0
+        self._queue: deque[Action] = deque()
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._stopping: asyncio.Event | None = None
+        self._server: asyncio.base_events.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._address: tuple[str, int] | None = None
+        self._connections: set[asyncio.Task] = set()
+
+    # -- public API
+    @property
+    def url(self) -> str:
+        if self._address is None:
+            raise RuntimeError("the server is not started (use it as a context manager)")
+        host, port = self._address
+        return f"http://{host}:{port}"
+
+    @property
+    def generation_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.method == "POST"]
+
+    @property
+    def generation_count(self) -> int:
+        return len(self.generation_requests)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def enqueue(self, *actions: Action) -> None:
+        with self._lock:
+            self._queue.extend(actions)
+
+    def reset(self) -> None:
+        """Forget recorded requests, queued actions and the concurrency peak."""
+        with self._lock:
+            self.requests.clear()
+            self.responses.clear()
+            self._queue.clear()
+            self.max_concurrent = self._in_flight
+
+    def start(self) -> "ScriptedServer":
+        async def open_server() -> None:
+            self._stopping = asyncio.Event()
+            self._server = await asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=2048)
+            self._address = self._server.sockets[0].getsockname()[:2]
+
+        self._loop.run_until_complete(open_server())
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="loopback-server")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+
+        async def close() -> None:
+            assert self._stopping is not None and self._server is not None
+            self._stopping.set()  # releases hanging requests
+            self._server.close()
+            connections = [t for t in self._connections if not t.done()]
+            for task in connections:  # idle keep-alive connections wait in readline
+                task.cancel()
+            await asyncio.gather(*connections, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._thread = None
+        self._loop.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- to implement
+    def _generation(self, recorded: RecordedRequest, action: Action) -> tuple[int, dict[str, str], bytes]:
+        raise NotImplementedError
+
+    def _route(self, method: str, path: str) -> str | None:
+        """'generate' for a generation endpoint, 'models' for the model list, else None."""
+        raise NotImplementedError
+
+    def _models_body(self) -> bytes:
+        raise NotImplementedError
+
+    def _extract(self, recorded: RecordedRequest) -> None:
+        """Fill `images`, `image_mimes` and `prompt` from the parsed body."""
+
+    # -- internals
+    def _next_action(self, recorded: RecordedRequest) -> Action:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        if self.responder is not None:
+            action = self.responder(recorded)
+            if action is not None:
+                return action
+        text = self.answer_fn(recorded) if self.answer_fn is not None else self.default_text
+        return answer(text)
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep `seconds` unless the server stops first; True if it stopped."""
+        assert self._stopping is not None
+        if self._stopping.is_set():
+            return True
+        if seconds > 0:
+            try:
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+            except asyncio.TimeoutError:
+                return False
+            return True
+        return False
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+        try:
+            while True:
+                request_line = await reader.readline()
+                if not request_line.strip():
+                    break
+                method, target, _version = request_line.decode("latin-1").split(None, 2)
+                headers: dict[str, str] = {}
+                while True:
+                    line = await reader.readline()
+                    if line in (b"\r\n", b"\n", b""):
+                        break
+                    name, _, value = line.decode("latin-1").partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length") or 0)
+                raw_body = await reader.readexactly(length) if length else b""
+                result = await self._handle(method, target, headers, raw_body)
+                if result is None:  # stopped while hanging: drop the connection, as a dead server
+                    break
+                status, response_headers, payload = result
+                head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}",
+                        f"Content-Length: {len(payload)}", "Server: loopback"]
+                head += [f"{k}: {v}" for k, v in response_headers.items()]
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+                await writer.drain()
+                if headers.get("connection", "").lower() == "close":
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            writer.close()
+
+    async def _handle(self, method: str, target: str, headers: dict[str, str],
+                      raw_body: bytes) -> tuple[int, dict[str, str], bytes] | None:
+        split = urllib.parse.urlsplit(target)
+        path = urllib.parse.unquote(split.path)
+        try:
+            body = json.loads(raw_body) if raw_body else None
+        except ValueError:
+            body = None
+        recorded = RecordedRequest(
+            method=method, path=path + (f"?{split.query}" if split.query else ""),
+            headers=headers, body=body, raw_body=raw_body, started=time.monotonic(),
+        )
+        route = self._route(method, path)
+        with self._lock:
+            self.requests.append(recorded)
+        json_headers = {"Content-Type": "application/json"}
+        if route == "models":
+            return self._record(recorded, 200, json_headers, self._models_body())
+        if route != "generate":
+            return self._record(recorded, 404, json_headers, json.dumps(
+                {"error": {"message": f"no route for {method} {path}", "code": 404}}).encode())
+        try:
+            self._extract(recorded)
+        except Exception:  # a malformed request is the client's problem; answer anyway
+            pass
+        with self._lock:
+            self._in_flight += 1
+            self.max_concurrent = max(self.max_concurrent, self._in_flight)
+        try:
+            action = self._next_action(recorded)
+            if action.kind == "hang":
+                if await self._sleep(action.hang_s):
+                    return None
+                return self._record(recorded, 504, json_headers, b'{"error": "hung"}')
+            if await self._sleep(self.latency_s if action.latency_s is None else action.latency_s):
+                return None
+            if action.kind == "raw":
+                return self._record(recorded, action.status, {"Content-Type": action.content_type}, action.body or b"")
+            if action.kind == "malformed":
+                return self._record(recorded, 200, json_headers, b'{"choices": [{"mess')
+            return self._record(recorded, *self._generation(recorded, action))
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _record(self, recorded: RecordedRequest, status: int, headers: dict[str, str],
+                payload: bytes) -> tuple[int, dict[str, str], bytes]:
+        recorded.status = status
+        recorded.finished = time.monotonic()
+        with self._lock:
+            self.responses.append(payload)
+        return status, headers, payload
+
+
+def decode_data_url(url: str) -> tuple[str, bytes]:
+    """'data:image/jpeg;base64,....' -> ('image/jpeg', bytes)."""
+    header, _, data = url.partition(",")
+    if not header.startswith("data:") or ";base64" not in header:
+        raise ValueError("not a base64 data URL")
+    return header[5:].split(";")[0], base64.b64decode(data, validate=True)
+
+
+# ----------------------------------------------------------------------------- OpenAI
+
+
+class OpenAIServer(ScriptedServer):
+    """`POST /v1/chat/completions`, `GET /v1/models`; use `base_url` (…/v1) for clients."""
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def _route(self, method: str, path: str) -> str | None:
+        if method == "POST" and path.rstrip("/") == "/v1/chat/completions":
+            return "generate"
+        if method == "GET" and path.rstrip("/") == "/v1/models":
+            return "models"
+        return None
+
+    def _models_body(self) -> bytes:
+        return json.dumps({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "loopback"} for m in self.models
+        ]}).encode()
+
+    def _extract(self, recorded: RecordedRequest) -> None:
+        texts: list[str] = []
+        for message in (recorded.body or {}).get("messages", []):
+            content = message.get("content")
+            if isinstance(content, str):
+                texts.append(content)
+                continue
+            for part in content or []:
+                if part.get("type") == "text":
+                    texts.append(part.get("text", ""))
+                elif part.get("type") == "image_url":
+                    mime, data = decode_data_url(part["image_url"]["url"])
+                    recorded.image_mimes.append(mime)
+                    recorded.images.append(data)
+        recorded.prompt = "\n".join(texts)
+
+    def _generation(self, recorded: RecordedRequest, action: Action) -> tuple[int, dict[str, str], bytes]:
+        json_headers = {"Content-Type": "application/json"}
+        if action.kind == "rate_limited":
+            headers = dict(json_headers)
+            if action.retry_after is not None:
+                headers["Retry-After"] = action.retry_after
+            return 429, headers, json.dumps({"error": {
+                "message": "Rate limit reached for requests", "type": "requests",
+                "param": None, "code": "rate_limit_exceeded"}}).encode()
+        if action.kind == "error":
+            return action.status, json_headers, json.dumps({"error": {
+                "message": action.message, "type": "server_error" if action.status >= 500 else "invalid_request_error",
+                "param": None, "code": action.text}}).encode()
+        model = (recorded.body or {}).get("model", "test-model")
+        message: dict[str, Any] = {"role": "assistant", "content": None, "refusal": None}
+        finish = "stop"
+        if action.kind == "answer":
+            message["content"] = action.text
+        elif action.kind == "refusal":
+            message["refusal"] = action.text
+        elif action.kind == "content_filter":
+            message["content"] = action.text
+            finish = "content_filter"
+        else:
+            raise ValueError(f"OpenAIServer cannot perform action {action.kind!r}")
+        prompt_tokens = max(1, len(recorded.prompt) // 4) + 85 * len(recorded.images)
+        completion_tokens = max(1, len(message["content"] or message["refusal"] or "") // 4)
+        payload = {
+            "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "system_fingerprint": "fp_loopback",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+        return 200, json_headers, json.dumps(payload).encode()

@@ -1,0 +1,127 @@
+"""The statistics layer end to end on the Tae-shaped fixture (tests/support/tae_fixture.py):
+simulated human raters and two imported models with planted effects, materialized in-process
+by the same jobs as the demo. Each test checks that a planted effect is found where the seed
+paper reports it."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from dagster_project.analysis.results import RESULT_COLUMNS
+from tests.support.tae_fixture import GEMMA_FEMALE_VALENCE_SHIFT
+from tests.test_end_to_end import query
+
+pytestmark = pytest.mark.slow
+
+STATS_TABLES = [
+    "misclassification_tests", "categorical_agreement", "mcnemar_tests", "rater_reliability",
+    "dimensional_agreement", "wilcoxon_tests", "mixed_models", "response_style",
+]
+
+
+@pytest.mark.parametrize("table", STATS_TABLES)
+def test_every_stats_table_has_the_common_columns_and_rows(demo, table):
+    frame = query(f"select * from stats.{table}")
+    assert list(frame.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    assert len(frame) > 0
+    assert frame["detail"].map(lambda d: d == "" or isinstance(json.loads(d), dict)).all()
+
+
+def test_imported_values_are_rescaled_and_the_mapping_recorded(demo):
+    rows = query(
+        "select raw_value, predicted_value, value_mapping from raw.predictions "
+        "where model = 'fer_sim' and step_name = 'valence'"
+    )
+    assert rows["raw_value"].between(-1, 1).all() and rows["predicted_value"].between(1, 9).all()
+    assert ((rows["raw_value"] + 1) / 2 * 8 + 1 - rows["predicted_value"]).abs().max() < 1e-9
+    assert rows["value_mapping"].str.contains(r"\[-1").all()
+
+
+def test_human_reliability_and_models_as_raters(demo):
+    alpha = query(
+        "select * from stats.rater_reliability where measure = 'krippendorff_alpha_interval' "
+        "and subset_kind = 'all' and dimension = 'valence'"
+    ).set_index("model")
+    # Raters share per-emotion means with noise SD 1: substantial agreement among humans.
+    assert 0.6 < alpha.loc["human", "estimate"] < 0.95
+    assert {"gemma_sim", "fer_sim"} <= set(alpha.index)
+    per_race = query(
+        "select subset from stats.rater_reliability where model = 'human' and subset_kind = 'race'"
+    )
+    assert set(per_race["subset"]) == {"black", "white", "korean"}
+
+
+def test_mixed_model_recovers_planted_gender_bias(demo):
+    rows = query(
+        "select * from stats.mixed_models where measure = 'demographic' and dimension = 'valence' "
+        "and model = 'gemma_sim' and subset like '%gender%'"
+    )
+    assert len(rows) == 1
+    # Planted: gemma_sim rates female faces' valence 0.5 lower; reference gender is female,
+    # so the gemma x male interaction is +0.5.
+    row = rows.iloc[0]
+    assert row.ci_low < -GEMMA_FEMALE_VALENCE_SHIFT < row.ci_high
+    assert json.loads(row.detail)["converged"] is True
+
+
+def test_correctness_model_is_gee_clustered_by_identity(demo):
+    rows = query("select * from stats.mixed_models where analysis = 'correctness_model' and model = 'gemma_sim'")
+    assert len(rows) > 0
+    detail = json.loads(rows["detail"].iloc[0])
+    assert detail["n_clusters"] == 18  # 3 races x 2 genders x 3 identities
+
+
+def test_neutral_absorption_and_stereotyped_responding(demo):
+    absorption = query(
+        "select * from stats.response_style where model = 'gemma_sim' and measure = 'neutral_absorption_rate' "
+        "and subset = 'sad'"
+    )
+    assert len(absorption) == 1 and absorption.iloc[0].ci_low < 0.7 < absorption.iloc[0].ci_high
+    unique = query(
+        "select * from stats.response_style where model = 'gemma_sim' and measure = 'n_unique_values' "
+        "and subset_kind = 'emotion' and dimension = 'arousal'"
+    )
+    # Arousal comes from one prototype per predicted emotion: at most 2 values per true emotion.
+    assert len(unique) == 6 and unique["estimate"].max() <= 2
+
+
+def test_polarity_exaggeration_and_dimensional_agreement(demo):
+    ratio = query(
+        "select estimate from stats.response_style where model = 'gemma_sim' and measure = 'sd_ratio_to_humans' "
+        "and subset_kind = 'all' and dimension = 'valence'"
+    )
+    assert ratio["estimate"].iloc[0] > 1.2  # gemma's prototypes are further from 5 than humans
+    r = query(
+        "select model, estimate from stats.dimensional_agreement where measure = 'pearson_r' and subset_kind = 'all' "
+        "and dimension = 'valence'"
+    ).set_index("model")["estimate"]
+    assert (r > 0.8).all()
+
+
+def test_misclassification_finds_the_disgust_anger_merger(demo):
+    rows = query(
+        "select * from stats.categorical_agreement where model = 'fer_sim' and measure = 'accuracy' and subset_kind = 'all'"
+    )
+    assert rows.iloc[0].estimate < 0.95
+    confusion = query(
+        "select n from marts.confusion_counts where model = 'fer_sim' and grouping = 'all' "
+        "and true_emotion = 'disgust' and predicted_emotion = 'anger'"
+    )
+    assert int(confusion["n"].iloc[0]) >= 10
+    tests = query("select * from stats.misclassification_tests where model = 'fer_sim' and predicted_emotion = 'anger'")
+    assert set(tests["correction"]) == {"holm"} and "p_adjusted_fdr_bh" in tests.columns
+
+
+def test_mcnemar_compares_models_on_the_same_images(demo):
+    rows = query("select * from stats.mcnemar_tests")
+    pairs = {(r.dataset, r.subset) for r in rows.itertuples()}
+    assert ("tae_sim", "fer_sim/sim-1 vs gemma_sim/sim-1") in pairs
+
+
+def test_figures_of_the_statistics_layer_are_metadata(demo, instance):
+    for key in ("bland_altman_plots", "strength_inversion", "dimensional_bias_bars", "disparity_forest_plots"):
+        event = instance.get_latest_materialization_event(dg.AssetKey(["reports", key]))
+        assert "data:image/png;base64," in event.asset_materialization.metadata["preview"].value, key
