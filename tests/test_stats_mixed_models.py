@@ -213,7 +213,7 @@ def test_gee_recovers_known_race_log_odds():
     odds = table[table["measure"] == "odds_ratio"].set_index("subset")
     race = log_odds.loc["C(race)[T.b]"]
     assert race.ci_low < RACE_LOG_ODDS < race.ci_high
-    assert race.p_value < 0.01 and race.n == 1800
+    assert race.p_value < 0.01 and race.n == 900  # images of race "b" (half of 1,800)
     gender = log_odds.loc["C(gender)[T.m]"]
     assert gender.ci_low < GENDER_LOG_ODDS < gender.ci_high
     assert odds.loc["C(race)[T.b]", "estimate"] == pytest.approx(np.exp(race.estimate))
@@ -251,3 +251,15 @@ def test_falls_back_to_derivative_free_optimizer_when_gradient_fit_fails():
     assert fit.optimizer  # which optimizer produced the kept fit is recorded
     vlm = fit.result.fe_params["C(rater_type, Treatment('human'))[T.vlm]"]
     assert vlm == pytest.approx(1.5 - MEANS["angry"], abs=0.4)
+
+
+def test_tiny_or_separated_levels_are_flagged_not_hidden():
+    # One identity of a rare group, always right: its odds ratio runs off to infinity.
+    answers = _answers(seed=5, identities=60)
+    rare = answers.iloc[:4].assign(race="c", identity="rare-1", predicted_emotion=answers.iloc[:4]["true_emotion"])
+    table = correctness_model(pd.concat([answers, rare], ignore_index=True), min_n=10)
+    row = table[(table["measure"] == "odds_ratio") & (table["subset"] == "C(race)[T.c]")].iloc[0]
+    detail = json.loads(row.detail)
+    assert row.n == 4 and row.below_min_n and detail["separation"] is True
+    common = table[(table["measure"] == "odds_ratio") & (table["subset"] == "C(race)[T.b]")].iloc[0]
+    assert common.n > 100 and not common.below_min_n and json.loads(common.detail)["separation"] is False

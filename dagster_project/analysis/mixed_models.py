@@ -43,6 +43,7 @@ the detail JSON ('warnings', 'converged', 'error'), never raised.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -270,7 +271,9 @@ def correctness_model(answers: pd.DataFrame, *, min_n: int = 10, formula: str = 
     predicted_emotion == true_emotion; clusters = identity. Two rows per term:
     measure='log_odds' (coefficient, robust-SE Wald CI, z, p) and measure='odds_ratio'
     (exp of coefficient and CI; same z and p). analysis='correctness_model',
-    subset_kind='term', n = images. detail: se, cov_type ('robust'), working correlation and
+    subset_kind='term', n = images at the term's level (all images for the intercept), so
+    rare levels are flagged below_min_n; detail.separation marks a level whose outcome never
+    varies. detail: se, cov_type ('robust'), working correlation and
     its parameter, n_clusters, converged, formula, warnings.
     """
     answered = answers[(answers["answer_status"] == "answered") & answers["predicted_emotion"].notna()]
@@ -302,13 +305,27 @@ def correctness_model(answers: pd.DataFrame, *, min_n: int = 10, formula: str = 
                     dependence=float(np.atleast_1d(res.model.cov_struct.dep_params)[0]))
         for term in params.index:
             coef, low, high = float(params[term]), float(ci.loc[term, 0]), float(ci.loc[term, 1])
-            detail = json.dumps({**info, "se": float(se[term])})
-            common = {**base, "subset": term, "statistic": z[term], "p_value": p[term], "detail": detail}
+            level = _term_level(term, data)
+            # A level with few images, or whose outcome never varies (separation: the estimate
+            # runs off to +-infinity), is flagged through n / below_min_n and the detail.
+            term_n = int(level.sum()) if level is not None else len(data)
+            separated = level is not None and data.loc[level, "correct"].nunique() < 2
+            detail = json.dumps({**info, "se": float(se[term]), "n_images_at_level": term_n, "separation": separated})
+            common = {**base, "n": term_n, "subset": term, "statistic": z[term], "p_value": p[term], "detail": detail}
             rows.append({**result_row(**common, measure="log_odds", estimate=coef, ci_low=low, ci_high=high),
                          "term": term})
             rows.append({**result_row(**common, measure="odds_ratio", estimate=np.exp(coef),
                                       ci_low=np.exp(low), ci_high=np.exp(high)), "term": term})
     return _with_extras(rows, min_n, CORRECTNESS_EXTRA_COLUMNS)
+
+
+def _term_level(term: str, data: pd.DataFrame) -> pd.Series | None:
+    """Rows at the level a treatment-coded term like `C(race)[T.black]` refers to (None for
+    the intercept or terms of another shape)."""
+    match = re.fullmatch(r"C\((\w+)\)\[T\.(.+)\]", term)
+    if not match or match.group(1) not in data:
+        return None
+    return data[match.group(1)].astype(str) == match.group(2)
 
 
 def _with_extras(rows: list[dict], min_n: int, extras: list[str]) -> pd.DataFrame:
