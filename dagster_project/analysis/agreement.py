@@ -19,7 +19,6 @@ This module only arranges rows into cells and records results (see ``results.py`
 from __future__ import annotations
 
 import itertools
-import json
 import warnings
 from typing import Any
 
@@ -31,29 +30,11 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.inter_rater import cohens_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from dagster_project.analysis.results import adjust_within_families, result_frame, result_row
+from dagster_project.analysis.results import adjust_within_families, detail_json, none_if_nan, result_frame, result_row
 
 CELL_KEYS = ["model", "model_version", "dataset", "protocol"]
 PAIR_KEYS = ["dataset", "protocol"]
 ANSWERED = "answered"
-
-
-def _detail(**values: Any) -> str:
-    return json.dumps(values, sort_keys=True, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def _nan_to_none(value: Any) -> Any:
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
 def is_answered(answers: pd.DataFrame) -> pd.Series:
@@ -136,7 +117,7 @@ def _agreement_rows(frame, base, subset_kind, subset, resamples, seed, alpha):
         low, high = proportion_confint(correct, n, alpha=alpha, method="wilson")
     rows.append(result_row(
         **common, measure="accuracy", estimate=acc, ci_low=low, ci_high=high,
-        detail=_detail(correct=correct, n_unanswered=n_unanswered, ci_method="wilson (statsmodels proportion_confint)")))
+        detail=detail_json(correct=correct, n_unanswered=n_unanswered, ci_method="wilson (statsmodels proportion_confint)")))
 
     # macro F1 over the labels present in truth or prediction, bootstrap percentile CI
     f1 = low = high = np.nan
@@ -156,7 +137,7 @@ def _agreement_rows(frame, base, subset_kind, subset, resamples, seed, alpha):
             ci_method = f"percentile bootstrap over images (scipy.stats.bootstrap, {resamples} resamples, seed {seed})"
     rows.append(result_row(
         **common, measure="macro_f1", estimate=f1, ci_low=low, ci_high=high,
-        detail=_detail(labels=labels, n_unanswered=n_unanswered, ci_method=ci_method,
+        detail=detail_json(labels=labels, n_unanswered=n_unanswered, ci_method=ci_method,
                        average="macro over labels present in truth or prediction (sklearn f1_score)")))
 
     # Cohen's kappa, truth and prediction as two raters
@@ -173,7 +154,7 @@ def _agreement_rows(frame, base, subset_kind, subset, resamples, seed, alpha):
         note = "only one label in truth and prediction: chance agreement is 1, kappa undefined"
     rows.append(result_row(
         **common, measure="cohen_kappa", estimate=kappa, ci_low=low, ci_high=high, statistic=z, p_value=pval,
-        detail=_detail(std_error=_nan_to_none(se), labels=labels, n_unanswered=n_unanswered, note=note,
+        detail=detail_json(std_error=none_if_nan(se), labels=labels, n_unanswered=n_unanswered, note=note,
                        ci_method="asymptotic Wald 95 % (statsmodels cohens_kappa; fixed at 95 %)",
                        test="z test of kappa = 0 (ASE under H0), two-sided")))
     return rows
@@ -243,10 +224,10 @@ def _mcnemar_row(dataset, protocol, key_a, correct_a, key_b, correct_b, exact_be
         dataset=dataset, protocol=protocol, subset_kind="model_pair",
         subset=f"{key_a[0]}/{key_a[1]} vs {key_b[0]}/{key_b[1]}", measure="mcnemar", n=n,
         estimate=estimate, statistic=stat, p_value=pval, family=f"{dataset}/{protocol}",
-        detail=_detail(model_b=str(key_b[0]), model_version_b=str(key_b[1]), table=table, discordant=discordant,
+        detail=detail_json(model_b=str(key_b[0]), model_version_b=str(key_b[1]), table=table, discordant=discordant,
                        exact=bool(exact), method=method, estimate="accuracy_a - accuracy_b on shared images",
-                       accuracy_a=_nan_to_none(float(a.mean())) if n else None,
-                       accuracy_b=_nan_to_none(float(b.mean())) if n else None),
+                       accuracy_a=none_if_nan(float(a.mean())) if n else None,
+                       accuracy_b=none_if_nan(float(b.mean())) if n else None),
     )
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
-from .results import adjust_within_families, result_frame, result_row
+from .results import adjust_within_families, detail_json, result_frame, result_row
 
 MODEL_KEYS = ["model", "model_version", "dataset", "protocol"]
 IMAGE_ATTRIBUTES = ["identity", "race", "gender", "true_emotion"]
@@ -277,18 +277,7 @@ def _mean(values: np.ndarray) -> float:
 
 
 def _json(detail: dict) -> str:
-    def clean(value):
-        if isinstance(value, (np.floating, float)):
-            return None if not np.isfinite(value) else float(value)
-        if isinstance(value, np.integer):
-            return int(value)
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
-    return json.dumps(clean(detail), sort_keys=True)
+    return detail_json(detail)
 
 
 __all__ = [

@@ -31,7 +31,7 @@ import pandas as pd
 import pingouin
 from scipy.stats import bootstrap
 
-from dagster_project.analysis.results import result_frame, result_row
+from dagster_project.analysis.results import detail_json, none_if_nan, result_frame, result_row
 
 CATEGORICAL_DIMENSIONS = ("emotion",)
 ICC_TYPES = {  # our measure -> pingouin 'Type' names (>= 0.7 names, older names)
@@ -39,24 +39,6 @@ ICC_TYPES = {  # our measure -> pingouin 'Type' names (>= 0.7 names, older names
     "icc_ak": ("ICC(A,k)", "ICC2k"),
 }
 HUMAN = "human"
-
-
-def _detail(**values: Any) -> str:
-    return json.dumps(values, sort_keys=True, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return None if np.isnan(value) else float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
-def _none_if_nan(value: Any) -> Any:
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
 def answers_as_model_ratings(answers: pd.DataFrame) -> pd.DataFrame:
@@ -259,12 +241,12 @@ def _alpha_rows(matrix, domain, levels, base, model, version, protocol, subset_k
                              f"seed {seed})")
         else:
             error = "no pairable image (>= 2 ratings) or fewer than two distinct values"
-        extra = {} if alpha_humans is None else {"alpha_humans": _none_if_nan(alpha_humans.get(level))}
+        extra = {} if alpha_humans is None else {"alpha_humans": none_if_nan(alpha_humans.get(level))}
         rows.append(result_row(
             analysis="rater_reliability", model=model, model_version=version, dataset=base["dataset"],
             protocol=protocol, subset_kind=subset_kind, subset=subset,
             measure=f"krippendorff_alpha_{level}", n=n, estimate=estimate, ci_low=low, ci_high=high,
-            detail=_detail(level=level, n_raters=n_raters, n_pairable_values=int(counts.sum()),
+            detail=detail_json(level=level, n_raters=n_raters, n_pairable_values=int(counts.sum()),
                            ci_method=ci_method, error=error, dimension=base["dimension"],
                            duplicates_dropped=duplicates, **extra)))
     return rows
@@ -302,7 +284,7 @@ def _icc_rows(frame: pd.DataFrame, base, model, version, protocol) -> list[dict[
             analysis="rater_reliability", model=model, model_version=version, dataset=base["dataset"],
             protocol=protocol, subset_kind="all", subset="all", measure=measure,
             n=len(complete), estimate=est, ci_low=low, ci_high=high, statistic=f, p_value=p,
-            detail=_detail(pingouin_type=name, n_raters=int(complete.shape[1]), df1=df1, df2=df2,
+            detail=detail_json(pingouin_type=name, n_raters=int(complete.shape[1]), df1=df1, df2=df2,
                            dimension=base["dimension"], error=error,
                            model="two-way random effects, absolute agreement (Shrout-Fleiss ICC2/ICC2k)",
                            ci_method="pingouin CI95 (F-distribution based)",

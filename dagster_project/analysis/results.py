@@ -7,6 +7,7 @@ large enough to trust.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -35,6 +36,32 @@ RESULT_COLUMNS = [
     "below_min_n",
     "detail",        # JSON text with anything measure-specific (method, df, converged, ...)
 ]
+
+
+def json_safe(value: Any) -> Any:
+    """numpy scalars/arrays -> Python values, NaN/inf -> None, recursively (for `detail`)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def detail_json(detail: Mapping[str, Any] | None = None, **values: Any) -> str:
+    """The `detail` column: sorted, JSON-safe text."""
+    return json.dumps(json_safe({**(detail or {}), **values}), sort_keys=True)
+
+
+def none_if_nan(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
 def result_row(**values: Any) -> dict[str, Any]:
@@ -77,4 +104,7 @@ def empty_result(min_n: int = 1) -> pd.DataFrame:
     return result_frame([], min_n)
 
 
-__all__ = ["RESULT_COLUMNS", "adjust_within_families", "empty_result", "result_frame", "result_row"]
+__all__ = [
+    "RESULT_COLUMNS", "adjust_within_families", "detail_json", "empty_result", "json_safe", "none_if_nan",
+    "result_frame", "result_row",
+]
