@@ -3,6 +3,8 @@
     fer-warehouse demo            obtain data and models, materialize every asset
     fer-warehouse ui [--port N]   start the Dagster UI on 127.0.0.1
     fer-warehouse sql [-c SQL]    ad hoc SQL on a snapshot of the warehouse
+    fer-warehouse dry-run         calls, tokens and cost each model x dataset partition would
+                                  take (VLMs), without calling or writing anything
 """
 
 from __future__ import annotations
@@ -70,6 +72,31 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return run_sql(query=args.command, csv=args.csv)
 
 
+def cmd_dry_run(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from dagster_project.settings import benchmark_config
+    from inference.config import load_config
+    from inference.planning import plan_benchmark
+
+    bench = load_config(args.config) if args.config else benchmark_config()
+    rows = plan_benchmark(bench)
+    columns = ["model", "kind", "dataset", "protocol", "n_images", "expected_calls", "max_calls",
+               "projected_input_tokens", "projected_output_tokens", "projected_cost_usd", "note"]
+    frame = pd.DataFrame(rows).reindex(columns=columns)
+    frame["n_images"] = frame["n_images"].astype("Int64")
+    print(f"Dry run of {bench.path} (nothing is called or written). Calls: one per protocol step "
+          f"and sample (expected) or with every retry of invalid answers (max); input tokens "
+          f"~4 characters per token + 800 per image; output tokens: the max_tokens budget "
+          f"(an upper bound); cost at price_per_million_tokens.\n")
+    print(frame.astype(object).where(frame.notna(), "").to_string(index=False))
+    priced = pd.to_numeric(frame["projected_cost_usd"], errors="coerce").fillna(0.0)
+    print(f"\ntotal: {int(frame['expected_calls'].sum())} calls expected "
+          f"(at most {int(frame['max_calls'].sum())}), ~{int(frame['projected_input_tokens'].sum())} input "
+          f"tokens, <= {int(frame['projected_output_tokens'].sum())} output tokens, ~${priced.sum():.2f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-warehouse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,14 +109,18 @@ def main(argv: list[str] | None = None) -> int:
     sql.add_argument("-c", "--command", help="run one statement and exit (otherwise interactive)")
     sql.add_argument("--csv", action="store_true", help="print results as CSV")
     sql.set_defaults(func=cmd_sql)
+    dry = sub.add_parser("dry-run", help="calls, tokens and cost per model x dataset partition; calls nothing")
+    dry.add_argument("--config", help="benchmark file (default: $FER_CONFIG or ./benchmark.yaml)")
+    dry.set_defaults(func=cmd_dry_run)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except Exception as exc:  # noqa: BLE001 - the CLI turns known errors into one clear line
         from inference.config import ConfigError
         from inference.download import DownloadError
+        from inference.models.vlm import ExternalAPIError
 
-        if isinstance(exc, ConfigError | DownloadError | FileNotFoundError):
+        if isinstance(exc, ConfigError | DownloadError | FileNotFoundError | ExternalAPIError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

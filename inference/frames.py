@@ -163,6 +163,37 @@ def predictions_frame(
     return frame
 
 
+TRANSPORT_FAILURE_COLUMNS = [
+    "run_id", "model", "model_version", "dataset", "image_id", "image_hash", "protocol", "step",
+    "step_name", "sample_index", "attempt", "kind", "status", "message", "created_at",
+]
+
+
+def transport_failures_frame(
+    failures: Sequence[dict[str, Any]], *, run_id: str, model: str, model_version: str, dataset: str
+) -> pd.DataFrame:
+    """Rows of raw.transport_failures from a VLM adapter's `.transport_failures`."""
+    created_at = utc_now()
+    rows = [
+        {
+            "run_id": run_id, "model": model, "model_version": model_version, "dataset": dataset,
+            "image_id": f["image_id"], "image_hash": f["image_hash"], "protocol": f["protocol"],
+            "step": int(f["step"]), "step_name": f.get("step_name") or "",
+            "sample_index": int(f["sample_index"]), "attempt": int(f["attempt"]),
+            "kind": f["kind"], "status": f.get("status"), "message": f.get("message"),
+            "created_at": created_at,
+        }
+        for f in failures
+    ]
+    frame = pd.DataFrame(rows, columns=TRANSPORT_FAILURE_COLUMNS)
+    for col in ("step", "sample_index", "attempt"):
+        frame[col] = frame[col].astype("int64")
+    frame["status"] = frame["status"].astype("Int64")
+    for col in ("message", "step_name", "kind", "image_id", "image_hash", "protocol"):
+        frame[col] = frame[col].astype("object")
+    return frame
+
+
 def records_from_rows(rows: pd.DataFrame, root) -> list[ImageRecord]:
     """Rebuild ImageRecords of a dataset from raw.dataset_images rows and the dataset root."""
     records = []

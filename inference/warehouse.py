@@ -126,7 +126,32 @@ create table if not exists raw.human_ratings (
 )
 """
 
-ALL_DDL = (DATASET_IMAGES_DDL, QUARANTINE_DDL, PREDICTIONS_DDL, MODEL_RUNS_DDL, HUMAN_RATINGS_DDL)
+# Requests of a VLM that never got a model answer after the engine's retries (rate limits,
+# timeouts, server errors, safety blocks, ...). Never answers: they stay out of every accuracy
+# denominator. Grain: (model, model_version, dataset, image_id, protocol, step, sample_index, attempt).
+TRANSPORT_FAILURES_DDL = """
+create table if not exists raw.transport_failures (
+    run_id         varchar not null,
+    model          varchar not null,
+    model_version  varchar not null,
+    dataset        varchar not null,
+    image_id       varchar not null,
+    image_hash     varchar not null,
+    protocol       varchar not null,
+    step           integer not null,   -- step of the protocol that got no answer
+    step_name      varchar not null,
+    sample_index   integer not null,
+    attempt        integer not null,   -- try (retry-until-valid) whose request failed
+    kind           varchar not null,   -- rate_limited / timeout / server_error / safety_block / bad_response / client_error
+    status         integer,            -- HTTP status when there was one
+    message        varchar,            -- what went wrong (secrets scrubbed)
+    created_at     timestamp not null,
+    primary key (model, model_version, dataset, image_id, protocol, step, sample_index, attempt)
+)
+"""
+
+ALL_DDL = (DATASET_IMAGES_DDL, QUARANTINE_DDL, PREDICTIONS_DDL, MODEL_RUNS_DDL, HUMAN_RATINGS_DDL,
+           TRANSPORT_FAILURES_DDL)
 
 # Columns added after a table was first released: warehouses created before get them on
 # the next connection (`ensure_raw_schema`). (table, column, type)

@@ -11,13 +11,54 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tae_fixture import build_tae_fixture
+from tests.support.openai_server import Action, OpenAIServer, RecordedRequest, answer, client_error
+from tests.support.tae_fixture import HUMAN_MEANS, build_tae_fixture
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 LONDON = SHARED / "datasets" / "london_set"
 BIG_XCEPTION_DIR = SHARED / "models" / "face_classification"
 PER_GROUP = 2  # identities per ethnicity x gender cell of the fixture subset
+# The session's loopback VLM (kind openai, protocol context_carry on tae_sim): it answers the
+# true emotion of each image (and the human mean valence / arousal of that emotion), except
+# for these images, whose every request is blocked by the "content filter" (-> safety_block
+# transport failures, never answers).
+VLM_BLOCKED_IMAGES = ("images/bf00_sad.png", "images/km01_fear.png", "images/wm02_happy.png")
+VLM_WORDS = {"anger": "angry"}  # the Tae prompt's word for a canonical label
+
+
+class LoopbackVLM:
+    """The scripted answers of the session's loopback OpenAI-compatible server."""
+
+    def __init__(self, manifest: Path) -> None:
+        import csv
+        import hashlib
+
+        self.truth: dict[str, str] = {}
+        self.blocked: set[str] = set()
+        with open(manifest, newline="") as fh:
+            for row in csv.DictReader(fh):
+                digest = hashlib.sha256((manifest.parent / row["image"]).read_bytes()).hexdigest()
+                self.truth[digest] = row["emotion"]
+                if row["image"] in VLM_BLOCKED_IMAGES:
+                    self.blocked.add(digest)
+
+    def __call__(self, recorded: RecordedRequest) -> Action:
+        import hashlib
+
+        digest = hashlib.sha256(recorded.images[0]).hexdigest() if recorded.images else ""
+        if digest in self.blocked:
+            return client_error(400, "The image was rejected by the content filter.", code="content_filter")
+        emotion = self.truth.get(digest, "neutral")
+        last = (recorded.body or {}).get("messages", [{}])[-1].get("content")
+        question = last if isinstance(last, str) else " ".join(
+            p.get("text", "") for p in last or [] if p.get("type") == "text")
+        valence, arousal = HUMAN_MEANS[emotion]
+        if "How pleasant" in question:
+            return answer(f"{valence:g}")
+        if "How intense" in question:
+            return answer(f"{arousal:g}")
+        return answer(VLM_WORDS.get(emotion, emotion))
 
 
 def fixture_identities() -> list[str]:
@@ -32,7 +73,7 @@ def fixture_identities() -> list[str]:
     return sorted(i for ids in chosen.values() for i in ids)
 
 
-def _build_session_fixture(root: Path) -> Path:
+def _build_session_fixture(root: Path, vlm_base_url: str) -> Path:
     london = root / "london_subset"
     (london / "neutral_front").mkdir(parents=True)
     (london / "smiling_front").mkdir(parents=True)
@@ -83,6 +124,19 @@ models:
     options:
       files: {{tae_sim: {tae.fer_answers}}}
       value_scale: [-1, 1]
+  loopback_vlm:
+    kind: openai
+    version: loopback-1
+    datasets: [tae_sim]
+    options:
+      model_id: loopback-vlm
+      base_url: {vlm_base_url}
+      api_key_env: null
+      protocol: {{name: context_carry}}
+      max_in_flight: 8
+      max_retries: 2
+      timeout_s: 30
+      price_per_million_tokens: {{input: 2.5, output: 10}}
 statistics:
   min_cell_n: 5
   bootstrap_resamples: 50
@@ -96,13 +150,19 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"tests need the shared assets at {SHARED} (London Set, FER models)")
     root = Path(tempfile.mkdtemp(prefix="fer-session-"))
     config._fer_session_root = root  # type: ignore[attr-defined]
-    os.environ["FER_CONFIG"] = str(_build_session_fixture(root))
+    server = OpenAIServer(models=("loopback-vlm",)).start()
+    config._fer_vlm_server = server  # type: ignore[attr-defined]
+    os.environ["FER_CONFIG"] = str(_build_session_fixture(root, server.base_url))
+    server.responder = LoopbackVLM(root / "tae_sim" / "manifest.csv")
     os.environ.pop("FER_WAREHOUSE", None)
     os.environ["DAGSTER_HOME"] = str(root / "dagster_home")
     (root / "dagster_home").mkdir()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    server = getattr(config, "_fer_vlm_server", None)
+    if server is not None:
+        server.stop()
     root = getattr(config, "_fer_session_root", None)
     if root is not None:
         shutil.rmtree(root, ignore_errors=True)
@@ -111,6 +171,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def session_config_path() -> Path:
     return Path(os.environ["FER_CONFIG"])
+
+
+@pytest.fixture(scope="session")
+def vlm_server(pytestconfig) -> OpenAIServer:
+    """The loopback OpenAI-compatible server behind the session's `loopback_vlm` model."""
+    return pytestconfig._fer_vlm_server
 
 
 @pytest.fixture(scope="session")

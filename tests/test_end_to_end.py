@@ -46,9 +46,10 @@ def test_raw_tables_hold_every_image_and_answer(demo):
     assert not_found["predicted_label"].isna().all() and (~not_found["face_found"]).all()
     assert answers["preprocessing"].str.contains("x/255").all()
     runs = query("select * from raw.model_runs")
-    # Xception on the London subset, the two imported models on the Tae-shaped set.
+    # Xception on the London subset; the two imported models and the loopback VLM on the Tae-shaped set.
     assert sorted(zip(runs["model"], runs["dataset"])) == [
-        ("big_xception", "london_subset"), ("fer_sim", "tae_sim"), ("gemma_sim", "tae_sim"), ("mini_xception", "london_subset")
+        ("big_xception", "london_subset"), ("fer_sim", "tae_sim"), ("gemma_sim", "tae_sim"),
+        ("loopback_vlm", "tae_sim"), ("mini_xception", "london_subset")
     ]
     assert runs["weights_sha256"].str.len().eq(64).all()
 
@@ -83,11 +84,11 @@ def test_statistics_table_records_families_and_holm(demo):
 def test_figures_written_and_shown_as_metadata(demo, instance):
     reports = benchmark_config().reports_dir
     pngs = sorted(p.name for p in reports.glob("*.png"))
-    assert len([p for p in pngs if p.startswith("confusion")]) == 4
-    assert len([p for p in pngs if p.startswith("accuracy_heatmap")]) == 4
-    assert len([p for p in pngs if p.startswith("forest")]) == 4
+    assert len([p for p in pngs if p.startswith("confusion")]) == 5
+    assert len([p for p in pngs if p.startswith("accuracy_heatmap")]) == 5
+    assert len([p for p in pngs if p.startswith("forest")]) == 5
     # statistics figures: Bland-Altman per model x dimension, bias bars, strength inversion, forest of ratios
-    assert len([p for p in pngs if p.startswith("bland_altman")]) == 4
+    assert len([p for p in pngs if p.startswith("bland_altman")]) == 6
     assert any(p.startswith("bias_bars") for p in pngs) and any(p.startswith("strength") for p in pngs)
     assert any(p.startswith("disparity_forest") for p in pngs)
     event = instance.get_latest_materialization_event(dg.AssetKey(["reports", "confusion_matrices"]))
@@ -117,7 +118,55 @@ def test_rematerializing_a_partition_replaces_its_slice(demo, instance):
     defs.resolve_job_def("evaluate_model_on_dataset").execute_in_process(instance=instance, partition_key=key)
     after = query("select count(*) as n, count(distinct run_id) as runs from raw.predictions")
     assert after["n"].iloc[0] == before
-    assert after["runs"].iloc[0] == 4  # three earlier runs and the new mini run
+    assert after["runs"].iloc[0] == 5  # four earlier runs and the new mini run
+
+
+def test_vlm_answers_reach_the_marts_and_transport_failures_are_counted(demo, instance, vlm_server):
+    from tests.conftest import VLM_BLOCKED_IMAGES
+
+    answers = query("select * from raw.predictions where model = 'loopback_vlm'")
+    n_images = int(query("select count(*) as n from raw.dataset_images where dataset = 'tae_sim'")["n"].iloc[0])
+    blocked = set(VLM_BLOCKED_IMAGES)
+    # context carry (Tae): emotion, valence and arousal per answered image, with the prompt's hash
+    assert set(answers["protocol"]) == {"context_carry"} and set(answers["model_kind"]) == {"openai"}
+    assert answers.groupby("step_name").size().to_dict() == {s: n_images - len(blocked) for s in ("emotion", "valence", "arousal")}
+    assert answers["prompt_hash"].str.len().eq(64).all() and answers["raw_text"].notna().all()
+    assert set(answers["parse_status"]) == {"ok"} and not blocked & set(answers["image_id"])
+    # the safety blocks are transport failures, not answers, and out of the accuracy denominator
+    failures = query("select * from raw.transport_failures where model = 'loopback_vlm'")
+    assert set(failures["image_id"]) == blocked and set(failures["kind"]) == {"safety_block"}
+    assert failures["message"].str.contains("content filter").all()
+    acc = query("select * from marts.group_accuracy where model = 'loopback_vlm' and grouping = 'all' and true_emotion = 'all'")
+    assert acc[["n_images", "n", "correct"]].iloc[0].tolist() == [n_images - 3] * 3
+    dims = query("select dimension, count(value) as n from intermediate.int_model_dimensional_answers "
+                 "where model = 'loopback_vlm' group by dimension order by dimension")
+    assert dims.values.tolist() == [["arousal", n_images - 3], ["valence", n_images - 3]]
+    rates = query("select * from marts.transport_failure_rates where model = 'loopback_vlm'")
+    overall = rates[(rates["grouping"] == "all") & (rates["kind"] == "safety_block")].iloc[0]
+    assert (overall.n_images_failed, overall.n_images) == (3, n_images)
+    assert overall.rate == pytest.approx(3 / n_images)
+    by_race = rates[(rates["grouping"] == "race") & (rates["kind"] == "any")].set_index("group_value")["n_images_failed"]
+    assert by_race.to_dict() == {"black": 1, "korean": 1, "white": 1}
+    # the classifiers have no prompts: no transport rows for them
+    assert set(query("select distinct model from marts.transport_failure_rates")["model"]) == {"loopback_vlm"}
+    # calls, cache hits, tokens and cost are metadata of the partition's materialization
+    event = instance.get_latest_materialization_event(dg.AssetKey(["raw", "predictions"]))
+    records = instance.fetch_materializations(dg.AssetKey(["raw", "predictions"]), limit=50).records
+    vlm = [r.asset_materialization.metadata for r in records
+           if r.asset_materialization.metadata.get("model").value == "loopback_vlm"]
+    assert event is not None and vlm
+    meta = vlm[0]
+    assert meta["calls"].value + meta["cache_hits"].value >= 3 * (n_images - 3) + 3
+    assert meta["input_tokens"].value > 0 and meta["cost_usd"].value > 0
+    assert meta["n_transport_failures"].value == 3
+
+    # Re-materializing the finished partition makes no call: every answer is in the cache.
+    before = vlm_server.generation_count
+    key = dg.MultiPartitionKey({"model": benchmark_config().models["loopback_vlm"].partition_key, "dataset": "tae_sim"})
+    load_definitions().resolve_job_def("evaluate_model_on_dataset").execute_in_process(instance=instance, partition_key=key)
+    # (the blocked images are asked again: failures are never cached)
+    assert vlm_server.generation_count - before == len(blocked)
+    assert len(query("select * from raw.predictions where model = 'loopback_vlm'")) == len(answers)
 
 
 def test_sql_waits_for_a_writer_instead_of_failing(demo, capsys):

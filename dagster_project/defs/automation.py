@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS
+from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
 from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS, QUARANTINE
 from dagster_project.defs.partitions import (
     MODEL_PARTITIONS_NAME,
@@ -18,13 +18,15 @@ ingest_job = dg.define_asset_job(
 )
 evaluate_job = dg.define_asset_job(
     "evaluate_model_on_dataset",
-    selection=dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS),
+    selection=dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS, TRANSPORT_FAILURES),
     partitions_def=model_dataset_partitions,
 )
 # Everything downstream of the raw tables: dbt seeds/models/tests, statistics and figures.
 refresh_job = dg.define_asset_job(
     "refresh_marts_and_reports",
-    selection=dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS, DATASET_IMAGES, QUARANTINE, HUMAN_RATINGS).downstream(include_self=False)
+    selection=dg.AssetSelection.assets(
+        PREDICTIONS, MODEL_RUNS, TRANSPORT_FAILURES, DATASET_IMAGES, QUARANTINE, HUMAN_RATINGS
+    ).downstream(include_self=False)
     | dg.AssetSelection.groups("label_maps"),
 )
 

@@ -1,7 +1,10 @@
-"""Inference: one (model version x dataset) partition -> raw.predictions (+ raw.model_runs)."""
+"""Inference: one (model version x dataset) partition -> raw.predictions (+ raw.model_runs,
+raw.transport_failures)."""
 
 
+import inspect
 import json
+import sys
 import time
 
 import dagster as dg
@@ -12,12 +15,28 @@ from dagster_project.defs.partitions import model_dataset_partitions
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 from inference import warehouse
-from inference.frames import predictions_frame, quarantined_rows_frame, records_from_rows, utc_now
+from inference.frames import (
+    predictions_frame, quarantined_rows_frame, records_from_rows, transport_failures_frame, utc_now,
+)
 from inference.models import build_model
 from inference.pipeline import dataset_location, dataset_root
 
 PREDICTIONS = dg.AssetKey(["raw", "predictions"])
 MODEL_RUNS = dg.AssetKey(["raw", "model_runs"])
+TRANSPORT_FAILURES = dg.AssetKey(["raw", "transport_failures"])
+
+
+def _progress_logger(context: dg.AssetExecutionContext, label: str):
+    """progress(done, total) that logs about every 10 %."""
+    last = {"decile": -1}
+
+    def progress(done: int, total: int) -> None:
+        decile = (10 * done) // max(total, 1)
+        if decile > last["decile"]:
+            last["decile"] = decile
+            context.log.info(f"{label}: {done}/{total} images ({100 * done // max(total, 1)} %)")
+
+    return progress
 
 
 @dg.multi_asset(
@@ -36,6 +55,16 @@ MODEL_RUNS = dg.AssetKey(["raw", "model_runs"])
             MODEL_RUNS,
             deps=[DATASET_IMAGES],
             description="One row per evaluation of a model version on a dataset.",
+            group_name="inference",
+            kinds={"duckdb"},
+        ),
+        dg.AssetSpec(
+            TRANSPORT_FAILURES,
+            deps=[DATASET_IMAGES],
+            description=(
+                "VLM requests that never got a model answer after retries (rate limits, timeouts, "
+                "server errors, safety blocks); never answers, kept out of accuracy denominators."
+            ),
             group_name="inference",
             kinds={"duckdb"},
         ),
@@ -60,11 +89,28 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     images = records_from_rows(rows, dataset_root(ds, dataset_location(bench, ds)))
     # resolve: paths in model options are relative to the config file; dataset: an imported
     # model reads that dataset's file (and fails naming options.files.<dataset> without one)
-    model = build_model(model_cfg, bench.cache_dir, resolve=bench.resolve, dataset=ds.name)
+    # dataset_config: a VLM calling an external API checks datasets.<name>.allow_external_apis
+    model = build_model(model_cfg, bench.cache_dir, resolve=bench.resolve, dataset=ds.name,
+                        dataset_config=ds)
     started = utc_now()
     t0 = time.perf_counter()
-    answers = model.predict(images)
+    if "progress" in inspect.signature(model.predict).parameters:
+        answers = model.predict(
+            images, progress=_progress_logger(context, f"{model_cfg.partition_key} on {ds.name}"),
+            use_tqdm=sys.stderr.isatty(),
+        )
+    else:
+        answers = model.predict(images)
     elapsed = time.perf_counter() - t0
+    slice_key = {"model": model_cfg.name, "model_version": model_cfg.version, "dataset": ds.name}
+    # Requests that never got an answer: their own table, replaced like the predictions slice.
+    failures = transport_failures_frame(
+        getattr(model, "transport_failures", []), run_id=context.run.run_id,
+        model=model_cfg.name, model_version=model_cfg.version, dataset=ds.name,
+    )
+    with duckdb.get_connection() as con:
+        warehouse.replace_slice(con, "raw.transport_failures", slice_key, failures)
+    usage = dict(getattr(model, "usage", None) or {})
     # Rows the adapter could not use (imported files): replace only this file's quarantine
     # rows, never the ingestion's.
     quarantine_sources = list(getattr(model, "quarantine_sources", []))
@@ -77,6 +123,8 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             f"{model_cfg.partition_key} gave no answers on dataset {ds.name!r}"
             + (f"; all {len(quarantined)} rows of its file were quarantined (see raw.quarantine)"
                if len(quarantined) else "")
+            + (f"; {len(failures)} requests failed in transport (see raw.transport_failures), e.g. "
+               f"{failures['kind'].iloc[0]}: {failures['message'].iloc[0]}" if len(failures) else "")
         )
     frame = predictions_frame(
         answers,
@@ -106,7 +154,6 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             }
         ]
     )
-    slice_key = {"model": model_cfg.name, "model_version": model_cfg.version, "dataset": ds.name}
     with duckdb.get_connection() as con:
         warehouse.replace_slice(con, "raw.predictions", slice_key, frame)
         con.execute(
@@ -116,10 +163,23 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         con.register("_run", run_row)
         con.execute(f"insert into raw.model_runs ({', '.join(run_row.columns)}) select * from _run")
     answered = frame[(frame["step_name"] == "emotion") & frame["parse_status"].isin(["ok", "repaired"])]
+    failed_images = int(failures["image_id"].nunique()) if len(failures) else 0
     context.log.info(
         f"{model_cfg.partition_key} on {ds.name}: {len(answered)}/{len(images)} answered, "
         f"{n_no_face} without a detected face, {elapsed:.1f}s"
+        + (f", {len(failures)} transport failures on {failed_images} images" if len(failures) else "")
+        + (f", {usage.get('calls', 0)} calls / {usage.get('cache_hits', 0)} cache hits" if usage else "")
     )
+    # usage of a VLM run: calls made, answers served from the response cache, tokens, cost
+    usage_metadata = {}
+    if usage:
+        usage_metadata = {
+            "calls": int(usage.get("calls") or 0),
+            "cache_hits": int(usage.get("cache_hits") or 0),
+            "input_tokens": int(usage.get("input_tokens") or 0),
+            "output_tokens": int(usage.get("output_tokens") or 0),
+            "cost_usd": float(usage["cost_usd"]) if usage.get("cost_usd") is not None else "unpriced",
+        }
     yield dg.MaterializeResult(
         asset_key=PREDICTIONS,
         metadata={
@@ -136,7 +196,20 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             ),
             "weights_sha256": model.weights_sha256 or "",
             "n_quarantined": len(quarantined),
+            "n_transport_failures": len(failures),
+            "n_images_with_transport_failures": failed_images,
+            **usage_metadata,
             "dagster/row_count": len(frame),
         },
     )
     yield dg.MaterializeResult(asset_key=MODEL_RUNS, metadata={"run_id": context.run.run_id})
+    yield dg.MaterializeResult(
+        asset_key=TRANSPORT_FAILURES,
+        metadata={
+            "n_failures": len(failures),
+            "n_images_failed": failed_images,
+            "by_kind": dg.MetadataValue.json(
+                failures["kind"].value_counts().to_dict() if len(failures) else {}),
+            "dagster/row_count": len(failures),
+        },
+    )

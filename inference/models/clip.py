@@ -1,0 +1,924 @@
+"""CLIP (open_clip) adapter: zero-shot prompts or an identity-grouped linear probe on embeddings.
+
+Kind `clip`. Options (`models.<name>.options`):
+
+- `architecture`: an open_clip model name (`ViT-B-32`, `ViT-L-14`, ...; a custom one registered
+  with `open_clip.add_model_config`, or the JSON file named by `model_config:`).
+- `pretrained`: an open_clip pretrained tag (`openai`, `laion2b_s34b_b79k`, ...) or a local
+  checkpoint file (`.pt`/`.pth`/`.bin`/`.safetensors` with an open_clip state dict), with optional
+  `sha256:` (verified for both). A tag is resolved **offline** from the caches open_clip itself
+  fills: the Hugging Face hub cache (`$HF_HUB_CACHE`, else `$HF_HOME/hub`, else
+  `~/.cache/huggingface/hub`), open_clip's URL cache `~/.cache/clip`, and
+  `<cache_dir>/open_clip/{hf,}`. Nothing is downloaded unless `allow_download: true` (then into
+  `<cache_dir>/open_clip`). When nothing is cached the error names the architecture, the tag,
+  the file to download and where to put it. `pretrained: random` builds a randomly initialised
+  model (seeded by `seed:`), meant for tests and benchmarks only.
+- `mode`: `zero_shot` (default) or `linear_probe`.
+- `labels`: canonical labels to choose from (default the canonical 7: anger, disgust, fear,
+  happy, neutral, sad, surprise). `label_words` maps a label to the word used in prompts
+  (default adjectives: anger -> angry, surprise -> surprised, ...).
+- `templates`: zero-shot prompt templates with one `{}` (default `DEFAULT_TEMPLATES`); the text
+  embeddings of all templates of a label are averaged and re-normalised (CLIP's ensemble).
+- `batch_size` (default 32), `device` (`auto` = cuda when available, else cpu), `num_workers`
+  (threads that decode and preprocess images, default min(4, cpus)), `preprocess` (override of
+  open_clip's preprocessing: mean, std, interpolation, resize_mode).
+- linear probe: `folds` (5), `inner_folds` (3), `Cs` (default `DEFAULT_CS`, logspace 1e-3..1e4),
+  `scoring` (inner-CV score choosing C, default `neg_log_loss`), `max_iter` (1000), `seed` (0).
+
+Zero-shot answers: softmax of `100 * cosine(image, label text)` over `labels`, protocol
+`clip_zero_shot`, `prompt_hash` = sha256 of the templates, labels and label words.
+
+Linear-probe answers (protocol `clip_linear_probe`): the images' canonical `true_labels` are
+needed. Images are split with `StratifiedGroupKFold` where the group is the identity (an image
+without identity is its own group), so no person's photos straddle train and test; each image
+is predicted exactly once, by the fold model that never saw it. In every outer fold
+`LogisticRegressionCV` chooses C by an inner `StratifiedGroupKFold` over the training
+identities. `preprocessing` records the fold, chosen C and CV settings. A label with fewer
+identities than `folds` (or whose training identities in some fold are fewer than
+`inner_folds`) raises `ClipProbeError` naming the label and the fixes; nothing is dropped
+silently. Probabilities cover `labels`; a label absent from the true labels gets 0.
+
+After `predict`, `.embeddings` is a DataFrame (image_id, image_hash, embedding: list[float],
+L2-normalised image embeddings) for the warehouse.
+
+`.weights_sha256` is the sha256 of the checkpoint file that was loaded (tag or path). For
+`pretrained: random` it is the sha256 of the initial state dict (`state_dict_sha256`: every
+tensor's name, dtype, shape and bytes in key order), so a seeded random model is identified too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.datasets.base import ImageRecord
+from inference.download import sha256_file
+from inference.models.base import Answer
+
+log = logging.getLogger(__name__)
+
+CANONICAL_7 = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+# Words used in prompts; canonical labels are nouns/adjectives mixed ("a photo of a anger face").
+DEFAULT_LABEL_WORDS = {
+    "anger": "angry",
+    "disgust": "disgusted",
+    "fear": "fearful",
+    "happy": "happy",
+    "neutral": "neutral",
+    "sad": "sad",
+    "surprise": "surprised",
+    "calm": "calm",
+    "contempt": "contemptuous",
+    "confusion": "confused",
+}
+DEFAULT_TEMPLATES = (
+    "a photo of a {} face.",
+    "a photo of a person looking {}.",
+    "a close-up photo of a {} person.",
+    "a face that looks {}.",
+)
+DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 4, 15))
+ZERO_SHOT_SCALE = 100.0
+MODES = ("zero_shot", "linear_probe")
+RANDOM_PRETRAINED = ("random", "random_init", "none")
+OPTION_KEYS = (
+    "architecture",
+    "pretrained",
+    "sha256",
+    "model_config",
+    "allow_download",
+    "mode",
+    "labels",
+    "label_words",
+    "templates",
+    "batch_size",
+    "device",
+    "num_workers",
+    "preprocess",
+    "folds",
+    "inner_folds",
+    "Cs",
+    "scoring",
+    "max_iter",
+    "seed",
+)
+
+
+class ClipOptionsError(ValueError):
+    """A clip model option is unknown or has a bad value; the message names it."""
+
+
+class ClipWeightsError(FileNotFoundError):
+    """CLIP weights are not available offline; the message says what to download and where."""
+
+
+class ClipProbeError(ValueError):
+    """The linear probe cannot be run on these images/labels; the message says why and the fix."""
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _import_open_clip() -> Any:
+    try:
+        import open_clip
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "the clip adapter needs open_clip; install it with "
+            "`uv pip install open_clip_torch` (or `pip install open_clip_torch`)"
+        ) from exc
+    return open_clip
+
+
+def state_dict_sha256(module: Any) -> str:
+    """sha256 over a torch module's state dict: name, dtype, shape and bytes of every tensor."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(name.encode())
+        digest.update(str(t.dtype).encode())
+        digest.update(json.dumps(list(t.shape)).encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def prompt_hash(templates: Sequence[str], labels: Sequence[str], label_words: dict[str, str]) -> str:
+    payload = json.dumps(
+        {"templates": list(templates), "labels": list(labels), "label_words": [label_words[l] for l in labels]},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def hf_hub_cache_dir() -> Path:
+    """The Hugging Face hub cache, resolved from the environment at call time."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.path.expanduser(os.environ["HF_HUB_CACHE"]))
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expanduser(os.environ["HF_HOME"])) / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(os.path.expanduser(xdg)) if xdg else Path(os.path.expanduser("~/.cache"))
+    return base / "huggingface" / "hub"
+
+
+def open_clip_url_cache_dir() -> Path:
+    """Where open_clip puts weights downloaded from a URL (its default cache_dir)."""
+    return Path(os.path.expanduser("~/.cache/clip"))
+
+
+def _hf_cached_file(repo_id: str, filename: str, cache_dir: Path) -> Path | None:
+    """A file of an HF repo already in `cache_dir` (hub layout), or None; never touches the network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover
+        try_to_load_from_cache = None
+    if try_to_load_from_cache is not None:
+        found = try_to_load_from_cache(repo_id=repo_id, filename=filename, cache_dir=str(cache_dir))
+        if isinstance(found, str) and os.path.isfile(found):
+            return Path(found)
+    # fall back to scanning the snapshots (any revision)
+    folder = cache_dir / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    if folder.is_dir():
+        for snapshot in sorted(folder.iterdir()):
+            candidate = snapshot / filename
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _url_file_ok(path: Path, url: str) -> bool:
+    """open_clip's own check of a URL-cached file: the sha256 prefix encoded in the URL."""
+    if not path.is_file():
+        return False
+    name = os.path.basename(url)
+    if "openaipublic" in url:
+        expected = url.split("/")[-2]
+    elif "mlfoundations" in url:
+        expected = os.path.splitext(name)[0].split("-")[-1]
+    else:
+        expected = ""
+    return not expected or sha256_file(path).startswith(expected)
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    path: Path | None  # None: random init
+    sha256: str | None  # of the file; None until computed for random init
+    source: str  # how it was found (for preprocessing/model_runs)
+    quick_gelu: bool = False
+    preprocess: dict[str, Any] | None = None  # the tag's mean/std/interpolation/resize_mode
+
+
+def resolve_pretrained(
+    architecture: str,
+    pretrained: str,
+    cache_dir: Path | None,
+    *,
+    sha256: str | None = None,
+    allow_download: bool = False,
+) -> ResolvedWeights:
+    """Find the weights for (architecture, pretrained) without network access.
+
+    `pretrained` is a file path or an open_clip tag. Tags are looked up in the HF hub cache,
+    open_clip's URL cache and `<cache_dir>/open_clip`; with `allow_download` they are downloaded
+    into `<cache_dir>/open_clip` when missing. Raises ClipWeightsError naming what to fetch.
+    """
+    open_clip = _import_open_clip()
+    expected = sha256.lower() if sha256 else None
+    if str(pretrained).lower() in RANDOM_PRETRAINED:
+        return ResolvedWeights(path=None, sha256=None, source="random_init")
+    candidate_path = Path(os.path.expanduser(str(pretrained)))
+    pcfg = open_clip.get_pretrained_cfg(architecture, str(pretrained)) or {}
+    looks_like_path = os.sep in str(pretrained) or candidate_path.suffix in (".pt", ".pth", ".bin", ".safetensors")
+    if not pcfg:
+        if candidate_path.is_file():
+            got = sha256_file(candidate_path)
+            if expected and got != expected:
+                raise ClipWeightsError(
+                    f"CLIP checkpoint {candidate_path}: sha256 {got} does not match the expected "
+                    f"{expected}; replace the file or fix `sha256:`"
+                )
+            return ResolvedWeights(path=candidate_path, sha256=got, source=f"path:{candidate_path}")
+        tags = open_clip.list_pretrained_tags_by_model(architecture)
+        if looks_like_path:
+            raise ClipWeightsError(
+                f"CLIP checkpoint {candidate_path} (option `pretrained:` for architecture "
+                f"{architecture!r}) does not exist; fix the path or use a pretrained tag"
+                + (f" ({', '.join(tags)})" if tags else "")
+            )
+        raise ClipWeightsError(
+            f"pretrained {pretrained!r} is neither an open_clip tag for architecture "
+            f"{architecture!r} nor an existing file; known tags for {architecture}: "
+            f"{', '.join(tags) if tags else '(none: use a local checkpoint path)'}"
+        )
+
+    quick_gelu = bool(pcfg.get("quick_gelu", False))
+    preprocess = {k: pcfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pcfg}
+    hf_hub = pcfg.get("hf_hub") or ""
+    url = pcfg.get("url") or ""
+    hf_dirs = [hf_hub_cache_dir()]
+    url_dirs = [open_clip_url_cache_dir()]
+    if cache_dir is not None:
+        hf_dirs.append(Path(cache_dir) / "open_clip" / "hf")
+        url_dirs.append(Path(cache_dir) / "open_clip")
+    looked: list[str] = []
+    found: Path | None = None
+    repo_id = filenames = None
+    if hf_hub:
+        from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+        repo_id, filename = os.path.split(hf_hub)  # 'org/repo/' -> no file name: the default one
+        filename = filename or HF_WEIGHTS_NAME
+        filenames = []
+        if filename == HF_WEIGHTS_NAME:
+            filenames.append(HF_SAFE_WEIGHTS_NAME)
+        elif filename.endswith((".bin", ".pth")):
+            filenames.append(filename[:-4] + ".safetensors")
+        filenames.append(filename)
+        for directory in hf_dirs:
+            for name in filenames:
+                looked.append(f"{directory} (HF repo {repo_id}, file {name})")
+                hit = _hf_cached_file(repo_id, name, directory)
+                if hit is not None:
+                    found = hit
+                    break
+            if found:
+                break
+    if found is None and url:
+        for directory in url_dirs:
+            target = directory / os.path.basename(url)
+            looked.append(str(target))
+            if _url_file_ok(target, url):
+                found = target
+                break
+    source = f"tag:{pretrained}"
+    if found is None and allow_download:
+        target_dir = Path(cache_dir or open_clip_url_cache_dir()) / "open_clip"
+        try:
+            from open_clip.pretrained import download_pretrained
+
+            cfg = dict(pcfg)
+            if hf_hub:
+                got = download_pretrained(cfg, cache_dir=str(target_dir / "hf"))
+            else:
+                got = download_pretrained(cfg, cache_dir=str(target_dir))
+            found = Path(got) if got else None
+            source = f"tag:{pretrained} (downloaded)"
+        except Exception as exc:  # noqa: BLE001 - network/hub errors of any kind end in the message below
+            looked.append(f"download failed: {exc}")
+    if found is None:
+        hint = []
+        if hf_hub and repo_id:
+            hint.append(
+                f"`hf download {repo_id} {filenames[0] if filenames else ''}` (Hugging Face CLI; "
+                f"lands in {hf_hub_cache_dir()}, or set HF_HOME/HF_HUB_CACHE to a copied cache)"
+            )
+        if url:
+            hint.append(f"download {url} into {open_clip_url_cache_dir()}/")
+        hint.append(
+            f"or, on a machine with internet, run `python -c \"import open_clip; "
+            f"open_clip.create_model('{architecture}', pretrained='{pretrained}')\"` and copy its "
+            f"cache here"
+        )
+        hint.append("or put any open_clip checkpoint file somewhere and set `pretrained: /path/to/file` (+ `sha256:`)")
+        hint.append("or set `allow_download: true` where the network is reachable")
+        raise ClipWeightsError(
+            f"open_clip weights for architecture {architecture!r} with pretrained tag "
+            f"{pretrained!r} are not available offline. Looked in: {'; '.join(looked)}. "
+            f"To fix: {'; '.join(hint)}."
+        )
+    got = sha256_file(found)
+    if expected and got != expected:
+        raise ClipWeightsError(
+            f"CLIP weights {found} ({architecture} / {pretrained}): sha256 {got} does not match the "
+            f"expected {expected}; fix `sha256:` or replace the cached file"
+        )
+    return ResolvedWeights(path=found, sha256=got, source=source, quick_gelu=quick_gelu, preprocess=preprocess)
+
+
+def _group_ids(identities: Sequence[str | None], image_ids: Sequence[str]) -> np.ndarray:
+    """Group per image: its identity, or the image itself when the identity is unknown."""
+    groups = []
+    for identity, image_id in zip(identities, image_ids):
+        if identity is None or (isinstance(identity, float) and np.isnan(identity)) or str(identity) == "":
+            groups.append(f"image:{image_id}")
+        else:
+            groups.append(f"identity:{identity}")
+    return np.asarray(groups, dtype=object)
+
+
+@dataclass
+class ProbeResult:
+    probabilities: np.ndarray  # (n, len(classes)), each row from the fold model that never saw it
+    classes: list[str]
+    fold: np.ndarray  # (n,) outer test fold of each image
+    C: np.ndarray  # (n,) the C chosen (inner CV) by that image's fold model
+    folds: list[dict[str, Any]]  # per fold: index, C, n_train, n_test, identities
+
+
+def _logistic_cv(Cs: Sequence[float], cv: list, scoring: str, max_iter: int, seed: int) -> Any:
+    import inspect
+
+    from sklearn.linear_model import LogisticRegressionCV
+
+    params = inspect.signature(LogisticRegressionCV).parameters
+    kwargs: dict[str, Any] = {
+        "Cs": list(Cs), "cv": cv, "scoring": scoring, "solver": "lbfgs", "max_iter": int(max_iter),
+        "random_state": seed,
+    }
+    if "use_legacy_attributes" in params:  # sklearn >= 1.8: l2 via l1_ratios, new attributes
+        kwargs.update(l1_ratios=(0.0,), use_legacy_attributes=False)
+    else:  # pragma: no cover - older scikit-learn
+        kwargs.update(penalty="l2")
+    return LogisticRegressionCV(**kwargs)
+
+
+def linear_probe(
+    embeddings: np.ndarray,
+    labels: Sequence[str],
+    groups: Sequence[Any],
+    *,
+    folds: int = 5,
+    inner_folds: int = 3,
+    Cs: Sequence[float] = DEFAULT_CS,
+    scoring: str = "neg_log_loss",
+    max_iter: int = 1000,
+    seed: int = 0,
+) -> ProbeResult:
+    """Out-of-fold logistic-regression probabilities, grouped by `groups` (identities).
+
+    Outer `StratifiedGroupKFold(folds)`; per outer fold a `LogisticRegressionCV` picks C with an
+    inner `StratifiedGroupKFold(inner_folds)` over the training groups, refits on all of them
+    and predicts the held-out groups. Raises ClipProbeError when a label has too few groups.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    X = np.asarray(embeddings, dtype=np.float64)
+    y = np.asarray([str(l) for l in labels], dtype=object)
+    g = np.asarray(groups, dtype=object)
+    n = len(y)
+    if X.ndim != 2 or X.shape[0] != n or len(g) != n:
+        raise ClipProbeError(f"linear probe: {X.shape[0] if X.ndim else 0} embeddings, {n} labels, {len(g)} groups; they must match")
+    if folds < 2 or inner_folds < 2:
+        raise ClipProbeError("linear probe: `folds` and `inner_folds` must be at least 2")
+    classes = sorted(set(y))
+    if len(classes) < 2:
+        raise ClipProbeError(f"linear probe: all images have the label {classes}; it needs at least two labels")
+    per_label = {c: len(set(g[y == c])) for c in classes}
+    short = {c: k for c, k in per_label.items() if k < folds}
+    if short:
+        raise ClipProbeError(
+            "linear probe: label(s) "
+            + ", ".join(f"{c!r} ({k} identities)" for c, k in sorted(short.items()))
+            + f" have fewer identities than folds={folds}, so some test fold would lack them and "
+            f"identity-grouped folds cannot be stratified. Fix: add identities, drop those images, "
+            f"or lower `folds:` (min {min(short.values())} here; the training part of each fold must "
+            f"still hold >= inner_folds={inner_folds} identities per label)"
+        )
+    outer = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    proba = np.full((n, len(classes)), np.nan)
+    fold_of = np.full(n, -1, dtype=int)
+    c_of = np.full(n, np.nan)
+    fold_info: list[dict[str, Any]] = []
+    for k, (train, test) in enumerate(outer.split(X, y, g)):
+        y_train, g_train = y[train], g[train]
+        train_per_label = {c: len(set(g_train[y_train == c])) for c in classes}
+        thin = {c: m for c, m in train_per_label.items() if m < inner_folds}
+        if thin:
+            raise ClipProbeError(
+                f"linear probe: in outer fold {k} the training identities of label(s) "
+                + ", ".join(f"{c!r} ({m})" for c, m in sorted(thin.items()))
+                + f" are fewer than inner_folds={inner_folds}. Fix: lower `inner_folds:` or `folds:`, "
+                f"or add identities for those labels"
+            )
+        inner = StratifiedGroupKFold(n_splits=inner_folds, shuffle=True, random_state=seed)
+        inner_splits = list(inner.split(X[train], y_train, g_train))
+        for j, (itr, _ite) in enumerate(inner_splits):
+            missing = sorted(set(classes) - set(y_train[itr]))
+            if missing:
+                raise ClipProbeError(
+                    f"linear probe: outer fold {k}, inner fold {j} trains without label(s) "
+                    f"{', '.join(missing)}; lower `inner_folds:` or add identities for them"
+                )
+        clf = _logistic_cv(Cs, inner_splits, scoring, max_iter, seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(X[train], y_train)
+        chosen = float(np.ravel(clf.C_)[0])
+        order = [list(clf.classes_).index(c) for c in classes]
+        proba[test] = clf.predict_proba(X[test])[:, order]
+        fold_of[test] = k
+        c_of[test] = chosen
+        fold_info.append(
+            {
+                "fold": k,
+                "C": chosen,
+                "n_train": len(train),
+                "n_test": len(test),
+                "n_train_groups": len(set(g_train)),
+                "n_test_groups": len(set(g[test])),
+            }
+        )
+    if (fold_of < 0).any():  # pragma: no cover - StratifiedGroupKFold covers every sample
+        raise ClipProbeError("linear probe: some images were never in a test fold")
+    return ProbeResult(probabilities=proba, classes=classes, fold=fold_of, C=c_of, folds=fold_info)
+
+
+def _canonical_labels() -> set[str] | None:
+    try:
+        from inference.datasets.labels import load_label_map
+
+        return set(load_label_map().mapping.get("canonical", {}).values()) or None
+    except (OSError, ValueError, KeyError):  # pragma: no cover - the seed ships with the repo
+        return None
+
+
+# ----------------------------------------------------------------------------- the adapter
+
+
+class ClipModel:
+    """open_clip image/text towers used zero-shot or through an identity-grouped linear probe."""
+
+    kind = "clip"
+    label_set = "canonical"
+
+    def __init__(
+        self,
+        architecture: str,
+        pretrained: str,
+        *,
+        cache_dir: Path | None = None,
+        sha256: str | None = None,
+        allow_download: bool = False,
+        mode: str = "zero_shot",
+        labels: Sequence[str] = CANONICAL_7,
+        label_words: dict[str, str] | None = None,
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        batch_size: int = 32,
+        device: str = "auto",
+        num_workers: int | None = None,
+        preprocess: dict[str, Any] | None = None,
+        folds: int = 5,
+        inner_folds: int = 3,
+        Cs: Sequence[float] | None = None,
+        scoring: str = "neg_log_loss",
+        max_iter: int = 1000,
+        seed: int = 0,
+        version: str | None = None,
+    ) -> None:
+        import torch
+
+        open_clip = _import_open_clip()
+        if mode not in MODES:
+            raise ClipOptionsError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+        labels = [str(l) for l in labels]
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ClipOptionsError(f"labels: give at least two distinct labels, got {labels}")
+        canonical = _canonical_labels()
+        if canonical is not None:
+            unknown = [l for l in labels if l not in canonical]
+            if unknown:
+                raise ClipOptionsError(
+                    f"labels: {', '.join(unknown)} are not canonical labels (dbt/seeds/emotion_label_map.csv); "
+                    f"use some of: {', '.join(sorted(canonical))}"
+                )
+        words = {**DEFAULT_LABEL_WORDS, **(label_words or {})}
+        missing_words = [l for l in labels if l not in words]
+        if missing_words:
+            raise ClipOptionsError(f"label_words: give the prompt word for {', '.join(missing_words)}")
+        templates = [str(t) for t in templates]
+        bad = [t for t in templates if t.count("{}") != 1]
+        if not templates or bad:
+            raise ClipOptionsError(f"templates: each template needs exactly one '{{}}'; bad: {bad or 'none given'}")
+        if int(batch_size) < 1:
+            raise ClipOptionsError("batch_size must be at least 1")
+        if architecture not in open_clip.list_models():
+            raise ClipOptionsError(
+                f"architecture: {architecture!r} is not an open_clip model config; use e.g. ViT-B-32, "
+                f"ViT-B-16, ViT-L-14 (open_clip.list_models()), or register yours with `model_config:`"
+            )
+
+        self.architecture = architecture
+        self.pretrained = str(pretrained)
+        self.version = version or f"{architecture}.{pretrained}"
+        self.mode = mode
+        self.labels = tuple(labels)
+        self.label_words = {l: words[l] for l in labels}
+        self.templates = tuple(templates)
+        self.prompt_hash = prompt_hash(self.templates, self.labels, self.label_words)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers) if num_workers is not None else min(4, os.cpu_count() or 1)
+        self.folds, self.inner_folds = int(folds), int(inner_folds)
+        self.Cs = tuple(float(c) for c in (Cs if Cs is not None else DEFAULT_CS))
+        self.scoring = str(scoring)
+        self.max_iter = int(max_iter)
+        self.seed = int(seed)
+        if device in (None, "auto"):
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+
+        weights = resolve_pretrained(
+            architecture, self.pretrained, cache_dir, sha256=sha256, allow_download=allow_download
+        )
+        force_preprocess = {**(weights.preprocess or {}), **(preprocess or {})}
+        bad_keys = sorted(set(force_preprocess) - {"mean", "std", "interpolation", "resize_mode"})
+        if bad_keys:
+            raise ClipOptionsError(
+                f"preprocess: unknown key(s) {', '.join(bad_keys)}; allowed: mean, std, interpolation, resize_mode"
+            )
+        if weights.path is None:
+            torch.manual_seed(self.seed)
+        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+            architecture,
+            pretrained=str(weights.path) if weights.path is not None else None,
+            device=self.device,
+            force_quick_gelu=weights.quick_gelu,
+            image_mean=force_preprocess.get("mean"),
+            image_std=force_preprocess.get("std"),
+            image_interpolation=force_preprocess.get("interpolation"),
+            image_resize_mode=force_preprocess.get("resize_mode"),
+            pretrained_text=False,  # never fetch tower weights from the network
+        )
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(architecture)
+        self.weights_path = weights.path
+        self.weights_source = weights.source
+        self.weights_sha256 = weights.sha256 or state_dict_sha256(self.model)
+        self.embeddings = None  # DataFrame after predict()
+        self._text_features: np.ndarray | None = None
+        self.open_clip_version = getattr(open_clip, "__version__", "unknown")
+
+    @property
+    def protocol(self) -> str:
+        return "clip_zero_shot" if self.mode == "zero_shot" else "clip_linear_probe"
+
+    @property
+    def needs_true_labels(self) -> bool:
+        """Whether `predict` needs the images' canonical true labels (linear probe)."""
+        return self.mode == "linear_probe"
+
+    @classmethod
+    def from_config(cls, cfg: Any, cache_dir: Path, resolve: Any = None) -> ClipModel:
+        """Build from a `models:` entry (kind clip).
+
+        `resolve` (e.g. `BenchmarkConfig.resolve` / `BuildContext.resolve`) turns paths written
+        in the config into absolute ones: `model_config`, and `pretrained` when it is not an
+        open_clip tag of the architecture. Without it paths are taken as written.
+        """
+        opts = dict(cfg.options or {})
+        if resolve is not None:
+            if isinstance(opts.get("model_config"), str):
+                opts["model_config"] = str(resolve(opts["model_config"]))
+            tag = str(opts.get("pretrained") or "")
+            if tag and tag.lower() not in RANDOM_PRETRAINED and opts.get("architecture"):
+                open_clip = _import_open_clip()
+                if not open_clip.get_pretrained_cfg(str(opts["architecture"]), tag):
+                    opts["pretrained"] = str(resolve(tag))
+        unknown = sorted(set(opts) - set(OPTION_KEYS))
+        if unknown:
+            raise ClipOptionsError(
+                f"models.{cfg.name}.options: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(OPTION_KEYS)}"
+            )
+        for key in ("architecture", "pretrained"):
+            if not opts.get(key):
+                raise ClipOptionsError(
+                    f"models.{cfg.name}.options.{key} is required (e.g. architecture: ViT-B-32, "
+                    f"pretrained: openai or laion2b_s34b_b79k or /path/to/checkpoint.safetensors)"
+                )
+        if opts.get("model_config"):
+            register_model_config(opts["model_config"], name=str(opts["architecture"]))
+        kwargs: dict[str, Any] = {}
+        for key in ("mode", "labels", "label_words", "templates", "batch_size", "device", "num_workers",
+                    "preprocess", "folds", "inner_folds", "Cs", "scoring", "max_iter", "seed", "sha256"):
+            if key in opts and opts[key] is not None:
+                kwargs[key] = opts[key]
+        if isinstance(kwargs.get("templates"), str):
+            kwargs["templates"] = [kwargs["templates"]]
+        try:
+            return cls(
+                str(opts["architecture"]),
+                str(opts["pretrained"]),
+                cache_dir=Path(cache_dir) if cache_dir is not None else None,
+                allow_download=bool(opts.get("allow_download", False)),
+                version=cfg.version,
+                **kwargs,
+            )
+        except ClipOptionsError as exc:
+            raise ClipOptionsError(f"models.{cfg.name}.options.{exc}") from None
+
+    # -- embeddings --------------------------------------------------------------------
+
+    def _load(self, record: ImageRecord | str | Path) -> Any:
+        from PIL import Image
+
+        path = record.path if isinstance(record, ImageRecord) else Path(record)
+        with Image.open(path) as im:
+            return self.preprocess(im.convert("RGB"))
+
+    def embed(self, images: Sequence[ImageRecord | str | Path], batch_size: int | None = None) -> np.ndarray:
+        """L2-normalised image embeddings (n, d) as float32, computed in batches."""
+        return self._embed(images, batch_size)[0]
+
+    def _embed(self, images: Sequence[Any], batch_size: int | None = None) -> tuple[np.ndarray, list[float]]:
+        import torch
+
+        batch_size = int(batch_size or self.batch_size)
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        images = list(images)
+        dim = int(self.model.visual.output_dim) if hasattr(self.model.visual, "output_dim") else None
+        out: list[np.ndarray] = []
+        latency: list[float] = []
+        pool = ThreadPoolExecutor(self.num_workers) if self.num_workers > 1 and len(images) > 1 else None
+        chunks = [images[lo : lo + batch_size] for lo in range(0, len(images), batch_size)]
+
+        def submit(chunk: list[Any]) -> list[Any]:
+            return [pool.submit(self._load, r) for r in chunk] if pool else chunk
+
+        try:
+            pending = submit(chunks[0]) if chunks else []
+            for k, chunk in enumerate(chunks):
+                start = time.perf_counter()
+                tensors = [f.result() for f in pending] if pool else [self._load(r) for r in chunk]
+                # decode the next batch in the loader threads while this one runs through the model
+                pending = submit(chunks[k + 1]) if k + 1 < len(chunks) else []
+                batch = torch.stack(tensors).to(self.device)
+                with torch.inference_mode():
+                    feats = self.model.encode_image(batch, normalize=True)
+                out.append(feats.float().cpu().numpy())
+                share = (time.perf_counter() - start) * 1000.0 / len(chunk)
+                latency.extend([share] * len(chunk))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        if not out:
+            return np.zeros((0, dim or 0), dtype=np.float32), []
+        return np.concatenate(out).astype(np.float32), latency
+
+    def text_features(self) -> np.ndarray:
+        """(len(labels), d): per label the normalised mean of its normalised template embeddings."""
+        import torch
+
+        if self._text_features is None:
+            rows = []
+            with torch.inference_mode():
+                for label in self.labels:
+                    prompts = [t.format(self.label_words[label]) for t in self.templates]
+                    tokens = self.tokenizer(prompts).to(self.device)
+                    feats = self.model.encode_text(tokens, normalize=True).float()
+                    mean = feats.mean(dim=0)
+                    rows.append((mean / mean.norm()).cpu().numpy())
+            self._text_features = np.stack(rows)
+        return self._text_features
+
+    # -- answers -----------------------------------------------------------------------
+
+    def _set_embeddings(self, images: Sequence[ImageRecord], emb: np.ndarray) -> None:
+        import pandas as pd
+
+        self.embeddings = pd.DataFrame(
+            {
+                "image_id": [r.image_id for r in images],
+                "image_hash": [r.image_hash for r in images],
+                "embedding": [row.astype(float).tolist() for row in emb],
+            }
+        )
+
+    def _base_info(self, batch_size: int) -> dict[str, Any]:
+        return {
+            "architecture": self.architecture,
+            "pretrained": self.pretrained,
+            "weights_source": self.weights_source,
+            "open_clip_version": self.open_clip_version,
+            "image_preprocess": "open_clip preprocess_val (whole image, no face crop)",
+            "batch_size": batch_size,
+            "device": self.device.type,
+        }
+
+    def predict(
+        self,
+        images: Sequence[ImageRecord],
+        true_labels: Sequence[str] | None = None,
+        batch_size: int | None = None,
+    ) -> list[Answer]:
+        """One Answer per image, in order. `true_labels` (canonical) are required for the probe."""
+        images = list(images)
+        batch_size = int(batch_size or self.batch_size)
+        if self.mode == "linear_probe":
+            self._check_true_labels(images, true_labels)
+        emb, latency = self._embed(images, batch_size)
+        self._set_embeddings(images, emb)
+        if not images:
+            return []
+        if self.mode == "zero_shot":
+            return self._zero_shot(images, emb, latency, batch_size)
+        return self._probe(images, emb, latency, list(true_labels or []), batch_size)
+
+    def _check_true_labels(self, images: Sequence[ImageRecord], true_labels: Sequence[str] | None) -> None:
+        if true_labels is None:
+            raise ClipProbeError(
+                "mode linear_probe needs true_labels: the canonical emotion of every image (map each "
+                "record's source_label through dbt/seeds/emotion_label_map.csv, e.g. "
+                "inference.datasets.labels.load_label_map().canonical(label_set, source_label))"
+            )
+        if len(true_labels) != len(images):
+            raise ClipProbeError(f"true_labels has {len(true_labels)} entries for {len(images)} images")
+        bad = [(r.image_id, l) for r, l in zip(images, true_labels) if l not in self.labels]
+        if bad:
+            shown = ", ".join(f"{i}: {l!r}" for i, l in bad[:5])
+            raise ClipProbeError(
+                f"{len(bad)} image(s) have a true label outside labels={list(self.labels)} ({shown}); "
+                f"map them to canonical labels, add the label to `labels:`, or drop those images"
+            )
+
+    def _zero_shot(self, images: Sequence[ImageRecord], emb: np.ndarray, latency: list[float], batch_size: int) -> list[Answer]:
+        text = self.text_features()
+        logits = ZERO_SHOT_SCALE * emb.astype(np.float64) @ text.T.astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        info = {
+            **self._base_info(batch_size),
+            "logit_scale": ZERO_SHOT_SCALE,
+            "n_templates": len(self.templates),
+            "templates": list(self.templates),
+            "label_words": self.label_words,
+        }
+        answers = []
+        for i, record in enumerate(images):
+            vector = probs[i]
+            answers.append(
+                Answer(
+                    image_id=record.image_id,
+                    image_hash=record.image_hash,
+                    parse_status="ok",
+                    predicted_label=self.labels[int(np.argmax(vector))],
+                    probabilities={l: float(p) for l, p in zip(self.labels, vector)},
+                    face_found=None,
+                    preprocessing=info,
+                    latency_ms=latency[i],
+                    protocol=self.protocol,
+                    step=1,
+                    step_name="emotion",
+                    prompt_hash=self.prompt_hash,
+                )
+            )
+        return answers
+
+    def _probe(
+        self,
+        images: Sequence[ImageRecord],
+        emb: np.ndarray,
+        latency: list[float],
+        true_labels: list[str],
+        batch_size: int,
+    ) -> list[Answer]:
+        groups = _group_ids([r.identity for r in images], [r.image_id for r in images])
+        result = linear_probe(
+            emb,
+            true_labels,
+            groups,
+            folds=self.folds,
+            inner_folds=self.inner_folds,
+            Cs=self.Cs,
+            scoring=self.scoring,
+            max_iter=self.max_iter,
+            seed=self.seed,
+        )
+        self.probe_result = result
+        base = {
+            **self._base_info(batch_size),
+            "classifier": "sklearn LogisticRegressionCV (l2, lbfgs)",
+            "folds": self.folds,
+            "inner_folds": self.inner_folds,
+            "cv": "StratifiedGroupKFold by identity (outer and inner)",
+            "Cs": list(self.Cs),
+            "scoring": self.scoring,
+            "seed": self.seed,
+            "classes": result.classes,
+        }
+        by_fold = {f["fold"]: f for f in result.folds}
+        answers = []
+        for i, record in enumerate(images):
+            row = dict(zip(result.classes, result.probabilities[i]))
+            vector = {l: float(row.get(l, 0.0)) for l in self.labels}
+            fold = int(result.fold[i])
+            info = {**base, "fold": fold, "C": float(result.C[i]),
+                    "n_train": by_fold[fold]["n_train"], "n_train_groups": by_fold[fold]["n_train_groups"]}
+            answers.append(
+                Answer(
+                    image_id=record.image_id,
+                    image_hash=record.image_hash,
+                    parse_status="ok",
+                    predicted_label=max(vector, key=lambda l: (vector[l], -self.labels.index(l))),
+                    probabilities=vector,
+                    face_found=None,
+                    preprocessing=info,
+                    latency_ms=latency[i],
+                    protocol=self.protocol,
+                    step=1,
+                    step_name="emotion",
+                )
+            )
+        return answers
+
+
+def register_model_config(source: Any, name: str | None = None) -> str:
+    """Register a custom architecture with open_clip: a JSON file path or a dict config.
+
+    A dict (or a file whose stem differs from `name`) is written to a temporary JSON named
+    `<name>.json`; returns the registered name.
+    """
+    import tempfile
+
+    open_clip = _import_open_clip()
+    if isinstance(source, dict):
+        if not name:
+            raise ClipOptionsError("model_config: a dict config needs the architecture name")
+        folder = Path(tempfile.mkdtemp(prefix="open_clip_cfg_"))
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(source), encoding="utf-8")
+    else:
+        path = Path(os.path.expanduser(str(source)))
+        if not path.is_file():
+            raise ClipOptionsError(f"model_config: {path} does not exist (a JSON open_clip model config)")
+        if name and path.stem != name:
+            cfg = json.loads(path.read_text(encoding="utf-8"))
+            return register_model_config(cfg, name)
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    if not all(k in cfg for k in ("embed_dim", "vision_cfg", "text_cfg")):
+        raise ClipOptionsError(f"model_config: {path} needs embed_dim, vision_cfg and text_cfg")
+    open_clip.add_model_config(path)
+    return path.stem
+
+
+__all__ = [
+    "CANONICAL_7",
+    "DEFAULT_CS",
+    "DEFAULT_TEMPLATES",
+    "ClipModel",
+    "ClipOptionsError",
+    "ClipProbeError",
+    "ClipWeightsError",
+    "ProbeResult",
+    "linear_probe",
+    "prompt_hash",
+    "register_model_config",
+    "resolve_pretrained",
+    "state_dict_sha256",
+]

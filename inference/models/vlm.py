@@ -1,0 +1,448 @@
+"""Vision-language models as model adapters: a prompt protocol over every image of a dataset.
+
+Config (models.<name>, kinds openai / gemini / transformers / mlx; schema:
+`inference.config.VLMOptions`, validated when the config loads):
+
+    kind: openai
+    version: gpt-4o-2024-08-06          # what is evaluated; model_id defaults to it
+    options:
+      model_id: gpt-4o-2024-08-06       # the provider's model name
+      base_url: http://localhost:8000/v1   # openai/gemini: another endpoint (vLLM, Ollama, ...)
+      api_key_env: OPENAI_API_KEY       # default OPENAI_API_KEY / GEMINI_API_KEY; null: no key
+      protocol: {name: maj_at_k, k: 5, temperature: 1.0}   # template defaults per protocol
+      max_in_flight: 16
+      requests_per_minute: 500
+      tokens_per_minute: 200000
+      timeout_s: 60
+      max_retries: 6
+      price_per_million_tokens: {input: 2.5, output: 10}
+      backend: {image_detail: low}      # further keyword arguments of the chat backend
+
+`VLMAdapter.predict(images)` runs `inference.vlm.protocols.run_protocol` for every image
+through one `Engine` (bounded concurrency, rate limits, retries with backoff) and a durable
+`ResponseCache` at `<cache_dir>/responses.sqlite`, keyed on (backend identity, version, prompt,
+image hash, step, sample, attempt, generation params): re-running a finished partition makes no
+call, and a killed run asks only for the answers it had not stored.
+
+After `predict`: `.transport_failures` (rows for raw.transport_failures: requests that never got
+a model answer after the engine's retries, including safety blocks -- never answers) and
+`.usage` {calls, cache_hits, input_tokens, output_tokens, cost_usd} of this run.
+`plan(images)` projects calls, tokens and cost without calling anything.
+
+External APIs: an openai/gemini model whose endpoint is not on this machine (no base_url, or
+one that is not localhost / a loopback address) sends face images to a third party; it runs
+only on datasets with `allow_external_apis: true` and fails before any call otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from inference.config import (
+    EXTERNAL_API_KINDS, ConfigError, DatasetConfig, ModelConfig, VLMOptions, vlm_options,
+)
+from inference.datasets.base import ImageRecord
+from inference.models.base import Answer
+from inference.vlm.cache import ResponseCache, request_cache_key
+from inference.vlm.engine import Engine, estimate_tokens, run_all
+from inference.vlm.openai_backend import scrub
+from inference.vlm.prompts import LABEL_SET, PromptTemplate, load_template
+from inference.vlm.protocols import ProtocolConfig, check_template, run_protocol
+from inference.vlm.types import ChatBackend, ChatRequest, ChatResponse, GenerationParams, Turn
+
+log = logging.getLogger(__name__)
+
+CACHE_FILE = "responses.sqlite"
+IMAGE_TOKENS_ESTIMATE = 800  # per attached image, for plans and the token bucket (deliberately high)
+_VARIANT_RE = re.compile(r"sample=(\d+);attempt=(\d+)")
+_STEPS_PER_SAMPLE = {"context_carry": 3, "two_stage": 2}
+
+
+class ExternalAPIError(RuntimeError):
+    """A dataset's images would be sent to an external API without the dataset's consent."""
+
+
+# ----------------------------------------------------------------------------- external APIs
+
+
+def is_local_url(url: str | None) -> bool:
+    """True for http(s) URLs on this machine: localhost, *.localhost, loopback addresses."""
+    if not url:
+        return False
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def uses_external_api(cfg: ModelConfig, options: VLMOptions | None = None) -> bool:
+    """Whether this model sends images off the machine."""
+    if cfg.kind not in EXTERNAL_API_KINDS:
+        return False
+    options = options or vlm_options(cfg)
+    return not is_local_url(options.base_url)
+
+
+def check_external_api_allowed(cfg: ModelConfig, dataset: DatasetConfig,
+                               options: VLMOptions | None = None) -> None:
+    """Raise ExternalAPIError (naming the dataset key and the fix) unless allowed."""
+    if uses_external_api(cfg, options) and not dataset.allow_external_apis:
+        raise ExternalAPIError(
+            f"model {cfg.name!r} (kind {cfg.kind}) would send the face images of dataset "
+            f"{dataset.name!r} to an external API, and datasets.{dataset.name}.allow_external_apis "
+            f"is not true; set 'allow_external_apis: true' under datasets.{dataset.name} if the "
+            f"images' licence and consent allow it, or point models.{cfg.name}.options.base_url "
+            f"at a local server"
+        )
+
+
+# ----------------------------------------------------------------------------- backends
+
+
+def _lazy_class(module: str, name: str, kind: str, model: str) -> Any:
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"models.{model}: kind {kind!r} needs {module}.{name}, which is not available "
+            f"({type(exc).__name__}: {exc}); install/add it or use another kind"
+        ) from None
+
+
+def build_backend(cfg: ModelConfig, options: VLMOptions) -> ChatBackend:
+    """The chat backend of a VLM kind (reads no key into memory: backends read it per client)."""
+    model_id = options.model_id or cfg.version
+    extra = dict(options.backend)
+    if cfg.kind == "openai":
+        from inference.vlm.openai_backend import OpenAIChatBackend
+
+        extra.setdefault("max_connections", max(64, options.max_in_flight * 2))
+        return OpenAIChatBackend(model_id, base_url=options.base_url,
+                                 api_key_env=options.api_key_variable("openai"),
+                                 timeout_s=options.timeout_s, **extra)
+    if cfg.kind == "gemini":
+        from inference.vlm.gemini_backend import GeminiBackend
+
+        extra.setdefault("max_connections", max(64, options.max_in_flight * 2))
+        return GeminiBackend(model_id, api_key_env=options.api_key_variable("gemini"),
+                             base_url=options.base_url, timeout_s=options.timeout_s, **extra)
+    if cfg.kind == "transformers":
+        cls = _lazy_class("inference.vlm.transformers_backend", "TransformersBackend", cfg.kind, cfg.name)
+        return cls(model_id, **extra)
+    if cfg.kind == "mlx":
+        cls = _lazy_class("inference.vlm.mlx_backend", "MlxBackend", cfg.kind, cfg.name)
+        return cls(model_id, **extra)
+    raise ConfigError(f"models.{cfg.name}: kind {cfg.kind!r} is not a VLM kind")
+
+
+BACKEND_FACTORIES: dict[str, Callable[[ModelConfig, VLMOptions], ChatBackend]] = {
+    kind: build_backend for kind in ("openai", "gemini", "transformers", "mlx")
+}
+
+
+class _Metered:
+    """Wraps the backend the engine calls: sums the tokens of real (uncached) answers."""
+
+    def __init__(self, backend: ChatBackend) -> None:
+        self.inner = backend
+        self.name = getattr(backend, "name", type(backend).__name__)
+        self.input_tokens = 0
+        self.output_tokens = 0
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        response = await self.inner.complete(request)
+        self.input_tokens += response.input_tokens or 0
+        self.output_tokens += response.output_tokens or 0
+        return response
+
+
+class _CachedEngine:
+    """The ChatBackend a protocol sees: every request goes through the engine with a cache key."""
+
+    def __init__(self, engine: Engine, *, model: str, version: str, template: PromptTemplate,
+                 protocol: str) -> None:
+        self.engine = engine
+        self.model, self.version = model, version
+        self.template, self.protocol = template, protocol
+        self.name = getattr(engine.backend, "name", "vlm")
+
+    def key(self, request: ChatRequest) -> str:
+        match = _VARIANT_RE.search(request.variant)
+        sample, attempt = (int(match.group(1)), int(match.group(2))) if match else (0, 1)
+        step = sum(1 for t in request.turns if t.role == "user")
+        return request_cache_key(
+            self.model, self.version, request,
+            step=f"{self.protocol}/{self.template.id}@{self.template.hash}/{step}",
+            sample_index=sample, attempt=attempt,
+        )
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        return await self.engine.complete(request, cache_key=self.key(request))
+
+
+# ----------------------------------------------------------------------------- adapter
+
+
+def image_payload(image: ImageRecord) -> tuple[bytes, str]:
+    """The bytes sent for an image (the file itself for JPEG/PNG, else a PNG conversion) and
+    their mime type."""
+    data = Path(image.path).read_bytes()
+    if data[:3] == b"\xff\xd8\xff":
+        return data, "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return data, "image/png"
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        out = io.BytesIO()
+        img.convert("RGB").save(out, format="PNG")
+    return out.getvalue(), "image/png"
+
+
+def _run_sync(coro: Any) -> Any:
+    """asyncio.run, also from a thread that already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="vlm-predict")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class VLMAdapter:
+    """A VLM kind as a model adapter (see the module docstring)."""
+
+    label_set = LABEL_SET
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        cache_dir: Path | str,
+        *,
+        options: VLMOptions | None = None,
+        dataset: DatasetConfig | None = None,
+        backend: ChatBackend | None = None,
+    ) -> None:
+        """`dataset`: the dataset about to be answered (checked against the external-API rule;
+        without it, an external endpoint is refused). `backend`: use this chat backend instead
+        of the one built from the kind (local backends, tests)."""
+        self.cfg = cfg
+        self.kind = cfg.kind
+        self.options = options or vlm_options(cfg)
+        self.model_id = self.options.model_id or cfg.version
+        self.cache_path = Path(cache_dir) / CACHE_FILE
+        self.dataset = dataset
+        popts = self.options.protocol
+        self.protocol = ProtocolConfig(
+            name=popts.name, template=popts.template_id, k=popts.k, temperature=popts.temperature,
+            max_tries=popts.max_tries,
+            params=GenerationParams(temperature=0.0, max_tokens=popts.max_tokens, top_p=popts.top_p,
+                                    seed=popts.seed),
+            retry_invalid=popts.retry_invalid, image_on_every_step=popts.image_on_every_step,
+            stored_as=popts.stored_as,
+        )
+        self.template = load_template(self.protocol.template)
+        check_template(self.protocol, self.template)
+        self.external = uses_external_api(cfg, self.options)
+        if dataset is not None:
+            check_external_api_allowed(cfg, dataset, self.options)
+        self._backend = backend
+        self.weights_sha256 = self._identity_hash()
+        self.transport_failures: list[dict[str, Any]] = []
+        self.usage: dict[str, Any] = self._usage(0, 0, 0, 0)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, cache_dir: Path | str, *,
+                    dataset: DatasetConfig | None = None) -> VLMAdapter:
+        return cls(cfg, cache_dir, dataset=dataset)
+
+    def __repr__(self) -> str:
+        return f"VLMAdapter({self.cfg.partition_key!r}, kind={self.kind!r}, protocol={self.protocol.label!r})"
+
+    # -- identity
+    def _identity_hash(self) -> str:
+        """sha256 of what defines the answers: kind, model id, version, endpoint, protocol,
+        template hash (never the key: only the variable's name is part of the options)."""
+        payload = {
+            "kind": self.kind, "model_id": self.model_id, "version": self.cfg.version,
+            "base_url": self.options.base_url, "protocol": self.options.protocol.model_dump(),
+            "template_hash": self.template.hash, "backend": self.options.backend,
+        }
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    @property
+    def cache_model(self) -> str:
+        """Model identity in cache keys: kind, model id and, for HTTP kinds, the endpoint."""
+        endpoint = self.options.base_url or "default" if self.kind in EXTERNAL_API_KINDS else "local"
+        return f"{self.kind}:{self.model_id}@{endpoint}"
+
+    # -- guards
+    def _check_external(self) -> None:
+        if not self.external:
+            return
+        if self.dataset is None:
+            raise ExternalAPIError(
+                f"model {self.cfg.name!r} (kind {self.kind}) calls an external API; build it with "
+                f"the dataset's config (build_model(..., dataset_config=...)) so that "
+                f"datasets.<name>.allow_external_apis can be checked"
+            )
+        check_external_api_allowed(self.cfg, self.dataset, self.options)
+
+    def _secret(self) -> str | None:
+        var = self.options.api_key_variable(self.kind) if self.kind in EXTERNAL_API_KINDS else None
+        return os.environ.get(var) if var else None
+
+    def _usage(self, calls: int, hits: int, tokens_in: int, tokens_out: int) -> dict[str, Any]:
+        price = self.options.price_per_million_tokens
+        cost = None
+        if price is not None:
+            cost = round((tokens_in * price.input + tokens_out * price.output) / 1e6, 6)
+        return {"calls": calls, "cache_hits": hits, "input_tokens": tokens_in,
+                "output_tokens": tokens_out, "cost_usd": cost}
+
+    # -- predict
+    def predict(
+        self,
+        images: Sequence[ImageRecord],
+        batch_size: int | None = None,
+        *,
+        progress: Callable[[int, int], Any] | None = None,
+        use_tqdm: bool = False,
+    ) -> list[Answer]:
+        """Every answer (steps, samples, tries) about `images`, in image order; requests that got
+        no answer land in `.transport_failures`. `progress(done, total)` counts images."""
+        del batch_size  # the engine's max_in_flight bounds concurrency
+        self._check_external()
+        backend = self._backend
+        if backend is None:
+            try:
+                backend = BACKEND_FACTORIES[self.kind](self.cfg, self.options)
+            except RuntimeError as exc:  # e.g. the key's environment variable is not set
+                raise RuntimeError(f"models.{self.cfg.name}: {exc}") from None
+        return _run_sync(self._predict(backend, list(images), progress, use_tqdm))
+
+    async def _predict(self, backend: ChatBackend, images: list[ImageRecord],
+                       progress: Callable[[int, int], Any] | None, use_tqdm: bool) -> list[Answer]:
+        metered = _Metered(backend)
+        cache = ResponseCache(self.cache_path)
+        opts = self.options
+        engine = Engine(
+            metered, max_in_flight=opts.max_in_flight, requests_per_minute=opts.requests_per_minute,
+            tokens_per_minute=opts.tokens_per_minute, max_retries=opts.max_retries,
+            timeout_s=opts.timeout_s, cache=cache,
+            token_estimator=lambda r: estimate_tokens(r, IMAGE_TOKENS_ESTIMATE),
+        )
+        chat = _CachedEngine(engine, model=self.cache_model, version=self.cfg.version,
+                             template=self.template, protocol=self.protocol.label)
+        # at most this many images are read and in flight at once (each image's steps are sequential)
+        gate = asyncio.Semaphore(max(2 * opts.max_in_flight, 4))
+
+        async def one(image: ImageRecord):
+            async with gate:
+                data, mime = image_payload(image)
+                return await run_protocol(chat, self.protocol, image, data, mime, LABEL_SET,
+                                          template=self.template)
+
+        try:
+            results = await run_all([one(img) for img in images], progress=progress, use_tqdm=use_tqdm,
+                                    desc=f"{self.cfg.partition_key}")
+        finally:
+            cache.close()
+            closer = getattr(backend, "aclose", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        secret = self._secret()
+        answers: list[Answer] = []
+        failures: list[dict[str, Any]] = []
+        for image, result in zip(images, results):
+            answers.extend(result.answers)
+            for f in result.failures:
+                failures.append({
+                    "image_id": image.image_id, "image_hash": image.image_hash,
+                    "protocol": self.protocol.label, "step": f.step,
+                    "step_name": f.step_name or "", "sample_index": f.sample_index,
+                    "attempt": f.attempt, "kind": f.kind, "status": f.status,
+                    "message": scrub(f.message, secret),
+                })
+        self.transport_failures = failures
+        self.usage = self._usage(engine.stats["calls"], engine.stats["cache_hits"],
+                                 metered.input_tokens, metered.output_tokens)
+        return answers
+
+    # -- plan
+    def calls_per_image(self) -> tuple[int, int]:
+        """(calls when every first try is valid, most calls with every retry)."""
+        steps = _STEPS_PER_SAMPLE.get(self.protocol.name, 1)
+        return self.protocol.k * steps, self.protocol.k * steps * self.protocol.tries
+
+    def plan(self, images: Sequence[ImageRecord]) -> dict[str, Any]:
+        """What running on `images` would cost, without any call: calls, tokens (input: ~4
+        characters per token plus IMAGE_TOKENS_ESTIMATE per image; output: the max_tokens
+        budget, an upper bound) and cost at price_per_million_tokens."""
+        expected, most = self.calls_per_image()
+        n = len(images)
+        params = self.protocol.generation_params
+        history: tuple[Turn, ...] = (Turn("system", self.template.system),) if self.template.system else ()
+        per_sample_in = 0
+        steps = self.template.steps if self.protocol.name in _STEPS_PER_SAMPLE else self.template.steps[:1]
+        for i, step in enumerate(steps):
+            text = step.render(emotion="neutral", valence=5) if step.placeholders else step.text
+            history = history + (Turn("user", text, with_image=i == 0 or self.protocol.image_on_every_step),)
+            request = ChatRequest(history, b"", "image/jpeg", params)
+            per_sample_in += estimate_tokens(request, IMAGE_TOKENS_ESTIMATE) - params.max_tokens
+            history = history + (Turn("assistant", "x" * 8),)
+        input_tokens = per_sample_in * self.protocol.k * n
+        output_tokens = params.max_tokens * expected * n
+        price = self.options.price_per_million_tokens
+        cost = None if price is None else round(
+            (input_tokens * price.input + output_tokens * price.output) / 1e6, 4)
+        return {
+            "model": self.cfg.partition_key, "kind": self.kind, "model_id": self.model_id,
+            "protocol": self.protocol.label, "template": self.template.id, "n_images": n,
+            "expected_calls": expected * n, "max_calls": most * n,
+            "projected_input_tokens": input_tokens, "projected_output_tokens": output_tokens,
+            "projected_cost_usd": cost, "external_api": self.external,
+        }
+
+
+__all__ = [
+    "BACKEND_FACTORIES", "CACHE_FILE", "ExternalAPIError", "VLMAdapter", "build_backend",
+    "check_external_api_allowed", "image_payload", "is_local_url", "uses_external_api",
+]
