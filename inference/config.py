@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from inference.watch import WatchConfig
+
 CONFIG_ENV = "FER_CONFIG"
 WAREHOUSE_ENV = "FER_WAREHOUSE"
 DEFAULT_CONFIG = "benchmark.yaml"
@@ -95,6 +97,8 @@ class ModelConfig(_Strict):
     name: str
     kind: Literal["fer_xception", "imported", "openai", "gemini", "transformers", "mlx", "clip"]
     version: str
+    # Poll a provider for new versions of this model (see inference.watch).
+    watch: WatchConfig | None = None
     # Evaluate only on these datasets (default: every configured dataset).
     datasets: tuple[str, ...] | None = None
     options: dict[str, Any] = Field(default_factory=dict)

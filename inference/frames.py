@@ -213,3 +213,20 @@ def records_from_rows(rows: pd.DataFrame, root) -> list[ImageRecord]:
             )
         )
     return records
+
+
+def embeddings_frame(
+    embeddings: pd.DataFrame | None, *, run_id: str, model: str, model_version: str, dataset: str
+) -> pd.DataFrame | None:
+    """raw.image_embeddings rows from an embedding model's `.embeddings` (None when it has none)."""
+    if embeddings is None or len(embeddings) == 0:
+        return None
+    frame = embeddings[["image_id", "image_hash", "embedding"]].copy()
+    frame["embedding"] = frame["embedding"].map(lambda v: [float(x) for x in v])
+    frame["dim"] = frame["embedding"].map(len).astype("int32")
+    frame.insert(0, "run_id", run_id)
+    frame.insert(1, "model", model)
+    frame.insert(2, "model_version", model_version)
+    frame.insert(3, "dataset", dataset)
+    frame["created_at"] = utc_now()
+    return frame

@@ -150,7 +150,39 @@ create table if not exists raw.transport_failures (
 )
 """
 
-ALL_DDL = (DATASET_IMAGES_DDL, QUARANTINE_DDL, PREDICTIONS_DDL, MODEL_RUNS_DDL, HUMAN_RATINGS_DDL,
+# Image embeddings of embedding models (CLIP), for probes and later analysis.
+# Grain: (model, model_version, dataset, image_id).
+IMAGE_EMBEDDINGS_DDL = """
+create table if not exists raw.image_embeddings (
+    run_id         varchar not null,
+    model          varchar not null,
+    model_version  varchar not null,
+    dataset        varchar not null,
+    image_id       varchar not null,
+    image_hash     varchar not null,
+    dim            integer not null,
+    embedding      float[] not null,
+    created_at     timestamp not null,
+    primary key (model, model_version, dataset, image_id)
+)
+"""
+
+# Every model version the warehouse has seen: when and how it was discovered.
+# Grain: (model, model_version).
+MODEL_VERSIONS_DDL = """
+create table if not exists raw.model_versions (
+    model          varchar not null,
+    model_version  varchar not null,
+    model_kind     varchar not null,
+    discovered_at  timestamp not null,   -- first seen (sensor tick, or first evaluation if pinned)
+    discovered_by  varchar not null,     -- 'config' or 'sensor:<provider>'
+    discovered_from varchar,             -- provider URL / repo / folder (never a secret)
+    first_run_id   varchar not null,
+    primary key (model, model_version)
+)
+"""
+
+ALL_DDL = (IMAGE_EMBEDDINGS_DDL, MODEL_VERSIONS_DDL, DATASET_IMAGES_DDL, QUARANTINE_DDL, PREDICTIONS_DDL, MODEL_RUNS_DDL, HUMAN_RATINGS_DDL,
            TRANSPORT_FAILURES_DDL)
 
 # Columns added after a table was first released: warehouses created before get them on
@@ -294,3 +326,26 @@ def snapshot_for_reading(path: Path, timeout_s: float = 300.0) -> Iterator[Path]
         yield target
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def record_model_version(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    model: str,
+    model_version: str,
+    model_kind: str,
+    discovered_by: str,
+    discovered_at,
+    discovered_from: str | None,
+    run_id: str,
+) -> None:
+    """Remember a model version the first time it is evaluated; later runs keep the first row."""
+    con.execute(
+        """
+        insert into raw.model_versions
+            (model, model_version, model_kind, discovered_at, discovered_by, discovered_from, first_run_id)
+        values (?, ?, ?, ?, ?, ?, ?)
+        on conflict do nothing
+        """,
+        [model, model_version, model_kind, discovered_at, discovered_by, discovered_from, run_id],
+    )

@@ -25,6 +25,9 @@ PER_GROUP = 2  # identities per ethnicity x gender cell of the fixture subset
 # transport failures, never answers).
 VLM_BLOCKED_IMAGES = ("images/bf00_sad.png", "images/km01_fear.png", "images/wm02_happy.png")
 VLM_WORDS = {"anger": "angry"}  # the Tae prompt's word for a canonical label
+# Versions the server may list later; these misread Black faces (the bias regression gate's
+# failing fixture); other versions answer like loopback-1.
+VLM_BIASED_VERSIONS = ("loopback-2",)
 
 
 class LoopbackVLM:
@@ -35,11 +38,13 @@ class LoopbackVLM:
         import hashlib
 
         self.truth: dict[str, str] = {}
+        self.race: dict[str, str] = {}
         self.blocked: set[str] = set()
         with open(manifest, newline="") as fh:
             for row in csv.DictReader(fh):
                 digest = hashlib.sha256((manifest.parent / row["image"]).read_bytes()).hexdigest()
                 self.truth[digest] = row["emotion"]
+                self.race[digest] = row["race"]
                 if row["image"] in VLM_BLOCKED_IMAGES:
                     self.blocked.add(digest)
 
@@ -50,6 +55,9 @@ class LoopbackVLM:
         if digest in self.blocked:
             return client_error(400, "The image was rejected by the content filter.", code="content_filter")
         emotion = self.truth.get(digest, "neutral")
+        model = (recorded.body or {}).get("model")
+        if model in VLM_BIASED_VERSIONS and self.race.get(digest) == "black" and emotion != "neutral":
+            emotion = "neutral"  # a regressed version: reads Black faces' expressions as neutral
         last = (recorded.body or {}).get("messages", [{}])[-1].get("content")
         question = last if isinstance(last, str) else " ".join(
             p.get("text", "") for p in last or [] if p.get("type") == "text")
@@ -128,8 +136,9 @@ models:
     kind: openai
     version: loopback-1
     datasets: [tae_sim]
+    # New versions listed by the server (e.g. loopback-2) are discovered by the sensor.
+    watch: {{provider: openai, base_url: {vlm_base_url}, pattern: "loopback-*", interval_s: 0}}
     options:
-      model_id: loopback-vlm
       base_url: {vlm_base_url}
       api_key_env: null
       protocol: {{name: context_carry}}
@@ -150,7 +159,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"tests need the shared assets at {SHARED} (London Set, FER models)")
     root = Path(tempfile.mkdtemp(prefix="fer-session-"))
     config._fer_session_root = root  # type: ignore[attr-defined]
-    server = OpenAIServer(models=("loopback-vlm",)).start()
+    server = OpenAIServer(models=("loopback-1",)).start()
     config._fer_vlm_server = server  # type: ignore[attr-defined]
     os.environ["FER_CONFIG"] = str(_build_session_fixture(root, server.base_url))
     server.responder = LoopbackVLM(root / "tae_sim" / "manifest.csv")

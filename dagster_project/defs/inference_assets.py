@@ -15,15 +15,40 @@ from dagster_project.defs.partitions import model_dataset_partitions
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 from inference import warehouse
+from inference.datasets.labels import load_label_map
 from inference.frames import (
-    predictions_frame, quarantined_rows_frame, records_from_rows, transport_failures_frame, utc_now,
+    embeddings_frame,
+    predictions_frame,
+    quarantined_rows_frame,
+    records_from_rows,
+    transport_failures_frame,
+    utc_now,
 )
 from inference.models import build_model
 from inference.pipeline import dataset_location, dataset_root
 
+# Run tags the watched-versions sensor sets (how and when a version was discovered).
+DISCOVERED_BY_TAG = "fer/discovered_by"
+DISCOVERED_AT_TAG = "fer/discovered_at"
+DISCOVERED_FROM_TAG = "fer/discovered_from"
+
 PREDICTIONS = dg.AssetKey(["raw", "predictions"])
 MODEL_RUNS = dg.AssetKey(["raw", "model_runs"])
 TRANSPORT_FAILURES = dg.AssetKey(["raw", "transport_failures"])
+
+
+def _predict_kwargs(model, images, ds, context: dg.AssetExecutionContext, label: str) -> dict:
+    """What this adapter's predict takes beyond the images: true labels for a probe trained
+    out-of-fold (CLIP linear probe), a progress callback for long remote runs."""
+    kwargs: dict = {}
+    parameters = inspect.signature(model.predict).parameters
+    if getattr(model, "needs_true_labels", False):
+        label_map = load_label_map()
+        kwargs["true_labels"] = [label_map.canonical(ds.effective_label_set, r.source_label) for r in images]
+    if "progress" in parameters:
+        kwargs["progress"] = _progress_logger(context, f"{label} on {ds.name}")
+        kwargs["use_tqdm"] = sys.stderr.isatty()
+    return kwargs
 
 
 def _progress_logger(context: dg.AssetExecutionContext, label: str):
@@ -94,13 +119,7 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
                         dataset_config=ds)
     started = utc_now()
     t0 = time.perf_counter()
-    if "progress" in inspect.signature(model.predict).parameters:
-        answers = model.predict(
-            images, progress=_progress_logger(context, f"{model_cfg.partition_key} on {ds.name}"),
-            use_tqdm=sys.stderr.isatty(),
-        )
-    else:
-        answers = model.predict(images)
+    answers = model.predict(images, **_predict_kwargs(model, images, ds, context, model_cfg.partition_key))
     elapsed = time.perf_counter() - t0
     slice_key = {"model": model_cfg.name, "model_version": model_cfg.version, "dataset": ds.name}
     # Requests that never got an answer: their own table, replaced like the predictions slice.
@@ -154,8 +173,18 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             }
         ]
     )
+    embeddings = embeddings_frame(getattr(model, "embeddings", None), run_id=context.run.run_id, **slice_key)
+    tags = context.run.tags
     with duckdb.get_connection() as con:
         warehouse.replace_slice(con, "raw.predictions", slice_key, frame)
+        if embeddings is not None:
+            warehouse.replace_slice(con, "raw.image_embeddings", slice_key, embeddings)
+        warehouse.record_model_version(
+            con, model=model_cfg.name, model_version=model_cfg.version, model_kind=model_cfg.kind,
+            discovered_by=tags.get(DISCOVERED_BY_TAG, "config"),
+            discovered_at=tags.get(DISCOVERED_AT_TAG) or started, discovered_from=tags.get(DISCOVERED_FROM_TAG),
+            run_id=context.run.run_id,
+        )
         con.execute(
             "delete from raw.model_runs where model = ? and model_version = ? and dataset = ?",
             list(slice_key.values()),

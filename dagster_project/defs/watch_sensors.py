@@ -13,14 +13,15 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from dagster_project.defs.automation import evaluate_job
+from dagster_project.defs.inference_assets import (
+    DISCOVERED_AT_TAG,
+    DISCOVERED_BY_TAG,
+    DISCOVERED_FROM_TAG,
+)
 from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME, dataset_partitions
 from dagster_project.settings import benchmark_config
 from inference.config import model_partition_key
 from inference.watch import ProviderUnavailable, list_versions
-
-DISCOVERED_BY_TAG = "fer/discovered_by"
-DISCOVERED_AT_TAG = "fer/discovered_at"
-DISCOVERED_FROM_TAG = "fer/discovered_from"
 
 
 def _load_cursor(raw: str | None) -> dict:
@@ -71,8 +72,7 @@ def watched_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorResu
         reason = "; ".join(problems) if problems else "no new versions at the watched providers"
         return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor_text)
     context.log.info(f"new model versions: {new_keys}" + (f"; unavailable: {problems}" if problems else ""))
-    return dg.SensorResult(
-        run_requests=requests,
-        dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(MODEL_PARTITIONS_NAME, new_keys)],
-        cursor=cursor_text,
-    )
+    # Added here rather than as a partitions request so the run requests below name partitions
+    # that already exist wherever the tick is evaluated (daemon, UI test tick, tests).
+    context.instance.add_dynamic_partitions(MODEL_PARTITIONS_NAME, new_keys)
+    return dg.SensorResult(run_requests=requests, cursor=cursor_text)

@@ -139,6 +139,7 @@ class ScriptedServer:
         self.latency_s = latency_s
         self.default_text = default_text
         self.models = models
+        self.models_status = 200  # set to e.g. 503 to make the model listing fail
         self.answer_fn: Callable[[RecordedRequest], str] | None = None
         self.responder: Callable[[RecordedRequest], Action | None] | None = None
         self.requests: list[RecordedRequest] = []
@@ -317,6 +318,9 @@ class ScriptedServer:
             self.requests.append(recorded)
         json_headers = {"Content-Type": "application/json"}
         if route == "models":
+            if self.models_status != 200:  # a provider whose listing is down
+                return self._record(recorded, self.models_status, json_headers, json.dumps(
+                    {"error": {"message": "model listing unavailable", "code": self.models_status}}).encode())
             return self._record(recorded, 200, json_headers, self._models_body())
         if route != "generate":
             return self._record(recorded, 404, json_headers, json.dumps(

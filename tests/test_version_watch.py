@@ -1,0 +1,104 @@
+"""New model versions re-evaluate themselves: the watched-versions sensor against the session's
+loopback OpenAI-compatible server, the runs it requests, the marts, and the bias regression
+gate (loopback-2 misreads Black faces: the gate fails; loopback-3 does not: it passes).
+
+Runs after the end-to-end and statistics tests (file order), since it adds versions.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME
+from dagster_project.orchestration import load_definitions
+from tests.test_end_to_end import query
+
+pytestmark = pytest.mark.slow
+
+GATE = dg.AssetCheckKey(dg.AssetKey(["marts", "group_accuracy"]), "bias_regression_gate")
+
+
+def _tick(sensor, instance, defs, cursor=None):
+    # The daemon resolves partition keys against the instance; in-process we say which one.
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor))
+
+
+def _evaluate_and_refresh(defs, instance, request: dg.RunRequest) -> None:
+    defs.resolve_job_def("evaluate_model_on_dataset").execute_in_process(
+        instance=instance, partition_key=request.partition_key, tags=request.tags
+    )
+    defs.resolve_job_def("refresh_marts_and_reports").execute_in_process(instance=instance)
+
+
+def _gate_record(instance):
+    records = instance.event_log_storage.get_asset_check_execution_history(GATE, limit=1)
+    event = records[0].event.dagster_event.event_specific_data  # the AssetCheckEvaluation
+    return records[0].status.value, event
+
+
+def _other_versions_accuracy() -> pd.DataFrame:
+    frame = query("select * from marts.group_accuracy where model_version not in ('loopback-2', 'loopback-3')")
+    return frame.sort_values(list(frame.columns[:7])).reset_index(drop=True)
+
+
+def test_new_version_discovered_once_evaluated_and_gated(demo, instance, vlm_server):
+    defs = load_definitions()
+    sensor = defs.resolve_sensor_def("watched_model_versions")
+
+    # The pinned version is already a partition: nothing new.
+    first = _tick(sensor, instance, defs)
+    assert not first.run_requests
+    partitions_before = set(instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME))
+
+    # The provider starts listing loopback-2: exactly one new partition, one run per dataset it covers.
+    vlm_server.models = ("loopback-1", "loopback-2")
+    second = _tick(sensor, instance, defs, first.cursor)
+    added = set(instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME)) - partitions_before
+    assert added == {"loopback_vlm@loopback-2"}
+    assert [r.partition_key.keys_by_dimension for r in second.run_requests] == [
+        {"model": "loopback_vlm@loopback-2", "dataset": "tae_sim"}
+    ]
+    request = second.run_requests[0]
+    assert request.tags["fer/discovered_by"] == "sensor:openai"
+
+    # A second evaluation yields none; a provider that is down yields a skip with the reason.
+    third = _tick(sensor, instance, defs, second.cursor)
+    assert not third.run_requests
+    assert set(instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME)) - partitions_before == added
+    vlm_server.models_status = 503
+    try:
+        down = _tick(sensor, instance, defs, second.cursor)
+    finally:
+        vlm_server.models_status = 200
+    assert not down.run_requests and "loopback_vlm: openai" in down.skip_message
+
+    # Evaluate it: only its own slice is added; other versions' mart rows are unchanged.
+    before = _other_versions_accuracy()
+    _evaluate_and_refresh(defs, instance, request)
+    pd.testing.assert_frame_equal(before, _other_versions_accuracy())
+    assert len(query("select * from marts.group_accuracy where model_version = 'loopback-2'")) > 0
+    discovered = query("select * from raw.model_versions where model = 'loopback_vlm' order by discovered_at")
+    assert discovered["model_version"].tolist() == ["loopback-1", "loopback-2"]
+    assert discovered["discovered_by"].tolist() == ["config", "sensor:openai"]
+
+    # loopback-2 reads Black faces' expressions as neutral: the gate fails and names the groups.
+    status, evaluation = _gate_record(instance)
+    assert status == "FAILED" and not evaluation.passed
+    offenders = evaluation.metadata["offending_disparities"].value
+    assert "black" in offenders and evaluation.metadata["n_offending"].value > 0
+    comparisons = evaluation.metadata["comparisons"].value
+    assert "loopback_vlm: loopback-1 -> loopback-2" in comparisons
+
+    # loopback-3 answers like loopback-1 again: compared with loopback-2 the gaps shrink, the gate passes.
+    vlm_server.models = ("loopback-1", "loopback-2", "loopback-3")
+    fourth = _tick(sensor, instance, defs, third.cursor)
+    assert [r.partition_key.keys_by_dimension["model"] for r in fourth.run_requests] == ["loopback_vlm@loopback-3"]
+    _evaluate_and_refresh(defs, instance, fourth.run_requests[0])
+    status, evaluation = _gate_record(instance)
+    assert status == "SUCCEEDED", json.dumps({k: str(v.value) for k, v in evaluation.metadata.items()})
+    assert "loopback_vlm: loopback-2 -> loopback-3" in evaluation.metadata["comparisons"].value
