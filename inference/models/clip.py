@@ -48,22 +48,35 @@ tensor's name, dtype, shape and bytes in key order), so a seeded random model is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inference.datasets.base import ImageRecord
-from inference.download import sha256_file
 from inference.models.base import Answer
+from inference.models.clip_probe import (
+    DEFAULT_CS,
+    ClipProbeError,
+    ProbeResult,
+    canonical_label_set,
+    identity_groups,
+    linear_probe,
+)
+from inference.models.clip_weights import (
+    RANDOM_PRETRAINED,
+    ClipWeightsError,
+    import_open_clip,
+    prompt_hash,
+    resolve_pretrained,
+    state_dict_sha256,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +100,8 @@ DEFAULT_TEMPLATES = (
     "a close-up photo of a {} person.",
     "a face that looks {}.",
 )
-DEFAULT_CS = tuple(float(c) for c in np.logspace(-3, 4, 15))
 ZERO_SHOT_SCALE = 100.0
 MODES = ("zero_shot", "linear_probe")
-RANDOM_PRETRAINED = ("random", "random_init", "none")
 OPTION_KEYS = (
     "architecture",
     "pretrained",
@@ -116,376 +127,6 @@ OPTION_KEYS = (
 
 class ClipOptionsError(ValueError):
     """A clip model option is unknown or has a bad value; the message names it."""
-
-
-class ClipWeightsError(FileNotFoundError):
-    """CLIP weights are not available offline; the message says what to download and where."""
-
-
-class ClipProbeError(ValueError):
-    """The linear probe cannot be run on these images/labels; the message says why and the fix."""
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _import_open_clip() -> Any:
-    try:
-        import open_clip
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "the clip adapter needs open_clip; install it with "
-            "`uv pip install open_clip_torch` (or `pip install open_clip_torch`)"
-        ) from exc
-    return open_clip
-
-
-def state_dict_sha256(module: Any) -> str:
-    """sha256 over a torch module's state dict: name, dtype, shape and bytes of every tensor."""
-    import torch
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().to("cpu").contiguous()
-        digest.update(name.encode())
-        digest.update(str(t.dtype).encode())
-        digest.update(json.dumps(list(t.shape)).encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def prompt_hash(templates: Sequence[str], labels: Sequence[str], label_words: dict[str, str]) -> str:
-    payload = json.dumps(
-        {"templates": list(templates), "labels": list(labels), "label_words": [label_words[l] for l in labels]},
-        sort_keys=True,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def hf_hub_cache_dir() -> Path:
-    """The Hugging Face hub cache, resolved from the environment at call time."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.path.expanduser(os.environ["HF_HUB_CACHE"]))
-    if os.environ.get("HF_HOME"):
-        return Path(os.path.expanduser(os.environ["HF_HOME"])) / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(os.path.expanduser(xdg)) if xdg else Path(os.path.expanduser("~/.cache"))
-    return base / "huggingface" / "hub"
-
-
-def open_clip_url_cache_dir() -> Path:
-    """Where open_clip puts weights downloaded from a URL (its default cache_dir)."""
-    return Path(os.path.expanduser("~/.cache/clip"))
-
-
-def _hf_cached_file(repo_id: str, filename: str, cache_dir: Path) -> Path | None:
-    """A file of an HF repo already in `cache_dir` (hub layout), or None; never touches the network."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover
-        try_to_load_from_cache = None
-    if try_to_load_from_cache is not None:
-        found = try_to_load_from_cache(repo_id=repo_id, filename=filename, cache_dir=str(cache_dir))
-        if isinstance(found, str) and os.path.isfile(found):
-            return Path(found)
-    # fall back to scanning the snapshots (any revision)
-    folder = cache_dir / f"models--{repo_id.replace('/', '--')}" / "snapshots"
-    if folder.is_dir():
-        for snapshot in sorted(folder.iterdir()):
-            candidate = snapshot / filename
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def _url_file_ok(path: Path, url: str) -> bool:
-    """open_clip's own check of a URL-cached file: the sha256 prefix encoded in the URL."""
-    if not path.is_file():
-        return False
-    name = os.path.basename(url)
-    if "openaipublic" in url:
-        expected = url.split("/")[-2]
-    elif "mlfoundations" in url:
-        expected = os.path.splitext(name)[0].split("-")[-1]
-    else:
-        expected = ""
-    return not expected or sha256_file(path).startswith(expected)
-
-
-@dataclass(frozen=True)
-class ResolvedWeights:
-    path: Path | None  # None: random init
-    sha256: str | None  # of the file; None until computed for random init
-    source: str  # how it was found (for preprocessing/model_runs)
-    quick_gelu: bool = False
-    preprocess: dict[str, Any] | None = None  # the tag's mean/std/interpolation/resize_mode
-
-
-def resolve_pretrained(
-    architecture: str,
-    pretrained: str,
-    cache_dir: Path | None,
-    *,
-    sha256: str | None = None,
-    allow_download: bool = False,
-) -> ResolvedWeights:
-    """Find the weights for (architecture, pretrained) without network access.
-
-    `pretrained` is a file path or an open_clip tag. Tags are looked up in the HF hub cache,
-    open_clip's URL cache and `<cache_dir>/open_clip`; with `allow_download` they are downloaded
-    into `<cache_dir>/open_clip` when missing. Raises ClipWeightsError naming what to fetch.
-    """
-    open_clip = _import_open_clip()
-    expected = sha256.lower() if sha256 else None
-    if str(pretrained).lower() in RANDOM_PRETRAINED:
-        return ResolvedWeights(path=None, sha256=None, source="random_init")
-    candidate_path = Path(os.path.expanduser(str(pretrained)))
-    pcfg = open_clip.get_pretrained_cfg(architecture, str(pretrained)) or {}
-    looks_like_path = os.sep in str(pretrained) or candidate_path.suffix in (".pt", ".pth", ".bin", ".safetensors")
-    if not pcfg:
-        if candidate_path.is_file():
-            got = sha256_file(candidate_path)
-            if expected and got != expected:
-                raise ClipWeightsError(
-                    f"CLIP checkpoint {candidate_path}: sha256 {got} does not match the expected "
-                    f"{expected}; replace the file or fix `sha256:`"
-                )
-            return ResolvedWeights(path=candidate_path, sha256=got, source=f"path:{candidate_path}")
-        tags = open_clip.list_pretrained_tags_by_model(architecture)
-        if looks_like_path:
-            raise ClipWeightsError(
-                f"CLIP checkpoint {candidate_path} (option `pretrained:` for architecture "
-                f"{architecture!r}) does not exist; fix the path or use a pretrained tag"
-                + (f" ({', '.join(tags)})" if tags else "")
-            )
-        raise ClipWeightsError(
-            f"pretrained {pretrained!r} is neither an open_clip tag for architecture "
-            f"{architecture!r} nor an existing file; known tags for {architecture}: "
-            f"{', '.join(tags) if tags else '(none: use a local checkpoint path)'}"
-        )
-
-    quick_gelu = bool(pcfg.get("quick_gelu", False))
-    preprocess = {k: pcfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in pcfg}
-    hf_hub = pcfg.get("hf_hub") or ""
-    url = pcfg.get("url") or ""
-    hf_dirs = [hf_hub_cache_dir()]
-    url_dirs = [open_clip_url_cache_dir()]
-    if cache_dir is not None:
-        hf_dirs.append(Path(cache_dir) / "open_clip" / "hf")
-        url_dirs.append(Path(cache_dir) / "open_clip")
-    looked: list[str] = []
-    found: Path | None = None
-    repo_id = filenames = None
-    if hf_hub:
-        from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-
-        repo_id, filename = os.path.split(hf_hub)  # 'org/repo/' -> no file name: the default one
-        filename = filename or HF_WEIGHTS_NAME
-        filenames = []
-        if filename == HF_WEIGHTS_NAME:
-            filenames.append(HF_SAFE_WEIGHTS_NAME)
-        elif filename.endswith((".bin", ".pth")):
-            filenames.append(filename[:-4] + ".safetensors")
-        filenames.append(filename)
-        for directory in hf_dirs:
-            for name in filenames:
-                looked.append(f"{directory} (HF repo {repo_id}, file {name})")
-                hit = _hf_cached_file(repo_id, name, directory)
-                if hit is not None:
-                    found = hit
-                    break
-            if found:
-                break
-    if found is None and url:
-        for directory in url_dirs:
-            target = directory / os.path.basename(url)
-            looked.append(str(target))
-            if _url_file_ok(target, url):
-                found = target
-                break
-    source = f"tag:{pretrained}"
-    if found is None and allow_download:
-        target_dir = Path(cache_dir or open_clip_url_cache_dir()) / "open_clip"
-        try:
-            from open_clip.pretrained import download_pretrained
-
-            cfg = dict(pcfg)
-            if hf_hub:
-                got = download_pretrained(cfg, cache_dir=str(target_dir / "hf"))
-            else:
-                got = download_pretrained(cfg, cache_dir=str(target_dir))
-            found = Path(got) if got else None
-            source = f"tag:{pretrained} (downloaded)"
-        except Exception as exc:  # noqa: BLE001 - network/hub errors of any kind end in the message below
-            looked.append(f"download failed: {exc}")
-    if found is None:
-        hint = []
-        if hf_hub and repo_id:
-            hint.append(
-                f"`hf download {repo_id} {filenames[0] if filenames else ''}` (Hugging Face CLI; "
-                f"lands in {hf_hub_cache_dir()}, or set HF_HOME/HF_HUB_CACHE to a copied cache)"
-            )
-        if url:
-            hint.append(f"download {url} into {open_clip_url_cache_dir()}/")
-        hint.append(
-            f"or, on a machine with internet, run `python -c \"import open_clip; "
-            f"open_clip.create_model('{architecture}', pretrained='{pretrained}')\"` and copy its "
-            f"cache here"
-        )
-        hint.append("or put any open_clip checkpoint file somewhere and set `pretrained: /path/to/file` (+ `sha256:`)")
-        hint.append("or set `allow_download: true` where the network is reachable")
-        raise ClipWeightsError(
-            f"open_clip weights for architecture {architecture!r} with pretrained tag "
-            f"{pretrained!r} are not available offline. Looked in: {'; '.join(looked)}. "
-            f"To fix: {'; '.join(hint)}."
-        )
-    got = sha256_file(found)
-    if expected and got != expected:
-        raise ClipWeightsError(
-            f"CLIP weights {found} ({architecture} / {pretrained}): sha256 {got} does not match the "
-            f"expected {expected}; fix `sha256:` or replace the cached file"
-        )
-    return ResolvedWeights(path=found, sha256=got, source=source, quick_gelu=quick_gelu, preprocess=preprocess)
-
-
-def _group_ids(identities: Sequence[str | None], image_ids: Sequence[str]) -> np.ndarray:
-    """Group per image: its identity, or the image itself when the identity is unknown."""
-    groups = []
-    for identity, image_id in zip(identities, image_ids):
-        if identity is None or (isinstance(identity, float) and np.isnan(identity)) or str(identity) == "":
-            groups.append(f"image:{image_id}")
-        else:
-            groups.append(f"identity:{identity}")
-    return np.asarray(groups, dtype=object)
-
-
-@dataclass
-class ProbeResult:
-    probabilities: np.ndarray  # (n, len(classes)), each row from the fold model that never saw it
-    classes: list[str]
-    fold: np.ndarray  # (n,) outer test fold of each image
-    C: np.ndarray  # (n,) the C chosen (inner CV) by that image's fold model
-    folds: list[dict[str, Any]]  # per fold: index, C, n_train, n_test, identities
-
-
-def _logistic_cv(Cs: Sequence[float], cv: list, scoring: str, max_iter: int, seed: int) -> Any:
-    import inspect
-
-    from sklearn.linear_model import LogisticRegressionCV
-
-    params = inspect.signature(LogisticRegressionCV).parameters
-    kwargs: dict[str, Any] = {
-        "Cs": list(Cs), "cv": cv, "scoring": scoring, "solver": "lbfgs", "max_iter": int(max_iter),
-        "random_state": seed,
-    }
-    if "use_legacy_attributes" in params:  # sklearn >= 1.8: l2 via l1_ratios, new attributes
-        kwargs.update(l1_ratios=(0.0,), use_legacy_attributes=False)
-    else:  # pragma: no cover - older scikit-learn
-        kwargs.update(penalty="l2")
-    return LogisticRegressionCV(**kwargs)
-
-
-def linear_probe(
-    embeddings: np.ndarray,
-    labels: Sequence[str],
-    groups: Sequence[Any],
-    *,
-    folds: int = 5,
-    inner_folds: int = 3,
-    Cs: Sequence[float] = DEFAULT_CS,
-    scoring: str = "neg_log_loss",
-    max_iter: int = 1000,
-    seed: int = 0,
-) -> ProbeResult:
-    """Out-of-fold logistic-regression probabilities, grouped by `groups` (identities).
-
-    Outer `StratifiedGroupKFold(folds)`; per outer fold a `LogisticRegressionCV` picks C with an
-    inner `StratifiedGroupKFold(inner_folds)` over the training groups, refits on all of them
-    and predicts the held-out groups. Raises ClipProbeError when a label has too few groups.
-    """
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    X = np.asarray(embeddings, dtype=np.float64)
-    y = np.asarray([str(l) for l in labels], dtype=object)
-    g = np.asarray(groups, dtype=object)
-    n = len(y)
-    if X.ndim != 2 or X.shape[0] != n or len(g) != n:
-        raise ClipProbeError(f"linear probe: {X.shape[0] if X.ndim else 0} embeddings, {n} labels, {len(g)} groups; they must match")
-    if folds < 2 or inner_folds < 2:
-        raise ClipProbeError("linear probe: `folds` and `inner_folds` must be at least 2")
-    classes = sorted(set(y))
-    if len(classes) < 2:
-        raise ClipProbeError(f"linear probe: all images have the label {classes}; it needs at least two labels")
-    per_label = {c: len(set(g[y == c])) for c in classes}
-    short = {c: k for c, k in per_label.items() if k < folds}
-    if short:
-        raise ClipProbeError(
-            "linear probe: label(s) "
-            + ", ".join(f"{c!r} ({k} identities)" for c, k in sorted(short.items()))
-            + f" have fewer identities than folds={folds}, so some test fold would lack them and "
-            f"identity-grouped folds cannot be stratified. Fix: add identities, drop those images, "
-            f"or lower `folds:` (min {min(short.values())} here; the training part of each fold must "
-            f"still hold >= inner_folds={inner_folds} identities per label)"
-        )
-    outer = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    proba = np.full((n, len(classes)), np.nan)
-    fold_of = np.full(n, -1, dtype=int)
-    c_of = np.full(n, np.nan)
-    fold_info: list[dict[str, Any]] = []
-    for k, (train, test) in enumerate(outer.split(X, y, g)):
-        y_train, g_train = y[train], g[train]
-        train_per_label = {c: len(set(g_train[y_train == c])) for c in classes}
-        thin = {c: m for c, m in train_per_label.items() if m < inner_folds}
-        if thin:
-            raise ClipProbeError(
-                f"linear probe: in outer fold {k} the training identities of label(s) "
-                + ", ".join(f"{c!r} ({m})" for c, m in sorted(thin.items()))
-                + f" are fewer than inner_folds={inner_folds}. Fix: lower `inner_folds:` or `folds:`, "
-                f"or add identities for those labels"
-            )
-        inner = StratifiedGroupKFold(n_splits=inner_folds, shuffle=True, random_state=seed)
-        inner_splits = list(inner.split(X[train], y_train, g_train))
-        for j, (itr, _ite) in enumerate(inner_splits):
-            missing = sorted(set(classes) - set(y_train[itr]))
-            if missing:
-                raise ClipProbeError(
-                    f"linear probe: outer fold {k}, inner fold {j} trains without label(s) "
-                    f"{', '.join(missing)}; lower `inner_folds:` or add identities for them"
-                )
-        clf = _logistic_cv(Cs, inner_splits, scoring, max_iter, seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(X[train], y_train)
-        chosen = float(np.ravel(clf.C_)[0])
-        order = [list(clf.classes_).index(c) for c in classes]
-        proba[test] = clf.predict_proba(X[test])[:, order]
-        fold_of[test] = k
-        c_of[test] = chosen
-        fold_info.append(
-            {
-                "fold": k,
-                "C": chosen,
-                "n_train": len(train),
-                "n_test": len(test),
-                "n_train_groups": len(set(g_train)),
-                "n_test_groups": len(set(g[test])),
-            }
-        )
-    if (fold_of < 0).any():  # pragma: no cover - StratifiedGroupKFold covers every sample
-        raise ClipProbeError("linear probe: some images were never in a test fold")
-    return ProbeResult(probabilities=proba, classes=classes, fold=fold_of, C=c_of, folds=fold_info)
-
-
-def _canonical_labels() -> set[str] | None:
-    try:
-        from inference.datasets.labels import load_label_map
-
-        return set(load_label_map().mapping.get("canonical", {}).values()) or None
-    except (OSError, ValueError, KeyError):  # pragma: no cover - the seed ships with the repo
-        return None
 
 
 # ----------------------------------------------------------------------------- the adapter
@@ -523,13 +164,13 @@ class ClipModel:
     ) -> None:
         import torch
 
-        open_clip = _import_open_clip()
+        open_clip = import_open_clip()
         if mode not in MODES:
             raise ClipOptionsError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
         labels = [str(l) for l in labels]
         if len(labels) < 2 or len(set(labels)) != len(labels):
             raise ClipOptionsError(f"labels: give at least two distinct labels, got {labels}")
-        canonical = _canonical_labels()
+        canonical = canonical_label_set()
         if canonical is not None:
             unknown = [l for l in labels if l not in canonical]
             if unknown:
@@ -626,7 +267,7 @@ class ClipModel:
                 opts["model_config"] = str(resolve(opts["model_config"]))
             tag = str(opts.get("pretrained") or "")
             if tag and tag.lower() not in RANDOM_PRETRAINED and opts.get("architecture"):
-                open_clip = _import_open_clip()
+                open_clip = import_open_clip()
                 if not open_clip.get_pretrained_cfg(str(opts["architecture"]), tag):
                     opts["pretrained"] = str(resolve(tag))
         unknown = sorted(set(opts) - set(OPTION_KEYS))
@@ -828,7 +469,7 @@ class ClipModel:
         true_labels: list[str],
         batch_size: int,
     ) -> list[Answer]:
-        groups = _group_ids([r.identity for r in images], [r.image_id for r in images])
+        groups = identity_groups([r.identity for r in images], [r.image_id for r in images])
         result = linear_probe(
             emb,
             true_labels,
@@ -886,7 +527,7 @@ def register_model_config(source: Any, name: str | None = None) -> str:
     """
     import tempfile
 
-    open_clip = _import_open_clip()
+    open_clip = import_open_clip()
     if isinstance(source, dict):
         if not name:
             raise ClipOptionsError("model_config: a dict config needs the architecture name")
