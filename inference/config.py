@@ -99,6 +99,9 @@ class ModelConfig(_Strict):
     version: str
     # Poll a provider for new versions of this model (see inference.watch).
     watch: WatchConfig | None = None
+    # Re-evaluate this (pinned) version on a cron schedule, e.g. "0 3 * * 1" for a `latest`
+    # alias that changes silently; each run is a snapshot version "<version>+<YYYYMMDDHHMM>".
+    reevaluate_cron: str | None = None
     # Evaluate only on these datasets (default: every configured dataset).
     datasets: tuple[str, ...] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
@@ -115,6 +118,18 @@ class ModelConfig(_Strict):
     @property
     def partition_key(self) -> str:
         return model_partition_key(self.name, self.version)
+
+    @property
+    def provider_version(self) -> str:
+        """The version without a "+<snapshot>" suffix: what the provider calls the model."""
+        return self.version.split("+", 1)[0]
+
+    @field_validator("reevaluate_cron")
+    @classmethod
+    def _five_field_cron(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError("use a 5-field cron expression, e.g. '0 3 * * 1' (Mondays 03:00)")
+        return value
 
     def covers(self, dataset: str) -> bool:
         """Whether this model is evaluated on `dataset`: the ones listed in `datasets:` (all

@@ -136,6 +136,8 @@ models:
     kind: openai
     version: loopback-1
     datasets: [tae_sim]
+    # Re-evaluated weekly as dated snapshots (loopback-1+YYYYMMDDHHMM).
+    reevaluate_cron: "0 3 * * 1"
     # New versions listed by the server (e.g. loopback-2) are discovered by the sensor.
     watch: {{provider: openai, base_url: {vlm_base_url}, pattern: "loopback-*", interval_s: 0}}
     options:

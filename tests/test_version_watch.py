@@ -102,3 +102,26 @@ def test_new_version_discovered_once_evaluated_and_gated(demo, instance, vlm_ser
     status, evaluation = _gate_record(instance)
     assert status == "SUCCEEDED", json.dumps({k: str(v.value) for k, v in evaluation.metadata.items()})
     assert "loopback_vlm: loopback-2 -> loopback-3" in evaluation.metadata["comparisons"].value
+
+
+def test_schedule_reevaluates_a_pinned_model_as_a_dated_snapshot(demo, instance):
+    from datetime import datetime, timezone
+
+    defs = load_definitions()
+    schedule = defs.resolve_schedule_def("reevaluate_loopback_vlm")
+    assert schedule.cron_schedule == "0 3 * * 1"
+    when = datetime(2026, 11, 23, 3, 0, tzinfo=timezone.utc)
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        context = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=when, repository_def=defs.get_repository_def()
+        )
+        result = schedule.evaluate_tick(context)
+    key = "loopback_vlm@loopback-1+202611230300"
+    assert key in instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME)
+    assert [r.partition_key.keys_by_dimension for r in result.run_requests] == [{"model": key, "dataset": "tae_sim"}]
+    assert result.run_requests[0].tags["fer/discovered_by"] == "schedule"
+    # The snapshot asks the provider for the pinned model itself, not for the snapshot name.
+    from dagster_project.settings import benchmark_config
+
+    snapshot = benchmark_config().model_for_partition(key)
+    assert snapshot.version == "loopback-1+202611230300" and snapshot.provider_version == "loopback-1"

@@ -127,7 +127,7 @@ def _lazy_class(module: str, name: str, kind: str, model: str) -> Any:
 
 def build_backend(cfg: ModelConfig, options: VLMOptions) -> ChatBackend:
     """The chat backend of a VLM kind (reads no key into memory: backends read it per client)."""
-    model_id = options.model_id or cfg.version
+    model_id = options.model_id or cfg.provider_version
     extra = dict(options.backend)
     if cfg.kind == "openai":
         from inference.vlm.openai_backend import OpenAIChatBackend
@@ -259,7 +259,7 @@ class VLMAdapter:
         self.cfg = cfg
         self.kind = cfg.kind
         self.options = options or vlm_options(cfg)
-        self.model_id = self.options.model_id or cfg.version
+        self.model_id = self.options.model_id or cfg.provider_version
         self.cache_path = Path(cache_dir) / CACHE_FILE
         self.dataset = dataset
         popts = self.options.protocol
