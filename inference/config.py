@@ -210,7 +210,7 @@ class VLMOptions(_Strict):
     def _env_name(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
             raise ValueError(
-                f"give the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key itself"
+                "give the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key itself"
             )
         return value
 

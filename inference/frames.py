@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
@@ -230,3 +231,30 @@ def embeddings_frame(
     frame.insert(3, "dataset", dataset)
     frame["created_at"] = utc_now()
     return frame
+
+
+_SECRET_KEY_WORDS = ("key", "token", "secret", "password")
+
+
+def redacted_options(options: dict[str, Any]) -> str:
+    """Model options as JSON for raw.model_runs, with credentials removed.
+
+    Keys themselves never belong in options (api_key_env names a variable), but a base_url can
+    carry `user:password@`, and a free-form backend option might hold a token."""
+    def clean(key: str, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(str(k), v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(key, v) for v in value]
+        if isinstance(value, str):
+            if key.endswith("_env"):
+                return value  # the NAME of an environment variable
+            if any(word in key.lower() for word in _SECRET_KEY_WORDS):
+                return "***"
+            parts = urlsplit(value)
+            if parts.scheme and parts.password:
+                host = parts.hostname + (f":{parts.port}" if parts.port else "")
+                return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+        return value
+
+    return json.dumps(clean("", dict(options)), sort_keys=True, default=str)

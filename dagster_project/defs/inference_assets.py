@@ -3,7 +3,6 @@ raw.transport_failures)."""
 
 
 import inspect
-import json
 import sys
 import time
 
@@ -21,6 +20,7 @@ from inference.frames import (
     predictions_frame,
     quarantined_rows_frame,
     records_from_rows,
+    redacted_options,
     transport_failures_frame,
     utc_now,
 )
@@ -169,7 +169,7 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
                 "n_answers": len(frame),
                 "n_no_face": n_no_face,
                 "weights_sha256": model.weights_sha256,
-                "options": json.dumps(dict(model_cfg.options), sort_keys=True, default=str),
+                "options": redacted_options(dict(model_cfg.options)),
             }
         ]
     )
