@@ -30,7 +30,14 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.inter_rater import cohens_kappa
 from statsmodels.stats.proportion import proportion_confint
 
-from dagster_project.analysis.results import adjust_within_families, detail_json, none_if_nan, result_frame, result_row
+from dagster_project.analysis.inputs import with_race_gender
+from dagster_project.analysis.results import (
+    adjust_within_families,
+    detail_json,
+    none_if_nan,
+    result_frame,
+    result_row,
+)
 
 CELL_KEYS = ["model", "model_version", "dataset", "protocol"]
 PAIR_KEYS = ["dataset", "protocol"]
@@ -41,17 +48,6 @@ def is_answered(answers: pd.DataFrame) -> pd.Series:
     """Rows that count for agreement: status 'answered' and a non-null predicted emotion."""
     status_ok = answers["answer_status"].eq(ANSWERED) if "answer_status" in answers else True
     return answers["predicted_emotion"].notna() & status_ok
-
-
-def with_race_gender(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add race_gender = f"{race} {gender}" (null when either part is missing)."""
-    frame = frame.copy()
-    if {"race", "gender"} <= set(frame.columns):
-        both = frame["race"].notna() & frame["gender"].notna()
-        frame["race_gender"] = None
-        frame.loc[both, "race_gender"] = (
-            frame.loc[both, "race"].astype(str) + " " + frame.loc[both, "gender"].astype(str))
-    return frame
 
 
 def _subsets(cell: pd.DataFrame, groupings: tuple[str, ...]):

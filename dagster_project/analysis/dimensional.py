@@ -18,8 +18,8 @@ import json
 from typing import Any
 
 import numpy as np
-import pingouin as pg
 import pandas as pd
+import pingouin as pg
 from scipy import stats
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 

@@ -49,3 +49,13 @@ def load_inputs(con: duckdb.DuckDBPyConnection) -> StatsInputs:
         model_values=con.execute(MODEL_VALUES_SQL).df(),
     )
 
+
+def with_race_gender(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add race_gender = f"{race} {gender}" (null when either part is missing)."""
+    frame = frame.copy()
+    if {"race", "gender"} <= set(frame.columns):
+        both = frame["race"].notna() & frame["gender"].notna()
+        frame["race_gender"] = None
+        frame.loc[both, "race_gender"] = (
+            frame.loc[both, "race"].astype(str) + " " + frame.loc[both, "gender"].astype(str))
+    return frame

@@ -17,7 +17,13 @@ import pandas as pd
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
-from dagster_project.analysis.results import RESULT_COLUMNS, adjust_within_families, result_frame, result_row
+from dagster_project.analysis.inputs import with_race_gender
+from dagster_project.analysis.results import (
+    RESULT_COLUMNS,
+    adjust_within_families,
+    result_frame,
+    result_row,
+)
 
 FAMILY_KEYS = ["model", "model_version", "dataset", "protocol", "grouping", "true_emotion"]
 
@@ -164,8 +170,7 @@ def misclassification_tests(
     ].copy()
     answered[MODEL_KEYS] = answered[MODEL_KEYS].fillna("")
     if "race_gender" in groupings:
-        both = answered["race"].notna() & answered["gender"].notna()
-        answered["race_gender"] = (answered["race"].astype(str) + " " + answered["gender"].astype(str)).where(both)
+        answered = with_race_gender(answered)
     wrong_mask = answered["predicted_emotion"] != answered["true_emotion"]
 
     rows: list[dict] = []

@@ -31,7 +31,13 @@ import pandas as pd
 import pingouin
 from scipy.stats import bootstrap
 
-from dagster_project.analysis.results import detail_json, none_if_nan, result_frame, result_row
+from dagster_project.analysis.inputs import with_race_gender
+from dagster_project.analysis.results import (
+    detail_json,
+    none_if_nan,
+    result_frame,
+    result_row,
+)
 
 CATEGORICAL_DIMENSIONS = ("emotion",)
 ICC_TYPES = {  # our measure -> pingouin 'Type' names (>= 0.7 names, older names)
@@ -182,11 +188,7 @@ def _image_attributes(frame: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in ("race", "gender") if c in frame]
     images = frame.drop_duplicates("image_id")[["image_id", *cols]].copy()
     images["image_id"] = images["image_id"].astype(str)
-    if {"race", "gender"} <= set(cols):
-        both = images["race"].notna() & images["gender"].notna()
-        images["race_gender"] = None
-        images.loc[both, "race_gender"] = images.loc[both, "race"].astype(str) + " " + images.loc[both, "gender"].astype(str)
-    return images
+    return with_race_gender(images)
 
 
 def value_counts(matrix: np.ndarray, domain: np.ndarray) -> np.ndarray:

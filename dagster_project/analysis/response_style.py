@@ -60,7 +60,14 @@ from sklearn.metrics import mean_absolute_error
 from sklearn.model_selection import GroupKFold, KFold, cross_val_predict
 from statsmodels.stats.proportion import proportion_confint
 
-from .dimensional import MODEL_KEYS, _json, human_image_means, image_level_pairs, is_constant, with_dimension
+from .dimensional import (
+    MODEL_KEYS,
+    _json,
+    human_image_means,
+    image_level_pairs,
+    is_constant,
+    with_dimension,
+)
 from .results import result_frame, result_row
 
 ANALYSIS = "response_style"

@@ -44,22 +44,7 @@ joined as (
 
 groupings as (
 
-    select *, 'all' as grouping, 'all' as group_value from joined
-
-    union all
-
-    select *, 'race' as grouping, race as group_value from joined
-    where race is not null
-
-    union all
-
-    select *, 'gender' as grouping, gender as group_value from joined
-    where gender is not null
-
-    union all
-
-    select *, 'race_gender' as grouping, race || ' ' || gender as group_value from joined
-    where race is not null and gender is not null
+    {{ unpivot_groupings('joined') }}
 
 ),
 

@@ -51,22 +51,8 @@ slice_kinds as (
 
 image_groups as (
 
-    select dataset, image_id, 'all' as grouping, 'all' as group_value from images
-
-    union all
-
-    select dataset, image_id, 'race' as grouping, race as group_value from images
-    where race is not null
-
-    union all
-
-    select dataset, image_id, 'gender' as grouping, gender as group_value from images
-    where gender is not null
-
-    union all
-
-    select dataset, image_id, 'race_gender' as grouping, race || ' ' || gender as group_value from images
-    where race is not null and gender is not null
+    select dataset, image_id, grouping, group_value
+    from ({{ unpivot_groupings('images') }})
 
 ),
 
