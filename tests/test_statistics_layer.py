@@ -57,9 +57,9 @@ def test_human_reliability_and_models_as_raters(demo):
 def test_mixed_model_recovers_planted_gender_bias(demo):
     rows = query(
         "select * from stats.mixed_models where measure = 'demographic' and dimension = 'valence' "
-        "and model = 'gemma_sim' and subset like '%gender%'"
+        "and model = 'gemma_sim' and rater_type = 'gemma_sim' and subset like '%gender%'"
     )
-    assert len(rows) == 1
+    assert len(rows) == 1  # one fit per model version: humans + gemma_sim; the gemma x gender term
     # Planted: gemma_sim rates female faces' valence 0.5 lower; reference gender is female,
     # so the gemma x male interaction is +0.5.
     row = rows.iloc[0]

@@ -171,8 +171,12 @@ def mcnemar_between_models(
     min_n: int = 10,
     exact_below: int = 25,
     continuity_correction: bool = True,
+    involving: set[tuple[str, str, str]] | None = None,
 ) -> pd.DataFrame:
     """McNemar's test for every pair of (model, model_version) on the same dataset x protocol.
+
+    `involving` = {(model, model_version, dataset)}: only the pairs with at least one of these
+    (the pairs a newly evaluated version adds); None = every pair.
 
     Images: those both versions answered (joined on image_id). 2x2 table: rows = model a
     correct / incorrect, columns = model b correct / incorrect. The exact binomial test is used
@@ -195,6 +199,8 @@ def mcnemar_between_models(
             for key, frame in cell.groupby(["model", "model_version"], sort=True)
         }
         for (key_a, correct_a), (key_b, correct_b) in itertools.combinations(sorted(versions.items()), 2):
+            if involving is not None and not {(*key_a, dataset), (*key_b, dataset)} & involving:
+                continue
             rows.append(_mcnemar_row(dataset, protocol, key_a, correct_a, key_b, correct_b,
                                      exact_below, continuity_correction))
     frame = result_frame(rows, min_n)

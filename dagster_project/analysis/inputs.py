@@ -42,12 +42,33 @@ class StatsInputs:
         return not self.ratings.empty
 
 
-def load_inputs(con: duckdb.DuckDBPyConnection) -> StatsInputs:
-    return StatsInputs(
-        answers=con.execute(ANSWERS_SQL).df(),
-        ratings=con.execute(RATINGS_SQL).df(),
-        model_values=con.execute(MODEL_VALUES_SQL).df(),
-    )
+def load_inputs(
+    con: duckdb.DuckDBPyConnection,
+    model_slices: pd.DataFrame | None = None,
+    datasets: list[str] | None = None,
+) -> StatsInputs:
+    """Everything, or only the answers of `model_slices` (model, model_version, dataset) and
+    the human ratings of `datasets` (what an incremental recomputation needs)."""
+    if model_slices is None and datasets is None:
+        return StatsInputs(
+            answers=con.execute(ANSWERS_SQL).df(),
+            ratings=con.execute(RATINGS_SQL).df(),
+            model_values=con.execute(MODEL_VALUES_SQL).df(),
+        )
+    slices = (model_slices if model_slices is not None else pd.DataFrame(columns=["model", "model_version", "dataset"]))
+    con.register("_scope_slices", slices[["model", "model_version", "dataset"]].astype(str))
+    con.register("_scope_datasets", pd.DataFrame({"dataset": list(datasets or [])}, dtype=str))
+    in_slices = "where (model, model_version, dataset) in (select model, model_version, dataset from _scope_slices)"
+    try:
+        return StatsInputs(
+            answers=con.execute(f"select * from ({ANSWERS_SQL}) {in_slices} order by all").df(),
+            ratings=con.execute(
+                f"select * from ({RATINGS_SQL}) where dataset in (select dataset from _scope_datasets) order by all").df(),
+            model_values=con.execute(f"select * from ({MODEL_VALUES_SQL}) {in_slices} order by all").df(),
+        )
+    finally:
+        con.unregister("_scope_slices")
+        con.unregister("_scope_datasets")
 
 
 def with_race_gender(frame: pd.DataFrame) -> pd.DataFrame:

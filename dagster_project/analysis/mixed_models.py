@@ -211,7 +211,8 @@ def _mixed_rows(fit: Fit, dataset, dimension, name, formula, data, keys, only) -
     if only:
         info["raters"] = [HUMAN, *only]
     if fit.result is None:
-        return [{**result_row(**base, model="", subset="(fit failed)",
+        owner = dict(zip(("model", "model_version", "protocol"), keys[only[0]])) if only else {"model": ""}
+        return [{**result_row(**base, **owner, subset="(fit failed)",
                               detail=json.dumps({**info, "converged": False, "error": fit.error})),
                  "dimension": dimension, "rater_type": "", "term": ""}]
     res = fit.result
@@ -222,7 +223,8 @@ def _mixed_rows(fit: Fit, dataset, dimension, name, formula, data, keys, only) -
     rows = []
     for term in params.index:
         rater = _rater_of(term, keys)
-        model, version, protocol = keys.get(rater, (HUMAN, "", ""))
+        # One fit per model: every term (the human reference ones too) belongs to that model's fit.
+        model, version, protocol = keys[only[0]] if only else keys.get(rater, (HUMAN, "", ""))
         rows.append({
             **result_row(**base, model=model, model_version=version, protocol=protocol, subset=term,
                          estimate=params[term], ci_low=ci.loc[term, 0], ci_high=ci.loc[term, 1],

@@ -33,13 +33,22 @@ class WarehouseTranslator(DagsterDbtTranslator):
         return dbt_resource_props.get("config", {}).get("schema") or "dbt"
 
 
+class DbtBuildConfig(dg.Config):
+    """Launchpad option: the slice models are incremental (only slices evaluated or re-ingested
+    since the last build are rebuilt); a full refresh rebuilds every slice, e.g. after a seed
+    (label map) changed."""
+
+    full_refresh: bool = False
+
+
 @dbt_assets(manifest=dbt_project.manifest_path, dagster_dbt_translator=WarehouseTranslator())
-def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
     """`dbt build`: seeds, models and their tests, then unit tests of the metric SQL."""
     # Not FER_WAREHOUSE: that would override the config of anything loaded later in this process.
     os.environ[DBT_WAREHOUSE_ENV] = str(benchmark_config().warehouse)
+    args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
     for attempt in range(1, LOCK_RETRIES + 1):
-        invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+        invocation = dbt.cli(args, context=context, raise_on_error=False)
         events = list(invocation.stream())
         log_tail = _log_tail(invocation.target_path / "dbt.log")
         locked = not invocation.is_successful() and "could not set lock" in log_tail.lower()

@@ -2,6 +2,7 @@
 
 
 import base64
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,13 +33,33 @@ def figure_result(paths: list[Path]) -> dg.MaterializeResult:
     )
 
 
-def _per_slice(frame: pd.DataFrame, draw: Callable[[pd.DataFrame, str, Path], Path], stem: str) -> list[Path]:
+Draw = Callable[[pd.DataFrame, str, Path], Path]
+
+
+def draw_if_changed(draw: Draw, part: pd.DataFrame, title: str, path: Path, settings: str = "") -> Path:
+    """Draw `part` to `path` unless the figure there was drawn from the same data and title
+    (a digest beside it under .digests/): a new model version redraws only its own figures."""
+    digest = hashlib.sha256(
+        pd.util.hash_pandas_object(part.reset_index(drop=True), index=True).to_numpy().tobytes()
+        + f"|{title}|{list(part.columns)}|{settings}".encode()
+    ).hexdigest()
+    stamp = path.parent / ".digests" / f"{path.name}.sha256"
+    if path.is_file() and stamp.is_file() and stamp.read_text() == digest:
+        return path
+    drawn = draw(part, title, path)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest)
+    return drawn
+
+
+def _per_slice(frame: pd.DataFrame, draw: Draw, stem: str) -> list[Path]:
     out_dir = benchmark_config().reports_dir
     paths = []
     for values, part in frame.groupby(SLICE, sort=True):
         model, version, dataset, protocol = values
         title = f"{model} {version}\n{dataset} ({protocol})"
-        paths.append(draw(part, title, out_dir / f"{figures.slug(stem, model, version, dataset, protocol)}.png"))
+        path = out_dir / f"{figures.slug(stem, model, version, dataset, protocol)}.png"
+        paths.append(draw_if_changed(draw, part, title, path))
     return paths
 
 

@@ -1,5 +1,7 @@
 """Figures of the statistics layer (PNG under <reports_dir>/, shown inline as metadata)."""
 
+import functools
+
 import dagster as dg
 import pandas as pd
 
@@ -8,7 +10,7 @@ from dagster_project.analysis.dimensional import image_level_pairs
 from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import load_inputs
 from dagster_project.analysis.response_style import per_emotion_means
-from dagster_project.defs.figures import figure_result
+from dagster_project.defs.figures import draw_if_changed, figure_result
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.defs.statistics import INPUT_MODELS
 from dagster_project.settings import benchmark_config
@@ -37,7 +39,8 @@ def bland_altman_plots(duckdb: WarehouseResource) -> dg.MaterializeResult:
         pairs.groupby([*SLICE, "dimension"], sort=True) if len(pairs) else []
     ):
         title = f"{model} {version} — {dataset} ({protocol})\n{dimension}: model − mean human"
-        paths.append(stat_figures.bland_altman_png(part, title, _out("bland_altman", model, version, dataset, dimension)))
+        paths.append(draw_if_changed(stat_figures.bland_altman_png, part, title,
+                                     _out("bland_altman", model, version, dataset, dimension)))
     return figure_result(paths)
 
 
@@ -79,6 +82,8 @@ def disparity_forest_plots(duckdb: WarehouseResource) -> dg.MaterializeResult:
     paths = []
     for (model, version, dataset, protocol), part in (frame.groupby(SLICE, sort=True) if len(frame) else []):
         title = f"{model} {version} — {dataset} ({protocol})\nerror-rate ratio between groups"
-        paths.append(stat_figures.adjusted_forest_png(
-            part, title, _out("disparity_forest", model, version, dataset, protocol), alpha=benchmark_config().statistics.alpha))
+        alpha = benchmark_config().statistics.alpha
+        draw = functools.partial(stat_figures.adjusted_forest_png, alpha=alpha)
+        paths.append(draw_if_changed(draw, part, title, _out("disparity_forest", model, version, dataset, protocol),
+                                     settings=f"alpha={alpha}"))
     return figure_result(paths)

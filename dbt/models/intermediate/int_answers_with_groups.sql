@@ -7,6 +7,7 @@ with
 final_answers as (
 
     select * from {{ ref('int_final_answers') }}
+    {{ slice_filter('where') }}
 
 ),
 
@@ -70,4 +71,4 @@ final as (
 
 )
 
-select * from final
+{{ select_with_slice_stamp('final') }}

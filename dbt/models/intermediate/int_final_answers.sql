@@ -9,6 +9,7 @@ predictions as (
 
     select * from {{ ref('stg_predictions') }}
     where step_name = 'emotion'
+    {{ slice_filter('and') }}
 
 ),
 
@@ -159,4 +160,4 @@ final as (
 
 )
 
-select * from final
+{{ select_with_slice_stamp('final') }}

@@ -10,6 +10,7 @@ predictions as (
 
     select * from {{ ref('stg_predictions') }}
     where step_name in ('valence', 'arousal')
+    {{ slice_filter('and') }}
 
 ),
 
@@ -83,4 +84,4 @@ final as (
 
 )
 
-select * from final
+{{ select_with_slice_stamp('final') }}

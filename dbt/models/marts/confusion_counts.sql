@@ -4,6 +4,7 @@ answers as (
 
     select * from {{ ref('int_answers_with_groups') }}
     where is_answered
+    {{ slice_filter('and') }}
 
 ),
 
@@ -34,4 +35,4 @@ final as (
 
 )
 
-select * from final
+{{ select_with_slice_stamp('final') }}

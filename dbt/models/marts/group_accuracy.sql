@@ -3,6 +3,7 @@ with
 answers as (
 
     select * from {{ ref('int_answers_with_groups') }}
+    {{ slice_filter('where') }}
 
 ),
 
@@ -77,4 +78,4 @@ final as (
 
 )
 
-select * from final
+{{ select_with_slice_stamp('final') }}

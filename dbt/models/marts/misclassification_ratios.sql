@@ -9,12 +9,14 @@ answers as (
 
     select * from {{ ref('int_answers_with_groups') }}
     where is_answered and grouping <> 'all'
+    {{ slice_filter('and') }}
 
 ),
 
 final_answers as (
 
     select * from {{ ref('int_final_answers') }}
+    {{ slice_filter('where') }}
 
 ),
 
@@ -172,4 +174,4 @@ final as (
 
 )
 
-select * from final
+{{ select_with_slice_stamp('final') }}

@@ -9,12 +9,14 @@ with
 failures as (
 
     select * from {{ ref('stg_transport_failures') }}
+    {{ slice_filter('where') }}
 
 ),
 
 predictions as (
 
     select * from {{ ref('stg_predictions') }}
+    {{ slice_filter('where') }}
 
 ),
 
@@ -128,4 +130,4 @@ final as (
 
 )
 
-select * from final
+{{ select_with_slice_stamp('final') }}
