@@ -31,10 +31,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.support.openai_server import Action, OpenAIServer, RecordedRequest, answer  # noqa: E402
-from tests.support.tae_fixture import EMOTIONS, HUMAN_MEANS, build_tae_fixture  # noqa: E402
-
-WORDS = {"anger": "angry"}  # the Tae prompt's word for a canonical label
+from tests.support.openai_server import Action, OpenAIServer, RecordedRequest  # noqa: E402
+from tests.support.tae_fixture import EMOTIONS, build_tae_fixture, context_carry_reply  # noqa: E402
 
 
 class VersionedResponder:
@@ -61,15 +59,7 @@ class VersionedResponder:
         draw = int(hashlib.sha256(seed.encode()).hexdigest()[:8], 16)
         if draw % 4 == 0:
             emotion = EMOTIONS[(EMOTIONS.index(emotion) + 1 + draw % 5) % len(EMOTIONS)]
-        last = (recorded.body or {}).get("messages", [{}])[-1].get("content")
-        question = last if isinstance(last, str) else " ".join(
-            p.get("text", "") for p in last or [] if p.get("type") == "text")
-        valence, arousal = HUMAN_MEANS[emotion]
-        if "How pleasant" in question:
-            return answer(f"{valence:g}")
-        if "How intense" in question:
-            return answer(f"{arousal:g}")
-        return answer(WORDS.get(emotion, emotion))
+        return context_carry_reply(recorded, emotion)
 
 
 def write_config(root: Path, base_url: str, identities: int) -> Path:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.openai_server import Action, OpenAIServer, RecordedRequest, answer, client_error
-from tests.support.tae_fixture import HUMAN_MEANS, build_tae_fixture
+from tests.support.openai_server import Action, OpenAIServer, RecordedRequest, client_error
+from tests.support.tae_fixture import build_tae_fixture, context_carry_reply
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -24,7 +24,6 @@ PER_GROUP = 2  # identities per ethnicity x gender cell of the fixture subset
 # for these images, whose every request is blocked by the "content filter" (-> safety_block
 # transport failures, never answers).
 VLM_BLOCKED_IMAGES = ("images/bf00_sad.png", "images/km01_fear.png", "images/wm02_happy.png")
-VLM_WORDS = {"anger": "angry"}  # the Tae prompt's word for a canonical label
 # Versions the server may list later; these misread Black faces (the bias regression gate's
 # failing fixture); other versions answer like loopback-1.
 VLM_BIASED_VERSIONS = ("loopback-2",)
@@ -58,15 +57,7 @@ class LoopbackVLM:
         model = (recorded.body or {}).get("model")
         if model in VLM_BIASED_VERSIONS and self.race.get(digest) == "black" and emotion != "neutral":
             emotion = "neutral"  # a regressed version: reads Black faces' expressions as neutral
-        last = (recorded.body or {}).get("messages", [{}])[-1].get("content")
-        question = last if isinstance(last, str) else " ".join(
-            p.get("text", "") for p in last or [] if p.get("type") == "text")
-        valence, arousal = HUMAN_MEANS[emotion]
-        if "How pleasant" in question:
-            return answer(f"{valence:g}")
-        if "How intense" in question:
-            return answer(f"{arousal:g}")
-        return answer(VLM_WORDS.get(emotion, emotion))
+        return context_carry_reply(recorded, emotion)
 
 
 def fixture_identities() -> list[str]:

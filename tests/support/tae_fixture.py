@@ -112,3 +112,23 @@ def _fer_answer(img: dict, rng: np.random.Generator) -> dict:
     to_unit = lambda v: float(np.clip((v - 1) / 8 * 2 - 1 + rng.normal(0, 0.15), -1, 1))  # noqa: E731
     return {"image": img["image"], "label": label, "valence": round(to_unit(valence), 4),
             "arousal": round(to_unit(arousal), 4)}
+
+
+# The Tae prompt's word for a canonical label, where it differs.
+TAE_WORDS = {"anger": "angry"}
+
+
+def context_carry_reply(recorded, emotion: str):
+    """A loopback server's answer to one step of the Tae context-carry prompt for a face read as
+    `emotion`: the emotion word, then that emotion's human mean valence, then its arousal."""
+    from tests.support.openai_server import answer
+
+    last = (recorded.body or {}).get("messages", [{}])[-1].get("content")
+    question = last if isinstance(last, str) else " ".join(
+        p.get("text", "") for p in last or [] if p.get("type") == "text")
+    valence, arousal = HUMAN_MEANS[emotion]
+    if "How pleasant" in question:
+        return answer(f"{valence:g}")
+    if "How intense" in question:
+        return answer(f"{arousal:g}")
+    return answer(TAE_WORDS.get(emotion, emotion))
