@@ -136,8 +136,8 @@ def bench_fer(images, batch_size: int, repeats: int, workers: int | None) -> Non
 
     paths = [r.path for r in images]
     pool = DetectorPool(model.detector)
-    serial_t = best_time(lambda: list(preprocess_many(paths, pool, workers=1)), repeats)
-    threaded_t = best_time(lambda: list(preprocess_many(paths, pool, workers=model.num_workers)), repeats)
+    serial_t = best_time(lambda: preprocess_many(paths, pool, workers=1), repeats)
+    threaded_t = best_time(lambda: preprocess_many(paths, pool, workers=model.num_workers), repeats)
     n = len(images)
     print(f"      decode+detect+crop: serial {n / serial_t:.1f} img/s ({serial_t / n * 1000:.1f} ms/img, first pass "
           f"{detect_once_s / n * 1000:.1f}), {model.num_workers} threads {n / threaded_t:.1f} img/s "

@@ -129,9 +129,10 @@ def main() -> None:
 
 def run(versions: list[str], server: OpenAIServer) -> list[dict]:
     import dagster as dg
-    import duckdb
 
     from dagster_project.orchestration import load_definitions
+    from dagster_project.settings import benchmark_config
+    from inference import warehouse
 
     instance = dg.DagsterInstance.get()
     defs = load_definitions()
@@ -157,9 +158,8 @@ def run(versions: list[str], server: OpenAIServer) -> list[dict]:
         t1 = time.perf_counter()
         defs.resolve_job_def("refresh_marts_and_reports").execute_in_process(instance=instance)
         t2 = time.perf_counter()
-        con = duckdb.connect(os.environ.get("FER_WAREHOUSE") or str(Path(os.environ["FER_CONFIG"]).parent / "warehouse.duckdb"),
-                             read_only=True)
-        mart_rows = con.execute("select count(*) from marts.group_accuracy").fetchone()[0]
+        con = warehouse.connect(benchmark_config().warehouse, read_only=True)
+        mart_rows = con.execute("select count(*) from marts.group_accuracy").fetchall()[0][0]
         con.close()
         row = {"version": version, "requests": server.generation_count, "evaluate_s": t1 - t0,
                "refresh_s": t2 - t1, "total_s": t2 - t0, "mart_rows": mart_rows}

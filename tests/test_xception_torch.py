@@ -176,7 +176,7 @@ def test_threaded_preprocessing_is_identical_to_serial(tmp_path) -> None:
     paths.insert(7, blank)  # a no-face image in the middle keeps its place
     detector = FaceDetector()
     serial = [preprocess_face(p, detector) for p in paths]
-    threaded = list(preprocess_many(paths, DetectorPool(FaceDetector()), workers=3, lookahead=4))
+    threaded = preprocess_many(paths, DetectorPool(FaceDetector()), workers=3)
     assert len(threaded) == len(serial)
     for (s_arr, s_box, s_info), (t_arr, t_box, t_info, ms) in zip(serial, threaded):
         assert s_box == t_box and s_info == t_info and ms > 0

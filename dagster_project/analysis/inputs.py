@@ -42,6 +42,18 @@ class StatsInputs:
         return not self.ratings.empty
 
 
+def select_in_slices(con: duckdb.DuckDBPyConnection, sql: str, slices: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `sql` (with model, model_version and dataset columns) of the given slices."""
+    con.register("_scope_slices", slices[["model", "model_version", "dataset"]].astype(str))
+    try:
+        return con.execute(
+            f"select * from ({sql}) where (model, model_version, dataset) in "
+            "(select model, model_version, dataset from _scope_slices) order by all"
+        ).df()
+    finally:
+        con.unregister("_scope_slices")
+
+
 def load_inputs(
     con: duckdb.DuckDBPyConnection,
     model_slices: pd.DataFrame | None = None,
@@ -55,20 +67,15 @@ def load_inputs(
             ratings=con.execute(RATINGS_SQL).df(),
             model_values=con.execute(MODEL_VALUES_SQL).df(),
         )
-    slices = (model_slices if model_slices is not None else pd.DataFrame(columns=["model", "model_version", "dataset"]))
-    con.register("_scope_slices", slices[["model", "model_version", "dataset"]].astype(str))
-    con.register("_scope_datasets", pd.DataFrame({"dataset": list(datasets or [])}, dtype=str))
-    in_slices = "where (model, model_version, dataset) in (select model, model_version, dataset from _scope_slices)"
-    try:
-        return StatsInputs(
-            answers=con.execute(f"select * from ({ANSWERS_SQL}) {in_slices} order by all").df(),
-            ratings=con.execute(
-                f"select * from ({RATINGS_SQL}) where dataset in (select dataset from _scope_datasets) order by all").df(),
-            model_values=con.execute(f"select * from ({MODEL_VALUES_SQL}) {in_slices} order by all").df(),
-        )
-    finally:
-        con.unregister("_scope_slices")
-        con.unregister("_scope_datasets")
+    if model_slices is None:
+        model_slices = pd.DataFrame(columns=["model", "model_version", "dataset"])
+    return StatsInputs(
+        answers=select_in_slices(con, ANSWERS_SQL, model_slices),
+        ratings=con.execute(
+            f"select * from ({RATINGS_SQL}) where list_contains(?, dataset) order by all", [list(datasets or [])]
+        ).df(),
+        model_values=select_in_slices(con, MODEL_VALUES_SQL, model_slices),
+    )
 
 
 def with_race_gender(frame: pd.DataFrame) -> pd.DataFrame:

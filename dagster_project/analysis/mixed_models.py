@@ -210,8 +210,10 @@ def _mixed_rows(fit: Fit, dataset, dimension, name, formula, data, keys, only) -
             "n_obs": len(data), "n_groups": int(data["image_id"].nunique()), "warnings": fit.warnings}
     if only:
         info["raters"] = [HUMAN, *only]
+    # One fit per model: every row (the human reference terms too) belongs to that model's fit.
+    fitted = keys[only[0]] if only else None
     if fit.result is None:
-        owner = dict(zip(("model", "model_version", "protocol"), keys[only[0]])) if only else {"model": ""}
+        owner = dict(zip(("model", "model_version", "protocol"), fitted)) if fitted else {"model": ""}
         return [{**result_row(**base, **owner, subset="(fit failed)",
                               detail=json.dumps({**info, "converged": False, "error": fit.error})),
                  "dimension": dimension, "rater_type": "", "term": ""}]
@@ -223,8 +225,7 @@ def _mixed_rows(fit: Fit, dataset, dimension, name, formula, data, keys, only) -
     rows = []
     for term in params.index:
         rater = _rater_of(term, keys)
-        # One fit per model: every term (the human reference ones too) belongs to that model's fit.
-        model, version, protocol = keys[only[0]] if only else keys.get(rater, (HUMAN, "", ""))
+        model, version, protocol = fitted or keys.get(rater, (HUMAN, "", ""))
         rows.append({
             **result_row(**base, model=model, model_version=version, protocol=protocol, subset=term,
                          estimate=params[term], ci_low=ci.loc[term, 0], ci_high=ci.loc[term, 1],

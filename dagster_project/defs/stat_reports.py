@@ -80,10 +80,10 @@ def disparity_forest_plots(duckdb: WarehouseResource) -> dg.MaterializeResult:
             "and estimate is not null and ci_low is not null"
         ).df()
     paths = []
+    alpha = benchmark_config().statistics.alpha
+    draw = functools.partial(stat_figures.adjusted_forest_png, alpha=alpha)
     for (model, version, dataset, protocol), part in (frame.groupby(SLICE, sort=True) if len(frame) else []):
         title = f"{model} {version} — {dataset} ({protocol})\nerror-rate ratio between groups"
-        alpha = benchmark_config().statistics.alpha
-        draw = functools.partial(stat_figures.adjusted_forest_png, alpha=alpha)
         paths.append(draw_if_changed(draw, part, title, _out("disparity_forest", model, version, dataset, protocol),
                                      settings=f"alpha={alpha}"))
     return figure_result(paths)

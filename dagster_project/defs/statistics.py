@@ -14,7 +14,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from dagster_project.analysis.inputs import StatsInputs, load_inputs
+from dagster_project.analysis.inputs import StatsInputs, load_inputs, select_in_slices
 from dagster_project.analysis import agreement, dimensional, mixed_models, reliability, response_style
 from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
 from dagster_project.analysis.results import adjust_within_families, empty_result
@@ -103,22 +103,22 @@ def materialize_incrementally(
     """Recompute stats.<name> for the slices that changed since it was written (see
     analysis/slices.py); rows of the other slices are kept as they are. `finish` runs on the
     whole merged table (e.g. a multiplicity adjustment whose families span slices)."""
-    cfg = benchmark_config().statistics
-    compute_batch, second_slice, finish = TABLES[name].compute_batch, TABLES[name].second_slice, TABLES[name].finish
+    cfg, table = benchmark_config().statistics, TABLES[name]
     with warehouse.get_connection() as con:
         current = current_fingerprints(con, cfg.model_dump())
-        plan = plan_slices(current, read_state(con, name))
+        held = read_state(con, name)  # empty when the table was never computed with its state
+        plan = plan_slices(current, held)
         if plan.up_to_date:
             frame = con.execute(f"select * from stats.{name}").df()
             context.log.info(f"stats.{name}: up to date ({len(frame)} rows, {len(current)} slices)")
             return frame, {"note": "up to date", "slices": plan.describe(), "n_slices_recomputed": 0}
         with quick_gc():
-            new, note = compute_batch(con, plan, cfg)
-        old = con.execute(f"select * from stats.{name}").df() if read_state(con, name).shape[0] else pd.DataFrame()
-    merged = merge_results(old, new, plan, second_slice)
-    if finish is not None:
+            new, note = table.compute_batch(con, plan, cfg)
+        old = con.execute(f"select * from stats.{name}").df() if len(held) else pd.DataFrame()
+    merged = merge_results(old, new, plan, table.second_slice)
+    if table.finish is not None:
         with quick_gc():
-            merged = finish(merged, cfg)
+            merged = table.finish(merged, cfg)
     with warehouse.get_connection() as con:
         con.begin()
         write_stats_table(con, name, merged)
@@ -152,14 +152,7 @@ def stats_asset(name: str, description: str, compute: Compute, *, needs_ratings:
 
 
 def _accuracy_of_changed_slices(con, plan: SlicePlan, cfg: StatisticsConfig) -> tuple[pd.DataFrame, str]:
-    con.register("_changed", plan.model_slices.astype(str))
-    try:
-        accuracy = con.execute(
-            "select * from marts.group_accuracy where (model, model_version, dataset) in "
-            "(select model, model_version, dataset from _changed)"
-        ).df()
-    finally:
-        con.unregister("_changed")
+    accuracy = select_in_slices(con, "select * from marts.group_accuracy", plan.model_slices)
     tests = pairwise_error_ztests(
         accuracy, groupings=cfg.groupings, correction=cfg.corrections[0], alpha=cfg.alpha, min_n=cfg.min_cell_n
     )
@@ -182,10 +175,11 @@ TABLES["error_rate_ztests"] = IncrementalTable(_accuracy_of_changed_slices)
 )
 def error_rate_ztests(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     tests, meta = materialize_incrementally(context, duckdb, "error_rate_ztests")
-    significant = tests[tests["significant"].fillna(False).astype(bool) & ~tests["below_min_n"].astype(bool)] if len(tests) else tests
+    # astype(bool): rows kept from the stored table come back from DuckDB as objects
+    significant = tests[tests["significant"].fillna(False).astype(bool) & ~tests["below_min_n"].astype(bool)]
     preview = significant.sort_values("p_adjusted").head(15)[
         ["model", "dataset", "grouping", "true_emotion", "group_a", "group_b", "error_rate_a", "error_rate_b", "p_adjusted"]
-    ] if len(significant) else significant
+    ]
     context.log.info(f"{len(tests)} pairwise tests, {len(significant)} significant after Holm")
     return dg.MaterializeResult(
         metadata={
@@ -256,6 +250,8 @@ categorical_agreement = stats_asset(
     "overall and per group.",
     _categorical,
 )
+
+
 def _mcnemar_pairs_of_changed(con, plan: SlicePlan, cfg: StatisticsConfig) -> tuple[pd.DataFrame, str]:
     """The pairs a changed version takes part in, against every version on its datasets."""
     current = plan.current[plan.current["model_version"] != ""]
@@ -286,6 +282,8 @@ TABLES["mcnemar_tests"] = IncrementalTable(
 def mcnemar_tests(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     frame, meta = materialize_incrementally(context, duckdb, "mcnemar_tests")
     return dg.MaterializeResult(metadata={**meta, **_summary(frame)})
+
+
 rater_reliability = stats_asset(
     "rater_reliability",
     "Krippendorff's alpha (nominal / ordinal / interval) among human raters, with each model added as a rater, and "

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import queue
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -261,30 +260,14 @@ def preprocess_many(
     size: int = 64,
     offsets: tuple[int, int] = DEFAULT_OFFSETS,
     workers: int = 1,
-    lookahead: int = 64,
-) -> Iterator[Prepared]:
-    """`timed_preprocess` of every path, yielded in input order.
+) -> list[Prepared]:
+    """`timed_preprocess` of every path, in input order.
 
     With `workers > 1` the images are decoded, detected and cropped in that many threads (OpenCV
-    releases the GIL in imdecode, cvtColor, detectMultiScale and resize), at most `lookahead`
-    images ahead of the consumer, so a caller running a model on the faces already yielded
-    overlaps with the detection of the next ones and memory stays bounded. Each image goes
-    through exactly the same functions as in the serial path, so the results are identical.
+    releases the GIL in imdecode, cvtColor, detectMultiScale and resize). Each image goes through
+    exactly the same functions as in the serial path, so the results are identical.
     """
     if workers <= 1 or len(paths) <= 1:
-        for path in paths:
-            yield timed_preprocess(path, detectors, size, offsets)
-        return
+        return [timed_preprocess(path, detectors, size, offsets) for path in paths]
     with ThreadPoolExecutor(workers, thread_name_prefix="face-prep") as pool:
-        pending: deque[Future[Prepared]] = deque()
-        upcoming = iter(paths)
-        try:
-            for path in upcoming:
-                pending.append(pool.submit(timed_preprocess, path, detectors, size, offsets))
-                if len(pending) >= max(lookahead, workers):
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:  # the consumer stopped early or an image failed
-                future.cancel()
+        return list(pool.map(lambda path: timed_preprocess(path, detectors, size, offsets), paths))

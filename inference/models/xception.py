@@ -225,8 +225,8 @@ class XceptionFER:
             # A window of images is fully preprocessed (in threads) before its forward passes run:
             # overlapping them was measured no faster on 2 busy cores, where detection threads and
             # torch's intra-op threads only contend; windows keep memory bounded.
-            window_items = list(preprocess_many(paths[lo : lo + window], self._detectors, size=self.input_size,
-                                                offsets=self.offsets, workers=self.num_workers))
+            window_items = preprocess_many(paths[lo : lo + window], self._detectors, size=self.input_size,
+                                           offsets=self.offsets, workers=self.num_workers)
             for item in window_items:
                 prepared.append(item)
                 if item[0] is not None:
