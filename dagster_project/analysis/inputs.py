@@ -30,6 +30,11 @@ from intermediate.int_model_dimensional_answers
 order by all
 """
 
+ANSWER_COLUMNS = ["model", "model_version", "dataset", "protocol", "image_id", "identity", "race", "gender",
+                  "true_emotion", "predicted_emotion", "answer_status"]
+MODEL_VALUE_COLUMNS = ["model", "model_version", "dataset", "protocol", "image_id", "dimension", "value",
+                       "identity", "race", "gender", "true_emotion"]
+
 
 @dataclass(frozen=True)
 class StatsInputs:

@@ -1,8 +1,12 @@
-"""Jobs and sensors: configured model versions become partitions and get evaluated."""
+"""Jobs and sensors: configured model versions become partitions, get evaluated, and each evaluated
+slice (partition) is refreshed through its marts, statistics and figures."""
 
 
 import dagster as dg
 
+from dagster_project.defs import cross_slice, figures, stat_reports, statistics
+from dagster_project.defs.cross_slice import HUMAN_RELIABILITY, HUMAN_RESPONSE_STYLE
+from dagster_project.defs.dbt_assets import warehouse_foundation, warehouse_slices
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
 from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS, QUARANTINE
 from dagster_project.defs.partitions import (
@@ -13,21 +17,27 @@ from dagster_project.defs.partitions import (
 )
 from dagster_project.settings import benchmark_config
 
+RAW_ANSWERS = dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS, TRANSPORT_FAILURES)
+# A dataset: its raw tables, the (unpartitioned) seeds and views over them, its human baselines.
 ingest_job = dg.define_asset_job(
-    "ingest_dataset", selection=dg.AssetSelection.assets(DATASET_IMAGES, QUARANTINE, HUMAN_RATINGS), partitions_def=dataset_partitions
+    "ingest_dataset",
+    selection=dg.AssetSelection.assets(DATASET_IMAGES, QUARANTINE, HUMAN_RATINGS, HUMAN_RELIABILITY, HUMAN_RESPONSE_STYLE)
+    | dg.AssetSelection.assets(warehouse_foundation),
+    partitions_def=dataset_partitions,
 )
 evaluate_job = dg.define_asset_job(
-    "evaluate_model_on_dataset",
-    selection=dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS, TRANSPORT_FAILURES),
-    partitions_def=model_dataset_partitions,
+    "evaluate_model_on_dataset", selection=RAW_ANSWERS, partitions_def=model_dataset_partitions,
 )
-# Everything downstream of the raw tables: dbt seeds/models/tests, statistics and figures.
-refresh_job = dg.define_asset_job(
-    "refresh_marts_and_reports",
-    selection=dg.AssetSelection.assets(
-        PREDICTIONS, MODEL_RUNS, TRANSPORT_FAILURES, DATASET_IMAGES, QUARANTINE, HUMAN_RATINGS
-    ).downstream(include_self=False)
-    | dg.AssetSelection.groups("label_maps"),
+# One slice (model version x dataset): its dbt slice models, statistics and figures.
+SLICE_ASSETS = dg.AssetSelection.assets(
+    warehouse_slices, *statistics.SLICE_STATS, *figures.SLICE_FIGURES, *stat_reports.SLICE_FIGURES
+)
+refresh_slice_job = dg.define_asset_job(
+    "refresh_slice", selection=SLICE_ASSETS, partitions_def=model_dataset_partitions,
+)
+# What spans slices: McNemar between versions, per-dataset figures comparing models.
+refresh_cross_slice_job = dg.define_asset_job(
+    "refresh_cross_slice", selection=dg.AssetSelection.assets(cross_slice.mcnemar_tests, *stat_reports.CROSS_SLICE_FIGURES),
 )
 
 
@@ -69,12 +79,43 @@ def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorR
     )
 
 
+PARTITION_TAG = "dagster/partition"
+
+
+def evaluated_slices_of(instance: dg.DagsterInstance, dataset: str) -> list[str]:
+    """Partition keys of the model versions evaluated on `dataset` (their slices read its images)."""
+    materialized = instance.get_materialized_partitions(PREDICTIONS)
+    return sorted(key for key in materialized if model_dataset_partitions.get_partition_key_from_str(key)
+                  .keys_by_dimension["dataset"] == dataset)
+
+
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
     monitored_jobs=[evaluate_job, ingest_job],
-    request_job=refresh_job,
+    request_job=refresh_slice_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
-def refresh_after_evaluation(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-    """New raw answers -> rebuild the marts, statistics and figures."""
-    return dg.RunRequest(run_key=f"refresh-after-{context.dagster_run.run_id}")
+def refresh_after_evaluation(context: dg.RunStatusSensorContext) -> dg.SensorResult:
+    """New raw answers of a slice -> rebuild that slice's marts, statistics and figures; a
+    re-ingested dataset -> rebuild the slices evaluated on it."""
+    run = context.dagster_run
+    partition = run.tags.get(PARTITION_TAG)
+    if partition is None:
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"run {run.run_id} has no partition"))
+    slices = [partition] if run.job_name == evaluate_job.name else evaluated_slices_of(context.instance, partition)
+    return dg.SensorResult(run_requests=[
+        dg.RunRequest(run_key=f"refresh-{key}-after-{run.run_id}",
+                      partition_key=model_dataset_partitions.get_partition_key_from_str(key))
+        for key in slices
+    ])
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[refresh_slice_job],
+    request_job=refresh_cross_slice_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def refresh_across_slices(context: dg.RunStatusSensorContext) -> dg.RunRequest:
+    """A refreshed slice -> McNemar between versions and the figures comparing models."""
+    return dg.RunRequest(run_key=f"cross-slice-after-{context.dagster_run.run_id}")

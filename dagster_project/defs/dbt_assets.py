@@ -1,21 +1,37 @@
-"""dbt models (staging / intermediate / marts) and seeds as Dagster assets."""
+"""dbt as Dagster assets, in two definitions (the Dagster University / Open Platform shape):
 
+* `warehouse_foundation` (unpartitioned): seeds (label maps), staging views and the
+  dataset-level views. Their data version is their code checksum: rebuilding a view (or
+  reloading an unchanged seed) changes nothing downstream, so it never makes a slice stale;
+  editing a seed or a view's SQL does, for every slice.
+* `warehouse_slices` (partitioned by model version x dataset): the slice models (dbt tag
+  `slice`). The partition is passed to dbt as `--vars '{"slice": {...}}'` and the models
+  replace exactly that slice (dbt/macros/slices.sql). Each slice model also depends directly
+  on the partition's raw answers and its dataset's raw images and ratings, so Dagster shows
+  a slice stale exactly when its own inputs changed.
+"""
 
-import os
-import time
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, dbt_assets
 
 from dagster_project.defs.dbt_project import dbt_project
+from dagster_project.defs.dbt_runner import dbt_build
+from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
+from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS
+from dagster_project.defs.partitions import model_dataset_partitions, slice_of
+from dagster_project.defs.resources import WarehouseDbtResource
 from dagster_project.settings import benchmark_config
 
-# DuckDB lets one process write a file at a time; another run's short write is waited out.
-LOCK_RETRIES = 5
-DBT_WAREHOUSE_ENV = "FER_DBT_WAREHOUSE"
+SLICE_TAG = "slice"
+# The partition's own raw answers (same partitions: identity) and its dataset's raw tables.
+_DATASET_DIMENSION = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset")
+SLICE_INPUTS = [
+    *(dg.AssetDep(key) for key in (PREDICTIONS, MODEL_RUNS, TRANSPORT_FAILURES)),
+    *(dg.AssetDep(key, partition_mapping=_DATASET_DIMENSION) for key in (DATASET_IMAGES, HUMAN_RATINGS)),
+]
 
 
 class WarehouseTranslator(DagsterDbtTranslator):
@@ -32,38 +48,42 @@ class WarehouseTranslator(DagsterDbtTranslator):
             return "label_maps"
         return dbt_resource_props.get("config", {}).get("schema") or "dbt"
 
-
-class DbtBuildConfig(dg.Config):
-    """Launchpad option: the slice models are incremental (only slices evaluated or re-ingested
-    since the last build are rebuilt); a full refresh rebuilds every slice, e.g. after a seed
-    (label map) changed."""
-
-    full_refresh: bool = False
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if SLICE_TAG in manifest["nodes"].get(unique_id, {}).get("tags", []):
+            return spec.merge_attributes(deps=SLICE_INPUTS)
+        return spec
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, dagster_dbt_translator=WarehouseTranslator())
-def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, config: DbtBuildConfig):
-    """`dbt build`: seeds, models and their tests, then unit tests of the metric SQL."""
-    # Not FER_WAREHOUSE: that would override the config of anything loaded later in this process.
-    os.environ[DBT_WAREHOUSE_ENV] = str(benchmark_config().warehouse)
-    args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
-    for attempt in range(1, LOCK_RETRIES + 1):
-        invocation = dbt.cli(args, context=context, raise_on_error=False)
-        events = list(invocation.stream())
-        log_tail = _log_tail(invocation.target_path / "dbt.log")
-        locked = not invocation.is_successful() and "could not set lock" in log_tail.lower()
-        if locked and attempt < LOCK_RETRIES:
-            context.log.warning(f"warehouse locked by another process; retrying dbt build ({attempt})")
-            time.sleep(2 * attempt)
-            continue
-        yield from events
-        if not invocation.is_successful():
-            raise dg.Failure(f"dbt build failed; end of dbt.log:\n{log_tail}")
-        return
+TRANSLATOR = WarehouseTranslator()
 
 
-def _log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text().splitlines()[-lines:])
-    except OSError:
-        return ""
+def _code_versioned(context: dg.AssetExecutionContext, events: Iterator[Any]) -> Iterator[Any]:
+    """Stamp each foundation materialization with its code version as data version (see top)."""
+    for event in events:
+        if isinstance(event, dg.Output):
+            key = context.asset_key_for_output(event.output_name)
+            version = context.assets_def.code_versions_by_key.get(key)
+            if version:
+                event = dg.Output(event.value, event.output_name, metadata=event.metadata,
+                                  data_version=dg.DataVersion(version), tags=event.tags)
+        yield event
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, exclude=f"tag:{SLICE_TAG}", dagster_dbt_translator=TRANSLATOR)
+def warehouse_foundation(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
+    """`dbt build` of the label-map seeds, staging views and dataset-level views, with their tests."""
+    yield from _code_versioned(context, dbt_build(context, dbt, dbt.build_args()))
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    select=f"tag:{SLICE_TAG}",
+    dagster_dbt_translator=TRANSLATOR,
+    partitions_def=model_dataset_partitions,
+)
+def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
+    """`dbt build` of one evaluated slice (model version x dataset): intermediate answers and
+    every mart, replaced for that slice only, with their tests and the metric unit tests."""
+    slice_key = slice_of(context.partition_key, benchmark_config())
+    yield from dbt_build(context, dbt, dbt.build_args(slice=slice_key.as_dict()))

@@ -1,8 +1,11 @@
-"""Figures (PNG under <reports_dir>/) shown inline as asset metadata in the UI."""
+"""Figures (PNG under <reports_dir>/) shown inline as asset metadata in the UI.
 
+Each figure asset is partitioned like the slice it draws (model version x dataset) and
+redraws only that slice's files; figures that compare models on a dataset are unpartitioned
+(dagster_project/defs/stat_reports.py).
+"""
 
 import base64
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +13,8 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.analysis import figures
+from dagster_project.defs.dbt_assets import SLICE_INPUTS
+from dagster_project.defs.partitions import SliceKey, model_dataset_partitions, slice_of
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 
@@ -19,7 +24,7 @@ SLICE = ["model", "model_version", "dataset", "protocol"]
 MAX_INLINE = 8  # images embedded in the metadata markdown; the rest are listed as paths
 
 
-def figure_result(paths: list[Path]) -> dg.MaterializeResult:
+def figure_result(paths: list[Path], empty_reason: str = "no data") -> dg.MaterializeResult:
     blocks = []
     for path in paths[:MAX_INLINE]:
         data = base64.b64encode(path.read_bytes()).decode()
@@ -28,7 +33,7 @@ def figure_result(paths: list[Path]) -> dg.MaterializeResult:
         metadata={
             "n_figures": len(paths),
             "files": dg.MetadataValue.json([str(p) for p in paths]),
-            "preview": dg.MetadataValue.md("\n\n".join(blocks) or "no data"),
+            "preview": dg.MetadataValue.md("\n\n".join(blocks) or empty_reason),
         }
     )
 
@@ -36,69 +41,52 @@ def figure_result(paths: list[Path]) -> dg.MaterializeResult:
 Draw = Callable[[pd.DataFrame, str, Path], Path]
 
 
-def draw_if_changed(draw: Draw, part: pd.DataFrame, title: str, path: Path, settings: str = "") -> Path:
-    """Draw `part` to `path` unless the figure there was drawn from the same data and title
-    (a digest beside it under .digests/): a new model version redraws only its own figures."""
-    digest = hashlib.sha256(
-        pd.util.hash_pandas_object(part.reset_index(drop=True), index=True).to_numpy().tobytes()
-        + f"|{title}|{list(part.columns)}|{settings}".encode()
-    ).hexdigest()
-    stamp = path.parent / ".digests" / f"{path.name}.sha256"
-    if path.is_file() and stamp.is_file() and stamp.read_text() == digest:
-        return path
-    drawn = draw(part, title, path)
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(digest)
-    return drawn
+def read_slice(duckdb: WarehouseResource, sql: str, slice_key: SliceKey) -> pd.DataFrame:
+    """Rows of `sql` (a query with model, model_version, dataset columns) of one slice."""
+    with duckdb.get_connection() as con:
+        return con.execute(
+            f"select * from ({sql}) where model = ? and model_version = ? and dataset = ? order by all",
+            list(slice_key.as_dict().values()),
+        ).df()
 
 
-def _per_slice(frame: pd.DataFrame, draw: Draw, stem: str) -> list[Path]:
+def draw_per_protocol(frame: pd.DataFrame, draw: Draw, stem: str, subtitle: str = "") -> list[Path]:
+    """One figure per (model, version, dataset, protocol) in `frame`, titled and named by it."""
     out_dir = benchmark_config().reports_dir
     paths = []
     for values, part in frame.groupby(SLICE, sort=True):
         model, version, dataset, protocol = values
-        title = f"{model} {version}\n{dataset} ({protocol})"
-        path = out_dir / f"{figures.slug(stem, model, version, dataset, protocol)}.png"
-        paths.append(draw_if_changed(draw, part, title, path))
+        title = f"{model} {version}\n{dataset} ({protocol})" + (f"\n{subtitle}" if subtitle else "")
+        paths.append(draw(part, title, out_dir / f"{figures.slug(stem, model, version, dataset, protocol)}.png"))
     return paths
 
 
-@dg.asset(
-    key=["reports", "confusion_matrices"],
-    deps=[CONFUSION_COUNTS],
-    group_name="reports",
-    kinds={"matplotlib"},
-    description="Confusion matrix (true x predicted emotion, all faces) per model version and dataset.",
+def slice_figure_asset(name: str, stem: str, source: dg.AssetKey, sql: str, draw: Draw,
+                       description: str) -> dg.AssetsDefinition:
+    @dg.asset(key=["reports", name], deps=[source, *SLICE_INPUTS], partitions_def=model_dataset_partitions,
+              group_name="reports", kinds={"matplotlib"}, description=description)
+    def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+        frame = read_slice(duckdb, sql, slice_of(context.partition_key, benchmark_config()))
+        return figure_result(draw_per_protocol(frame, draw, stem))
+
+    return _asset
+
+
+confusion_matrices = slice_figure_asset(
+    "confusion_matrices", "confusion", CONFUSION_COUNTS, "select * from marts.confusion_counts where grouping = 'all'",
+    figures.confusion_matrix_png,
+    "Confusion matrix (true x predicted emotion, all faces) per model version and dataset.",
 )
-def confusion_matrices(duckdb: WarehouseResource) -> dg.MaterializeResult:
-    with duckdb.get_connection() as con:
-        counts = con.execute("select * from marts.confusion_counts where grouping = 'all'").df()
-    return figure_result(_per_slice(counts, figures.confusion_matrix_png, "confusion"))
-
-
-@dg.asset(
-    key=["reports", "accuracy_heatmaps"],
-    deps=[GROUP_ACCURACY],
-    group_name="reports",
-    kinds={"matplotlib"},
-    description="Accuracy per race x gender group and true emotion, per model version and dataset.",
+accuracy_heatmaps = slice_figure_asset(
+    "accuracy_heatmaps", "accuracy_heatmap", GROUP_ACCURACY,
+    "select * from marts.group_accuracy where grouping in ('race', 'race_gender', 'all')",
+    figures.accuracy_heatmap_png,
+    "Accuracy per race x gender group and true emotion, per model version and dataset.",
 )
-def accuracy_heatmaps(duckdb: WarehouseResource) -> dg.MaterializeResult:
-    with duckdb.get_connection() as con:
-        acc = con.execute(
-            "select * from marts.group_accuracy where grouping in ('race', 'race_gender', 'all')"
-        ).df()
-    return figure_result(_per_slice(acc, figures.accuracy_heatmap_png, "accuracy_heatmap"))
-
-
-@dg.asset(
-    key=["reports", "error_rate_forest_plots"],
-    deps=[GROUP_ACCURACY],
-    group_name="reports",
-    kinds={"matplotlib"},
-    description="Forest plot of error rate per group with Wilson 95 % intervals (all emotions pooled).",
+error_rate_forest_plots = slice_figure_asset(
+    "error_rate_forest_plots", "forest", GROUP_ACCURACY, "select * from marts.group_accuracy where true_emotion = 'all' and n > 0",
+    figures.forest_plot_png,
+    "Forest plot of error rate per group with Wilson 95 % intervals (all emotions pooled).",
 )
-def error_rate_forest_plots(duckdb: WarehouseResource) -> dg.MaterializeResult:
-    with duckdb.get_connection() as con:
-        acc = con.execute("select * from marts.group_accuracy where true_emotion = 'all' and n > 0").df()
-    return figure_result(_per_slice(acc, figures.forest_plot_png, "forest"))
+
+SLICE_FIGURES = [confusion_matrices, accuracy_heatmaps, error_rate_forest_plots]

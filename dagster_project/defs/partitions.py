@@ -1,5 +1,10 @@
-"""Partitions: model version (dynamic, added at run time) x dataset (from benchmark.yaml)."""
+"""Partitions: model version (dynamic, added at run time) x dataset (from benchmark.yaml).
 
+One partition of `model_dataset_partitions` is one evaluated slice (model, model_version,
+dataset) all the way through: raw answers, dbt slice models, statistics and figures.
+"""
+
+from dataclasses import asdict, dataclass
 
 import dagster as dg
 
@@ -13,6 +18,27 @@ dataset_partitions = dg.StaticPartitionsDefinition(sorted(benchmark_config().dat
 model_dataset_partitions = dg.MultiPartitionsDefinition(
     {"model": model_partitions, "dataset": dataset_partitions}
 )
+
+
+@dataclass(frozen=True)
+class SliceKey:
+    """The warehouse rows one partition owns (the columns every slice table carries)."""
+
+    model: str
+    model_version: str
+    dataset: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def slice_of(partition_key: dg.MultiPartitionKey | str, cfg: BenchmarkConfig) -> SliceKey:
+    """The slice of a model version x dataset partition key."""
+    if not isinstance(partition_key, dg.MultiPartitionKey):  # e.g. "dataset|model@version"
+        partition_key = model_dataset_partitions.get_partition_key_from_str(partition_key)
+    by_dimension = partition_key.keys_by_dimension
+    model = cfg.model_for_partition(by_dimension["model"])
+    return SliceKey(model=model.name, model_version=model.version, dataset=by_dimension["dataset"])
 
 
 def configured_model_keys(cfg: BenchmarkConfig) -> list[str]:

@@ -2,8 +2,10 @@
 
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster_dbt import DbtCliResource
@@ -33,12 +35,24 @@ class WarehouseResource(DuckDBResource):
             con.close()
 
 
+class WarehouseDbtResource(DbtCliResource):
+    """The dbt CLI pointed at the configured warehouse: the path travels as a dbt var
+    (dbt/profiles.yml reads `var('warehouse')`), never through the process environment."""
+
+    warehouse: str
+
+    def build_args(self, **extra_vars: Any) -> list[str]:
+        return ["build", "--vars", json.dumps({"warehouse": self.warehouse, **extra_vars}, sort_keys=True)]
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     cfg = benchmark_config()
     return dg.Definitions(
         resources={
             "duckdb": WarehouseResource(database=str(cfg.warehouse)),
-            "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir)),
+            "dbt": WarehouseDbtResource(
+                project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir), warehouse=str(cfg.warehouse)
+            ),
         }
     )

@@ -1,4 +1,9 @@
-"""Figures of the statistics layer (PNG under <reports_dir>/, shown inline as metadata)."""
+"""Figures of the statistics layer (PNG under <reports_dir>/, shown inline as metadata).
+
+Bland-Altman plots and disparity forest plots draw one slice (partitioned like it); the
+per-emotion bias bars and the strength-inversion plot compare every model on a dataset, so
+they are unpartitioned and redrawn from the stats tables.
+"""
 
 import functools
 
@@ -10,38 +15,58 @@ from dagster_project.analysis.dimensional import image_level_pairs
 from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import load_inputs
 from dagster_project.analysis.response_style import per_emotion_means
-from dagster_project.defs.figures import draw_if_changed, figure_result
+from dagster_project.defs.figures import draw_per_protocol, figure_result, read_slice
+from dagster_project.defs.partitions import model_dataset_partitions, slice_of
 from dagster_project.defs.resources import WarehouseResource
-from dagster_project.defs.statistics import INPUT_MODELS
+from dagster_project.defs.statistics import SLICE_STATS_DEPS, slice_frame
 from dagster_project.settings import benchmark_config
 
 SLICE = ["model", "model_version", "dataset", "protocol"]
+NEEDS_RATINGS = "no figure: this needs human ratings and numeric (valence / arousal) model answers on the dataset"
 
 
 def _out(*parts: str):
     return benchmark_config().reports_dir / f"{slug(*parts)}.png"
 
 
-def _pairs(duckdb: WarehouseResource) -> pd.DataFrame:
+def _pairs(duckdb: WarehouseResource, model_slices: pd.DataFrame | None = None,
+           datasets: list[str] | None = None) -> pd.DataFrame:
     with duckdb.get_connection() as con:
-        inputs = load_inputs(con)
+        inputs = load_inputs(con, model_slices, datasets)
     if not inputs.has_ratings or inputs.model_values.empty:
         return pd.DataFrame()
     return image_level_pairs(inputs.model_values, inputs.ratings)
 
 
-@dg.asset(key=["reports", "bland_altman_plots"], deps=INPUT_MODELS, group_name="reports", kinds={"matplotlib"},
+@dg.asset(key=["reports", "bland_altman_plots"], deps=SLICE_STATS_DEPS, partitions_def=model_dataset_partitions,
+          group_name="reports", kinds={"matplotlib"},
           description="Bland-Altman plot (model vs mean human rating) per model version, dataset and dimension.")
-def bland_altman_plots(duckdb: WarehouseResource) -> dg.MaterializeResult:
-    pairs = _pairs(duckdb)
+def bland_altman_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    slice_key = slice_of(context.partition_key, benchmark_config())
+    pairs = _pairs(duckdb, slice_frame(slice_key), [slice_key.dataset])
     paths = []
     for (model, version, dataset, protocol, dimension), part in (
         pairs.groupby([*SLICE, "dimension"], sort=True) if len(pairs) else []
     ):
         title = f"{model} {version} — {dataset} ({protocol})\n{dimension}: model − mean human"
-        paths.append(draw_if_changed(stat_figures.bland_altman_png, part, title,
-                                     _out("bland_altman", model, version, dataset, dimension)))
-    return figure_result(paths)
+        paths.append(stat_figures.bland_altman_png(part, title, _out("bland_altman", model, version, dataset, dimension)))
+    return figure_result(paths, NEEDS_RATINGS)
+
+
+@dg.asset(key=["reports", "disparity_forest_plots"], deps=[dg.AssetKey(["stats", "misclassification_tests"])],
+          partitions_def=model_dataset_partitions, group_name="reports", kinds={"matplotlib"},
+          description="Forest plot of error-rate ratios between groups (all emotions pooled) with Katz CIs; "
+                      "filled markers are significant after the configured correction.")
+def disparity_forest_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    frame = read_slice(
+        duckdb,
+        "select * from stats.misclassification_tests where true_emotion = 'all' and predicted_emotion = 'error' "
+        "and estimate is not null and ci_low is not null",
+        slice_of(context.partition_key, benchmark_config()),
+    )
+    draw = functools.partial(stat_figures.adjusted_forest_png, alpha=benchmark_config().statistics.alpha)
+    paths = draw_per_protocol(frame, draw, "disparity_forest", "error-rate ratio between groups")
+    return figure_result(paths, "no figure: no pair of groups with an estimable error-rate ratio")
 
 
 @dg.asset(key=["reports", "dimensional_bias_bars"], deps=[dg.AssetKey(["stats", "dimensional_agreement"])],
@@ -54,10 +79,11 @@ def dimensional_bias_bars(duckdb: WarehouseResource) -> dg.MaterializeResult:
         stat_figures.bias_bars_png(part, f"{dataset}: model − mean human, per emotion", _out("bias_bars", dataset))
         for dataset, part in (frame.groupby("dataset", sort=True) if len(frame) else [])
     ]
-    return figure_result(paths)
+    return figure_result(paths, NEEDS_RATINGS)
 
 
-@dg.asset(key=["reports", "strength_inversion"], deps=INPUT_MODELS, group_name="reports", kinds={"matplotlib"},
+@dg.asset(key=["reports", "strength_inversion"], deps=[dg.AssetKey(["stats", "response_style"])],
+          group_name="reports", kinds={"matplotlib"},
           description="Per-emotion valence strength vs arousal, humans and each model (Tae et al.'s strength inversion).")
 def strength_inversion(duckdb: WarehouseResource) -> dg.MaterializeResult:
     pairs = _pairs(duckdb)
@@ -66,24 +92,7 @@ def strength_inversion(duckdb: WarehouseResource) -> dg.MaterializeResult:
         means = per_emotion_means(pairs)
         for dataset, part in means.groupby("dataset", sort=True):
             paths.append(stat_figures.strength_inversion_png(part, f"{dataset}: strength vs arousal", _out("strength", dataset)))
-    return figure_result(paths)
+    return figure_result(paths, NEEDS_RATINGS)
 
-
-@dg.asset(key=["reports", "disparity_forest_plots"], deps=[dg.AssetKey(["stats", "misclassification_tests"])],
-          group_name="reports", kinds={"matplotlib"},
-          description="Forest plot of error-rate ratios between groups (all emotions pooled) with Katz CIs; "
-                      "filled markers are significant after the configured correction.")
-def disparity_forest_plots(duckdb: WarehouseResource) -> dg.MaterializeResult:
-    with duckdb.get_connection() as con:
-        frame = con.execute(
-            "select * from stats.misclassification_tests where true_emotion = 'all' and predicted_emotion = 'error' "
-            "and estimate is not null and ci_low is not null"
-        ).df()
-    paths = []
-    alpha = benchmark_config().statistics.alpha
-    draw = functools.partial(stat_figures.adjusted_forest_png, alpha=alpha)
-    for (model, version, dataset, protocol), part in (frame.groupby(SLICE, sort=True) if len(frame) else []):
-        title = f"{model} {version} — {dataset} ({protocol})\nerror-rate ratio between groups"
-        paths.append(draw_if_changed(draw, part, title, _out("disparity_forest", model, version, dataset, protocol),
-                                     settings=f"alpha={alpha}"))
-    return figure_result(paths)
+SLICE_FIGURES = [bland_altman_plots, disparity_forest_plots]
+CROSS_SLICE_FIGURES = [dimensional_bias_bars, strength_inversion]

@@ -160,4 +160,4 @@ final as (
 
 )
 
-{{ select_with_slice_stamp('final') }}
+select * from final

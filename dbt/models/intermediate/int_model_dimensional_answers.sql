@@ -84,4 +84,4 @@ final as (
 
 )
 
-{{ select_with_slice_stamp('final') }}
+select * from final

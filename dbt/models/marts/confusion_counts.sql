@@ -35,4 +35,4 @@ final as (
 
 )
 
-{{ select_with_slice_stamp('final') }}
+select * from final

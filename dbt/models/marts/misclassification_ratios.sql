@@ -174,4 +174,4 @@ final as (
 
 )
 
-{{ select_with_slice_stamp('final') }}
+select * from final

@@ -130,4 +130,4 @@ final as (
 
 )
 
-{{ select_with_slice_stamp('final') }}
+select * from final

@@ -1,0 +1,94 @@
+"""Statistics that span slices, as small assets downstream of the partitioned ones.
+
+* stats/mcnemar_tests (unpartitioned): McNemar between every pair of model versions on the
+  images both answered, Holm within dataset/protocol; a family spans versions, so the table is
+  computed whole from the slice models (cheap: one 2x2 table per pair).
+* stats/human_rater_reliability and stats/human_response_style (per dataset): the human
+  raters alone, the ceiling every model is read against; they depend on the dataset's
+  ratings, never on a model version.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from dagster_project.analysis import agreement, reliability, response_style
+from dagster_project.analysis.inputs import (
+    ANSWER_COLUMNS,
+    MODEL_VALUE_COLUMNS,
+    RATINGS_SQL,
+    StatsInputs,
+    load_inputs,
+)
+from dagster_project.analysis.results import adjust_within_families, empty_result
+from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS
+from dagster_project.defs.partitions import dataset_partitions
+from dagster_project.defs.resources import WarehouseResource
+from dagster_project.defs.stats_io import replace_rows, summary_metadata
+from dagster_project.defs.statistics import NO_RATINGS
+from dagster_project.settings import benchmark_config
+
+FINAL_ANSWERS = dg.AssetKey(["intermediate", "int_final_answers"])
+HUMAN_RELIABILITY = dg.AssetKey(["stats", "human_rater_reliability"])
+HUMAN_RESPONSE_STYLE = dg.AssetKey(["stats", "human_response_style"])
+_DATASET_VIEWS = [dg.AssetKey(["intermediate", name]) for name in ("int_images_labeled", "int_human_ratings_labeled")]
+
+
+@dg.asset(
+    key=["stats", "mcnemar_tests"],
+    deps=[FINAL_ANSWERS, *_DATASET_VIEWS],
+    group_name="stats",
+    kinds={"duckdb", "statsmodels"},
+    description="McNemar test between every pair of model versions on the images both answered; Holm within "
+                "dataset/protocol (the family spans versions, so it is adjusted whole).",
+)
+def mcnemar_tests(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    cfg = benchmark_config().statistics
+    with duckdb.get_connection() as con:
+        answers = load_inputs(con).answers
+    pairs = agreement.mcnemar_between_models(answers, correction=cfg.corrections[0], min_n=cfg.min_cell_n)
+    if len(pairs):
+        pairs = adjust_within_families(pairs, cfg.corrections[0])
+    with duckdb.get_connection() as con:
+        replace_rows(con, "mcnemar_tests", {}, pairs)
+    context.log.info(f"stats.mcnemar_tests: {len(pairs)} version pairs")
+    return dg.MaterializeResult(metadata=summary_metadata(pairs))
+
+
+def _human_only(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[frame["model"].astype(str) == "human"].reset_index(drop=True) if len(frame) else frame
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(HUMAN_RELIABILITY, deps=[DATASET_IMAGES, HUMAN_RATINGS, *_DATASET_VIEWS], group_name="stats",
+                     kinds={"duckdb", "python"},
+                     description="Krippendorff's alpha (and ICC where raters are fully crossed) among the human "
+                                 "raters of a dataset, overall and per race / gender of the faces."),
+        dg.AssetSpec(HUMAN_RESPONSE_STYLE, deps=[DATASET_IMAGES, HUMAN_RATINGS, *_DATASET_VIEWS], group_name="stats",
+                     kinds={"duckdb", "python"},
+                     description="The human raters' own response style (SD per emotion, unique values), the "
+                                 "baseline of stats.response_style."),
+    ],
+    partitions_def=dataset_partitions,
+)
+def human_baselines(context: dg.AssetExecutionContext, duckdb: WarehouseResource):
+    cfg = benchmark_config().statistics
+    dataset = context.partition_key
+    with duckdb.get_connection() as con:
+        ratings = con.execute(f"select * from ({RATINGS_SQL}) where dataset = ? order by all", [dataset]).df()
+    # The humans alone: no model's answers (the slice models need not exist yet).
+    inputs = StatsInputs(answers=pd.DataFrame(columns=ANSWER_COLUMNS), ratings=ratings,
+                         model_values=pd.DataFrame(columns=MODEL_VALUE_COLUMNS))
+    if inputs.has_ratings:
+        alpha = _human_only(reliability.rater_reliability(
+            inputs.ratings, None, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples))
+        style = _human_only(response_style.response_style(
+            inputs.model_values, inputs.ratings, inputs.answers, min_n=cfg.min_cell_n))
+        note = "computed"
+    else:
+        alpha, style, note = empty_result(cfg.min_cell_n), empty_result(cfg.min_cell_n), NO_RATINGS
+    with duckdb.get_connection() as con:
+        replace_rows(con, "human_rater_reliability", {"dataset": dataset}, alpha)
+        replace_rows(con, "human_response_style", {"dataset": dataset}, style)
+    for key, frame in ((HUMAN_RELIABILITY, alpha), (HUMAN_RESPONSE_STYLE, style)):
+        yield dg.MaterializeResult(asset_key=key, metadata={"dataset": dataset, "note": note, **summary_metadata(frame)})
