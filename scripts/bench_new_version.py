@@ -7,8 +7,10 @@ A Tae-shaped dataset (tests/support/tae_fixture.py: 3 races x 2 genders x 6 emot
 OpenAI-compatible server (tests/support/openai_server.py) lists one more version of the model
 `vlm` before each step; the real `watched_model_versions` sensor discovers it, and its run
 request is executed in-process exactly as the daemon would: `evaluate_model_on_dataset` for the
-new partition (three-step context-carry prompt: emotion, valence, arousal), then
-`refresh_marts_and_reports` (dbt build, statistics, figures, the bias regression gate).
+new partition (three-step context-carry prompt: emotion, valence, arousal), then what the
+run-status sensors request after it: `refresh_slice` for that partition (dbt slice models,
+statistics, figures, the bias regression gate) and `refresh_cross_slice` (McNemar between
+versions, the per-dataset figures).
 
 Each version answers differently (a seeded share of images misread, per version), so every
 statistic has work to do. Printed per version: evaluation (inference) seconds, refresh seconds,
@@ -130,7 +132,7 @@ def main() -> None:
 def run(versions: list[str], server: OpenAIServer) -> list[dict]:
     import dagster as dg
 
-    from dagster_project.orchestration import load_definitions
+    from dagster_project.orchestration import load_definitions, refresh
     from dagster_project.settings import benchmark_config
     from inference import warehouse
 
@@ -139,8 +141,7 @@ def run(versions: list[str], server: OpenAIServer) -> list[dict]:
     sensor = defs.resolve_sensor_def("watched_model_versions")
     start = time.perf_counter()
     defs.resolve_job_def("ingest_dataset").execute_in_process(instance=instance, partition_key="tae")
-    defs.resolve_job_def("refresh_marts_and_reports").execute_in_process(instance=instance)
-    print(f"ingest + first refresh (no model yet): {time.perf_counter() - start:.1f}s")
+    print(f"ingest (no model yet): {time.perf_counter() - start:.1f}s")
     print(f"{'version':>8} {'requests':>9} {'evaluate_s':>11} {'refresh_s':>10} {'total_s':>8} {'mart_rows':>10}")
     cursor, rows = None, []
     for k, version in enumerate(versions, start=1):
@@ -156,7 +157,7 @@ def run(versions: list[str], server: OpenAIServer) -> list[dict]:
         defs.resolve_job_def("evaluate_model_on_dataset").execute_in_process(
             instance=instance, partition_key=request.partition_key, tags=request.tags)
         t1 = time.perf_counter()
-        defs.resolve_job_def("refresh_marts_and_reports").execute_in_process(instance=instance)
+        refresh(defs, instance, [request.partition_key])
         t2 = time.perf_counter()
         con = warehouse.connect(benchmark_config().warehouse, read_only=True)
         mart_rows = con.execute("select count(*) from marts.group_accuracy").fetchall()[0][0]

@@ -1,27 +1,28 @@
-"""A new model version costs only its own slices: the dbt slice models rebuild just the slices
-evaluated since the last build, and the statistics recompute just the changed slices.
+"""A new model version costs only its own slice: the dbt slice models, built for one partition
+(`--vars '{slice: ...}'`), replace exactly that slice's rows and leave every other slice as it is.
 
-The dbt test tampers with a stored mart row of an old version: an incremental build that
-adds a new version must leave it as it is (it was not rebuilt), and a full refresh must
-restore it (it is derived from the raw rows).
+The test tampers with stored mart rows of an old version: a build for the new version must
+leave them as they are (they were not rebuilt), and a build of the old slice, or of every slice
+(no var), restores them from the raw rows.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import duckdb
 import pandas as pd
-import pytest
 
-from dagster_project.analysis.slices import SLICE_KEYS, merge_results, plan_slices
 from dbt_support import run_dbt
-from test_dbt_project import NOW, write_raw
+from test_dbt_project import write_raw
 
 OLD_SLICE = "model = 'clf' and model_version = '1'"
 NEW_SLICE = "model = 'clf' and model_version = '2'"
 TAMPERED = -999
+
+
+def _slice_vars(version: str) -> str:
+    return json.dumps({"slice": {"model": "clf", "model_version": version, "dataset": "synth"}})
 
 
 def _add_version_2(path) -> None:
@@ -44,80 +45,65 @@ def _query(path, sql: str) -> pd.DataFrame:
         con.close()
 
 
-def test_dbt_rebuilds_only_new_slices_and_full_refresh_rebuilds_all(tmp_path):
+def _execute(path, sql: str) -> None:
+    con = duckdb.connect(str(path))
+    try:
+        con.execute(sql)
+    finally:
+        con.close()
+
+
+def test_a_slice_build_replaces_only_its_slice(tmp_path):
     path = tmp_path / "warehouse.duckdb"
     write_raw(path)
+    assert _query(path, "select distinct dataset from raw.predictions")["dataset"].tolist() == ["synth"]
     run_dbt(["build"], warehouse=path, target_dir=tmp_path / "target")
     before = _query(path, f"select * from marts.group_accuracy where {OLD_SLICE} order by all")
-    assert len(before) and before["slice_updated_at"].eq(pd.Timestamp(NOW)).all()
+    others = _query(path, "select * from marts.group_accuracy where model <> 'clf' order by all")
+    assert len(before) and len(others)
 
-    con = duckdb.connect(str(path))
-    con.execute(f"update marts.group_accuracy set correct = {TAMPERED} where {OLD_SLICE} and grouping = 'all'")
-    con.execute(f"update marts.confusion_counts set n = {TAMPERED} where {OLD_SLICE}")
-    con.close()
+    _execute(path, f"update marts.group_accuracy set correct = {TAMPERED} where {OLD_SLICE} and grouping = 'all'")
+    _execute(path, f"update marts.confusion_counts set n = {TAMPERED} where {OLD_SLICE}")
     _add_version_2(path)
-    run_dbt(["build", "--select", "marts", "+marts"], warehouse=path, target_dir=tmp_path / "target")
+    run_dbt(["build", "--select", "tag:slice", "--vars", _slice_vars("2")], warehouse=path,
+            target_dir=tmp_path / "target")
 
-    # Version 1 was not rebuilt (the tampered rows are still there); version 2 was built.
+    # Version 1 was not rebuilt (the tampered rows are still there); version 2 was built from
+    # the same answers, so its rows equal version 1's; other models' rows are as they were.
     tampered = _query(path, f"select correct from marts.group_accuracy where {OLD_SLICE} and grouping = 'all'")
     assert tampered["correct"].eq(TAMPERED).all()
     assert _query(path, f"select n from marts.confusion_counts where {OLD_SLICE}")["n"].eq(TAMPERED).all()
     new = _query(path, f"select * from marts.group_accuracy where {NEW_SLICE} order by all")
-    assert new["slice_updated_at"].eq(pd.Timestamp(NOW + timedelta(days=1))).all()
-    untouched = before[before["grouping"] != "all"].drop(columns=["model_version", "slice_updated_at"])
     pd.testing.assert_frame_equal(
-        untouched.reset_index(drop=True),
-        new[new["grouping"] != "all"].drop(columns=["model_version", "slice_updated_at"]).reset_index(drop=True),
+        before[before["grouping"] != "all"].drop(columns=["model_version"]).reset_index(drop=True),
+        new[new["grouping"] != "all"].drop(columns=["model_version"]).reset_index(drop=True),
     )
-    assert len(_query(path, "select * from intermediate.int_slices")) == 3
+    pd.testing.assert_frame_equal(others, _query(path, "select * from marts.group_accuracy where model <> 'clf' order by all"))
 
-    # A full refresh rebuilds every slice from the raw rows.
-    run_dbt(["build", "--full-refresh"], warehouse=path, target_dir=tmp_path / "target")
-    restored = _query(path, f"select * from marts.group_accuracy where {OLD_SLICE} order by all")
-    pd.testing.assert_frame_equal(restored, before)
-
-
-def _slices(*rows) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=[*SLICE_KEYS, "fingerprint"])
+    # Building version 1's slice restores it from the raw rows.
+    run_dbt(["build", "--select", "tag:slice", "--vars", _slice_vars("1")], warehouse=path,
+            target_dir=tmp_path / "target")
+    pd.testing.assert_frame_equal(_query(path, f"select * from marts.group_accuracy where {OLD_SLICE} order by all"),
+                                  before)
 
 
-def test_plan_recomputes_new_changed_and_removed_slices_only():
-    held = _slices(("m", "1", "d", "a"), ("m", "2", "d", "b"), ("m", "3", "d", "c"), ("", "", "d", "x"))
-    current = _slices(("m", "1", "d", "a"), ("m", "2", "d", "B"), ("m", "4", "d", "e"), ("", "", "d", "x"))
-    plan = plan_slices(current, held)
-    assert sorted(plan.changed["model_version"]) == ["2", "4"]
-    assert plan.removed["model_version"].tolist() == ["3"]
-    assert plan.datasets == ["d"] and not plan.up_to_date
-    assert plan_slices(current, current).up_to_date
+def test_a_slice_without_answers_leaves_no_rows_and_a_plain_build_rebuilds_all(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    write_raw(path)
+    _add_version_2(path)
+    run_dbt(["build"], warehouse=path, target_dir=tmp_path / "target")
+    assert len(_query(path, f"select * from marts.confusion_counts where {NEW_SLICE}"))
+    everything = _query(path, "select * from marts.group_accuracy order by all")
 
+    # Version 2's answers are withdrawn: its slice build empties its rows in every slice model.
+    _execute(path, "delete from raw.predictions where model_version = '2'")
+    run_dbt(["build", "--select", "tag:slice", "--vars", _slice_vars("2")], warehouse=path,
+            target_dir=tmp_path / "target")
+    for table in ("intermediate.int_final_answers", "marts.confusion_counts", "marts.group_accuracy"):
+        assert _query(path, f"select count(*) as n from {table} where {NEW_SLICE}")["n"].iloc[0] == 0, table
 
-def test_merge_replaces_stale_rows_and_the_datasets_human_rows():
-    plan = plan_slices(_slices(("m", "1", "d", "a"), ("m", "2", "d", "new"), ("m", "1", "e", "a")),
-                       _slices(("m", "1", "d", "a"), ("m", "1", "e", "a")))
-    old = pd.DataFrame({
-        "model": ["m", "human", "m", "human"], "model_version": ["1", "", "1", ""],
-        "dataset": ["d", "d", "e", "e"], "estimate": [1.0, 2.0, 3.0, 4.0], "detail": ["", "", "", ""]})
-    new = pd.DataFrame({"model": ["m", "human"], "model_version": ["2", ""], "dataset": ["d", "d"],
-                        "estimate": [5.0, 2.5], "detail": ["", ""]})
-    merged = merge_results(old, new, plan).sort_values(["dataset", "model", "model_version"])
-    # d's human-only row is replaced by the recomputed one; m@1 rows and dataset e are kept.
-    assert merged["estimate"].tolist() == [2.5, 1.0, 5.0, 4.0, 3.0]
-
-
-def test_pairwise_rows_go_when_either_side_changes():
-    from dagster_project.analysis.slices import mcnemar_second_slice
-
-    plan = plan_slices(_slices(("m", "1", "d", "a"), ("m", "2", "d", "changed"), ("m", "3", "d", "c")),
-                       _slices(("m", "1", "d", "a"), ("m", "2", "d", "b"), ("m", "3", "d", "c")))
-    old = pd.DataFrame({
-        "model": ["m", "m", "m"], "model_version": ["1", "1", "2"], "dataset": "d", "estimate": [1.0, 2.0, 3.0],
-        "detail": [json.dumps({"model_b": "m", "model_version_b": b}) for b in ("2", "3", "3")]})
-    merged = merge_results(old, old.iloc[:0], plan, mcnemar_second_slice)
-    assert merged["estimate"].tolist() == [2.0]  # only 1 vs 3 involves no changed version
-
-
-@pytest.mark.parametrize("changed", [True, False])
-def test_plan_follows_the_fingerprint(changed):
-    held = _slices(("m", "1", "d", "a"))
-    current = _slices(("m", "1", "d", "a2" if changed else "a"))
-    assert plan_slices(current, held).up_to_date is (not changed)
+    # A build without a slice (dbt by hand) rebuilds every slice from the raw rows.
+    _execute(path, f"update marts.group_accuracy set correct = {TAMPERED} where {OLD_SLICE}")
+    run_dbt(["build"], warehouse=path, target_dir=tmp_path / "target")
+    pd.testing.assert_frame_equal(_query(path, "select * from marts.group_accuracy order by all"),
+                                  everything[everything["model_version"] != "2"].reset_index(drop=True))

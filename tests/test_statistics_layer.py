@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 STATS_TABLES = [
     "misclassification_tests", "categorical_agreement", "mcnemar_tests", "rater_reliability",
-    "dimensional_agreement", "wilcoxon_tests", "mixed_models", "response_style",
+    "dimensional_agreement", "wilcoxon_tests", "mixed_models", "response_style", "human_rater_reliability",
+    "human_response_style",
 ]
 
 
@@ -41,15 +42,17 @@ def test_imported_values_are_rescaled_and_the_mapping_recorded(demo):
 
 
 def test_human_reliability_and_models_as_raters(demo):
+    # The humans alone (per dataset) and each model version added as a rater (per slice).
     alpha = query(
-        "select * from stats.rater_reliability where measure = 'krippendorff_alpha_interval' "
+        "select * from (select * from stats.human_rater_reliability union all by name "
+        "select * from stats.rater_reliability) where measure = 'krippendorff_alpha_interval' "
         "and subset_kind = 'all' and dimension = 'valence'"
     ).set_index("model")
     # Raters share per-emotion means with noise SD 1: substantial agreement among humans.
     assert 0.6 < alpha.loc["human", "estimate"] < 0.95
     assert {"gemma_sim", "fer_sim"} <= set(alpha.index)
     per_race = query(
-        "select subset from stats.rater_reliability where model = 'human' and subset_kind = 'race'"
+        "select subset from stats.human_rater_reliability where model = 'human' and subset_kind = 'race'"
     )
     assert set(per_race["subset"]) == {"black", "white", "korean"}
 

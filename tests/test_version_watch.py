@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME
-from dagster_project.orchestration import load_definitions
+from dagster_project.orchestration import configured_slices, load_definitions, refresh
 from tests.test_end_to_end import query
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,7 @@ def _evaluate_and_refresh(defs, instance, request: dg.RunRequest) -> None:
     defs.resolve_job_def("evaluate_model_on_dataset").execute_in_process(
         instance=instance, partition_key=request.partition_key, tags=request.tags
     )
-    defs.resolve_job_def("refresh_marts_and_reports").execute_in_process(instance=instance)
+    refresh(defs, instance, [request.partition_key])
 
 
 def _gate_record(instance):
@@ -79,7 +79,9 @@ def test_new_version_discovered_once_evaluated_and_gated(demo, instance, vlm_ser
 
     # Evaluate it: only its own slice is added; other versions' mart rows are unchanged. (First
     # a refresh, so that re-evaluations made by earlier tests are in the marts already.)
-    defs.resolve_job_def("refresh_marts_and_reports").execute_in_process(instance=instance)
+    from dagster_project.settings import benchmark_config
+
+    refresh(defs, instance, configured_slices(benchmark_config()))
     before = _other_versions_accuracy()
     _evaluate_and_refresh(defs, instance, request)
     pd.testing.assert_frame_equal(before, _other_versions_accuracy())
@@ -129,45 +131,29 @@ def test_schedule_reevaluates_a_pinned_model_as_a_dated_snapshot(demo, instance)
     assert snapshot.version == "loopback-1+202611230300" and snapshot.provider_version == "loopback-1"
 
 
-def _rounded(value):
-    if isinstance(value, float):
-        return float(f"{value:.10g}")
-    if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rounded(v) for v in value]
-    return value
+STATS_TABLES = ["error_rate_ztests", "misclassification_tests", "categorical_agreement", "rater_reliability",
+                "dimensional_agreement", "wilcoxon_tests", "mixed_models", "response_style"]
 
 
-def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
-    # Floats inside `detail` may differ in the last digit (summation order): compare them to 10 digits.
-    if "detail" in frame:
-        frame = frame.assign(detail=frame["detail"].map(lambda t: json.dumps(_rounded(json.loads(t))) if t else t))
+def _stats_rows(table: str, versions: str) -> pd.DataFrame:
+    frame = query(f"select * from stats.{table} where model_version {versions}")
     keys = [c for c in frame.columns if frame[c].dtype == object or str(frame[c].dtype).startswith("str")]
-    keys = [c for c in keys if c != "detail"]
     return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
-def test_statistics_added_versions_incrementally_and_equal_a_recomputation(demo, instance):
-    """By now the demo computed every stats table once and loopback-2, then loopback-3, were
-    added one at a time: the last refresh recomputed one model slice per table, and every
-    table equals what computing it from scratch gives."""
-    from dagster_project.defs.statistics import TABLES, recompute_from_scratch
-    from dagster_project.settings import benchmark_config
-    from inference import warehouse
-
-    for name in sorted(TABLES):  # the refresh after loopback-3: its slice only
-        latest = instance.get_latest_materialization_event(dg.AssetKey(["stats", name]))
-        metadata = latest.asset_materialization.metadata
-        assert metadata["n_slices_recomputed"].value == 1, (name, metadata["slices"].value)
-    con = warehouse.connect(benchmark_config().warehouse, read_only=True)
-    try:
-        for name in sorted(TABLES):
-            stored = con.execute(f"select * from stats.{name}").df()
-            fresh = recompute_from_scratch(con, name)
-            assert len(stored) == len(fresh) > 0 or name in ("rater_reliability",), name
-            assert list(stored.columns) == list(fresh.columns), name
-            pd.testing.assert_frame_equal(_sorted(stored), _sorted(fresh[stored.columns]), check_dtype=False,
-                                          check_exact=False, rtol=1e-9, obj=f"stats.{name}")
-    finally:
-        con.close()
+def test_refreshing_one_partition_changes_only_its_slice(demo, instance):
+    """By now loopback-2, then loopback-3, were added one at a time: the last refresh was a run
+    of loopback-3's partition alone; re-running it changes no other version's statistics."""
+    defs = load_definitions()
+    key = dg.MultiPartitionKey({"model": "loopback_vlm@loopback-3", "dataset": "tae_sim"})
+    for table in STATS_TABLES:
+        latest = instance.get_latest_materialization_event(dg.AssetKey(["stats", table]))
+        assert latest.dagster_event.partition == str(key), table
+    before = {table: _stats_rows(table, "<> 'loopback-3'") for table in STATS_TABLES}
+    new_slice = {table: _stats_rows(table, "= 'loopback-3'") for table in STATS_TABLES}
+    defs.resolve_job_def("refresh_slice").execute_in_process(instance=instance, partition_key=key)
+    for table in STATS_TABLES:
+        pd.testing.assert_frame_equal(before[table], _stats_rows(table, "<> 'loopback-3'"), obj=table)
+        again = _stats_rows(table, "= 'loopback-3'")
+        pd.testing.assert_frame_equal(new_slice[table], again, obj=table)
+        assert len(again) > 0 or table == "rater_reliability", table
