@@ -206,7 +206,7 @@ def rating_mixed_models(
 def _mixed_rows(fit: Fit, dataset, dimension, name, formula, data, keys, only) -> list[dict]:
     base = {"analysis": "mixed_model", "dataset": dataset, "measure": name, "subset_kind": "term",
             "n": len(data)}
-    info = {"formula": formula + " + (1 | image_id)", "method": "REML", "dimension": dimension,
+    info = {"formula": formula + " + (1 | image_id)", "method": "REML",
             "n_obs": len(data), "n_groups": int(data["image_id"].nunique()), "warnings": fit.warnings}
     if only:
         info["raters"] = [HUMAN, *only]
