@@ -201,7 +201,7 @@ def _misclassification(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFra
 
 def _categorical(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
     return agreement.categorical_agreement(
-        inputs.answers, groupings=cfg.groupings, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples
+        inputs.grouped, inputs.group_accuracy, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples
     )
 
 
