@@ -154,7 +154,8 @@ def stats_asset(name: str, description: str, compute: Compute, *, needs_ratings:
 def _accuracy_of_changed_slices(con, plan: SlicePlan, cfg: StatisticsConfig) -> tuple[pd.DataFrame, str]:
     accuracy = select_in_slices(con, "select * from marts.group_accuracy", plan.model_slices)
     tests = pairwise_error_ztests(
-        accuracy, groupings=cfg.groupings, correction=cfg.corrections[0], alpha=cfg.alpha, min_n=cfg.min_cell_n
+        accuracy, groupings=cfg.groupings, correction=cfg.corrections[0], alpha=cfg.alpha, min_n=cfg.min_cell_n,
+        family=cfg.family,
     )
     return tests, "computed"
 
@@ -195,7 +196,8 @@ def error_rate_ztests(context: dg.AssetExecutionContext, duckdb: WarehouseResour
 
 def _misclassification(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
     return misclassification_tests(
-        inputs.answers, groupings=cfg.groupings, corrections=cfg.corrections, min_n=cfg.min_cell_n, alpha=cfg.alpha
+        inputs.misclassification_ratios, corrections=cfg.corrections, min_n=cfg.min_cell_n, alpha=cfg.alpha,
+        family=cfg.family,
     )
 
 
