@@ -33,8 +33,10 @@ neutral absorption (Tae et al. 5.3, "sadness paradox")
                          95 % CI (statsmodels proportion_confint). Human rows use the individual
                          categorical ratings (dimension 'emotion', label) - the unit is a rating
                          and the Wilson CI ignores clustering by image and rater.
-strength inversion (per model; emotions ordered by mean valence strength |valence - 5| and by
-mean arousal, model vs humans on the same images)
+valence-strength / arousal ordering (per model; emotions ordered by mean valence strength
+|valence - 5| and by mean arousal, model vs humans on the same images). This is NOT Tae et
+al.'s "strength inversion" (FER models lead on valence r, VLMs on arousal r), which is
+dimensional.strength_inversion.
   emotion_mean_rank_correlation
                          subset_kind 'dimension', subset 'valence' / 'valence_strength' /
                          'arousal': scipy.stats.spearmanr of the model's per-emotion means with
@@ -93,7 +95,7 @@ def response_style(
     rows += _exaggeration_rows(pairs, seed=seed, n_resamples=n_resamples)
     rows += _calibration_rows(pairs, cv_folds=cv_folds, seed=seed)
     rows += _absorption_rows(answers, ratings)
-    rows += _strength_rows(pairs, ratings)
+    rows += _ordering_rows(pairs, ratings)
     return dimension_frame(rows, min_n)
 
 
@@ -315,7 +317,7 @@ def _rate_rows(base: dict, truth: pd.Series, predicted: pd.Series, unit: str) ->
     return rows
 
 
-# --------------------------------------------------------------------------- strength inversion
+# --------------------------------------------------------------------------- strength / arousal ordering
 
 def _spearman(a, b) -> tuple[float | None, float | None]:
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -331,7 +333,7 @@ def _order(frame: pd.DataFrame, column: str) -> list[str]:
     return frame.dropna(subset=[column]).sort_values(column, ascending=False)["true_emotion"].astype(str).tolist()
 
 
-def _strength_rows(pairs: pd.DataFrame, ratings: pd.DataFrame) -> list[dict]:
+def _ordering_rows(pairs: pd.DataFrame, ratings: pd.DataFrame) -> list[dict]:
     rows = []
     means = per_emotion_means(pairs)
     for keys, group in means.groupby(MODEL_KEYS, sort=True, dropna=False):
@@ -343,9 +345,9 @@ def _strength_rows(pairs: pd.DataFrame, ratings: pd.DataFrame) -> list[dict]:
             model_order, human_order = _order(model.reset_index(), column), _order(human.reset_index(), column)
             rows.append(result_row(
                 **base, subset_kind="dimension", subset=column, measure="emotion_mean_rank_correlation",
+                dimension="valence" if column.startswith("valence") else column,
                 n=int(model[column].notna().sum()), estimate=rho, statistic=rho, p_value=p,
-                detail=_json({"dimension": "valence" if column.startswith("valence") else column,
-                              "test": "scipy.stats.spearmanr across emotions",
+                detail=_json({"test": "scipy.stats.spearmanr across emotions",
                               "model_order_desc": model_order, "human_order_desc": human_order,
                               "order_differs": model_order != human_order}),
             ))

@@ -65,7 +65,7 @@ def strength_inversion(duckdb: WarehouseResource) -> dg.MaterializeResult:
     if len(pairs):
         means = per_emotion_means(pairs)
         for dataset, part in means.groupby("dataset", sort=True):
-            paths.append(stat_figures.strength_inversion_png(part, f"{dataset}: strength vs arousal", _out("strength", dataset)))
+            paths.append(stat_figures.strength_arousal_order_png(part, f"{dataset}: strength vs arousal", _out("strength", dataset)))
     return figure_result(paths)
 
 
@@ -76,12 +76,11 @@ def strength_inversion(duckdb: WarehouseResource) -> dg.MaterializeResult:
 def disparity_forest_plots(duckdb: WarehouseResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         frame = con.execute(
-            "select * from stats.misclassification_tests where true_emotion = 'all' and predicted_emotion = 'error' "
-            "and estimate is not null and ci_low is not null"
+            "select * from stats.misclassification_tests where true_emotion = 'all' and predicted_emotion = 'error'"
         ).df()
     paths = []
     alpha = benchmark_config().statistics.alpha
-    draw = functools.partial(stat_figures.adjusted_forest_png, alpha=alpha)
+    draw = functools.partial(stat_figures.ratio_forest_png, alpha=alpha)
     for (model, version, dataset, protocol), part in (frame.groupby(SLICE, sort=True) if len(frame) else []):
         title = f"{model} {version} — {dataset} ({protocol})\nerror-rate ratio between groups"
         paths.append(draw_if_changed(draw, part, title, _out("disparity_forest", model, version, dataset, protocol),
