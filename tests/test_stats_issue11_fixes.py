@@ -276,3 +276,28 @@ def test_dbt_vars_carry_the_interval_level_and_groupings():
     other = dbt_vars(StatisticsConfig(alpha=0.1, groupings=("gender",), tie_policy="random", tie_seed=3))
     assert other["ci_z"] == pytest.approx(norm.ppf(0.95)) and other["groupings"] == ["gender"]
     assert (other["tie_policy"], other["tie_seed"]) == ("random", 3)
+
+
+# ------------------------------------------------------------------ add: per-group confusion matrices
+
+def test_per_group_confusion_matrices_match_sklearn(tmp_path):
+    from sklearn.metrics import confusion_matrix
+
+    from dagster_project.analysis.figures import confusion_table, group_confusion_matrices_png
+
+    rng = np.random.default_rng(4)
+    n = 300
+    race = rng.choice(["black", "white", "asian"], n)
+    truth = rng.choice(["anger", "happy", "sad"], n)
+    pred = np.where(rng.random(n) < 0.6, truth, rng.choice(["anger", "fear", "neutral"], n))
+    grouped = grouped_answers(_answers(truth, pred, race), ("race",))
+    counts = (grouped[grouped.is_answered & (grouped.grouping == "race")]
+              .groupby(["grouping", "group_value", "true_emotion", "predicted_emotion"]).size()
+              .rename("n").reset_index())  # the grain of marts.confusion_counts
+    labels_t, labels_p = ["anger", "happy", "sad"], ["anger", "fear", "happy", "neutral", "sad"]
+    for group in ("asian", "black", "white"):
+        table = confusion_table(counts[counts.group_value == group], labels_t, labels_p)
+        want = confusion_matrix(truth[race == group], pred[race == group], labels=labels_p)
+        rows = [labels_p.index(t) for t in labels_t]
+        assert (table.to_numpy() == want[rows]).all()
+    assert group_confusion_matrices_png(counts, "race", tmp_path / "c.png").stat().st_size > 0
