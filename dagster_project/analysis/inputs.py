@@ -28,11 +28,17 @@ order by all
 
 # Counts, rates and their Wilson / Katz intervals live in the marts (issue 9: one home each).
 GROUP_ACCURACY_SQL = """
-select * exclude (slice_updated_at) from marts.group_accuracy order by all
+select model, model_version, dataset, protocol, grouping, group_value, true_emotion, n_images, n_answered,
+       n_unanswered, coverage, n, correct, accuracy, ci_low, ci_high, accuracy_itt, itt_ci_low, itt_ci_high
+from marts.group_accuracy
+order by all
 """
 
 MISCLASSIFICATION_RATIOS_SQL = """
-select * exclude (slice_updated_at) from marts.misclassification_ratios order by all
+select model, model_version, dataset, protocol, grouping, true_emotion, predicted_emotion, group_a, group_b,
+       n_a, count_a, rate_a, n_b, count_b, rate_b, ratio, ci_low, ci_high
+from marts.misclassification_ratios
+order by all
 """
 
 RATINGS_SQL = """
