@@ -278,6 +278,19 @@ class StatisticsConfig(_Strict):
     # multipletests methods: the first fills p_adjusted, the others get their own columns.
     corrections: tuple[str, ...] = ("holm", "fdr_bh")
     bootstrap_resamples: int = Field(200, ge=0)
+    # Which tests are adjusted together (one family; its m = the tests that have a p-value):
+    #   "grouping": model x version x dataset x protocol x grouping, across the true emotions
+    #               (the pooled emotion 'all' is its own family: it re-tests the same images);
+    #   "emotion":  model x version x dataset x protocol x grouping x true emotion (the old,
+    #               narrower families: a two-level grouping then has m = 1 per emotion).
+    family: Literal["grouping", "emotion"] = "grouping"
+    # Multiplicity control of the bias regression gate over all gaps of one version pair.
+    gate_correction: Literal["holm", "fdr_bh"] = "holm"
+    # maj@k ties: "status" = the image gets answer_status 'tie' (no predicted emotion; an error
+    # in intent-to-treat accuracy); "random" = one of the tied emotions, chosen by md5 of
+    # (tie_seed, slice, image, emotion), so the choice is random but reproducible.
+    tie_policy: Literal["status", "random"] = "status"
+    tie_seed: int = 0
 
     @field_validator("corrections")
     @classmethod
@@ -295,6 +308,20 @@ class StatisticsConfig(_Strict):
         if unknown:
             raise ValueError(f"groupings are race, gender, race_gender; got {unknown}")
         return value
+
+
+def dbt_vars(statistics: StatisticsConfig) -> dict[str, Any]:
+    """The statistics settings SQL needs, as dbt `--vars`, so that the marts' Wilson / Katz
+    intervals, groupings and maj@k tie rule are those Python uses (one source: benchmark.yaml).
+    The SQL defaults (dbt/macros) equal StatisticsConfig()'s."""
+    from scipy.stats import norm  # lazy: only the dbt asset needs it
+
+    return {
+        "ci_z": float(norm.ppf(1 - statistics.alpha / 2)),
+        "groupings": list(statistics.groupings),
+        "tie_policy": statistics.tie_policy,
+        "tie_seed": statistics.tie_seed,
+    }
 
 
 class BenchmarkConfig(_Strict):

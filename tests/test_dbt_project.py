@@ -99,7 +99,7 @@ def synthetic_predictions(images: pd.DataFrame) -> pd.DataFrame:
         truth = SOURCE_LABELS[image["source_label"]]
         kw = dict(run_id="run-vlm", model="vlm", version="2024-01", kind="vlm",
                   label_set="canonical", image=image, protocol="maj_at_k")
-        if i == 0:  # forced tie: happy, sad, refused -> 'happy', is_tie
+        if i == 0:  # forced tie: happy, sad, refused -> answer_status 'tie', is_tie (was 'happy')
             rows += [_prediction(**kw, sample=0, label="sad"), _prediction(**kw, sample=1, label="happy"),
                      _prediction(**kw, sample=2, status="refused")]
             continue
@@ -184,7 +184,9 @@ def expected_final_answers(predictions: pd.DataFrame) -> pd.DataFrame:
         if len(counts):
             top = counts.max()
             winners = sorted(counts[counts == top].index)
-            pred, tie, status = winners[0], len(winners) > 1, "answered"
+            # statistics.tie_policy 'status' (the default): a tie is no answer
+            tie = len(winners) > 1
+            pred, status = (None, "tie") if tie else (winners[0], "answered")
         else:
             pred, tie, status = None, False, grp.iloc[-1]["parse_status"]
         rows.append((*k, pred, tie, len(grp), len(labels), status))
@@ -271,7 +273,9 @@ def test_final_answers_match_majority_vote(warehouse):
         assert (merged[f"{col}_want"] == merged[f"{col}_got"]).all(), col
     assert (merged["predicted_emotion_want"].fillna("-") == merged["predicted_emotion_got"].fillna("-")).all()
     vlm = got[got.model == "vlm"].set_index("image_id")
-    assert vlm.loc["img/000.png", "predicted_emotion"] == "happy" and vlm.loc["img/000.png", "is_tie"]
+    # issue 11 fix 9: a maj@k tie is its own status (before: 'happy', the alphabetically first)
+    assert vlm.loc["img/000.png", "answer_status"] == "tie" and vlm.loc["img/000.png", "is_tie"]
+    assert pd.isna(vlm.loc["img/000.png", "predicted_emotion"])
     assert vlm.loc["img/001.png", "answer_status"] == "refused"
     assert (got[got.model == "clf"]["answer_status"] == "no_face").sum() > 0
 
@@ -301,12 +305,39 @@ def test_group_accuracy_counts_and_wilson_intervals(warehouse):
     assert np.allclose(answered["ci_high"], high, rtol=0, atol=1e-9)
     empty = merged[merged["n"] == 0]
     assert empty[["accuracy", "ci_low", "ci_high"]].isna().all().all()
+    # intent-to-treat: every image counts, unanswered ones (no face, refusal, tie) as errors
+    itt_low, itt_high = proportion_confint(merged["correct"], merged["n_images"], alpha=0.05, method="wilson")
+    assert np.allclose(merged["accuracy_itt"], merged["correct"] / merged["n_images"], rtol=0, atol=1e-12)
+    assert np.allclose(merged["itt_ci_low"], itt_low, rtol=0, atol=1e-9)
+    assert np.allclose(merged["itt_ci_high"], itt_high, rtol=0, atol=1e-9)
+    # the classifier misses more black faces: answered-only accuracy hides it, ITT shows it
+    clf = merged[(merged["model"] == "clf") & (merged["grouping"] == "race") & (merged["true_emotion"] == "all")]
+    assert (clf["accuracy_itt"] < clf["accuracy"]).any()
 
 
 def test_misclassification_ratios_and_katz_intervals(warehouse):
-    got = mart(warehouse, "marts.misclassification_ratios")
+    everything = mart(warehouse, "marts.misclassification_ratios")
+    # issue 11 fix 5: both orientations of every pair (before: only group_a < group_b)
+    mirror = everything.merge(everything, left_on=["model", "grouping", "true_emotion", "predicted_emotion", "group_a",
+                                                   "group_b"],
+                              right_on=["model", "grouping", "true_emotion", "predicted_emotion", "group_b", "group_a"],
+                              suffixes=("", "_m"))
+    assert len(mirror) == len(everything) and (everything["group_a"] != everything["group_b"]).all()
+    assert (mirror["count_a"] == mirror["count_b_m"]).all() and (mirror["n_a"] == mirror["n_b_m"]).all()
+    # 'error' pools every wrong emotion of a true emotion; true_emotion 'all' pools the emotions
+    vocab_rows = everything[everything["predicted_emotion"] != "error"]
+    summed = vocab_rows.groupby(["model", "grouping", "true_emotion", "group_a", "group_b"])["count_a"].sum()
+    errors = everything[(everything["predicted_emotion"] == "error") & (everything["true_emotion"] != "all")]
+    assert (errors.set_index(summed.index.names)["count_a"].sort_index() == summed.sort_index()).all()
+    pooled = everything[everything["true_emotion"] == "all"]
+    assert set(pooled["predicted_emotion"]) == {"error"}
+    groups = expected_groups(warehouse["images"], expected_final_answers(warehouse["predictions"]))
+    wrong = groups[groups["is_answered"] & ~groups["is_correct"]].groupby(["model", "grouping", "group_value"]).size()
+    for r in pooled.itertuples():
+        assert r.count_a == wrong.get((r.model, r.grouping, r.group_a), 0)
+    # the checks below hold for each orientation; read the vocabulary rows a < b as before
+    got = vocab_rows[vocab_rows["group_a"] < vocab_rows["group_b"]]
     assert len(got) > 0 and set(got["grouping"]) == {"race", "gender", "race_gender"}
-    assert (got["group_a"] < got["group_b"]).all()
     assert (got["predicted_emotion"] != got["true_emotion"]).all()
     # every wrong emotion of the model's vocabulary is present, zero counts included
     vocab = {"clf": {"anger", "disgust", "fear", "happy", "sad", "surprise", "neutral"},

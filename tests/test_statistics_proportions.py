@@ -11,8 +11,10 @@ import pytest
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
-from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
+from dagster_project.analysis import proportions
+from dagster_project.analysis.proportions import pairwise_error_ztests
 from dagster_project.analysis.results import RESULT_COLUMNS
+from stats_support import grouped_answers, misclassification_ratios
 
 
 def _cells(groups: dict[str, tuple[int, int]], emotion: str = "all", grouping: str = "race") -> pd.DataFrame:
@@ -59,7 +61,7 @@ def test_families_are_separate_per_emotion_and_grouping_and_small_cells_flagged(
             _cells({"f": (60, 50), "m": (60, 40)}, grouping="gender"),
         ]
     )
-    tests = pairwise_error_ztests(cells, min_n=10)
+    tests = pairwise_error_ztests(cells, min_n=10, family="emotion")  # the per-emotion families
     assert tests.family.nunique() == 3
     assert tests.set_index("true_emotion").loc["sad", "below_min_n"]
     assert not tests.set_index("true_emotion").loc["happy", "below_min_n"]
@@ -81,7 +83,7 @@ def test_nominal_false_positive_rate_under_no_effect():
     )
     # Families of one pair are unaffected by the correction; Bonferroni avoids the gc.collect()
     # that statsmodels' Holm branch runs per call (45 ms each here).
-    tests = pairwise_error_ztests(cells, correction="bonferroni")
+    tests = pairwise_error_ztests(cells, correction="bonferroni", family="emotion")
     assert len(tests) == trials
     assert 0.03 < tests.significant.mean() < 0.07
 
@@ -89,6 +91,11 @@ def test_nominal_false_positive_rate_under_no_effect():
 # ----------------------------------------------------------------------------------------------
 # misclassification_tests: per-confusion rate ratios between groups (RESULT_COLUMNS shape)
 # ----------------------------------------------------------------------------------------------
+
+def misclassification_tests(answers: pd.DataFrame, groupings=("race", "gender", "race_gender"), **kwargs):
+    """The statistic on the marts.misclassification_ratios rows of `answers`."""
+    return proportions.misclassification_tests(misclassification_ratios(grouped_answers(answers, groupings)), **kwargs)
+
 
 def _answers(cells: dict[tuple[str, str, str], dict[str, int]], *, model: str = "gpt-4o", dataset: str = "radiate"):
     """(race, gender, true emotion) -> {predicted emotion: images}, as rows of `answers`."""
@@ -114,7 +121,7 @@ def test_misclassification_ratio_like_chhua_anger_as_disgust():
     })
     unanswered = answers.head(7).assign(image_id=lambda f: f.image_id + "-x", predicted_emotion=None,
                                         answer_status="refused")
-    tests = misclassification_tests(pd.concat([answers, unanswered]))
+    tests = misclassification_tests(pd.concat([answers, unanswered]), family="emotion")
     assert list(tests.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
     assert "p_adjusted_fdr_bh" in tests.columns
     cell = tests[(tests.subset_kind == "race_gender") & (tests.true_emotion == "anger")
@@ -136,7 +143,10 @@ def test_misclassification_ratio_like_chhua_anger_as_disgust():
     assert list(family.predicted_emotion) == ["disgust", "error", "fear"]
     assert family.set_index("predicted_emotion").loc["error", "estimate"] == pytest.approx(0.21 / 0.15)
     fear = family.set_index("predicted_emotion").loc["fear"]
-    assert fear.estimate == 0 and np.isnan(fear.ci_low)  # zero count: no log interval
+    # higher / lower orientation (issue 11 fix 5): White 5 % vs Black 0 % fear is kept as
+    # "White female vs Black female" with an undefined ratio (before: Black vs White, 0)
+    assert fear.subset == "White female vs Black female" and np.isnan(fear.estimate) and np.isnan(fear.ci_low)
+    assert "ratio infinite" in json.loads(fear.detail)["note"]
     _, holm, _, _ = multipletests(family.p_value, method="holm")
     _, bh, _, _ = multipletests(family.p_value, method="fdr_bh")
     assert family.p_adjusted.to_numpy() == pytest.approx(holm)

@@ -11,8 +11,10 @@ from scipy.stats import binomtest
 from sklearn.metrics import cohen_kappa_score, f1_score
 from statsmodels.stats.multitest import multipletests
 
-from dagster_project.analysis.agreement import categorical_agreement, mcnemar_between_models
+from dagster_project.analysis import agreement
+from dagster_project.analysis.agreement import mcnemar_between_models
 from dagster_project.analysis.results import RESULT_COLUMNS
+from stats_support import group_accuracy, grouped_answers
 
 EMOTIONS = ["anger", "disgust", "fear", "happiness", "sadness", "surprise"]
 
@@ -32,6 +34,12 @@ def _answers(truth, pred, *, model="m", version="v1", dataset="d", protocol="cla
     })
 
 
+def categorical_agreement(answers: pd.DataFrame, **kwargs) -> pd.DataFrame:
+    """The statistic on the mart rows (int_answers_with_groups, group_accuracy) of `answers`."""
+    grouped = grouped_answers(answers)
+    return agreement.categorical_agreement(grouped, group_accuracy(grouped), **kwargs)
+
+
 def _row(frame: pd.DataFrame, measure: str, subset_kind: str = "all", subset: str = "all") -> pd.Series:
     hit = frame[(frame.measure == measure) & (frame.subset_kind == subset_kind) & (frame.subset == subset)]
     assert len(hit) == 1, hit
@@ -47,7 +55,7 @@ def test_cohen_kappa_matches_wikipedia_worked_example():
     a = ["yes"] * 20 + ["yes"] * 5 + ["no"] * 10 + ["no"] * 15
     b = ["yes"] * 20 + ["no"] * 5 + ["yes"] * 10 + ["no"] * 15
     out = categorical_agreement(_answers(a, b), bootstrap_resamples=0)
-    assert list(out.columns) == RESULT_COLUMNS
+    assert list(out.columns) == [*RESULT_COLUMNS, "emotion"]  # + the class of per-class F1 rows
     kappa = _row(out, "cohen_kappa")
     assert kappa.estimate == pytest.approx(0.40, abs=1e-12)
     assert kappa.estimate == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)  # sklearn cross-check
@@ -91,8 +99,9 @@ def test_groups_unanswered_and_bootstrap_ci():
     status = np.where(rng.random(n) < 0.1, "no_face", "answered")
     answers = _answers(truth, pred, race=race, gender=gender, status=status)
     out = categorical_agreement(answers, bootstrap_resamples=25, min_n=30)
-    # 1 overall + 3 races + 2 genders + 6 race x gender cells, 3 measures each
-    assert len(out) == 12 * 3
+    # 1 overall + 3 races + 2 genders + 6 race x gender cells; measures: accuracy, accuracy_itt,
+    # macro_f1, kappa and 6 per-class F1 (before issue 11: accuracy, macro_f1, kappa only)
+    assert len(out) == 12 * (4 + 6)
     assert set(out.subset[out.subset_kind == "race_gender"]) == {f"{r} {g}" for r in ["asian", "black", "white"]
                                                                  for g in ["female", "male"]}
     ok = status == "answered"

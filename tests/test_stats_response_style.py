@@ -18,7 +18,7 @@ from dagster_project.analysis.stat_figures import (
     adjusted_forest_png,
     bias_bars_png,
     bland_altman_png,
-    strength_inversion_png,
+    strength_arousal_order_png,
 )
 
 EMOTIONS = ["anger", "happy", "neutral", "sad"]
@@ -152,7 +152,7 @@ def test_neutral_absorption_rate_exact_with_wilson_interval():
     assert (human.n, human.estimate) == (4, 0.25)
 
 
-def test_strength_inversion_rank_correlations():
+def test_strength_arousal_ordering_rank_correlations():
     # Model keeps the humans' valence but reverses their ordering of emotions by arousal.
     arousal_flip = {"anger": 3.0, "happy": 3.5, "neutral": 6.5, "sad": 6.0}
     model_values, ratings = _data(lambda e, d, h, rng: h if d == "valence" else arousal_flip[e], n_per_emotion=20)
@@ -178,7 +178,7 @@ def test_figures_write_png_files(tmp_path):
     paths = [
         bland_altman_png(pairs[pairs.dimension == "valence"], "Bland-Altman valence", tmp_path / "ba.png"),
         bias_bars_png(dimensional, "bias per emotion", tmp_path / "bias.png"),
-        strength_inversion_png(means[["rater_type", "true_emotion", "valence", "arousal"]], "inversion",
+        strength_arousal_order_png(means[["rater_type", "true_emotion", "valence", "arousal"]], "inversion",
                                tmp_path / "inv.png"),
         adjusted_forest_png(tests, "Wilcoxon, Bonferroni", tmp_path / "sub" / "forest.png"),
     ]

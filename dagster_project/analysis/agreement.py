@@ -1,11 +1,17 @@
 """Categorical agreement of model answers with the ground-truth emotion, and paired tests
 between models.
 
-Statistics come from library code only:
+One home per statistic (issue 9): accuracy and its Wilson interval -- over answered images
+and intent-to-treat over every image -- are computed once, in SQL (marts.group_accuracy), and
+read here; the demographic groupings are those of intermediate.int_answers_with_groups (dbt
+macro unpivot_groupings). What is computed here comes from library code only:
 
-* accuracy + Wilson interval: ``statsmodels.stats.proportion.proportion_confint``;
-* macro F1: ``sklearn.metrics.f1_score``; its interval is a seeded percentile bootstrap over
-  images (``scipy.stats.bootstrap``, paired resampling of (truth, prediction));
+* macro F1 and per-class F1: ``sklearn.metrics.f1_score`` over ONE fixed label set per
+  model x dataset x protocol -- the true emotions of the dataset -- for every subset and every
+  bootstrap resample (averaging over whatever labels occur in a subset made groups with stray
+  predictions look worse). The interval is a seeded percentile bootstrap over images
+  (``scipy.stats.bootstrap``, paired (truth, prediction) resampling), vectorised: each
+  resample's F1 comes from its confusion counts (`fixed_label_f1`, equal to sklearn's);
 * Cohen's kappa (truth and prediction as two raters): ``statsmodels.stats.inter_rater.cohens_kappa``
   on the ``sklearn.metrics.confusion_matrix`` -- kappa, its asymptotic standard error and Wald
   95 % interval, and the z test of kappa = 0;
@@ -28,9 +34,7 @@ from scipy.stats import bootstrap
 from sklearn.metrics import confusion_matrix, f1_score
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.inter_rater import cohens_kappa
-from statsmodels.stats.proportion import proportion_confint
 
-from dagster_project.analysis.inputs import with_race_gender
 from dagster_project.analysis.results import (
     adjust_within_families,
     detail_json,
@@ -42,6 +46,7 @@ from dagster_project.analysis.results import (
 CELL_KEYS = ["model", "model_version", "dataset", "protocol"]
 PAIR_KEYS = ["dataset", "protocol"]
 ANSWERED = "answered"
+AGREEMENT_EXTRA_COLUMNS = ["emotion"]  # the class of a per-class 'f1' row ('' otherwise)
 
 
 def is_answered(answers: pd.DataFrame) -> pd.Series:
@@ -50,97 +55,123 @@ def is_answered(answers: pd.DataFrame) -> pd.Series:
     return answers["predicted_emotion"].notna() & status_ok
 
 
-def _subsets(cell: pd.DataFrame, groupings: tuple[str, ...]):
-    yield "all", "all", cell
-    for grouping in groupings:
-        if grouping not in cell.columns:
-            continue
-        for value, group in cell.groupby(grouping, sort=True, dropna=True):
-            yield grouping, str(value), group
-
-
 # --------------------------------------------------------------------------------------------
 # categorical agreement
 # --------------------------------------------------------------------------------------------
 
 def categorical_agreement(
-    answers: pd.DataFrame,
+    grouped: pd.DataFrame,
+    accuracy: pd.DataFrame,
     *,
-    groupings: tuple[str, ...] = ("race", "gender", "race_gender"),
     min_n: int = 10,
     bootstrap_resamples: int = 200,
     seed: int = 0,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
-    """Accuracy, macro F1 and Cohen's kappa of predicted vs true emotion.
+    """Accuracy (read from the mart), macro and per-class F1 and Cohen's kappa.
 
-    One block per (model, model_version, dataset, protocol): overall (subset_kind 'all') and
-    per value of each grouping ('race', 'gender', 'race_gender' = f"{race} {gender}").
-    Unanswered rows (answer_status != 'answered' or no predicted emotion) are left out of every
-    measure; their count is in detail['n_unanswered']. n = answered images.
+    `grouped`: rows of intermediate.int_answers_with_groups (one per answer and grouping:
+    model, model_version, dataset, protocol, image_id, grouping, group_value, true_emotion,
+    predicted_emotion, answer_status). `accuracy`: rows of marts.group_accuracy. One block per
+    (model, model_version, dataset, protocol): grouping 'all' (subset_kind 'all') and each
+    group of each grouping. Unanswered rows are left out of F1 and kappa; n = answered images.
 
-    CIs: accuracy -- Wilson (statsmodels proportion_confint); macro F1 -- seeded percentile
-    bootstrap over images with `bootstrap_resamples` resamples (scipy.stats.bootstrap; null when
-    bootstrap_resamples == 0 or n < 2); kappa -- statsmodels' asymptotic Wald 95 % interval
-    (kappa +/- 1.96 ASE; statsmodels offers no other level, `alpha` does not
-    change it), with statistic/p_value the z test of kappa = 0 (ASE under H0).
+    Measures: 'accuracy' and 'accuracy_itt' (intent-to-treat: unanswered images are errors;
+    n = every image) with the mart's Wilson interval; 'macro_f1' over the dataset's labels
+    with a bootstrap interval (`bootstrap_resamples` resamples, null when 0 or n < 2); 'f1'
+    per class (column `emotion`); 'cohen_kappa' with statsmodels' asymptotic Wald 95 %
+    interval (kappa +/- 1.96 ASE; statsmodels offers no other level, `alpha` does not change
+    it) and the z test of kappa = 0 (ASE under H0).
     """
-    answers = with_race_gender(answers)
-    answers["_answered"] = is_answered(answers)
+    grouped = grouped.assign(_answered=is_answered(grouped))
+    marts = _accuracy_lookup(accuracy)
     rows: list[dict[str, Any]] = []
-    for keys, cell in answers.groupby(CELL_KEYS, sort=True, dropna=False):
+    for keys, cell in grouped.groupby(CELL_KEYS, sort=True, dropna=False):
         base = dict(zip(CELL_KEYS, ("" if pd.isna(k) else str(k) for k in keys)))
-        for subset_kind, subset, frame in _subsets(cell, groupings):
-            rows.extend(_agreement_rows(frame, base, subset_kind, subset, bootstrap_resamples, seed, alpha))
-    return result_frame(rows, min_n)
+        everyone = cell[cell["grouping"] == "all"]
+        labels = sorted(everyone["true_emotion"].dropna().astype(str).unique())
+        for (grouping, value), frame in cell.groupby(["grouping", "group_value"], sort=True, dropna=True):
+            subset_kind, subset = ("all", "all") if grouping == "all" else (str(grouping), str(value))
+            mart = marts.get((*base.values(), str(grouping), str(value)))
+            rows.extend(_accuracy_rows(mart, base, subset_kind, subset))
+            rows.extend(_agreement_rows(frame, labels, base, subset_kind, subset, bootstrap_resamples, seed, alpha))
+    frame = result_frame(rows, min_n, extra_columns=tuple(AGREEMENT_EXTRA_COLUMNS))
+    frame["emotion"] = frame["emotion"].fillna("").astype(str)
+    return frame
 
 
-def _agreement_rows(frame, base, subset_kind, subset, resamples, seed, alpha):
+def _accuracy_lookup(accuracy: pd.DataFrame) -> dict[tuple, Any]:
+    pooled = accuracy[accuracy["true_emotion"] == "all"]
+    keys = [*CELL_KEYS, "grouping", "group_value"]
+    return {tuple(str(v) for v in row[:len(keys)]): row
+            for row in pooled[[*keys, "n_images", "n_answered", "correct", "accuracy", "ci_low", "ci_high",
+                               "accuracy_itt", "itt_ci_low", "itt_ci_high"]].itertuples(index=False)}
+
+
+def _accuracy_rows(mart, base, subset_kind, subset) -> list[dict]:
+    common = dict(analysis="categorical_agreement", subset_kind=subset_kind, subset=subset, **base)
+    if mart is None:  # the mart lags the answers (not yet rebuilt): say so, do not recompute
+        note = detail_json(note="no marts.group_accuracy row for this subset")
+        return [result_row(**common, measure=m, detail=note) for m in ("accuracy", "accuracy_itt")]
+    source = "marts.group_accuracy (Wilson score interval, dbt macro wilson_interval)"
+    unanswered = int(mart.n_images - mart.n_answered)
+    return [
+        result_row(**common, measure="accuracy", n=int(mart.n_answered), estimate=mart.accuracy,
+                   ci_low=mart.ci_low, ci_high=mart.ci_high,
+                   detail=detail_json(correct=int(mart.correct), n_unanswered=unanswered, ci_method=source,
+                                      denominator="answered images")),
+        result_row(**common, measure="accuracy_itt", n=int(mart.n_images), estimate=mart.accuracy_itt,
+                   ci_low=mart.itt_ci_low, ci_high=mart.itt_ci_high,
+                   detail=detail_json(correct=int(mart.correct), n_unanswered=unanswered, ci_method=source,
+                                      denominator="every image: no face, refusals, unparsable answers and ties "
+                                                  "count as errors (intent-to-treat)")),
+    ]
+
+
+def _agreement_rows(frame, labels, base, subset_kind, subset, resamples, seed, alpha):
     answered = frame[frame["_answered"]]
     truth = answered["true_emotion"].astype(str).to_numpy()
     pred = answered["predicted_emotion"].astype(str).to_numpy()
     n = len(answered)
     common = dict(analysis="categorical_agreement", subset_kind=subset_kind, subset=subset, n=n, **base)
     n_unanswered = int(len(frame) - n)
-    labels = sorted(set(truth) | set(pred))
     rows = []
 
-    # accuracy + Wilson interval
-    correct = int((truth == pred).sum())
-    acc = low = high = np.nan
-    if n:
-        acc = correct / n
-        low, high = proportion_confint(correct, n, alpha=alpha, method="wilson")
-    rows.append(result_row(
-        **common, measure="accuracy", estimate=acc, ci_low=low, ci_high=high,
-        detail=detail_json(correct=correct, n_unanswered=n_unanswered, ci_method="wilson (statsmodels proportion_confint)")))
-
-    # macro F1 over the labels present in truth or prediction, bootstrap percentile CI
+    # macro F1 over the fixed labels, bootstrap percentile CI
     f1 = low = high = np.nan
     ci_method = "none"
-    if n:
-        codes = {label: i for i, label in enumerate(labels)}
-        t = np.array([codes[x] for x in truth])
-        p = np.array([codes[x] for x in pred])
-        f1 = _macro_f1(t, p)
+    per_class = np.full(len(labels), np.nan)
+    if n and labels:
+        per_class = f1_score(truth, pred, labels=labels, average=None, zero_division=0.0)
+        f1 = float(np.mean(per_class))
         if resamples > 0 and n >= 2:
+            codes = {label: i for i, label in enumerate(labels)}
+            t = np.array([codes.get(x, -1) for x in truth])
+            p = np.array([codes.get(x, -1) for x in pred])  # -1: a label outside the set
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                res = bootstrap((t, p), _macro_f1, paired=True, vectorized=False, n_resamples=resamples,
-                                confidence_level=1 - alpha, method="percentile",
-                                rng=np.random.default_rng(seed))
+                res = bootstrap((t, p), lambda a, b, axis=-1: fixed_label_f1(a, b, len(labels), axis),
+                                paired=True, vectorized=True, n_resamples=resamples,
+                                confidence_level=1 - alpha, method="percentile", rng=np.random.default_rng(seed))
             low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
             ci_method = f"percentile bootstrap over images (scipy.stats.bootstrap, {resamples} resamples, seed {seed})"
+    average = "macro over the dataset's true emotions, the same for every subset and resample (sklearn f1_score)"
     rows.append(result_row(
         **common, measure="macro_f1", estimate=f1, ci_low=low, ci_high=high,
-        detail=detail_json(labels=labels, n_unanswered=n_unanswered, ci_method=ci_method,
-                       average="macro over labels present in truth or prediction (sklearn f1_score)")))
+        detail=detail_json(labels=labels, n_unanswered=n_unanswered, ci_method=ci_method, average=average)))
+    support = pd.Series(truth).value_counts()
+    for label, value in zip(labels, per_class):
+        rows.append({**result_row(**common, measure="f1", estimate=value,
+                                  detail=detail_json(support=int(support.get(label, 0)), labels=labels,
+                                                     method="sklearn f1_score(average=None), fixed labels")),
+                     "emotion": label})
 
-    # Cohen's kappa, truth and prediction as two raters
+    # Cohen's kappa, truth and prediction as two raters (extra all-zero labels leave kappa as is)
+    kappa_labels = sorted(set(labels) | set(truth) | set(pred))
     kappa = low = high = z = pval = se = np.nan
     note = None
-    if n and len(labels) >= 2:
-        table = confusion_matrix(truth, pred, labels=labels)
+    if n and len(kappa_labels) >= 2:
+        table = confusion_matrix(truth, pred, labels=kappa_labels)
         with np.errstate(divide="ignore", invalid="ignore"):
             res = cohens_kappa(table)
         kappa, se = float(res.kappa), float(res.std_kappa)
@@ -150,14 +181,24 @@ def _agreement_rows(frame, base, subset_kind, subset, resamples, seed, alpha):
         note = "only one label in truth and prediction: chance agreement is 1, kappa undefined"
     rows.append(result_row(
         **common, measure="cohen_kappa", estimate=kappa, ci_low=low, ci_high=high, statistic=z, p_value=pval,
-        detail=detail_json(std_error=none_if_nan(se), labels=labels, n_unanswered=n_unanswered, note=note,
-                       ci_method="asymptotic Wald 95 % (statsmodels cohens_kappa; fixed at 95 %)",
-                       test="z test of kappa = 0 (ASE under H0), two-sided")))
+        detail=detail_json(std_error=none_if_nan(se), labels=kappa_labels, n_unanswered=n_unanswered, note=note,
+                           ci_method="asymptotic Wald 95 % (statsmodels cohens_kappa; fixed at 95 %)",
+                           test="z test of kappa = 0 (ASE under H0), two-sided")))
     return rows
 
 
-def _macro_f1(truth: np.ndarray, pred: np.ndarray) -> float:
-    return float(f1_score(truth, pred, average="macro", labels=np.union1d(truth, pred), zero_division=0.0))
+def fixed_label_f1(truth: np.ndarray, pred: np.ndarray, n_labels: int, axis: int = -1) -> np.ndarray:
+    """Macro F1 over labels 0..n_labels-1 (codes outside them count only as errors), along
+    `axis` -- sklearn's f1_score(labels=range(n_labels), average='macro', zero_division=0)
+    computed from confusion counts so that all bootstrap resamples are scored at once."""
+    truth, pred = np.moveaxis(truth, axis, -1), np.moveaxis(pred, axis, -1)
+    scores = []
+    for k in range(n_labels):
+        is_t, is_p = truth == k, pred == k
+        tp = np.sum(is_t & is_p, axis=-1)
+        denominator = np.sum(is_t, axis=-1) + np.sum(is_p, axis=-1)  # 2 tp + fp + fn
+        scores.append(np.divide(2.0 * tp, denominator, out=np.zeros(tp.shape, float), where=denominator > 0))
+    return np.mean(scores, axis=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,4 +274,4 @@ def _mcnemar_row(dataset, protocol, key_a, correct_a, key_b, correct_b, exact_be
     )
 
 
-__all__ = ["categorical_agreement", "is_answered", "mcnemar_between_models", "with_race_gender"]
+__all__ = ["categorical_agreement", "fixed_label_f1", "is_answered", "mcnemar_between_models"]

@@ -14,7 +14,6 @@ image's model value with the mean of its human ratings and records results with
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,9 @@ import pingouin as pg
 from scipy import stats
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
-from .results import adjust_within_families, detail_json, result_frame, result_row
+from inference.config import VLM_KINDS
+
+from .results import adjust_within_families, detail_json, dimension_frame, result_row
 
 MODEL_KEYS = ["model", "model_version", "dataset", "protocol"]
 IMAGE_ATTRIBUTES = ["identity", "race", "gender", "true_emotion"]
@@ -116,7 +117,7 @@ def dimensional_agreement(model_values: pd.DataFrame, ratings: pd.DataFrame, *, 
         base = dict(zip(MODEL_KEYS, model_keys))
         base.update(analysis="dimensional_agreement", subset_kind=kind, subset=subset)
         rows.extend(_agreement_rows(base, dimension, cell))
-    return with_dimension(result_frame(rows, min_n))
+    return dimension_frame(rows, min_n)
 
 
 def _cells(pairs: pd.DataFrame):
@@ -133,10 +134,10 @@ def _agreement_rows(base: dict, dimension: str, cell: pd.DataFrame) -> list[dict
     human = cell["human_mean"].to_numpy(float)
     diff = model - human
     n = len(cell)
-    means = {"dimension": dimension, "model_mean": _mean(model), "human_mean": _mean(human)}
+    means = {"model_mean": _mean(model), "human_mean": _mean(human)}
 
     def row(measure: str, estimate=None, low=None, high=None, statistic=None, p=None, **detail):
-        return result_row(**base, measure=measure, n=n,
+        return result_row(**base, dimension=dimension, measure=measure, n=n,
                           estimate=estimate, ci_low=low, ci_high=high, statistic=statistic,
                           p_value=p, detail=_json({**means, **detail}))
 
@@ -225,7 +226,7 @@ def wilcoxon_by_emotion(
         family = "/".join(str(v) for v in (*model_keys, dimension))
         stat = p = low = high = None
         detail: dict[str, Any] = {
-            "dimension": dimension, "test": "scipy.stats.wilcoxon", "alternative": "two-sided",
+            "test": "scipy.stats.wilcoxon", "alternative": "two-sided",
             "zero_method": "wilcox", "n_nonzero": int(np.count_nonzero(diff)),
             "estimate": "median(model - human)",
         }
@@ -244,24 +245,70 @@ def wilcoxon_by_emotion(
             detail.update(ci_method="percentile bootstrap of the median (scipy.stats.bootstrap)",
                           n_resamples=n_resamples, seed=seed)
         rows.append(result_row(
-            **dict(zip(MODEL_KEYS, model_keys)), analysis="wilcoxon_by_emotion", subset_kind="emotion",
+            **dict(zip(MODEL_KEYS, model_keys)), dimension=dimension, analysis="wilcoxon_by_emotion", subset_kind="emotion",
             subset=subset, measure="wilcoxon_signed_rank", n=n,
             estimate=float(np.median(diff)) if n else None, ci_low=low, ci_high=high,
             statistic=stat, p_value=p, family=family, detail=_json(detail),
         ))
-    return with_dimension(adjust_within_families(result_frame(rows, min_n), correction))
+    return adjust_within_families(dimension_frame(rows, min_n), correction)
+
+
+# --------------------------------------------------------------------------- strength inversion
+
+# Model kinds of each family in Tae et al.'s comparison: FER-specialised classifiers vs
+# instruction-tuned VLMs (VLM_KINDS). Other kinds (clip) are in neither.
+FER_KINDS = ("fer_xception", "imported")
+DIMENSIONS = ("valence", "arousal")
+
+
+def model_family(kind: str) -> str:
+    return "fer" if kind in FER_KINDS else "vlm" if kind in VLM_KINDS else "other"
+
+
+def strength_inversion(dimensional: pd.DataFrame, model_kinds: dict[str, str]) -> pd.DataFrame:
+    """Tae et al.'s strength inversion: FER models dominate valence while VLMs dominate arousal.
+
+    Input: dimensional_agreement rows (measure 'pearson_r', subset 'all': each model's r with
+    the mean human rating, per dimension) and {model: model kind}. Per dataset x dimension,
+    measure 'vlm_minus_fer_best_r' = best VLM r - best FER r (models named in detail); per
+    dataset, measure 'strength_inversion' = 1 when FER leads on valence AND VLMs lead on
+    arousal, else 0 (null without both families and both dimensions). No interval: this
+    compares a handful of models, each r with its own interval in dimensional_agreement.
+    """
+    r = dimensional[(dimensional["measure"] == "pearson_r") & (dimensional["subset_kind"] == "all")].copy()
+    r["family"] = r["model"].map(lambda m: model_family(model_kinds.get(m, "")))
+    r = r[r["family"].isin(["fer", "vlm"]) & r["estimate"].notna()]
+    rows: list[dict[str, Any]] = []
+    for dataset, data in r.groupby("dataset", sort=True):
+        leads = {}
+        for dimension in DIMENSIONS:
+            best = {}
+            for fam in ("fer", "vlm"):
+                cell = data[(data["dimension"] == dimension) & (data["family"] == fam)]
+                if len(cell):
+                    top = cell.loc[cell["estimate"].idxmax()]
+                    best[fam] = {"model": f"{top['model']} {top['model_version']}", "r": float(top["estimate"])}
+            if len(best) == 2:
+                leads[dimension] = best["vlm"]["r"] - best["fer"]["r"]
+                rows.append(result_row(
+                    analysis="strength_inversion", model="", dataset=str(dataset), dimension=dimension,
+                    subset_kind="model_family", subset="vlm vs fer", measure="vlm_minus_fer_best_r",
+                    n=int(len(data[data["dimension"] == dimension])), estimate=leads[dimension],
+                    detail=detail_json(best_fer=best["fer"], best_vlm=best["vlm"],
+                                       source="dimensional_agreement pearson_r (model vs mean human rating)")))
+        inverted = None
+        if len(leads) == 2:
+            inverted = float(leads["valence"] < 0 < leads["arousal"])
+        rows.append(result_row(
+            analysis="strength_inversion", model="", dataset=str(dataset), subset_kind="model_family",
+            subset="vlm vs fer", measure="strength_inversion", n=int(data["model"].nunique()), estimate=inverted,
+            detail=detail_json(definition="1 = the best FER model's valence r exceeds the best VLM's while the best "
+                                          "VLM's arousal r exceeds the best FER model's (Tae et al., Table 5 / Fig. 3)",
+                               vlm_minus_fer_best_r=leads)))
+    return dimension_frame(rows, 1)
 
 
 # --------------------------------------------------------------------------- helpers
-
-def with_dimension(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add the extra column `dimension` (after RESULT_COLUMNS), read from each row's detail,
-    so rows of valence and arousal can be told apart without parsing JSON."""
-    frame = frame.copy()
-    frame["dimension"] = [json.loads(d).get("dimension", "") if d else "" for d in frame["detail"]]
-    frame["dimension"] = frame["dimension"].fillna("").astype(str)
-    return frame
-
 
 def is_constant(values: np.ndarray, rtol: float = 1e-9) -> bool:
     """True when all values are equal up to floating-point noise (e.g. (h + 1) - h), where
@@ -282,5 +329,5 @@ def _json(detail: dict) -> str:
 
 __all__ = [
     "IMAGE_ATTRIBUTES", "MODEL_KEYS", "PAIR_COLUMNS", "dimensional_agreement", "human_image_means",
-    "image_level_pairs", "is_constant", "wilcoxon_by_emotion", "with_dimension",
+    "image_level_pairs", "is_constant", "model_family", "strength_inversion", "wilcoxon_by_emotion",
 ]

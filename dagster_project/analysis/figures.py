@@ -27,30 +27,63 @@ def _ordered(labels) -> list[str]:
     return [e for e in EMOTION_ORDER if e in labels] + sorted(labels - set(EMOTION_ORDER))
 
 
-def confusion_matrix_png(counts: pd.DataFrame, title: str, path: Path) -> Path:
-    """Row-normalised confusion matrix (true emotion x predicted emotion) with counts."""
-    truth = _ordered(counts["true_emotion"])
-    # Every basic emotion is a column, so "never predicted" is visible rather than absent.
-    predicted = _ordered(set(counts["predicted_emotion"]) | set(truth) | set(BASIC_SEVEN))
-    table = (
+def confusion_table(counts: pd.DataFrame, truth: list[str], predicted: list[str]) -> pd.DataFrame:
+    """Counts (rows of marts.confusion_counts) -> true x predicted table in the given order."""
+    return (
         counts.pivot_table(index="true_emotion", columns="predicted_emotion", values="n", aggfunc="sum")
         .reindex(index=truth, columns=predicted)
         .fillna(0)
     )
+
+
+def _axes_labels(counts: pd.DataFrame) -> tuple[list[str], list[str]]:
+    truth = _ordered(counts["true_emotion"])
+    # Every basic emotion is a column, so "never predicted" is visible rather than absent.
+    return truth, _ordered(set(counts["predicted_emotion"]) | set(truth) | set(BASIC_SEVEN))
+
+
+def _draw_confusion(ax, table: pd.DataFrame, fontsize: int = 7):
     shares = table.div(table.sum(axis=1).replace(0, np.nan), axis=0).fillna(0)
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.0 + 0.8 * len(predicted)), 2.0 + 0.6 * len(truth)))
     image = ax.imshow(shares.values, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(truth)):
-        for j in range(len(predicted)):
-            value = int(table.values[i, j])
+    for i in range(table.shape[0]):
+        for j in range(table.shape[1]):
             colour = "white" if shares.values[i, j] > 0.5 else "black"
-            ax.text(j, i, f"{value}\n{shares.values[i, j]:.0%}", ha="center", va="center", fontsize=7, color=colour)
-    ax.set_xticks(range(len(predicted)), predicted, rotation=45, ha="right")
-    ax.set_yticks(range(len(truth)), truth)
+            ax.text(j, i, f"{int(table.values[i, j])}\n{shares.values[i, j]:.0%}", ha="center", va="center",
+                    fontsize=fontsize, color=colour)
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right")
+    ax.set_yticks(range(table.shape[0]), table.index)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    return image
+
+
+def confusion_matrix_png(counts: pd.DataFrame, title: str, path: Path) -> Path:
+    """Row-normalised confusion matrix (true emotion x predicted emotion) with counts."""
+    truth, predicted = _axes_labels(counts)
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.0 + 0.8 * len(predicted)), 2.0 + 0.6 * len(truth)))
+    image = _draw_confusion(ax, confusion_table(counts, truth, predicted))
     ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of row")
+    return _save(fig, path)
+
+
+def group_confusion_matrices_png(counts: pd.DataFrame, title: str, path: Path) -> Path:
+    """One row-normalised confusion matrix per group of ONE grouping (rows of
+    marts.confusion_counts with a single grouping: race, gender or race_gender), side by
+    side on the same axes, so a confusion that only one group suffers is visible."""
+    truth, predicted = _axes_labels(counts)
+    groups = sorted(counts["group_value"].astype(str).unique())
+    columns = min(3, max(len(groups), 1))
+    rows = -(-max(len(groups), 1) // columns)
+    fig, axes = plt.subplots(rows, columns, squeeze=False,
+                             figsize=(columns * max(5.0, 0.7 * len(predicted)), rows * (1.8 + 0.55 * len(truth))))
+    for ax, group in zip(axes.flat, groups):
+        part = counts[counts["group_value"].astype(str) == group]
+        _draw_confusion(ax, confusion_table(part, truth, predicted), fontsize=6)
+        ax.set_title(f"{group} (n = {int(part['n'].sum())})", fontsize=8)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=8)
     return _save(fig, path)
 
 

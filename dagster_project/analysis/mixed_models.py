@@ -67,7 +67,8 @@ RATING_FORMULAS: dict[str, str] = {
 CORRECTNESS_FORMULA = "correct ~ C(race) + C(gender) + C(true_emotion)"
 MODEL_KEYS = ["model", "model_version", "dataset", "protocol"]
 MIXED_EXTRA_COLUMNS = ["dimension", "rater_type", "term"]
-CORRECTNESS_EXTRA_COLUMNS = ["term"]
+# withheld: why a term's estimate, interval and p-value are null ('' when they are reported).
+CORRECTNESS_EXTRA_COLUMNS = ["term", "withheld"]
 
 
 @dataclass
@@ -206,7 +207,7 @@ def rating_mixed_models(
 def _mixed_rows(fit: Fit, dataset, dimension, name, formula, data, keys, only) -> list[dict]:
     base = {"analysis": "mixed_model", "dataset": dataset, "measure": name, "subset_kind": "term",
             "n": len(data)}
-    info = {"formula": formula + " + (1 | image_id)", "method": "REML", "dimension": dimension,
+    info = {"formula": formula + " + (1 | image_id)", "method": "REML",
             "n_obs": len(data), "n_groups": int(data["image_id"].nunique()), "warnings": fit.warnings}
     if only:
         info["raters"] = [HUMAN, *only]
@@ -276,7 +277,12 @@ def correctness_model(answers: pd.DataFrame, *, min_n: int = 10, formula: str = 
     (exp of coefficient and CI; same z and p). analysis='correctness_model',
     subset_kind='term', n = images at the term's level (all images for the intercept), so
     rare levels are flagged below_min_n; detail.separation marks a level whose outcome never
-    varies. detail: se, cov_type ('robust'), working correlation and
+    varies. Such a level (separation, or fewer than `min_n` images) gets NO estimate, interval,
+    statistic or p-value -- a separated level's Wald z runs off to p ~ 0 (a 2-image group read
+    log-odds 27.8, p = 4.8e-157) -- and column `withheld` says why; the raw coefficient stays
+    in detail.unreliable_coefficient. (Chosen over a Firth-penalised fit: statsmodels has no
+    Firth GEE, and a level of a handful of images carries no evidence either way.)
+    detail: se, cov_type ('robust'), working correlation and
     its parameter, n_clusters, converged, formula, warnings.
     """
     answered = answers[(answers["answer_status"] == "answered") & answers["predicted_emotion"].notna()]
@@ -299,7 +305,7 @@ def correctness_model(answers: pd.DataFrame, *, min_n: int = 10, formula: str = 
         if fit.result is None:
             rows.append({**result_row(**base, subset="(fit failed)", measure="log_odds",
                                       detail=json.dumps({**info, "converged": False, "error": fit.error})),
-                         "term": ""})
+                         "term": "", "withheld": ""})
             continue
         res = fit.result
         with fit.recording():
@@ -313,12 +319,21 @@ def correctness_model(answers: pd.DataFrame, *, min_n: int = 10, formula: str = 
             # runs off to +-infinity), is flagged through n / below_min_n and the detail.
             term_n = int(level.sum()) if level is not None else len(data)
             separated = level is not None and data.loc[level, "correct"].nunique() < 2
-            detail = json.dumps({**info, "se": float(se[term]), "n_images_at_level": term_n, "separation": separated})
-            common = {**base, "n": term_n, "subset": term, "statistic": z[term], "p_value": p[term], "detail": detail}
+            withheld = "; ".join(
+                ([f"separation: every image at this level is {'right' if data.loc[level, 'correct'].all() else 'wrong'}"]
+                 if separated else [])
+                + ([f"{term_n} images at this level < min_cell_n {min_n}"] if level is not None and term_n < min_n else []))
+            extra = {"unreliable_coefficient": coef} if withheld else {}
+            detail = json.dumps({**info, "se": float(se[term]), "n_images_at_level": term_n, "separation": separated,
+                                 **extra})
+            stat, pval = (None, None) if withheld else (z[term], p[term])
+            common = {**base, "n": term_n, "subset": term, "statistic": stat, "p_value": pval, "detail": detail}
+            if withheld:
+                coef = low = high = np.nan
             rows.append({**result_row(**common, measure="log_odds", estimate=coef, ci_low=low, ci_high=high),
-                         "term": term})
+                         "term": term, "withheld": withheld})
             rows.append({**result_row(**common, measure="odds_ratio", estimate=np.exp(coef),
-                                      ci_low=np.exp(low), ci_high=np.exp(high)), "term": term})
+                                      ci_low=np.exp(low), ci_high=np.exp(high)), "term": term, "withheld": withheld})
     return _with_extras(rows, min_n, CORRECTNESS_EXTRA_COLUMNS)
 
 

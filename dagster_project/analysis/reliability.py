@@ -21,7 +21,6 @@ itself noisier for some groups?
 
 from __future__ import annotations
 
-import json
 import warnings
 from typing import Any
 
@@ -35,7 +34,7 @@ from dagster_project.analysis.inputs import with_race_gender
 from dagster_project.analysis.results import (
     detail_json,
     none_if_nan,
-    result_frame,
+    dimension_frame,
     result_row,
 )
 
@@ -132,14 +131,7 @@ def rater_reliability(
                 if icc and not categorical:
                     rows.extend(_icc_rows(combined, base, keys["model"], keys.get("model_version", ""),
                                           keys.get("protocol", "")))
-    return _with_dimension(result_frame(rows, min_n))
-
-
-def _with_dimension(frame: pd.DataFrame) -> pd.DataFrame:
-    """Extra column `dimension` after RESULT_COLUMNS (as in dimensional.py), from detail."""
-    frame = frame.copy()
-    frame["dimension"] = [json.loads(d).get("dimension", "") if d else "" for d in frame["detail"]]
-    return frame
+    return dimension_frame(rows, min_n)
 
 
 class _Coder:
@@ -246,10 +238,10 @@ def _alpha_rows(matrix, domain, levels, base, model, version, protocol, subset_k
         extra = {} if alpha_humans is None else {"alpha_humans": none_if_nan(alpha_humans.get(level))}
         rows.append(result_row(
             analysis="rater_reliability", model=model, model_version=version, dataset=base["dataset"],
-            protocol=protocol, subset_kind=subset_kind, subset=subset,
+            protocol=protocol, dimension=base["dimension"], subset_kind=subset_kind, subset=subset,
             measure=f"krippendorff_alpha_{level}", n=n, estimate=estimate, ci_low=low, ci_high=high,
             detail=detail_json(level=level, n_raters=n_raters, n_pairable_values=int(counts.sum()),
-                           ci_method=ci_method, error=error, dimension=base["dimension"],
+                           ci_method=ci_method, error=error,
                            duplicates_dropped=duplicates, **extra)))
     return rows
 
@@ -284,10 +276,10 @@ def _icc_rows(frame: pd.DataFrame, base, model, version, protocol) -> list[dict[
             df1, df2 = float(r["df1"]), float(r["df2"])
         rows.append(result_row(
             analysis="rater_reliability", model=model, model_version=version, dataset=base["dataset"],
-            protocol=protocol, subset_kind="all", subset="all", measure=measure,
+            protocol=protocol, dimension=base["dimension"], subset_kind="all", subset="all", measure=measure,
             n=len(complete), estimate=est, ci_low=low, ci_high=high, statistic=f, p_value=p,
             detail=detail_json(pingouin_type=name, n_raters=int(complete.shape[1]), df1=df1, df2=df2,
-                           dimension=base["dimension"], error=error,
+                           error=error,
                            model="two-way random effects, absolute agreement (Shrout-Fleiss ICC2/ICC2k)",
                            ci_method="pingouin CI95 (F-distribution based)",
                            test="F test of rater/target variance (pingouin F, pval)")))

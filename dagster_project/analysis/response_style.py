@@ -33,8 +33,10 @@ neutral absorption (Tae et al. 5.3, "sadness paradox")
                          95 % CI (statsmodels proportion_confint). Human rows use the individual
                          categorical ratings (dimension 'emotion', label) - the unit is a rating
                          and the Wilson CI ignores clustering by image and rater.
-strength inversion (per model; emotions ordered by mean valence strength |valence - 5| and by
-mean arousal, model vs humans on the same images)
+valence-strength / arousal ordering (per model; emotions ordered by mean valence strength
+|valence - 5| and by mean arousal, model vs humans on the same images). This is NOT Tae et
+al.'s "strength inversion" (FER models lead on valence r, VLMs on arousal r), which is
+dimensional.strength_inversion.
   emotion_mean_rank_correlation
                          subset_kind 'dimension', subset 'valence' / 'valence_strength' /
                          'arousal': scipy.stats.spearmanr of the model's per-emotion means with
@@ -66,9 +68,8 @@ from .dimensional import (
     human_image_means,
     image_level_pairs,
     is_constant,
-    with_dimension,
 )
-from .results import result_frame, result_row
+from .results import dimension_frame, result_row
 
 ANALYSIS = "response_style"
 NEUTRAL = "neutral"
@@ -94,8 +95,8 @@ def response_style(
     rows += _exaggeration_rows(pairs, seed=seed, n_resamples=n_resamples)
     rows += _calibration_rows(pairs, cv_folds=cv_folds, seed=seed)
     rows += _absorption_rows(answers, ratings)
-    rows += _strength_rows(pairs, ratings)
-    return with_dimension(result_frame(rows, min_n))
+    rows += _ordering_rows(pairs, ratings)
+    return dimension_frame(rows, min_n)
 
 
 def per_emotion_means(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -154,16 +155,17 @@ def _stereotype_rows(pairs: pd.DataFrame, ratings: pd.DataFrame) -> list[dict]:
             individual = raw_group if kind == "all" else raw_group[raw_group["true_emotion"] == subset]
             values = individual["value"].to_numpy(float)
             rows.append(result_row(
-                **base, subset_kind=kind, subset=subset, measure="sd_individual_ratings", n=len(values),
-                estimate=_sd(values), detail=_json({"dimension": dimension, "unit": "individual rating",
+                **base, dimension=dimension, subset_kind=kind, subset=subset, measure="sd_individual_ratings",
+                n=len(values), estimate=_sd(values), detail=_json({"unit": "individual rating",
                                                    "n_images": int(individual["image_id"].nunique())}),
             ))
     return rows
 
 
 def _spread_rows(base: dict, dimension: str, kind: str, subset: str, values: np.ndarray, unit: str = "model value"):
-    detail = {"dimension": dimension, "unit": unit, "mean": float(np.mean(values)) if len(values) else None}
+    detail = {"unit": unit, "mean": float(np.mean(values)) if len(values) else None}
     unique = np.unique(np.round(values, UNIQUE_DECIMALS))
+    base = {**base, "dimension": dimension}
     return [
         result_row(**base, subset_kind=kind, subset=subset, measure="n_unique_values", n=len(values),
                    estimate=len(unique), detail=_json({**detail, "values": unique.tolist()[:20]})),
@@ -185,12 +187,12 @@ def _sd_ratio(model: np.ndarray, human: np.ndarray, axis: int = -1) -> np.ndarra
 def _exaggeration_rows(pairs: pd.DataFrame, *, seed: int, n_resamples: int) -> list[dict]:
     rows = []
     for keys, group in pairs.groupby([*MODEL_KEYS, "dimension"], sort=True, dropna=False):
-        base = dict(zip(MODEL_KEYS, keys[:-1]), analysis=ANALYSIS)
+        base = dict(zip(MODEL_KEYS, keys[:-1]), analysis=ANALYSIS, dimension=keys[-1])
         for kind, subset, cell in _subsets(group):
             model = cell["model_value"].to_numpy(float)
             human = cell["human_mean"].to_numpy(float)
             n = len(cell)
-            detail: dict[str, Any] = {"dimension": keys[-1], "sd_model": _sd(model), "sd_human_mean": _sd(human)}
+            detail: dict[str, Any] = {"sd_model": _sd(model), "sd_human_mean": _sd(human)}
             estimate = low = high = None
             if n >= 2 and not is_constant(human):
                 estimate = float(_sd_ratio(model, human))
@@ -233,14 +235,13 @@ def _calibration_rows(pairs: pd.DataFrame, *, cv_folds: int, seed: int) -> list[
     rows = []
     labelled = pairs[pairs["true_emotion"].notna()]
     for keys, group in labelled.groupby([*MODEL_KEYS, "dimension"], sort=True, dropna=False):
-        base = dict(zip(MODEL_KEYS, keys[:-1]), analysis=ANALYSIS)
-        dimension = keys[-1]
+        base = dict(zip(MODEL_KEYS, keys[:-1]), analysis=ANALYSIS, dimension=keys[-1])
         before_all, after_all, human_all, coefficients = [], [], [], {}
         for emotion, cell in group.groupby("true_emotion", sort=True):
             split = _splitter(cell, cv_folds, seed) if len(cell) >= 3 else None
             x = cell[["model_value"]].to_numpy(float)
             y = cell["human_mean"].to_numpy(float)
-            detail: dict[str, Any] = {"dimension": dimension, "model": "sklearn LinearRegression human_mean ~ model_value"}
+            detail: dict[str, Any] = {"model": "sklearn LinearRegression human_mean ~ model_value"}
             if split is None:
                 detail["undefined"] = "fewer than 3 images or 2 identities: no cross-validation"
                 rows += _mae_rows(base, "emotion", str(emotion), y, x[:, 0], None, detail)
@@ -255,7 +256,7 @@ def _calibration_rows(pairs: pd.DataFrame, *, cv_folds: int, seed: int) -> list[
             after_all.append(predicted)
             human_all.append(y)
         if human_all:
-            detail = {"dimension": dimension, "coefficients": coefficients, "seed": seed,
+            detail = {"coefficients": coefficients, "seed": seed,
                       "note": "pooled over emotions that could be cross-validated"}
             rows += _mae_rows(base, "all", "all", np.concatenate(human_all), np.concatenate(before_all),
                               np.concatenate(after_all), detail)
@@ -316,7 +317,7 @@ def _rate_rows(base: dict, truth: pd.Series, predicted: pd.Series, unit: str) ->
     return rows
 
 
-# --------------------------------------------------------------------------- strength inversion
+# --------------------------------------------------------------------------- strength / arousal ordering
 
 def _spearman(a, b) -> tuple[float | None, float | None]:
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -332,7 +333,7 @@ def _order(frame: pd.DataFrame, column: str) -> list[str]:
     return frame.dropna(subset=[column]).sort_values(column, ascending=False)["true_emotion"].astype(str).tolist()
 
 
-def _strength_rows(pairs: pd.DataFrame, ratings: pd.DataFrame) -> list[dict]:
+def _ordering_rows(pairs: pd.DataFrame, ratings: pd.DataFrame) -> list[dict]:
     rows = []
     means = per_emotion_means(pairs)
     for keys, group in means.groupby(MODEL_KEYS, sort=True, dropna=False):
@@ -344,9 +345,9 @@ def _strength_rows(pairs: pd.DataFrame, ratings: pd.DataFrame) -> list[dict]:
             model_order, human_order = _order(model.reset_index(), column), _order(human.reset_index(), column)
             rows.append(result_row(
                 **base, subset_kind="dimension", subset=column, measure="emotion_mean_rank_correlation",
+                dimension="valence" if column.startswith("valence") else column,
                 n=int(model[column].notna().sum()), estimate=rho, statistic=rho, p_value=p,
-                detail=_json({"dimension": "valence" if column.startswith("valence") else column,
-                              "test": "scipy.stats.spearmanr across emotions",
+                detail=_json({"test": "scipy.stats.spearmanr across emotions",
                               "model_order_desc": model_order, "human_order_desc": human_order,
                               "order_differs": model_order != human_order}),
             ))

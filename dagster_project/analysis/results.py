@@ -33,6 +33,7 @@ RESULT_COLUMNS = [
     "p_adjusted",
     "correction",    # 'holm', 'fdr_bh', 'bonferroni', or '' when not adjusted
     "family",        # the set of tests adjusted together
+    "family_m",      # m: the tests of the family that have a p-value (untestable ones not counted)
     "below_min_n",
     "detail",        # JSON text with anything measure-specific (method, df, converged, ...)
 ]
@@ -64,19 +65,25 @@ def none_if_nan(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
 
+# Extra columns a row may carry after RESULT_COLUMNS (kept by result_frame's extra_columns).
+OPTIONAL_COLUMNS = ("dimension",)
+
+
 def result_row(**values: Any) -> dict[str, Any]:
     """One result row with every column present (missing ones null/empty)."""
     row: dict[str, Any] = {col: None for col in RESULT_COLUMNS}
-    unknown = set(values) - set(RESULT_COLUMNS)
+    unknown = set(values) - set(RESULT_COLUMNS) - set(OPTIONAL_COLUMNS)
     if unknown:
         raise KeyError(f"unknown result columns: {sorted(unknown)}")
     row.update(values)
     return row
 
 
-def result_frame(rows: Iterable[Mapping[str, Any]], min_n: int) -> pd.DataFrame:
-    """Rows -> a frame with RESULT_COLUMNS in order, typed, and below_min_n filled from n."""
-    frame = pd.DataFrame(list(rows), columns=RESULT_COLUMNS)
+def result_frame(rows: Iterable[Mapping[str, Any]], min_n: int, extra_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Rows -> a frame with RESULT_COLUMNS (then `extra_columns`) in order, typed, and
+    below_min_n filled from n."""
+    frame = pd.DataFrame(list(rows), columns=[*RESULT_COLUMNS, *extra_columns])
+    frame["family_m"] = pd.to_numeric(frame["family_m"], errors="coerce").astype("Int64")
     for col in ("estimate", "ci_low", "ci_high", "statistic", "p_value", "p_adjusted"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     frame["n"] = pd.to_numeric(frame["n"], errors="coerce").astype("Int64")
@@ -87,12 +94,22 @@ def result_frame(rows: Iterable[Mapping[str, Any]], min_n: int) -> pd.DataFrame:
     return frame
 
 
+def dimension_frame(rows: Iterable[Mapping[str, Any]], min_n: int) -> pd.DataFrame:
+    """result_frame with the extra column `dimension` ('' where a row has none): the
+    dimension is a column of its own, never packed into `detail`."""
+    frame = result_frame(rows, min_n, extra_columns=("dimension",))
+    frame["dimension"] = frame["dimension"].fillna("").astype(str)
+    return frame
+
+
 def adjust_within_families(frame: pd.DataFrame, method: str, alpha: float = 0.05) -> pd.DataFrame:
-    """Fill p_adjusted by `method` (statsmodels multipletests) within each non-empty family."""
+    """Fill p_adjusted by `method` (statsmodels multipletests) within each non-empty family,
+    and family_m = the number of p-values adjusted together (untestable rows not counted)."""
     frame = frame.copy()
     for family, idx in frame[frame["family"] != ""].groupby("family").groups.items():
         p = frame.loc[idx, "p_value"]
         ok = p.notna()
+        frame.loc[idx, "family_m"] = int(ok.sum())
         if ok.any():
             _, adjusted, _, _ = multipletests(p[ok].to_numpy(), alpha=alpha, method=method)
             frame.loc[p[ok].index, "p_adjusted"] = adjusted
@@ -105,6 +122,6 @@ def empty_result(min_n: int = 1) -> pd.DataFrame:
 
 
 __all__ = [
-    "RESULT_COLUMNS", "adjust_within_families", "detail_json", "empty_result", "json_safe", "none_if_nan",
+    "OPTIONAL_COLUMNS", "RESULT_COLUMNS", "adjust_within_families", "detail_json", "dimension_frame", "empty_result", "json_safe", "none_if_nan",
     "result_frame", "result_row",
 ]

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from scipy.stats import norm  # noqa: E402
 
 EMOTION_ORDER = [
     "anger", "angry", "disgust", "fear", "happy", "neutral", "sad", "surprise", "calm", "contempt", "confusion",
@@ -114,10 +115,11 @@ def bias_bars_png(dimensional_frame: pd.DataFrame, title: str, path: Path) -> Pa
     return _save(fig, path)
 
 
-def strength_inversion_png(per_emotion_means: pd.DataFrame, title: str, path: Path) -> Path:
+def strength_arousal_order_png(per_emotion_means: pd.DataFrame, title: str, path: Path) -> Path:
     """Valence strength |valence - 5| (x) vs arousal (y) per intended emotion, one marker set
     per rater type (humans vs model), points labelled with the emotion, and an arrow from the
-    humans' point to each model's point for the same emotion."""
+    humans' point to each model's point for the same emotion. (Not Tae et al.'s strength
+    inversion: that is strength_inversion_png.)"""
     frame = per_emotion_means.dropna(subset=["valence", "arousal"]).copy()
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     if frame.empty:
@@ -177,4 +179,110 @@ def adjusted_forest_png(tests: pd.DataFrame, title: str, path: Path, alpha: floa
     return _save(fig, path)
 
 
-__all__ = ["adjusted_forest_png", "bias_bars_png", "bland_altman_png", "strength_inversion_png"]
+def strength_inversion_png(dimensional: pd.DataFrame, model_kinds: dict[str, str], title: str, path: Path) -> Path:
+    """Tae et al.'s Figure 3: each model's valence r (x) vs arousal r (y) with the mean human
+    rating (dimensional_agreement pearson_r, subset 'all'), FER models and VLMs coloured apart."""
+    from dagster_project.analysis.dimensional import model_family
+
+    r = dimensional[(dimensional["measure"] == "pearson_r") & (dimensional["subset_kind"] == "all")]
+    wide = r.pivot_table(index=["model", "model_version"], columns="dimension", values="estimate", aggfunc="mean")
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    if not {"valence", "arousal"} <= set(wide.columns) or wide[["valence", "arousal"]].dropna().empty:
+        _empty(ax)
+    else:
+        wide = wide[["valence", "arousal"]].dropna().reset_index()
+        colours = {"fer": "tab:red", "vlm": "tab:blue", "other": "tab:grey"}
+        for row in wide.itertuples(index=False):
+            family = model_family(model_kinds.get(row.model, ""))
+            ax.scatter(row.valence, row.arousal, color=colours[family], s=45, zorder=3)
+            ax.annotate(f"{row.model} {row.model_version} ({family})", (row.valence, row.arousal),
+                        textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xlabel("valence r with the mean human rating")
+        ax.set_ylabel("arousal r with the mean human rating")
+    ax.set_title(title, fontsize=8)
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- ratio forest plot
+
+def ratio_forest_rows(tests: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """What the ratio forest plot draws, one row per test of stats.misclassification_tests.
+
+    Whiskers and marker come from ONE interval: the mart's Katz log interval widened to the
+    Bonferroni level 1 - alpha / m of the row's family (m = family_m), i.e. its half-width on
+    the log scale times z(1 - alpha / 2m) / z(1 - alpha / 2). The marker is filled when that
+    interval excludes 1, so a drawn whisker never contradicts the drawn significance. Rows
+    without a ratio or interval (a zero count) are kept, with `note` saying why.
+    """
+    frame = tests.reset_index(drop=True)
+    m = pd.to_numeric(frame.get("family_m"), errors="coerce").fillna(1).clip(lower=1).to_numpy(float)
+    est = pd.to_numeric(frame["estimate"], errors="coerce").to_numpy(float)
+    low = pd.to_numeric(frame["ci_low"], errors="coerce").to_numpy(float)
+    high = pd.to_numeric(frame["ci_high"], errors="coerce").to_numpy(float)
+    widen = norm.ppf(1 - alpha / (2 * m)) / norm.ppf(1 - alpha / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        centre = (np.log(low) + np.log(high)) / 2  # = ln ratio for the Katz interval
+        half = (np.log(high) - np.log(low)) / 2 * widen
+    out = pd.DataFrame({
+        "label": [" / ".join(str(x) for x in parts) for parts in zip(
+            *[frame[c] for c in ("model", "subset") if c in frame])],
+        "estimate": est, "adj_low": np.exp(centre - half), "adj_high": np.exp(centre + half), "m": m.astype(int),
+    })
+    out["significant"] = (out["adj_low"] > 1) | (out["adj_high"] < 1)
+    counts = frame[["count_a", "count_b"]] if {"count_a", "count_b"} <= set(frame.columns) else None
+    notes = []
+    for i in range(len(frame)):
+        if np.isfinite(out.at[i, "adj_low"]):
+            notes.append("")
+        elif counts is not None and counts.iloc[i]["count_a"] == 0 and counts.iloc[i]["count_b"] == 0:
+            notes.append("no such error in either group")
+        elif counts is not None and counts.iloc[i]["count_b"] == 0:
+            notes.append(f"{int(counts.iloc[i]['count_a'])} vs 0 errors: ratio infinite, no interval")
+        else:
+            notes.append("no interval (a count is 0)")
+    out["note"] = notes
+    return out
+
+
+def ratio_forest_axes(rows: pd.DataFrame, ax, alpha: float = 0.05) -> None:
+    """Draw `ratio_forest_rows` on `ax`: log x-axis, null line at 1."""
+    y = np.arange(len(rows))[::-1]
+    drawn = rows["adj_low"].notna().to_numpy() & np.isfinite(rows["adj_low"].to_numpy(float))
+    est = rows["estimate"].to_numpy(float)
+    err = [est - rows["adj_low"].to_numpy(float), rows["adj_high"].to_numpy(float) - est]
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    if drawn.any():
+        ax.errorbar(est[drawn], y[drawn], xerr=[e[drawn] for e in err], fmt="none", ecolor="grey", capsize=3)
+    significant = rows["significant"].to_numpy(bool) & drawn
+    ax.scatter(est[significant], y[significant], color="tab:red", zorder=3,
+               label=f"Bonferroni {int(100 * (1 - alpha))} % interval (level 1 - alpha/m) excludes 1")
+    plain = ~significant & drawn
+    ax.scatter(est[plain], y[plain], facecolors="white", edgecolors="grey", zorder=3, label="interval includes 1")
+    finite = np.concatenate([rows["adj_low"].to_numpy(float)[drawn], rows["adj_high"].to_numpy(float)[drawn], [0.5, 2.0]])
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    ax.set_xlim(finite.min() / 1.5, finite.max() * 1.5)
+    for yi, note in zip(y[~drawn], rows["note"].to_numpy()[~drawn]):
+        ax.annotate(note, (1.0, yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7, color="grey")
+        ax.scatter([1.0], [yi], marker="x", color="grey", zorder=3)
+    ax.set_yticks(y, rows["label"], fontsize=7)
+    ax.set_xlabel("error-rate ratio, higher / lower group (log scale; 1 = no difference)")
+    ax.legend(fontsize=7, loc="best")
+
+
+def ratio_forest_png(tests: pd.DataFrame, title: str, path: Path, alpha: float = 0.05) -> Path:
+    """Forest plot of stats.misclassification_tests rate ratios (see ratio_forest_rows)."""
+    rows = ratio_forest_rows(tests, alpha)
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.35 * max(len(rows), 1)))
+    if rows.empty:
+        _empty(ax)
+    else:
+        ratio_forest_axes(rows, ax, alpha)
+    ax.set_title(title, fontsize=8)
+    return _save(fig, path)
+
+
+__all__ = [
+    "adjusted_forest_png", "bias_bars_png", "bland_altman_png", "ratio_forest_axes", "ratio_forest_png",
+    "ratio_forest_rows", "strength_arousal_order_png", "strength_inversion_png",
+]

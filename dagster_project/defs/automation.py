@@ -37,7 +37,10 @@ refresh_slice_job = dg.define_asset_job(
 )
 # What spans slices: McNemar between versions, per-dataset figures comparing models.
 refresh_cross_slice_job = dg.define_asset_job(
-    "refresh_cross_slice", selection=dg.AssetSelection.assets(cross_slice.mcnemar_tests, *stat_reports.CROSS_SLICE_FIGURES),
+    "refresh_cross_slice", selection=dg.AssetSelection.assets(
+        cross_slice.mcnemar_tests, cross_slice.strength_inversion, cross_slice.strength_inversion_figure,
+        *stat_reports.CROSS_SLICE_FIGURES,
+    ),
 )
 
 

@@ -6,12 +6,14 @@
 * stats/human_rater_reliability and stats/human_response_style (per dataset): the human
   raters alone, the ceiling every model is read against; they depend on the dataset's
   ratings, never on a model version.
+* stats/strength_inversion and its figure (unpartitioned): FER models against VLMs on a dataset.
 """
 
 import dagster as dg
 import pandas as pd
 
-from dagster_project.analysis import agreement, reliability, response_style
+from dagster_project.analysis import agreement, dimensional, reliability, response_style, stat_figures
+from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import (
     ANSWER_COLUMNS,
     MODEL_VALUE_COLUMNS,
@@ -20,6 +22,7 @@ from dagster_project.analysis.inputs import (
     load_inputs,
 )
 from dagster_project.analysis.results import adjust_within_families, empty_result
+from dagster_project.defs.figures import figure_result
 from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS
 from dagster_project.defs.partitions import dataset_partitions
 from dagster_project.defs.resources import WarehouseResource
@@ -92,3 +95,45 @@ def human_baselines(context: dg.AssetExecutionContext, duckdb: WarehouseResource
         replace_rows(con, "human_response_style", {"dataset": dataset}, style)
     for key, frame in ((HUMAN_RELIABILITY, alpha), (HUMAN_RESPONSE_STYLE, style)):
         yield dg.MaterializeResult(asset_key=key, metadata={"dataset": dataset, "note": note, **summary_metadata(frame)})
+
+
+DIMENSIONAL_AGREEMENT = dg.AssetKey(["stats", "dimensional_agreement"])
+MODEL_KINDS_SQL = "select distinct model, model_kind from raw.model_runs order by all"
+
+
+def _model_kinds(duckdb: WarehouseResource) -> dict[str, str]:
+    with duckdb.get_connection() as con:
+        return dict(con.execute(MODEL_KINDS_SQL).fetchall())
+
+
+@dg.asset(
+    key=["stats", "strength_inversion"],
+    deps=[DIMENSIONAL_AGREEMENT],
+    group_name="stats",
+    kinds={"duckdb", "python"},
+    description="Tae et al.'s strength inversion per dataset: best VLM r minus best FER-model r with the mean human "
+                "rating, per dimension, and whether FER models lead on valence while VLMs lead on arousal.",
+)
+def strength_inversion(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        agreement_rows = con.execute("select * from stats.dimensional_agreement").df()
+    frame = dimensional.strength_inversion(agreement_rows, _model_kinds(duckdb))
+    with duckdb.get_connection() as con:
+        replace_rows(con, "strength_inversion", {}, frame)
+    return dg.MaterializeResult(metadata=summary_metadata(frame))
+
+
+@dg.asset(key=["reports", "strength_inversion"], deps=[DIMENSIONAL_AGREEMENT], group_name="reports",
+          kinds={"matplotlib"},
+          description="Tae et al.'s Figure 3: each model's valence r vs arousal r with the mean human rating, "
+                      "FER models and VLMs apart, per dataset.")
+def strength_inversion_figure(duckdb: WarehouseResource) -> dg.MaterializeResult:
+    with duckdb.get_connection() as con:
+        agreement_rows = con.execute("select * from stats.dimensional_agreement").df()
+    kinds, out_dir = _model_kinds(duckdb), benchmark_config().reports_dir
+    paths = [
+        stat_figures.strength_inversion_png(part, kinds, f"{dataset}: valence r vs arousal r with the human mean",
+                                            out_dir / f"{slug('strength_inversion', dataset)}.png")
+        for dataset, part in (agreement_rows.groupby("dataset", sort=True) if len(agreement_rows) else [])
+    ]
+    return figure_result(paths, "no figure: needs valence / arousal answers and human ratings")

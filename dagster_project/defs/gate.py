@@ -45,7 +45,8 @@ def bias_regression_gate(duckdb: WarehouseResource) -> dg.AssetCheckResult:
     results, offenders = {}, []
     for model, new, previous in newest_pairs(runs):
         gate = regression_gate(accuracy, model=model, new_version=new, previous_version=previous,
-                               min_n=cfg.min_cell_n, groupings=cfg.groupings)
+                               min_n=cfg.min_cell_n, groupings=cfg.groupings, alpha=cfg.alpha,
+                               correction=cfg.gate_correction)
         results[f"{model}: {previous} -> {new}"] = gate.summary()
         if not gate.passed:
             offenders.append(gate.offenders.assign(model=model, new_version=new, previous_version=previous))

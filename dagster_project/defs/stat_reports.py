@@ -60,11 +60,10 @@ def bland_altman_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResou
 def disparity_forest_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     frame = read_slice(
         duckdb,
-        "select * from stats.misclassification_tests where true_emotion = 'all' and predicted_emotion = 'error' "
-        "and estimate is not null and ci_low is not null",
+        "select * from stats.misclassification_tests where true_emotion = 'all' and predicted_emotion = 'error'",
         slice_of(context.partition_key, benchmark_config()),
     )
-    draw = functools.partial(stat_figures.adjusted_forest_png, alpha=benchmark_config().statistics.alpha)
+    draw = functools.partial(stat_figures.ratio_forest_png, alpha=benchmark_config().statistics.alpha)
     paths = draw_per_protocol(frame, draw, "disparity_forest", "error-rate ratio between groups")
     return figure_result(paths, "no figure: no pair of groups with an estimable error-rate ratio")
 
@@ -82,17 +81,19 @@ def dimensional_bias_bars(duckdb: WarehouseResource) -> dg.MaterializeResult:
     return figure_result(paths, NEEDS_RATINGS)
 
 
-@dg.asset(key=["reports", "strength_inversion"], deps=[dg.AssetKey(["stats", "response_style"])],
+@dg.asset(key=["reports", "strength_arousal_order"], deps=[dg.AssetKey(["stats", "response_style"])],
           group_name="reports", kinds={"matplotlib"},
-          description="Per-emotion valence strength vs arousal, humans and each model (Tae et al.'s strength inversion).")
-def strength_inversion(duckdb: WarehouseResource) -> dg.MaterializeResult:
+          description="Per-emotion valence strength (|valence - 5|) vs arousal, humans and each model: whether a "
+                      "model orders emotions by strength as humans do (not Tae et al.'s strength inversion, which "
+                      "is in stats.strength_inversion).")
+def strength_arousal_order(duckdb: WarehouseResource) -> dg.MaterializeResult:
     pairs = _pairs(duckdb)
     paths = []
     if len(pairs):
         means = per_emotion_means(pairs)
         for dataset, part in means.groupby("dataset", sort=True):
-            paths.append(stat_figures.strength_inversion_png(part, f"{dataset}: strength vs arousal", _out("strength", dataset)))
+            paths.append(stat_figures.strength_arousal_order_png(part, f"{dataset}: strength vs arousal", _out("strength", dataset)))
     return figure_result(paths, NEEDS_RATINGS)
 
 SLICE_FIGURES = [bland_altman_plots, disparity_forest_plots]
-CROSS_SLICE_FIGURES = [dimensional_bias_bars, strength_inversion]
+CROSS_SLICE_FIGURES = [dimensional_bias_bars, strength_arousal_order]

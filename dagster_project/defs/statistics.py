@@ -99,7 +99,7 @@ def error_rate_ztests(context: dg.AssetExecutionContext, duckdb: WarehouseResour
                 list(slice_key.as_dict().values()),
             ).df()
         tests = pairwise_error_ztests(accuracy, groupings=cfg.groupings, correction=cfg.corrections[0],
-                                      alpha=cfg.alpha, min_n=cfg.min_cell_n)
+                                      alpha=cfg.alpha, min_n=cfg.min_cell_n, family=cfg.family)
         return tests, "computed"
 
     result = materialize_slice(context, duckdb, "error_rate_ztests", run, slice_key)
@@ -121,13 +121,14 @@ def error_rate_ztests(context: dg.AssetExecutionContext, duckdb: WarehouseResour
 
 def _misclassification(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
     return misclassification_tests(
-        inputs.answers, groupings=cfg.groupings, corrections=cfg.corrections, min_n=cfg.min_cell_n, alpha=cfg.alpha
+        inputs.misclassification_ratios, corrections=cfg.corrections, min_n=cfg.min_cell_n, alpha=cfg.alpha,
+        family=cfg.family,
     )
 
 
 def _categorical(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
     return agreement.categorical_agreement(
-        inputs.answers, groupings=cfg.groupings, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples
+        inputs.grouped, inputs.group_accuracy, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples
     )
 
 

@@ -1,7 +1,16 @@
 {#- One final emotion answer per (model, model_version, dataset, protocol, image_id).
     Per sample the last try counts (highest step among the protocol's 'emotion' steps, then
-    highest attempt); across maj@k samples the mode of the valid canonical emotions wins,
-    ties broken alphabetically and flagged. -#}
+    highest attempt); across maj@k samples the mode of the valid canonical emotions wins.
+    A tie for the mode follows var('tie_policy') (statistics.tie_policy): 'status' (default)
+    gives answer_status 'tie' and no predicted emotion (not an answer; an error in
+    intent-to-treat accuracy); 'random' keeps the tied emotion with the smallest
+    md5(tie_seed/slice/image/emotion), a reproducible random choice. is_tie flags both. -#}
+
+{%- set tie_policy = var('tie_policy', 'status') -%}
+{%- if tie_policy not in ('status', 'random') -%}
+    {{ exceptions.raise_compiler_error("var('tie_policy') must be 'status' or 'random', got '" ~ tie_policy ~ "'") }}
+{%- endif -%}
+{%- set tie_seed = var('tie_seed', 0) | int %}
 
 with
 
@@ -100,7 +109,10 @@ ranked_votes as (
         *,
         row_number() over (
             partition by model, model_version, dataset, protocol, image_id
-            order by n_votes desc, predicted_emotion asc
+            order by
+                n_votes desc,
+                md5(concat_ws('/', '{{ tie_seed }}', model, model_version, dataset, protocol,
+                              image_id, predicted_emotion)) asc
         ) as vote_rank,
         count(*) over (
             partition by model, model_version, dataset, protocol, image_id, n_votes
@@ -138,12 +150,19 @@ final as (
         per_image.dataset,
         per_image.protocol,
         per_image.image_id,
+        {%- if tie_policy == 'status' %}
+        case when not winners.is_tie then winners.predicted_emotion end as predicted_emotion,
+        {%- else %}
         winners.predicted_emotion,
+        {%- endif %}
         coalesce(winners.n_votes, 0) as n_votes,
         coalesce(winners.is_tie, false) as is_tie,
         per_image.n_samples,
         per_image.n_valid,
         case
+            {%- if tie_policy == 'status' %}
+            when winners.is_tie then 'tie'
+            {%- endif %}
             when winners.predicted_emotion is not null then 'answered'
             when per_image.last_parse_status in ('ok', 'repaired') then 'unmapped_label'
             else per_image.last_parse_status

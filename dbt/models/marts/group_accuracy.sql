@@ -72,7 +72,12 @@ final as (
         n_answered as n,
         correct,
         case when n_answered > 0 then cast(correct as double) / n_answered end as accuracy,
-        {{ wilson_interval('correct', 'n_answered') }}
+        {{ wilson_interval('correct', 'n_answered') }},
+        -- Intent-to-treat: every image of the group counts; no face, refusals, unparsable
+        -- answers and maj@k ties are errors, so a detector that misses one group's faces
+        -- cannot make a model look fair on the answered images alone.
+        case when n_images > 0 then cast(correct as double) / n_images end as accuracy_itt,
+        {{ wilson_interval('correct', 'n_images', prefix='itt_ci') }}
 
     from counts
 

@@ -1,7 +1,11 @@
-{#- For each pair of groups (group_a < group_b) of a grouping, how much more often images of
-    group a with a given true emotion are read as a given other emotion than images of
-    group b: ratio = rate_a / rate_b with a Katz log 95 % interval. Every wrong emotion of
-    the model's vocabulary appears, with zero counts where the model never chose it. -#}
+{#- For each ordered pair of groups of a grouping (both orientations: (a, b) and (b, a), so a
+    filter such as ci_low > 1 finds every disparity whichever group is worse off), how much
+    more often images of group a with a given true emotion are read as a given other emotion
+    than images of group b: ratio = rate_a / rate_b with a Katz log interval at var('ci_z').
+    Every wrong emotion of the model's vocabulary appears, with zero counts where the model
+    never chose it; predicted_emotion 'error' pools every misclassification of the true
+    emotion, and true_emotion 'all' pools the emotions ('error' only). The statistics
+    (stats.misclassification_tests) read these counts and intervals; they add the tests. -#}
 
 with
 
@@ -81,7 +85,7 @@ cell_counts as (
 
 ),
 
-cells as (
+vocabulary_cells as (
 
     select
         group_totals.model,
@@ -116,6 +120,56 @@ cells as (
 
 ),
 
+any_error_per_emotion as (
+
+    select
+        model,
+        model_version,
+        dataset,
+        protocol,
+        grouping,
+        group_value,
+        true_emotion,
+        'error' as predicted_emotion,
+        count(*) as n,
+        count(*) filter (where predicted_emotion <> true_emotion) as n_predicted
+
+    from answers
+
+    group by model, model_version, dataset, protocol, grouping, group_value, true_emotion
+
+),
+
+any_error_pooled as (
+
+    select
+        model,
+        model_version,
+        dataset,
+        protocol,
+        grouping,
+        group_value,
+        'all' as true_emotion,
+        'error' as predicted_emotion,
+        count(*) as n,
+        count(*) filter (where predicted_emotion <> true_emotion) as n_predicted
+
+    from answers
+
+    group by model, model_version, dataset, protocol, grouping, group_value
+
+),
+
+cells as (
+
+    select * from vocabulary_cells
+    union all
+    select * from any_error_per_emotion
+    union all
+    select * from any_error_pooled
+
+),
+
 pairs as (
 
     select
@@ -143,7 +197,7 @@ pairs as (
         and b.grouping = a.grouping
         and b.true_emotion = a.true_emotion
         and b.predicted_emotion = a.predicted_emotion
-        and a.group_value < b.group_value
+        and a.group_value <> b.group_value
 
 ),
 
