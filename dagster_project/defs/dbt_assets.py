@@ -2,19 +2,16 @@
 
 
 import os
-import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from dagster_project.defs.dbt_project import dbt_project
+from dagster_project.defs.dbt_runner import dbt_build
 from dagster_project.settings import benchmark_config
 
-# DuckDB lets one process write a file at a time; another run's short write is waited out.
-LOCK_RETRIES = 5
 DBT_WAREHOUSE_ENV = "FER_DBT_WAREHOUSE"
 
 
@@ -47,23 +44,4 @@ def warehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     # Not FER_WAREHOUSE: that would override the config of anything loaded later in this process.
     os.environ[DBT_WAREHOUSE_ENV] = str(benchmark_config().warehouse)
     args = ["build", "--full-refresh"] if config.full_refresh else ["build"]
-    for attempt in range(1, LOCK_RETRIES + 1):
-        invocation = dbt.cli(args, context=context, raise_on_error=False)
-        events = list(invocation.stream())
-        log_tail = _log_tail(invocation.target_path / "dbt.log")
-        locked = not invocation.is_successful() and "could not set lock" in log_tail.lower()
-        if locked and attempt < LOCK_RETRIES:
-            context.log.warning(f"warehouse locked by another process; retrying dbt build ({attempt})")
-            time.sleep(2 * attempt)
-            continue
-        yield from events
-        if not invocation.is_successful():
-            raise dg.Failure(f"dbt build failed; end of dbt.log:\n{log_tail}")
-        return
-
-
-def _log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text().splitlines()[-lines:])
-    except OSError:
-        return ""
+    yield from dbt_build(context, dbt, args)
