@@ -68,6 +68,7 @@ class DemoProgress:
         self._log: IO[str] | None = None
         self._saved_fds: dict[int, int] = {}
         self._saved_streams: tuple[IO[str], IO[str]] | None = None
+        self._terminal: IO[str] | None = None  # our copy of the real stdout, for the console
         self._warnings_state: tuple[logging.Handler, bool] | None = None
         self._bar: Progress | None = None
         self._task = None
@@ -134,8 +135,11 @@ class DemoProgress:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         self._saved_fds = {fd: os.dup(fd) for fd in (1, 2)}
-        self.console = self._given_console or Console(
-            file=os.fdopen(os.dup(self._saved_fds[1]), "w", buffering=1, encoding="utf-8"))
+        if self._given_console is not None:
+            self.console = self._given_console
+        else:
+            self._terminal = os.fdopen(os.dup(self._saved_fds[1]), "w", buffering=1, encoding="utf-8")
+            self.console = Console(file=self._terminal)
         for fd in (1, 2):
             os.dup2(self._log.fileno(), fd)
         # sys.stdout may not write to fd 1 (pytest, IDEs); make it, so Dagster's capture sees it
@@ -154,6 +158,9 @@ class DemoProgress:
             os.dup2(saved, fd)
             os.close(saved)
         self._saved_fds = {}
+        if self._terminal is not None:
+            self._terminal.close()
+            self._terminal = None
 
     # -- StepReporter ------------------------------------------------------------------------
 
@@ -180,8 +187,9 @@ class DemoProgress:
         except Exception as exc:
             self.say(f"✗ {self._label}  failed after {time.monotonic() - began:.1f} s")
             lines = str(exc).strip().splitlines() or [type(exc).__name__]
-            more = ["  … (the rest is in the log)"] if len(lines) > ERROR_LINES else []
-            self.say("\n".join(f"  {line}" for line in lines[:ERROR_LINES]) + ("\n" + more[0] if more else ""))
+            if len(lines) > ERROR_LINES:
+                lines = [*lines[:ERROR_LINES], "… (the rest is in the log)"]
+            self.say("\n".join(f"  {line}" for line in lines))
             self.say(f"  full log: {self.log_path}")
             self._events.error(f"demo step {self._label} failed:\n{exc}")
             raise
