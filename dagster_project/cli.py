@@ -41,12 +41,23 @@ def dagster_home() -> Path:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from dagster_project.orchestration import materialize_everything, summary_table
+    from dagster_project.demo_progress import DemoProgress, demo_log_path
+    from dagster_project.settings import benchmark_config
 
     dagster_home()
-    result = materialize_everything()
-    print(summary_table(result.warehouse))
-    print(f"\nfigures: {result.reports_dir}\nwarehouse: {result.warehouse}")
+    log_path = demo_log_path(benchmark_config().reports_dir.parent / "logs")
+    with DemoProgress(log_path) as progress:
+        # imported here so that import-time warnings of Dagster and the libraries go to the log
+        from dagster_project.orchestration import StepFailed, materialize_everything, summary_table
+
+        try:
+            result = materialize_everything(reporter=progress)
+        except StepFailed:
+            return 1  # the reporter printed the step, its error and the log path
+        progress.finished()
+        table = summary_table(result.warehouse)
+    print(table)
+    print(f"\nfigures: {result.reports_dir}\nwarehouse: {result.warehouse}\nfull log: {log_path}")
     print("query it with: make sql   (or .venv/bin/fer-warehouse sql -c 'select ...')")
     return 0
 

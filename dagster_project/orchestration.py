@@ -1,18 +1,25 @@
 """Materialize the whole graph in-process: used by `fer-warehouse demo` and end-to-end tests.
 
-The runs are recorded in the Dagster instance ($DAGSTER_HOME), so the UI shows them.
+What runs is data: a list of `Step(label, job_name, partition_key)` (`demo_steps`), each one
+`execute_in_process` run through `run_step`, reported by an optional `StepReporter`. The runs
+are recorded in the Dagster instance ($DAGSTER_HOME), so the UI shows them.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import dagster as dg
 import duckdb
 
 from dagster_project.defs.partitions import register_configured_models
 from dagster_project.settings import REPO_ROOT, benchmark_config
+from inference.config import BenchmarkConfig
 from inference.warehouse import snapshot_for_reading
 
 
@@ -23,28 +30,39 @@ class DemoResult:
     run_ids: list[str]
 
 
+@dataclass(frozen=True)
+class Step:
+    """One run of the demo: a job, for one partition or unpartitioned; `label` is what a person reads."""
+
+    label: str
+    job_name: str
+    partition_key: str | None = None  # a dg.MultiPartitionKey is a str
+
+
+class StepFailed(RuntimeError):
+    """A step's run failed; the message names the failing asset step and its error."""
+
+    def __init__(self, step: Step, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+class StepReporter(Protocol):
+    """Shows progress (see demo_progress.DemoProgress); its loggers replace the console logger."""
+
+    @property
+    def logger_defs(self) -> Mapping[str, dg.LoggerDefinition]: ...
+
+    def start(self, steps: Sequence[Step]) -> None: ...
+
+    def step(self, step: Step) -> AbstractContextManager[None]: ...
+
+
 def load_definitions() -> dg.Definitions:
     return dg.load_from_defs_folder(path_within_project=REPO_ROOT / "dagster_project")
 
 
-def materialize_everything(instance: dg.DagsterInstance | None = None) -> DemoResult:
-    """Ingest every dataset, evaluate every configured model version on it, refresh each
-    evaluated slice (marts, statistics, figures), then what spans slices."""
-    cfg = benchmark_config()
-    instance = instance or dg.DagsterInstance.get()
-    defs = load_definitions()
-    register_configured_models(instance, cfg)
-    run_ids = []
-    for dataset in sorted(cfg.datasets):
-        run_ids.append(_run(defs, "ingest_dataset", instance, partition_key=dataset))
-    slices = configured_slices(cfg)
-    for key in slices:
-        run_ids.append(_run(defs, "evaluate_model_on_dataset", instance, partition_key=key))
-    run_ids += refresh(defs, instance, slices)
-    return DemoResult(warehouse=cfg.warehouse, reports_dir=cfg.reports_dir, run_ids=run_ids)
-
-
-def configured_slices(cfg) -> list[dg.MultiPartitionKey]:
+def configured_slices(cfg: BenchmarkConfig) -> list[dg.MultiPartitionKey]:
     """Every (configured model version, dataset) partition the model covers."""
     return [
         dg.MultiPartitionKey({"model": model.partition_key, "dataset": dataset})
@@ -54,17 +72,95 @@ def configured_slices(cfg) -> list[dg.MultiPartitionKey]:
     ]
 
 
-def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, slices: list[dg.MultiPartitionKey]) -> list[str]:
-    """Refresh the given slices (marts, statistics, figures), then the results spanning slices."""
-    run_ids = [_run(defs, "refresh_slice", instance, partition_key=key) for key in slices]
-    run_ids.append(_run(defs, "refresh_cross_slice", instance))
+def _slice_label(key: dg.MultiPartitionKey) -> str:
+    by_dimension = key.keys_by_dimension
+    return f"{by_dimension['model']} on {by_dimension['dataset']}"
+
+
+def refresh_steps(slices: Sequence[dg.MultiPartitionKey]) -> list[Step]:
+    """Refresh each slice (marts, statistics, figures), then the results spanning slices."""
+    return [
+        *(Step(f"refresh   {_slice_label(key)}", "refresh_slice", key) for key in slices),
+        Step("compare   versions and models (McNemar, strength inversion, figures)", "refresh_cross_slice"),
+    ]
+
+
+def demo_steps(cfg: BenchmarkConfig) -> list[Step]:
+    """Ingest every dataset, evaluate every configured model version on it, refresh each slice."""
+    slices = configured_slices(cfg)
+    return [
+        *(Step(f"ingest    {dataset}", "ingest_dataset", dataset) for dataset in sorted(cfg.datasets)),
+        *(Step(f"evaluate  {_slice_label(key)}", "evaluate_model_on_dataset", key) for key in slices),
+        *refresh_steps(slices),
+    ]
+
+
+def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, slices: Sequence[dg.MultiPartitionKey]) -> list[str]:
+    """Run the refresh of the given slices and then of what spans slices (tests, benchmarks)."""
+    return run_steps(defs, instance, refresh_steps(slices))
+
+
+def materialize_everything(
+    instance: dg.DagsterInstance | None = None,
+    reporter: StepReporter | None = None,
+    steps: Sequence[Step] | None = None,
+) -> DemoResult:
+    """Run `steps` (default: `demo_steps` of the benchmark config) in-process, in order."""
+    cfg = benchmark_config()
+    instance = instance or dg.DagsterInstance.get()
+    defs = load_definitions()
+    register_configured_models(instance, cfg)
+    planned = list(steps) if steps is not None else demo_steps(cfg)
+    run_ids = run_steps(defs, instance, planned, reporter)
+    return DemoResult(warehouse=cfg.warehouse, reports_dir=cfg.reports_dir, run_ids=run_ids)
+
+
+def run_steps(
+    defs: dg.Definitions, instance: dg.DagsterInstance, steps: Sequence[Step], reporter: StepReporter | None = None
+) -> list[str]:
+    """Run each step, reporting through `reporter`; the first failure raises StepFailed."""
+    if reporter is not None:
+        reporter.start(steps)
+    run_ids = []
+    for step in steps:
+        with reporter.step(step) if reporter is not None else contextlib.nullcontext():
+            run_ids.append(run_step(defs, instance, step, reporter.logger_defs if reporter else None))
     return run_ids
 
 
-def _run(defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance, partition_key=None) -> str:
-    job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=True)
+def run_step(
+    defs: dg.Definitions, instance: dg.DagsterInstance, step: Step,
+    logger_defs: Mapping[str, dg.LoggerDefinition] | None = None,
+) -> str:
+    """One `execute_in_process` run; `logger_defs` replace the job's loggers (all are enabled)."""
+    try:
+        job = defs.resolve_job_def(step.job_name)
+        run_config: dict = {}
+        if logger_defs:
+            job = job.with_logger_defs(logger_defs)
+            run_config = {"loggers": {name: {} for name in logger_defs}}
+        result = job.execute_in_process(
+            run_config=run_config, instance=instance, partition_key=step.partition_key, raise_on_error=False
+        )
+    except Exception as exc:  # noqa: BLE001 - e.g. an unknown job or invalid config: still this step's failure
+        raise StepFailed(step, f"{type(exc).__name__}: {exc}") from exc
+    if not result.success:
+        raise StepFailed(step, _failure_message(result))
     return result.run_id
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """`<asset step>: <innermost error>` for each failed step, else the run's failure message."""
+    lines = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data is not None:
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause  # Dagster wraps user errors; the cause says what went wrong
+            lines.append(f"{event.step_key}: {error.message.strip() if error else 'failed'}")
+    if not lines:
+        lines = [event.message or "run failed" for event in result.all_events if event.is_run_failure]
+    return "\n".join(lines) or f"run {result.run_id} failed"
 
 
 def summary_table(warehouse: Path) -> str:

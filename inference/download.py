@@ -1,18 +1,19 @@
 """Checksum-verified downloads into a cache, written atomically.
 
-A file lands at its final path only after its SHA-256 matched; a mismatch or a broken
-connection leaves nothing behind (the partial download is a temp file that is removed).
+Files are fetched by pooch (download to a temp file, SHA-256 check, atomic move; a file already
+there with the right checksum is kept without a request). Transient failures (network errors,
+timeouts, 5xx, 429) are retried by tenacity under `download_retrying`, the one retry policy for
+downloads; a 4xx or a checksum mismatch is not retried, since neither fixes itself.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
-import time
-import urllib.error
-import urllib.request
+import logging
 from pathlib import Path
+
+import requests
+import tenacity
 
 USER_AGENT = "fer-bias-warehouse/0.1 (+https://github.com/)"
 CHUNK = 1 << 16
@@ -43,6 +44,24 @@ def read_checksums(path: Path) -> dict[str, str]:
     return sums
 
 
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: the network, a timeout, a server error or rate limit (not a 4xx)."""
+    if isinstance(exc, requests.HTTPError):
+        status = exc.response.status_code if exc.response is not None else 500
+        return status >= 500 or status == 429
+    return isinstance(exc, requests.ConnectionError | requests.Timeout)
+
+
+def download_retrying(retries: int) -> tenacity.Retrying:
+    """At most `retries` tries of a transient failure, 0.2 s, 0.4 s, ... (at most 1 s) apart."""
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(max(retries, 1)),
+        wait=tenacity.wait_exponential(multiplier=0.2, max=1.0),
+        retry=tenacity.retry_if_exception(is_transient),
+        reraise=True,
+    )
+
+
 def fetch_verified(
     url: str,
     dest: Path,
@@ -52,44 +71,39 @@ def fetch_verified(
     retries: int = 3,
 ) -> Path:
     """Download `url` to `dest` unless a file with the right checksum is already there."""
-    if dest.exists() and sha256_file(dest) == sha256.lower():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    last_error: Exception | None = None
-    for attempt in range(1, retries + 1):
-        try:
-            _download_once(url, dest, sha256.lower(), timeout_s)
-            return dest
-        except DownloadError:
-            raise  # a checksum mismatch will not fix itself on retry
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-            last_error = exc
-            if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code != 429:
-                break
-            time.sleep(min(2.0 ** attempt, 10.0) * 0.1)
-    raise DownloadError(
-        f"could not download {url} -> {dest}: {last_error}. Check the network, or place a "
-        f"verified copy at {dest} yourself (sha256 {sha256})."
-    )
+    import pooch
 
-
-def _download_once(url: str, dest: Path, sha256: str, timeout_s: float) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
+    # pooch's own logger prints every download to stderr; our errors name the file instead.
+    pooch.get_logger().setLevel(logging.WARNING)
+    downloader = pooch.HTTPDownloader(headers={"User-Agent": USER_AGENT}, timeout=timeout_s)
     try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout_s) as resp:
-            for block in iter(lambda: resp.read(CHUNK), b""):
-                digest.update(block)
-                out.write(block)
-        got = digest.hexdigest()
-        if got != sha256:
-            raise DownloadError(
-                f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}; the file "
-                f"was discarded and {dest} was not written. The source may have changed or the "
-                f"transfer was corrupted; retry, or verify the published checksum."
-            )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+        download_retrying(retries)(
+            pooch.retrieve, url, known_hash=f"sha256:{sha256.lower()}", fname=dest.name,
+            path=dest.parent, downloader=downloader,
+        )
+    except ValueError as exc:  # pooch: the downloaded file's hash differs
+        raise DownloadError(
+            f"checksum mismatch for {url}: {exc}; the file was discarded and {dest} was not "
+            f"written. The source may have changed or the transfer was corrupted; retry, or "
+            f"verify the published checksum."
+        ) from None
+    except (requests.RequestException, OSError) as exc:
+        raise DownloadError(
+            f"could not download {url} -> {dest}: {exc}. Check the network, or place a "
+            f"verified copy at {dest} yourself (sha256 {sha256})."
+        ) from None
+    return dest
+
+
+def fetch_bytes(url: str, *, timeout_s: float = 60.0, retries: int = 3) -> bytes:
+    """GET a small unpinned file (validated by the caller) under the same retry policy."""
+
+    def get() -> bytes:
+        response = requests.get(url, headers={"User-Agent": USER_AGENT}, timeout=timeout_s)
+        response.raise_for_status()
+        return response.content
+
+    try:
+        return download_retrying(retries)(get)
+    except requests.RequestException as exc:
+        raise DownloadError(f"could not download {url}: {exc}. Check the network or the URL.") from None

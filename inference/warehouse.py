@@ -9,15 +9,14 @@ breaks a materialization.
 from __future__ import annotations
 
 import contextlib
-import random
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import tenacity
 
 RAW_SCHEMA = "raw"
 
@@ -193,19 +192,25 @@ ADDED_COLUMNS = (
 )
 
 
+def lock_retrying(timeout_s: float) -> tenacity.Retrying:
+    """Wait out another process's lock for up to `timeout_s`: the one lock-wait policy.
+
+    Full-jitter exponential backoff (at most 2 s apart), so waiting writers do not wake in step.
+    """
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_delay(timeout_s),
+        wait=tenacity.wait_random_exponential(multiplier=0.05, max=2.0),
+        retry=tenacity.retry_if_exception(
+            lambda exc: isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+        ),
+        reraise=True,
+    )
+
+
 def connect(path: Path, *, read_only: bool = False, timeout_s: float = 120.0) -> duckdb.DuckDBPyConnection:
     """Open the warehouse, waiting (with jittered backoff) while another process holds its lock."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 2.0)
+    return lock_retrying(timeout_s)(duckdb.connect, str(path), read_only=read_only)
 
 
 @contextlib.contextmanager
@@ -303,25 +308,14 @@ def snapshot_for_reading(path: Path, timeout_s: float = 300.0) -> Iterator[Path]
         )
     tmpdir = Path(tempfile.mkdtemp(prefix="fer-warehouse-"))
     target = tmpdir / path.name
-    deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 1.0)
-            continue
-        try:
-            shutil.copyfile(path, target)
-            wal = path.with_name(path.name + ".wal")
-            if wal.exists():  # left by a writer that died before checkpointing
-                shutil.copyfile(wal, target.with_name(target.name + ".wal"))
-        finally:
-            con.close()
-        break
+    con = connect(path, read_only=True, timeout_s=timeout_s)
+    try:
+        shutil.copyfile(path, target)
+        wal = path.with_name(path.name + ".wal")
+        if wal.exists():  # left by a writer that died before checkpointing
+            shutil.copyfile(wal, target.with_name(target.name + ".wal"))
+    finally:
+        con.close()
     try:
         yield target
     finally:

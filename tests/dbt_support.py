@@ -35,7 +35,6 @@ def run_dbt(args: list[str], warehouse: Path, target_dir: Path, timeout_s: float
     env = {
         **os.environ,
         "FER_WAREHOUSE": str(warehouse),
-        "FER_DBT_WAREHOUSE": str(warehouse),
         "DBT_TARGET_PATH": str(target_dir),
         "DBT_LOG_PATH": str(target_dir / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",

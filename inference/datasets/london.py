@@ -10,14 +10,11 @@ import csv
 import io
 import os
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path, PurePosixPath
 
 from inference.datasets.base import DatasetLoad, ImageRecord, QuarantinedRow
 from inference.datasets.manifest import ImageProblem, inspect_image
-from inference.download import USER_AGENT, DownloadError, fetch_verified, read_checksums
+from inference.download import DownloadError, fetch_bytes, fetch_verified, read_checksums
 
 PUBLISHED_REPO = "https://raw.githubusercontent.com/debruine/webmorphR.stim/master"
 DEFAULT_BASE_URL = f"{PUBLISHED_REPO}/inst"
@@ -198,7 +195,7 @@ def _fetch_info(url: str, dest: Path, face_ids: set[str], timeout_s: float, retr
             return  # a valid copy is already there: no request
         except (DownloadError, UnicodeDecodeError):
             pass
-    body = _get(url, timeout_s, retries)
+    body = fetch_bytes(url, timeout_s=timeout_s, retries=retries)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -212,21 +209,3 @@ def _fetch_info(url: str, dest: Path, face_ids: set[str], timeout_s: float, retr
         os.replace(tmp, dest)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def _get(url: str, timeout_s: float, retries: int) -> bytes:
-    """GET with the same retry policy as fetch_verified: 5xx/429/network retried, 4xx not."""
-    last: Exception | None = None
-    for attempt in range(1, retries + 1):
-        try:
-            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-            with urllib.request.urlopen(request, timeout=timeout_s) as resp:
-                return resp.read()
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-            last = exc
-            if isinstance(exc, urllib.error.HTTPError) and exc.code < 500 and exc.code != 429:
-                break
-            time.sleep(min(2.0 ** attempt, 10.0) * 0.1)
-    raise DownloadError(f"could not download {url}: {last}. Check the network or the URL.")
-
-

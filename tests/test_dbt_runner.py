@@ -1,0 +1,76 @@
+"""dbt_build: a real `dbt seed` of one seed, against a warehouse another process holds locked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import dagster as dg
+from dagster_dbt import DbtCliResource, dbt_assets
+
+from dagster_project.defs.dbt_assets import DBT_WAREHOUSE_ENV
+from dagster_project.defs.dbt_project import dbt_project
+from dagster_project.defs.dbt_runner import dbt_build
+
+LOCKED_NOTE = "warehouse locked by another process"
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, select="emotions")
+def one_seed(context, dbt: DbtCliResource):
+    yield from dbt_build(context, dbt, ["seed"])
+
+
+def _materialize(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    dbt = DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir))
+    return dg.materialize([one_seed], resources={"dbt": dbt}, instance=instance, raise_on_error=False)
+
+
+def _warnings(instance: dg.DagsterInstance) -> list[str]:
+    return [entry.user_message for run in instance.get_runs() for entry in instance.all_logs(run.run_id)
+            if LOCKED_NOTE in (entry.user_message or "")]
+
+
+def test_a_locked_warehouse_is_waited_out(tmp_path, monkeypatch):
+    warehouse = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv(DBT_WAREHOUSE_ENV, str(warehouse))
+    # Holds the write lock until told (a line on stdin), at most 5 minutes.
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import duckdb, select, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+         "select.select([sys.stdin], [], [], 300); c.close()", str(warehouse)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    with dg.instance_for_test() as instance:
+        def release_after_first_retry() -> None:
+            deadline = time.monotonic() + 300
+            while not _warnings(instance) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            holder.communicate("go\n", timeout=30)
+
+        releaser = threading.Thread(target=release_after_first_retry, daemon=True)
+        releaser.start()
+        result = _materialize(instance)
+        releaser.join(timeout=300)
+        assert result.success
+        assert _warnings(instance)[0].endswith("retrying `dbt seed` (1/5)")
+        # only the successful try's events reach Dagster: one materialization of the seed
+        assert [m.asset_key for m in result.get_asset_materialization_events()] == [
+            dg.AssetKey(["seeds", "emotions"])]
+    assert holder.wait(timeout=30) == 0
+
+
+def test_another_failure_carries_the_end_of_dbt_log(tmp_path, monkeypatch):
+    not_a_file = tmp_path / "a_directory"
+    not_a_file.mkdir()
+    monkeypatch.setenv(DBT_WAREHOUSE_ENV, str(not_a_file))
+    with dg.instance_for_test() as instance:
+        result = _materialize(instance)
+        assert not result.success
+        (failure,) = [e for e in result.all_events if e.is_step_failure]
+        message = failure.step_failure_data.user_failure_data.description
+        assert message.startswith("`dbt seed` failed; end of dbt.log:")
+        assert str(not_a_file) in message  # dbt's own error, naming the path it could not open
+        assert not _warnings(instance)  # not a lock: not retried
