@@ -1,5 +1,8 @@
 """CLIP (open_clip) adapter: zero-shot prompts or an identity-grouped linear probe on embeddings.
 
+(Over 400 lines: the options, embedding and both answer modes share one model's state; weights,
+images and the probe already live in clip_weights.py, clip_images.py and clip_probe.py.)
+
 Kind `clip`. Options (`models.<name>.options`):
 
 - `architecture`: an open_clip model name (`ViT-B-32`, `ViT-L-14`, ...; a custom one registered
