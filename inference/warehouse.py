@@ -304,6 +304,16 @@ def replace_slice(
     return len(frame)
 
 
+def write_dataset(con: duckdb.DuckDBPyConnection, dataset: str, *, images: pd.DataFrame,
+                  quarantined: pd.DataFrame, ratings: pd.DataFrame, keep_sources: list[str]) -> None:
+    """Replace a dataset's images, human ratings and quarantined rows (except those of the model
+    files `keep_sources`, which the model assets replace) in one transaction."""
+    with transaction(con):
+        _replace_rows(con, "raw.dataset_images", {"dataset": dataset}, images)
+        _replace_quarantine_rows(con, dataset, quarantined, sources=None, keep_sources=keep_sources)
+        _replace_rows(con, "raw.human_ratings", {"dataset": dataset}, ratings)
+
+
 @dataclass
 class EvaluationRows:
     """Every raw row one evaluation of a model version on a dataset writes (see write_evaluation)."""

@@ -118,3 +118,19 @@ def test_a_run_without_answers_records_only_why(tmp_path):
         warehouse.write_evaluation(con, SLICE, rows)
         assert _counts(con) == {"predictions": 0, "model_runs": 0, "model_versions": 0, "quarantine": 1,
                                 "transport_failures": 0}
+
+
+def test_write_dataset_keeps_the_quarantine_rows_of_model_files(tmp_path):
+    from inference.datasets.base import QuarantinedRow
+    from inference.frames import quarantined_rows_frame
+
+    model_file = str(tmp_path / "preds.csv")
+    rows = [QuarantinedRow(model_file, 1, "img/9.jpg", "unknown image"), QuarantinedRow("m.csv", 2, None, "bad")]
+    empty = pd.DataFrame({"dataset": pd.Series(dtype=str)})
+    with warehouse.writer(tmp_path / "w.duckdb") as con:
+        warehouse.replace_quarantine(con, "ds", quarantined_rows_frame("ds", rows))
+        for _ in range(2):  # re-running ingestion replaces its own rows only
+            warehouse.write_dataset(con, "ds", images=empty, ratings=empty, keep_sources=[model_file],
+                                    quarantined=quarantined_rows_frame("ds", rows[1:]))
+        got = con.execute("select source from raw.quarantine order by source").fetchall()
+    assert sorted(got) == sorted([("m.csv",), (model_file,)])

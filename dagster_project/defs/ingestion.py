@@ -53,12 +53,9 @@ def dataset_images(context: dg.AssetExecutionContext, duckdb: WarehouseResource)
     ratings = human_ratings_frame(ds.name, load.ratings.ratings if load.ratings else [])
     quarantined = quarantined_rows_frame(ds.name, [*load.quarantined, *ratings_quarantined])
     with duckdb.get_connection() as con:
-        warehouse.replace_slice(con, "raw.dataset_images", {"dataset": ds.name}, images)
         # rows quarantined by model assets (imported prediction files) are theirs to replace
-        warehouse.replace_quarantine(
-            con, ds.name, quarantined, keep_sources=model_quarantine_sources(bench, ds.name)
-        )
-        warehouse.replace_slice(con, "raw.human_ratings", {"dataset": ds.name}, ratings)
+        warehouse.write_dataset(con, ds.name, images=images, quarantined=quarantined, ratings=ratings,
+                                keep_sources=model_quarantine_sources(bench, ds.name))
     context.log.info(
         f"{ds.name}: {len(images)} images loaded, {len(ratings)} human ratings, "
         f"{len(quarantined)} rows quarantined"
