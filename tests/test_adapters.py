@@ -15,10 +15,11 @@ import pytest
 from inference import warehouse
 from inference.config import MODEL_KINDS, DatasetConfig, ModelConfig
 from inference.datasets import DatasetAdapter, dataset_adapter
+from inference.datasets.base import ImageRecord
 from inference.frames import Discovery, evaluation_rows
 from inference.kinds import DATASET_ADAPTERS, MODEL_ADAPTERS, adapter_class
 from inference.models import EvaluationContext, ModelAdapter, build_model
-from inference.models.base import ImageRecord, parse_options
+from inference.models.base import parse_options
 
 ROOT = Path(__file__).resolve().parents[1]
 SLICE = {"model": "ext", "model_version": "run-1", "dataset": "ds"}

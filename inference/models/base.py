@@ -124,7 +124,7 @@ class ModelAdapter(ABC):
 class KindOptions(BaseModel):
     """Base of a kind's `models.<name>.options` schema (declared in the kind's own module)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def parse_options(schema: type[_O], cfg: ModelConfig, error: type[Exception],
