@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from inference.kinds import DATASET_ADAPTERS, MODEL_ADAPTERS
 from inference.watch import WatchConfig
 
 CONFIG_ENV = "FER_CONFIG"
@@ -21,8 +22,9 @@ WAREHOUSE_ENV = "FER_WAREHOUSE"
 DEFAULT_CONFIG = "benchmark.yaml"
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 
-DATASET_KINDS = ("london_set", "manifest")
-MODEL_KINDS = ("fer_xception", "imported", "openai", "gemini", "transformers", "mlx", "clip")
+# Known kinds come from the adapter registry (inference.kinds), which imports no adapter.
+DATASET_KINDS = tuple(DATASET_ADAPTERS)
+MODEL_KINDS = tuple(MODEL_ADAPTERS)
 # Kinds that answer through a chat backend and a prompt protocol (options: VLMOptions).
 VLM_KINDS = ("openai", "gemini", "transformers", "mlx")
 # Kinds whose default endpoint is a third-party API: face images leave the machine.
@@ -35,6 +37,12 @@ _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 class ConfigError(ValueError):
     """A problem in the benchmark file, phrased for the person editing it."""
+
+
+def _known_kind(value: str, kinds: tuple[str, ...]) -> str:
+    if value not in kinds:
+        raise ValueError(f"{value!r} is not a known kind; use one of: {', '.join(kinds)}")
+    return value
 
 
 class _Strict(BaseModel):
@@ -75,7 +83,7 @@ class HumanRatingsConfig(_Strict):
 
 class DatasetConfig(_Strict):
     name: str
-    kind: Literal["london_set", "manifest"]
+    kind: str  # a key of inference.kinds.DATASET_ADAPTERS
     # Local copy of the dataset (directory, or manifest file for kind=manifest). Relative
     # paths are resolved against the config file's directory.
     location: str | None = None
@@ -88,6 +96,11 @@ class DatasetConfig(_Strict):
     # Optional human ratings of the dataset's images (-> raw.human_ratings).
     human_ratings: HumanRatingsConfig | None = None
 
+    @field_validator("kind")
+    @classmethod
+    def _registered_dataset_kind(cls, value: str) -> str:
+        return _known_kind(value, DATASET_KINDS)
+
     @property
     def effective_label_set(self) -> str:
         return self.label_set or ("canonical" if self.kind == "manifest" else self.kind)
@@ -95,7 +108,7 @@ class DatasetConfig(_Strict):
 
 class ModelConfig(_Strict):
     name: str
-    kind: Literal["fer_xception", "imported", "openai", "gemini", "transformers", "mlx", "clip"]
+    kind: str  # a key of inference.kinds.MODEL_ADAPTERS
     version: str
     # Poll a provider for new versions of this model (see inference.watch).
     watch: WatchConfig | None = None
@@ -105,6 +118,11 @@ class ModelConfig(_Strict):
     # Evaluate only on these datasets (default: every configured dataset).
     datasets: tuple[str, ...] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind")
+    @classmethod
+    def _registered_model_kind(cls, value: str) -> str:
+        return _known_kind(value, MODEL_KINDS)
 
     @field_validator("version")
     @classmethod

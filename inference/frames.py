@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
 from inference.datasets.base import DatasetLoad, ImageRecord, QuarantinedRow
 from inference.datasets.ratings import HumanRating
-from inference.models.base import Answer
+from inference.models.base import Answer, Evaluation
+from inference.warehouse import EvaluationRows
+
+if TYPE_CHECKING:
+    from inference.config import ModelConfig
 
 
 def utc_now() -> datetime:
@@ -258,3 +263,43 @@ def redacted_options(options: dict[str, Any]) -> str:
         return value
 
     return json.dumps(clean("", dict(options)), sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """How and when a model version was first seen (raw.model_versions; the watch sensor's run tags)."""
+
+    by: str = "config"
+    at: datetime | None = None  # default: when this run started
+    source: str | None = None
+
+
+def evaluation_rows(
+    evaluation: Evaluation, *, run_id: str, model: ModelConfig, dataset: str, n_images: int,
+    started: datetime, discovery: Discovery,
+) -> EvaluationRows:
+    """Every raw row of one evaluation of `model` on `dataset` (for warehouse.write_evaluation)."""
+    ids = {"run_id": run_id, "model": model.name, "model_version": model.version, "dataset": dataset}
+    rows = EvaluationRows(
+        transport_failures=transport_failures_frame(evaluation.transport_failures, **ids),
+        quarantined=quarantined_rows_frame(dataset, evaluation.quarantined),
+        quarantine_sources=list(evaluation.quarantine_sources),
+    )
+    if not evaluation.answers:
+        return rows
+    rows.predictions = predictions_frame(evaluation.answers, model_kind=model.kind,
+                                         label_set=evaluation.label_set, **ids)
+    rows.embeddings = embeddings_frame(evaluation.embeddings, **ids)
+    rows.model_run = pd.DataFrame([{
+        **{k: ids[k] for k in ("run_id", "model", "model_version")}, "model_kind": model.kind,
+        "dataset": dataset, "started_at": started, "finished_at": utc_now(), "n_images": n_images,
+        "n_answers": len(rows.predictions),
+        "n_no_face": int((rows.predictions["parse_status"] == "no_face").sum()),
+        "weights_sha256": evaluation.weights_sha256, "options": redacted_options(dict(model.options)),
+    }])
+    rows.model_version = {
+        "model": model.name, "model_version": model.version, "model_kind": model.kind,
+        "discovered_by": discovery.by, "discovered_at": discovery.at or started,
+        "discovered_from": discovery.source, "run_id": run_id,
+    }
+    return rows

@@ -1,30 +1,28 @@
-"""Where a configured dataset lives on disk (local copy or downloaded into the cache)."""
+"""Where a configured dataset lives and whose quarantine rows are whose: the benchmark config
+handed to the dataset adapters (inference.datasets), for assets and scripts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from inference.config import BenchmarkConfig, ConfigError, DatasetConfig
+from inference.config import BenchmarkConfig, DatasetConfig
+from inference.datasets import DatasetAdapter, DatasetContext, dataset_adapter
+
+
+def dataset_for(bench: BenchmarkConfig, ds: DatasetConfig) -> DatasetAdapter:
+    """The adapter of `ds`, resolving its paths against the config file."""
+    return dataset_adapter(ds, DatasetContext(resolve=bench.resolve, cache_dir=bench.cache_dir,
+                                              config_path=bench.path))
 
 
 def dataset_location(bench: BenchmarkConfig, ds: DatasetConfig) -> Path:
-    """The folder (London Set) or manifest file (manifest datasets) to load."""
-    if ds.kind == "london_set":
-        from inference.datasets import obtain_london_set
-
-        local = bench.resolve(ds.location) if ds.location else None
-        return obtain_london_set(local, bench.cache_dir, dict(ds.options))
-    if not ds.location:
-        raise ConfigError(
-            f"{bench.path}: datasets.{ds.name}.location: a manifest dataset needs the path of its "
-            f"manifest file (CSV or Parquet)"
-        )
-    return bench.resolve(ds.location)
+    """The dataset's data on this machine (obtained first when its kind can download it)."""
+    return dataset_for(bench, ds).locate()
 
 
 def dataset_root(ds: DatasetConfig, location: Path) -> Path:
     """The folder image paths are relative to."""
-    return location.parent if ds.kind == "manifest" else location
+    return dataset_adapter(ds).image_root(location)
 
 
 def human_ratings_location(bench: BenchmarkConfig, ds: DatasetConfig) -> Path | None:

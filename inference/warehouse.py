@@ -12,7 +12,9 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
@@ -246,28 +248,52 @@ def replace_quarantine(
     `keep_sources`: every row of the dataset is replaced except those from these files
     (ingestion keeps the rows that the model assets quarantined).
     """
+    if sources is not None and not sources:
+        return 0
+    with transaction(con):
+        _replace_quarantine_rows(con, dataset, frame, sources=sources, keep_sources=keep_sources)
+    return len(frame)
+
+
+def _replace_quarantine_rows(con: duckdb.DuckDBPyConnection, dataset: str, frame: pd.DataFrame, *,
+                             sources: list[str] | None, keep_sources: list[str] | None) -> None:
+    """replace_quarantine inside the caller's transaction."""
     clause, params = "dataset = ?", [dataset]
     if sources is not None:
-        if not sources:
-            return 0
         clause += f" and source in ({', '.join('?' for _ in sources)})"
         params += list(sources)
     if keep_sources:
         clause += f" and source not in ({', '.join('?' for _ in keep_sources)})"
         params += list(keep_sources)
+    con.execute(f"delete from raw.quarantine where {clause}", params)
+    _insert(con, "raw.quarantine", frame)
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction: committed when the block ends, rolled back (and re-raised) on an error."""
     con.execute("begin transaction")
     try:
-        con.execute(f"delete from raw.quarantine where {clause}", params)
-        if len(frame):
-            con.register("_incoming_q", frame)
-            columns = ", ".join(frame.columns)
-            con.execute(f"insert into raw.quarantine ({columns}) select {columns} from _incoming_q")
-            con.unregister("_incoming_q")
-        con.execute("commit")
-    except Exception:
+        yield con
+    except BaseException:
         con.execute("rollback")
         raise
-    return len(frame)
+    con.execute("commit")
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
+    if len(frame):
+        con.register("_incoming", frame)
+        columns = ", ".join(frame.columns)
+        con.execute(f"insert into {table} ({columns}) select {columns} from _incoming")
+        con.unregister("_incoming")
+
+
+def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, where: dict[str, str], frame: pd.DataFrame) -> None:
+    """replace_slice inside the caller's transaction."""
+    clause = " and ".join(f"{col} = ?" for col in where)
+    con.execute(f"delete from {table} where {clause}", list(where.values()))
+    _insert(con, table, frame)
 
 
 def replace_slice(
@@ -278,20 +304,52 @@ def replace_slice(
     Re-materializing a partition therefore never duplicates rows, and a failure half-way
     leaves the previous slice intact.
     """
-    clause = " and ".join(f"{col} = ?" for col in where)
-    con.execute("begin transaction")
-    try:
-        con.execute(f"delete from {table} where {clause}", list(where.values()))
-        if len(frame):
-            con.register("_incoming", frame)
-            columns = ", ".join(frame.columns)
-            con.execute(f"insert into {table} ({columns}) select {columns} from _incoming")
-            con.unregister("_incoming")
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
+    with transaction(con):
+        _replace_rows(con, table, where, frame)
     return len(frame)
+
+
+def write_dataset(con: duckdb.DuckDBPyConnection, dataset: str, *, images: pd.DataFrame,
+                  quarantined: pd.DataFrame, ratings: pd.DataFrame, keep_sources: list[str]) -> None:
+    """Replace a dataset's images, human ratings and quarantined rows (except those of the model
+    files `keep_sources`, which the model assets replace) in one transaction."""
+    with transaction(con):
+        _replace_rows(con, "raw.dataset_images", {"dataset": dataset}, images)
+        _replace_quarantine_rows(con, dataset, quarantined, sources=None, keep_sources=keep_sources)
+        _replace_rows(con, "raw.human_ratings", {"dataset": dataset}, ratings)
+
+
+@dataclass
+class EvaluationRows:
+    """Every raw row one evaluation of a model version on a dataset writes (see write_evaluation)."""
+
+    transport_failures: pd.DataFrame
+    quarantined: pd.DataFrame  # rows of the model's own files (an imported model's predictions file)
+    quarantine_sources: list[str]  # those files: their raw.quarantine rows are replaced
+    # None when the run gave no answers: the slice's previous answers, runs and embeddings stay.
+    predictions: pd.DataFrame | None = None
+    embeddings: pd.DataFrame | None = None  # None: the model has none (kept as they are)
+    model_run: pd.DataFrame | None = None
+    model_version: dict[str, Any] | None = None  # record_model_version's keyword arguments
+
+
+def write_evaluation(con: duckdb.DuckDBPyConnection, slice_key: dict[str, str], rows: EvaluationRows) -> None:
+    """Replace a (model, model_version, dataset) slice in every raw table in ONE transaction, so a
+    reader never sees answers of one run next to failures or runs of another."""
+    with transaction(con):
+        _replace_rows(con, "raw.transport_failures", slice_key, rows.transport_failures)
+        if rows.quarantine_sources:
+            _replace_quarantine_rows(con, slice_key["dataset"], rows.quarantined,
+                                     sources=rows.quarantine_sources, keep_sources=None)
+        if rows.predictions is None:
+            return
+        _replace_rows(con, "raw.predictions", slice_key, rows.predictions)
+        if rows.embeddings is not None:
+            _replace_rows(con, "raw.image_embeddings", slice_key, rows.embeddings)
+        if rows.model_version is not None:
+            record_model_version(con, **rows.model_version)
+        if rows.model_run is not None:
+            _replace_rows(con, "raw.model_runs", slice_key, rows.model_run)
 
 
 @contextlib.contextmanager

@@ -81,6 +81,7 @@ def test_maj_at_5_votes():
     assert all(r.params.temperature == 1.0 for r in backend.requests)
     # samples are told apart for caches and get distinct seeds
     assert len({r.key() for r in backend.requests}) == 5
+    assert [(r.sample_index, r.attempt) for r in backend.requests] == [(i, 1) for i in range(5)]
     assert len({r.params.seed for r in backend.requests}) == 5
     vote = result.vote()
     assert (vote.label, vote.n_votes, vote.is_tie, vote.n_valid) == ("happy", 3, False, 5)
@@ -103,6 +104,7 @@ def test_retry_until_valid_stops_at_first_valid_and_stores_each_try():
     assert result.answers[-1].predicted_label == "sad"
     assert all(a.predicted_label is None for a in result.answers[:3])
     assert len(backend.requests) == 4 and len({r.variant for r in backend.requests}) == 4
+    assert [(r.sample_index, r.attempt) for r in backend.requests] == [(0, 1), (0, 2), (0, 3), (0, 4)]
     assert result.final_answers()[0].predicted_label == "sad"
 
 

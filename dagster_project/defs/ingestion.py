@@ -7,11 +7,9 @@ from dagster_project.defs.partitions import dataset_partitions
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 from inference import warehouse
-from inference.datasets import load_dataset
 from inference.datasets.labels import load_label_map
-from inference.datasets.ratings import load_human_ratings
 from inference.frames import dataset_images_frame, human_ratings_frame, quarantined_rows_frame
-from inference.pipeline import dataset_location, human_ratings_location, model_quarantine_sources
+from inference.pipeline import dataset_for, model_quarantine_sources
 
 DATASET_IMAGES = dg.AssetKey(["raw", "dataset_images"])
 QUARANTINE = dg.AssetKey(["raw", "quarantine"])
@@ -48,33 +46,16 @@ def dataset_images(context: dg.AssetExecutionContext, duckdb: WarehouseResource)
     """Load one dataset (and its human ratings); bad rows are quarantined and the rest still loads."""
     bench = benchmark_config()
     ds = bench.datasets[context.partition_key]
-    location = dataset_location(bench, ds)
-    label_map = load_label_map()
-    load = load_dataset(ds, location, label_map)
+    dataset = dataset_for(bench, ds)
+    load = dataset.load(dataset.locate(), load_label_map())
     images = dataset_images_frame(ds.name, ds.effective_label_set, load)
-    ratings_path = human_ratings_location(bench, ds)
-    quarantined_rows = list(load.quarantined)
-    ratings_rows = []
-    if ratings_path is not None:
-        ratings_load = load_human_ratings(
-            ratings_path,
-            label_set=ds.effective_label_set,
-            label_map=label_map,
-            image_ids={img.image_id for img in load.images},
-            columns=ds.human_ratings.columns,
-            scale=ds.human_ratings.scale,
-        )
-        ratings_rows = ratings_load.ratings
-        quarantined_rows += ratings_load.quarantined
-    ratings = human_ratings_frame(ds.name, ratings_rows)
-    quarantined = quarantined_rows_frame(ds.name, quarantined_rows)
+    ratings_quarantined = load.ratings.quarantined if load.ratings else []
+    ratings = human_ratings_frame(ds.name, load.ratings.ratings if load.ratings else [])
+    quarantined = quarantined_rows_frame(ds.name, [*load.quarantined, *ratings_quarantined])
     with duckdb.get_connection() as con:
-        warehouse.replace_slice(con, "raw.dataset_images", {"dataset": ds.name}, images)
         # rows quarantined by model assets (imported prediction files) are theirs to replace
-        warehouse.replace_quarantine(
-            con, ds.name, quarantined, keep_sources=model_quarantine_sources(bench, ds.name)
-        )
-        warehouse.replace_slice(con, "raw.human_ratings", {"dataset": ds.name}, ratings)
+        warehouse.write_dataset(con, ds.name, images=images, quarantined=quarantined, ratings=ratings,
+                                keep_sources=model_quarantine_sources(bench, ds.name))
     context.log.info(
         f"{ds.name}: {len(images)} images loaded, {len(ratings)} human ratings, "
         f"{len(quarantined)} rows quarantined"
@@ -101,15 +82,15 @@ def dataset_images(context: dg.AssetExecutionContext, duckdb: WarehouseResource)
             "top_reasons": dg.MetadataValue.json(reasons),
         },
     )
-    if ratings_path is None:
+    if load.ratings_source is None:
         ratings_meta = {"dataset": ds.name, "source": "no human ratings configured", "dagster/row_count": 0}
     else:
         ratings_meta = {
             "dataset": ds.name,
-            "source": str(ratings_path),
+            "source": str(load.ratings_source),
             "n_ratings": len(ratings),
             "n_raters": int(ratings["rater"].nunique()),
-            "n_quarantined": len(quarantined_rows) - len(load.quarantined),
+            "n_quarantined": len(ratings_quarantined),
             "ratings_by_dimension": dg.MetadataValue.json(ratings["dimension"].value_counts().to_dict()),
             "dagster/row_count": len(ratings),
         }

@@ -1,10 +1,20 @@
-"""What a dataset adapter returns: loadable images and the rows it had to quarantine."""
+"""The dataset-adapter interface: what an adapter returns (`DatasetLoad`: loadable images, the
+rows it had to quarantine, human ratings) and how it finds its data (`DatasetAdapter.locate`).
+Kinds register in `inference.kinds.DATASET_ADAPTERS`; orchestration calls only this interface."""
 
 from __future__ import annotations
 
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from inference.config import DatasetConfig
+    from inference.datasets.labels import LabelMap
+    from inference.datasets.ratings import RatingsLoad
 
 
 @dataclass(frozen=True)
@@ -35,3 +45,59 @@ class QuarantinedRow:
 class DatasetLoad:
     images: list[ImageRecord]
     quarantined: list[QuarantinedRow]
+    ratings: RatingsLoad | None = None  # the configured human ratings (None: none configured)
+    ratings_source: Path | None = None  # their file
+
+
+def _relative_to_cwd(location: str) -> Path:
+    return Path(os.path.expanduser(location)).resolve()
+
+
+@dataclass(frozen=True)
+class DatasetContext:
+    """What locating a dataset may need besides its config."""
+
+    resolve: Callable[[str], Path] = _relative_to_cwd  # a path written in the config -> absolute
+    cache_dir: Path = Path("data/cache")  # downloads land here
+    config_path: Path | None = None  # the benchmark file, named in errors
+
+
+class DatasetAdapter(ABC):
+    """A dataset kind: where its data is (`locate`) and what it holds (`load_images`); `load`
+    adds the configured human ratings."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, cfg: DatasetConfig, ctx: DatasetContext | None = None) -> None:
+        self.cfg = cfg
+        self.ctx = ctx or DatasetContext()
+
+    @abstractmethod
+    def locate(self) -> Path:
+        """The dataset's data on this machine (a folder, a manifest file), obtained (downloaded
+        and verified) first when the kind can do that."""
+
+    def image_root(self, location: Path) -> Path:
+        """The folder image ids are relative to."""
+        return location
+
+    @abstractmethod
+    def load_images(self, location: Path, label_map: LabelMap) -> DatasetLoad:
+        """The loadable images (labels known to the seed) and the quarantined rows."""
+
+    def load(self, location: Path, label_map: LabelMap, *, ratings: bool = True) -> DatasetLoad:
+        """Images, quarantined rows and (unless `ratings` is false) the configured human ratings
+        of the loaded images."""
+        from inference.datasets.ratings import load_human_ratings
+
+        label_set = self.cfg.effective_label_set
+        label_map.labels(label_set)  # fail early, naming the seed, for an unknown label_set
+        load = self.load_images(location, label_map)
+        spec = self.cfg.human_ratings
+        if spec is not None and ratings:
+            load.ratings_source = self.ctx.resolve(spec.location)
+            load.ratings = load_human_ratings(
+                load.ratings_source, label_set=label_set, label_map=label_map,
+                image_ids={img.image_id for img in load.images}, columns=spec.columns, scale=spec.scale,
+            )
+        return load

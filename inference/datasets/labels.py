@@ -2,6 +2,9 @@
 
 The seed is the single source of truth for label mapping (dbt joins on it too); Python
 only uses it to decide up front which rows carry a label the warehouse can interpret.
+The seeds ship inside this package (`inference/datasets/seeds/`, package data); `dbt/seeds`
+is a symlink to that folder, so dbt and an installed `inference` read the same files.
+Labels match a seed row by `label_key` (the SQL macro `label_key` applies the same rule).
 """
 
 from __future__ import annotations
@@ -14,8 +17,19 @@ SEED_FILE = "emotion_label_map.csv"
 SEED_COLUMNS = ("label_set", "source_label", "emotion")
 
 
+# Stripped at both ends of a label before matching: ASCII whitespace and the no-break space
+# (spreadsheets write it). Spelled out (not str.strip()) so SQL trims exactly the same set.
+LABEL_WHITESPACE = " \t\n\x0b\x0c\r\xa0"
+
+
+def label_key(label: str) -> str:
+    """What a label is matched on: trimmed and lower-cased (dbt macro `label_key`, same rule)."""
+    return label.strip(LABEL_WHITESPACE).lower()
+
+
 def default_seeds_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "dbt" / "seeds"
+    """The seeds shipped with the package (dbt/seeds links here)."""
+    return Path(__file__).resolve().parent / "seeds"
 
 
 class UnknownLabelSetError(KeyError):
@@ -28,7 +42,7 @@ class UnknownLabelSetError(KeyError):
 @dataclass(frozen=True)
 class LabelMap:
     seed_path: Path
-    # {label_set: {source_label: canonical emotion}}
+    # {label_set: {label_key(source_label): canonical emotion}}
     mapping: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
@@ -45,11 +59,13 @@ class LabelMap:
                 f"dataset's label_set to one of: {', '.join(self.label_sets)}"
             ) from None
 
-    def knows(self, label_set: str, source_label: str) -> bool:
-        return source_label in self._set(label_set)
+    def knows(self, label_set: str, source_label: str | None) -> bool:
+        known = self._set(label_set)
+        return source_label is not None and label_key(source_label) in known
 
-    def canonical(self, label_set: str, source_label: str) -> str | None:
-        return self._set(label_set).get(source_label)
+    def canonical(self, label_set: str, source_label: str | None) -> str | None:
+        known = self._set(label_set)
+        return None if source_label is None else known.get(label_key(source_label))
 
     def labels(self, label_set: str) -> list[str]:
         return sorted(self._set(label_set))
@@ -58,7 +74,8 @@ class LabelMap:
 def load_label_map(seeds_dir: Path | None = None) -> LabelMap:
     path = (seeds_dir or default_seeds_dir()) / SEED_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"label seed {path} does not exist; it ships with the repo under dbt/seeds/")
+        raise FileNotFoundError(f"label seed {path} does not exist; it ships with the package under "
+                                f"inference/datasets/seeds/ (dbt/seeds links there)")
     mapping: dict[str, dict[str, str]] = {}
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -70,6 +87,7 @@ def load_label_map(seeds_dir: Path | None = None) -> LabelMap:
             if not (label_set and source and emotion):
                 raise ValueError(f"{path}: data row {number} has an empty field; fill in {','.join(SEED_COLUMNS)}")
             known = mapping.setdefault(label_set, {})
+            source = label_key(source)
             if known.get(source, emotion) != emotion:
                 raise ValueError(
                     f"{path}: data row {number} maps {label_set}/{source} to {emotion!r} but an earlier "

@@ -11,8 +11,10 @@ import io
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import Any
 
-from inference.datasets.base import DatasetLoad, ImageRecord, QuarantinedRow
+from inference.datasets.base import DatasetAdapter, DatasetLoad, ImageRecord, QuarantinedRow
+from inference.datasets.labels import LabelMap
 from inference.datasets.manifest import ImageProblem, inspect_image
 from inference.download import DownloadError, fetch_bytes, fetch_verified, read_checksums
 
@@ -31,6 +33,54 @@ INFO_FILE = "london_info.csv"
 INFO_COLUMNS = ["face_id", "face_age", "face_gender", "face_eth"]
 EXPRESSIONS = {"neutral": ("neutral_front", "03"), "smiling": ("smiling_front", "08")}
 MISSING = {"", "NA"}
+
+
+# ---------------------------------------------------------------- the adapter
+
+
+class LondonSetAdapter(DatasetAdapter):
+    """Kind london_set: the configured local copy, else a verified download into the cache.
+
+    options: base_url (a mirror with the published layout), info_url, checksums (a sha256sum
+    file; needed when the mirror does not serve the full-size originals)."""
+
+    kind = "london_set"
+
+    def locate(self) -> Path:
+        local = self.ctx.resolve(self.cfg.location) if self.cfg.location else None
+        return obtain_london_set(local, self.ctx.cache_dir, dict(self.cfg.options))
+
+    def load_images(self, location: Path, label_map: LabelMap) -> DatasetLoad:
+        return _known_labels_only(load_london_set(location), self.cfg.effective_label_set, label_map)
+
+
+def _known_labels_only(load: DatasetLoad, label_set: str, label_map: LabelMap) -> DatasetLoad:
+    """The London loader emits fixed labels; a seed without them must not pass silently."""
+    kept, quarantined = [], list(load.quarantined)
+    for image in load.images:
+        if label_map.knows(label_set, image.source_label):
+            kept.append(image)
+        else:
+            quarantined.append(QuarantinedRow(
+                source=str(image.path.parent.parent), row_number=0, image_path=image.image_id,
+                reason=(f"{image.image_id}: label {image.source_label!r} is not in label_set "
+                        f"{label_set!r}; add a row '{label_set},{image.source_label},<canonical "
+                        f"emotion>' to dbt/seeds/emotion_label_map.csv"),
+            ))
+    return DatasetLoad(images=kept, quarantined=quarantined)
+
+
+def obtain_london_set(cfg_location: Path | None, cache_dir: Path, options: dict[str, Any]) -> Path:
+    """Use the configured local copy when it exists, else download a verified one into the cache."""
+    if cfg_location is not None and (Path(cfg_location) / INFO_FILE).is_file():
+        return Path(cfg_location)
+    checksums = options.get("checksums")
+    return download_london_set(
+        Path(cache_dir) / "london_set",
+        base_url=options.get("base_url", DEFAULT_BASE_URL),
+        checksums=Path(checksums) if checksums else None,
+        info_url=options.get("info_url"),
+    )
 
 
 # ---------------------------------------------------------------- loading

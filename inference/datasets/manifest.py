@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from inference.datasets.base import DatasetLoad, ImageRecord, QuarantinedRow
+from inference.config import ConfigError
+from inference.datasets.base import DatasetAdapter, DatasetLoad, ImageRecord, QuarantinedRow
 from inference.datasets.labels import LabelMap
 
 FIELDS = ("image", "emotion", "race", "gender", "age", "identity")
@@ -50,6 +51,27 @@ def inspect_image(path: Path) -> tuple[int, int, str]:
             f"replace it with an intact copy or drop its row"
         ) from None
     return width, height, hashlib.sha256(data).hexdigest()
+
+
+class ManifestAdapter(DatasetAdapter):
+    """Kind manifest: `location` is the manifest file; image paths are relative to its folder."""
+
+    kind = "manifest"
+
+    def locate(self) -> Path:
+        if not self.cfg.location:
+            where = f"{self.ctx.config_path}: " if self.ctx.config_path else ""
+            raise ConfigError(
+                f"{where}datasets.{self.cfg.name}.location: a manifest dataset needs the path of its "
+                f"manifest file (CSV or Parquet)"
+            )
+        return self.ctx.resolve(self.cfg.location)
+
+    def image_root(self, location: Path) -> Path:
+        return location.parent
+
+    def load_images(self, location: Path, label_map: LabelMap) -> DatasetLoad:
+        return load_manifest(location, self.cfg.effective_label_set, label_map, self.cfg.options)
 
 
 def load_manifest(
@@ -144,6 +166,7 @@ class _Context:
                  label_map: LabelMap, required: list[str]) -> None:
         self.manifest, self.root, self.label_set = manifest, root, label_set
         self.known, self.seed, self.required = known, label_map.seed_path, required
+        self.label_map = label_map
         self.seen: dict[str, int] = {}
         self.images: list[ImageRecord] = []
         self.quarantined: list[QuarantinedRow] = []
@@ -192,7 +215,7 @@ class _Context:
             return f"duplicate of row {self.seen[image_id]} (image {image_id}); the first row is kept, delete this one"
         self.seen[image_id] = number
         label = _text(values["emotion"])
-        if label not in self.known:
+        if not self.label_map.knows(self.label_set, label):
             return (f"label {label!r} is not in label_set {self.label_set!r} (known: "
                     f"{', '.join(sorted(self.known))}); fix the label, or add a row "
                     f"'{self.label_set},{label},<canonical emotion>' to dbt/seeds/emotion_label_map.csv")

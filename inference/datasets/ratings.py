@@ -112,7 +112,7 @@ def load_human_ratings(
         seen[key] = number
         if dimension == CATEGORICAL:
             label = values["value"]
-            if label not in known_labels:
+            if not label_map.knows(label_set, label):
                 bad(f"emotion label {label!r} is not in label_set {label_set!r} (known: "
                     f"{', '.join(sorted(known_labels))}); fix the label, or add a row "
                     f"'{label_set},{label},<canonical emotion>' to dbt/seeds/emotion_label_map.csv")

@@ -1,5 +1,8 @@
 """CLIP (open_clip) adapter: zero-shot prompts or an identity-grouped linear probe on embeddings.
 
+(Over 400 lines: the options, embedding and both answer modes share one model's state; weights,
+images and the probe already live in clip_weights.py, clip_images.py and clip_probe.py.)
+
 Kind `clip`. Options (`models.<name>.options`):
 
 - `architecture`: an open_clip model name (`ViT-B-32`, `ViT-L-14`, ...; a custom one registered
@@ -63,9 +66,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from inference.datasets.base import ImageRecord
-from inference.models.base import Answer
+from inference.models.base import (
+    Answer, BuildContext, Evaluation, EvaluationContext, KindOptions, ModelAdapter, parse_options,
+)
 from inference.models.clip_images import draft_size, load_image
 from inference.models.clip_probe import (
     DEFAULT_CS,
@@ -108,38 +114,45 @@ DEFAULT_TEMPLATES = (
 )
 ZERO_SHOT_SCALE = 100.0
 MODES = ("zero_shot", "linear_probe")
-OPTION_KEYS = (
-    "architecture",
-    "pretrained",
-    "sha256",
-    "model_config",
-    "allow_download",
-    "mode",
-    "labels",
-    "label_words",
-    "templates",
-    "batch_size",
-    "device",
-    "num_workers",
-    "preprocess",
-    "decode_draft",
-    "folds",
-    "inner_folds",
-    "Cs",
-    "scoring",
-    "max_iter",
-    "seed",
-)
-
-
 class ClipOptionsError(ValueError):
     """A clip model option is unknown or has a bad value; the message names it."""
+
+
+class ClipOptions(KindOptions):
+    """`models.<name>.options` of kind clip (meanings in the module docstring; values are
+    checked by ClipModel, whose errors name the option)."""
+
+    architecture: str | None = None  # required
+    pretrained: str | None = None  # required
+    sha256: str | None = None
+    # a JSON open_clip model config (`model_config:`; pydantic reserves the name for itself)
+    config_file: str | None = Field(None, alias="model_config")
+    allow_download: bool = False
+    mode: str | None = None
+    labels: list[str] | None = None
+    label_words: dict[str, str] | None = None
+    templates: list[str] | str | None = None
+    batch_size: int | None = None
+    device: str | None = None
+    num_workers: int | None = None
+    preprocess: dict[str, Any] | None = None
+    decode_draft: Any = None  # true/false; ClipModel refuses strings such as "false"
+    folds: int | None = None
+    inner_folds: int | None = None
+    Cs: list[float] | None = None
+    scoring: str | None = None
+    max_iter: int | None = None
+    seed: int | None = None
+
+
+# ClipModel's keyword arguments among the options (the rest: architecture, pretrained, where from).
+_MODEL_KWARGS = set(ClipOptions.model_fields) - {"architecture", "pretrained", "config_file", "allow_download"}
 
 
 # ----------------------------------------------------------------------------- the adapter
 
 
-class ClipModel:
+class ClipModel(ModelAdapter):
     """open_clip image/text towers used zero-shot or through an identity-grouped linear probe."""
 
     kind = "clip"
@@ -282,37 +295,43 @@ class ClipModel:
                 open_clip = import_open_clip()
                 if not open_clip.get_pretrained_cfg(str(opts["architecture"]), tag):
                     opts["pretrained"] = str(resolve(tag))
-        unknown = sorted(set(opts) - set(OPTION_KEYS))
-        if unknown:
-            raise ClipOptionsError(
-                f"models.{cfg.name}.options: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(OPTION_KEYS)}"
-            )
+        options = parse_options(ClipOptions, cfg, ClipOptionsError, options=opts)
         for key in ("architecture", "pretrained"):
-            if not opts.get(key):
+            if not getattr(options, key):
                 raise ClipOptionsError(
                     f"models.{cfg.name}.options.{key} is required (e.g. architecture: ViT-B-32, "
                     f"pretrained: openai or laion2b_s34b_b79k or /path/to/checkpoint.safetensors)"
                 )
-        if opts.get("model_config"):
-            register_model_config(opts["model_config"], name=str(opts["architecture"]))
-        kwargs: dict[str, Any] = {}
-        for key in ("mode", "labels", "label_words", "templates", "batch_size", "device", "num_workers",
-                    "preprocess", "decode_draft", "folds", "inner_folds", "Cs", "scoring", "max_iter", "seed", "sha256"):
-            if key in opts and opts[key] is not None:
-                kwargs[key] = opts[key]
+        if options.config_file:
+            register_model_config(options.config_file, name=str(options.architecture))
+        kwargs = options.model_dump(include=_MODEL_KWARGS, exclude_none=True)
         if isinstance(kwargs.get("templates"), str):
             kwargs["templates"] = [kwargs["templates"]]
         try:
             return cls(
-                str(opts["architecture"]),
-                str(opts["pretrained"]),
+                str(options.architecture),
+                str(options.pretrained),
                 cache_dir=Path(cache_dir) if cache_dir is not None else None,
-                allow_download=bool(opts.get("allow_download", False)),
+                allow_download=options.allow_download,
                 version=cfg.version,
                 **kwargs,
             )
         except ClipOptionsError as exc:
             raise ClipOptionsError(f"models.{cfg.name}.options.{exc}") from None
+
+    @classmethod
+    def build(cls, cfg: Any, ctx: BuildContext) -> ClipModel:
+        return cls.from_config(cfg, ctx.cache_dir, resolve=ctx.resolve)
+
+    def evaluate(self, images: Sequence[ImageRecord], context: EvaluationContext) -> Evaluation:
+        """Answers (a linear probe is trained out-of-fold on `context.true_labels`) and the
+        images' embeddings."""
+        truth = None
+        if self.needs_true_labels and context.true_labels is not None:
+            truth = list(context.true_labels)
+        answers = self.predict(images, true_labels=truth)
+        return Evaluation(answers=answers, label_set=self.label_set, weights_sha256=self.weights_sha256,
+                          embeddings=self.embeddings)
 
     # -- embeddings --------------------------------------------------------------------
 

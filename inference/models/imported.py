@@ -32,17 +32,30 @@ from inference.datasets.base import ImageRecord, QuarantinedRow
 from inference.datasets.labels import LabelMap, load_label_map
 from inference.datasets.manifest import _json_safe, _read_frame, _text
 from inference.datasets.ratings import normalize_image_id
-from inference.models.base import PARSE_STATUSES, Answer
+from inference.models.base import (
+    PARSE_STATUSES, Answer, BuildContext, Evaluation, EvaluationContext, KindOptions, ModelAdapter,
+    parse_options,
+)
 from inference.scales import as_scale, in_scale, mapping_formula, rescale
 
 FIELDS = ("image", "label", "valence", "arousal", "sample_index", "raw_text", "parse_status")
 DIMENSIONS = (("valence", 2), ("arousal", 3))
-OPTION_KEYS = ("files", "label_set", "columns", "value_scale", "target_scale", "protocol")
 DEFAULT_SCALE = (1.0, 9.0)
 
 
 class ImportedOptionsError(ValueError):
     """A problem in the options of an imported model."""
+
+
+class ImportedOptions(KindOptions):
+    """`models.<name>.options` of kind imported (see the module docstring)."""
+
+    files: dict[str, str] | None = None  # {dataset: predictions file}, relative to the config file
+    label_set: str | None = None  # default canonical
+    columns: dict[str, str] | None = None  # {field: column in the file}
+    value_scale: Any = None  # [low, high] (checked by inference.scales.as_scale)
+    target_scale: Any = None
+    protocol: str | None = None  # default imported
 
 
 def sha256_file(path: Path) -> str:
@@ -53,7 +66,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-class ImportedPredictions:
+class ImportedPredictions(ModelAdapter):
     """Adapter over one imported predictions file (one model version on one dataset)."""
 
     kind = "imported"
@@ -94,13 +107,8 @@ class ImportedPredictions:
         label_map: LabelMap | None = None,
     ) -> ImportedPredictions:
         where = f"models.{cfg.name}.options"
-        opts = dict(cfg.options)
-        unknown = sorted(set(opts) - set(OPTION_KEYS))
-        if unknown:
-            raise ImportedOptionsError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(OPTION_KEYS)}"
-            )
-        files = opts.get("files")
+        opts = parse_options(ImportedOptions, cfg, ImportedOptionsError)
+        files = opts.files
         if not isinstance(files, dict) or not files:
             raise ImportedOptionsError(
                 f"{where}.files: an imported model needs a predictions file per dataset, e.g. "
@@ -112,14 +120,14 @@ class ImportedPredictions:
                 f"{dataset!r}; add '{dataset}: <file>' under {where}.files (it has: "
                 f"{', '.join(sorted(map(str, files)))})"
             )
-        columns = opts.get("columns") or {}
-        if not isinstance(columns, dict) or any(k not in FIELDS for k in columns):
+        columns = opts.columns or {}
+        if any(k not in FIELDS for k in columns):
             raise ImportedOptionsError(
                 f"{where}.columns must map fields ({', '.join(FIELDS)}) to column names, got {columns!r}"
             )
         try:
-            value_scale = as_scale(opts.get("value_scale"), f"{where}.value_scale", DEFAULT_SCALE)
-            target_scale = as_scale(opts.get("target_scale"), f"{where}.target_scale", DEFAULT_SCALE)
+            value_scale = as_scale(opts.value_scale, f"{where}.value_scale", DEFAULT_SCALE)
+            target_scale = as_scale(opts.target_scale, f"{where}.target_scale", DEFAULT_SCALE)
         except ValueError as exc:
             raise ImportedOptionsError(str(exc)) from None
         path = resolve(str(files[dataset]))
@@ -129,13 +137,29 @@ class ImportedPredictions:
             )
         return cls(
             path,
-            label_set=str(opts.get("label_set") or "canonical"),
-            columns={str(k): str(v) for k, v in columns.items()},
+            label_set=opts.label_set or "canonical",
+            columns=dict(columns),
             value_scale=value_scale,
             target_scale=target_scale,
-            protocol=str(opts.get("protocol") or "imported"),
+            protocol=opts.protocol or "imported",
             label_map=label_map,
         )
+
+    @classmethod
+    def build(cls, cfg: ModelConfig, ctx: BuildContext) -> ImportedPredictions:
+        """The adapter over the file of the dataset about to be answered (built per dataset)."""
+        if ctx.dataset is None:
+            raise ImportedOptionsError(
+                f"models.{cfg.name}: an imported model is built per dataset; pass dataset=<name>"
+            )
+        return cls.from_config(cfg, ctx.dataset, ctx.resolve)
+
+    def evaluate(self, images: Sequence[ImageRecord], context: EvaluationContext) -> Evaluation:
+        """The file's answers about `images`; rows it could not use are quarantined, and this
+        file's rows in raw.quarantine are the model's to replace."""
+        answers = self.predict(images)
+        return Evaluation(answers=answers, label_set=self.label_set, weights_sha256=self.weights_sha256,
+                          quarantined=list(self.quarantined), quarantine_sources=self.quarantine_sources)
 
     def predict(self, images: Sequence[ImageRecord], batch_size: int | None = None) -> list[Answer]:
         """Answers for the file's rows about `images`; other rows land in `.quarantined`."""
@@ -193,7 +217,7 @@ class ImportedPredictions:
         valid = status in ("ok", "repaired")
         if valid and label is None:
             return f"parse_status {status!r} but no label; fill in the label or the status", []
-        if valid and label not in self.known_labels:
+        if valid and not self.label_map.knows(self.label_set, label):
             return (f"label {label!r} is not in label_set {self.label_set!r} (known: "
                     f"{', '.join(sorted(self.known_labels))}); fix the label, set options.label_set, "
                     f"or add a row '{self.label_set},{label},<canonical emotion>' to "

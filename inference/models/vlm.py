@@ -42,7 +42,6 @@ import ipaddress
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -53,7 +52,9 @@ from inference.config import (
     EXTERNAL_API_KINDS, ConfigError, DatasetConfig, ModelConfig, VLMOptions, vlm_options,
 )
 from inference.datasets.base import ImageRecord
-from inference.models.base import Answer
+from inference.models.base import (
+    Answer, BuildContext, Evaluation, EvaluationContext, ModelAdapter, Usage,
+)
 from inference.vlm.cache import ResponseCache, request_cache_key
 from inference.vlm.engine import Engine, estimate_tokens, run_all
 from inference.vlm.openai_backend import scrub
@@ -65,7 +66,6 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "responses.sqlite"
 IMAGE_TOKENS_ESTIMATE = 800  # per attached image, for plans and the token bucket (deliberately high)
-_VARIANT_RE = re.compile(r"sample=(\d+);attempt=(\d+)")
 _STEPS_PER_SAMPLE = {"context_carry": 3, "two_stage": 2}
 
 
@@ -183,13 +183,11 @@ class _CachedEngine:
         self.name = getattr(engine.backend, "name", "vlm")
 
     def key(self, request: ChatRequest) -> str:
-        match = _VARIANT_RE.search(request.variant)
-        sample, attempt = (int(match.group(1)), int(match.group(2))) if match else (0, 1)
         step = sum(1 for t in request.turns if t.role == "user")
         return request_cache_key(
             self.model, self.version, request,
             step=f"{self.protocol}/{self.template.id}@{self.template.hash}/{step}",
-            sample_index=sample, attempt=attempt,
+            sample_index=request.sample_index or 0, attempt=request.attempt or 1,
         )
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
@@ -239,8 +237,9 @@ def _run_sync(coro: Any) -> Any:
     return box["value"]
 
 
-class VLMAdapter:
-    """A VLM kind as a model adapter (see the module docstring)."""
+class VLMAdapter(ModelAdapter):
+    """A VLM kind as a model adapter (see the module docstring). Options: `VLMOptions`, validated
+    when the config loads (inference.config)."""
 
     label_set = LABEL_SET
 
@@ -285,6 +284,17 @@ class VLMAdapter:
     def from_config(cls, cfg: ModelConfig, cache_dir: Path | str, *,
                     dataset: DatasetConfig | None = None) -> VLMAdapter:
         return cls(cfg, cache_dir, dataset=dataset)
+
+    @classmethod
+    def build(cls, cfg: ModelConfig, ctx: BuildContext) -> VLMAdapter:
+        return cls(cfg, ctx.cache_dir, dataset=ctx.dataset_config)
+
+    def evaluate(self, images: Sequence[ImageRecord], context: EvaluationContext) -> Evaluation:
+        """Every answer about `images` through the engine; requests that got no answer are
+        transport failures, and the run's calls, cache hits, tokens and cost its usage."""
+        answers = self.predict(images, progress=context.progress, use_tqdm=context.show_progress_bar)
+        return Evaluation(answers=answers, label_set=self.label_set, weights_sha256=self.weights_sha256,
+                          transport_failures=list(self.transport_failures), usage=Usage(**self.usage))
 
     def __repr__(self) -> str:
         return f"VLMAdapter({self.cfg.partition_key!r}, kind={self.kind!r}, protocol={self.protocol.label!r})"

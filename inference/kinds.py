@@ -1,0 +1,45 @@
+"""The registry of model and dataset kinds: kind -> "module:Class" of its adapter.
+
+Only strings here: the config validates kinds against these keys without importing any adapter,
+and a kind's module (with its heavy dependencies: keras, torch, open_clip, HTTP clients) is
+imported only when a model or dataset of that kind is built. Adding a kind = its module (the
+adapter class and its pydantic options) + one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+MODEL_ADAPTERS: dict[str, str] = {
+    "fer_xception": "inference.models.xception:XceptionFER",
+    "imported": "inference.models.imported:ImportedPredictions",
+    "openai": "inference.models.vlm:VLMAdapter",
+    "gemini": "inference.models.vlm:VLMAdapter",
+    "transformers": "inference.models.vlm:VLMAdapter",
+    "mlx": "inference.models.vlm:VLMAdapter",
+    "clip": "inference.models.clip:ClipModel",
+}
+
+DATASET_ADAPTERS: dict[str, str] = {
+    "london_set": "inference.datasets.london:LondonSetAdapter",
+    "manifest": "inference.datasets.manifest:ManifestAdapter",
+}
+
+
+def adapter_class(registry: dict[str, str], kind: str, where: str) -> Any:
+    """Import the adapter class registered for `kind`; errors name `where` (e.g. models.mini)."""
+    try:
+        spec = registry[kind]
+    except KeyError:
+        raise ValueError(
+            f"{where}: no adapter for kind {kind!r}; known kinds: {', '.join(sorted(registry))}"
+        ) from None
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(
+            f"{where}: kind {kind!r} needs {module}.{name}, which is not available "
+            f"({type(exc).__name__}: {exc}); install its dependencies or use another kind"
+        ) from None
