@@ -8,22 +8,23 @@ import threading
 import time
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import dbt_assets
 
-from dagster_project.defs.dbt_assets import DBT_WAREHOUSE_ENV
 from dagster_project.defs.dbt_project import dbt_project
 from dagster_project.defs.dbt_runner import dbt_build
+from dagster_project.defs.resources import WarehouseDbtResource
 
 LOCKED_NOTE = "warehouse locked by another process"
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, select="emotions")
-def one_seed(context, dbt: DbtCliResource):
-    yield from dbt_build(context, dbt, ["seed"])
+def one_seed(context, dbt: WarehouseDbtResource):
+    yield from dbt_build(context, dbt, ["seed", *dbt.vars_args()])
 
 
-def _materialize(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
-    dbt = DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir))
+def _materialize(instance: dg.DagsterInstance, warehouse) -> dg.ExecuteInProcessResult:
+    dbt = WarehouseDbtResource(project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir),
+                               warehouse=str(warehouse))
     return dg.materialize([one_seed], resources={"dbt": dbt}, instance=instance, raise_on_error=False)
 
 
@@ -32,9 +33,8 @@ def _warnings(instance: dg.DagsterInstance) -> list[str]:
             if LOCKED_NOTE in (entry.user_message or "")]
 
 
-def test_a_locked_warehouse_is_waited_out(tmp_path, monkeypatch):
+def test_a_locked_warehouse_is_waited_out(tmp_path):
     warehouse = tmp_path / "warehouse.duckdb"
-    monkeypatch.setenv(DBT_WAREHOUSE_ENV, str(warehouse))
     # Holds the write lock until told (a line on stdin), at most 5 minutes.
     holder = subprocess.Popen(
         [sys.executable, "-c",
@@ -52,7 +52,7 @@ def test_a_locked_warehouse_is_waited_out(tmp_path, monkeypatch):
 
         releaser = threading.Thread(target=release_after_first_retry, daemon=True)
         releaser.start()
-        result = _materialize(instance)
+        result = _materialize(instance, warehouse)
         releaser.join(timeout=300)
         assert result.success
         assert _warnings(instance)[0].endswith("retrying `dbt seed` (1/5)")
@@ -62,12 +62,11 @@ def test_a_locked_warehouse_is_waited_out(tmp_path, monkeypatch):
     assert holder.wait(timeout=30) == 0
 
 
-def test_another_failure_carries_the_end_of_dbt_log(tmp_path, monkeypatch):
+def test_another_failure_carries_the_end_of_dbt_log(tmp_path):
     not_a_file = tmp_path / "a_directory"
     not_a_file.mkdir()
-    monkeypatch.setenv(DBT_WAREHOUSE_ENV, str(not_a_file))
     with dg.instance_for_test() as instance:
-        result = _materialize(instance)
+        result = _materialize(instance, not_a_file)
         assert not result.success
         (failure,) = [e for e in result.all_events if e.is_step_failure]
         message = failure.step_failure_data.user_failure_data.description

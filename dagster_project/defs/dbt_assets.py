@@ -73,7 +73,7 @@ def _code_versioned(context: dg.AssetExecutionContext, events: Iterator[Any]) ->
 @dbt_assets(manifest=dbt_project.manifest_path, exclude=f"tag:{SLICE_TAG}", dagster_dbt_translator=TRANSLATOR)
 def warehouse_foundation(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
     """`dbt build` of the label-map seeds, staging views and dataset-level views, with their tests."""
-    yield from _code_versioned(context, dbt_build(context, dbt, dbt.build_args()))
+    yield from _code_versioned(context, dbt_build(context, dbt, ["build", *dbt.vars_args()]))
 
 
 @dbt_assets(
@@ -86,4 +86,4 @@ def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResourc
     """`dbt build` of one evaluated slice (model version x dataset): intermediate answers and
     every mart, replaced for that slice only, with their tests and the metric unit tests."""
     slice_key = slice_of(context.partition_key, benchmark_config())
-    yield from dbt_build(context, dbt, dbt.build_args(slice=slice_key.as_dict()))
+    yield from dbt_build(context, dbt, ["build", *dbt.vars_args(slice=slice_key.as_dict())])

@@ -14,6 +14,7 @@ from dagster_duckdb import DuckDBResource
 from dagster_project.defs.dbt_project import dbt_project
 from dagster_project.settings import benchmark_config
 from inference import warehouse
+from inference.config import dbt_vars
 
 
 class WarehouseResource(DuckDBResource):
@@ -41,8 +42,14 @@ class WarehouseDbtResource(DbtCliResource):
 
     warehouse: str
 
-    def build_args(self, **extra_vars: Any) -> list[str]:
-        return ["build", "--vars", json.dumps({"warehouse": self.warehouse, **extra_vars}, sort_keys=True)]
+    # The statistics settings SQL shares with Python (interval level, groupings, tie rule), as
+    # JSON: inference.config.dbt_vars of benchmark.yaml's `statistics:`.
+    statistics_vars: str = "{}"
+
+    def vars_args(self, **extra_vars: Any) -> list[str]:
+        """`--vars` for a dbt command: warehouse, statistics settings, plus `extra_vars` (the slice)."""
+        merged = {"warehouse": self.warehouse, **json.loads(self.statistics_vars), **extra_vars}
+        return ["--vars", json.dumps(merged, sort_keys=True)]
 
 
 @dg.definitions
@@ -52,7 +59,8 @@ def resources() -> dg.Definitions:
         resources={
             "duckdb": WarehouseResource(database=str(cfg.warehouse)),
             "dbt": WarehouseDbtResource(
-                project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir), warehouse=str(cfg.warehouse)
+                project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir), warehouse=str(cfg.warehouse),
+                statistics_vars=json.dumps(dbt_vars(cfg.statistics)),
             ),
         }
     )
