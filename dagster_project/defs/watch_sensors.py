@@ -31,7 +31,7 @@ def _load_cursor(raw: str | None) -> dict:
 @dg.sensor(job=evaluate_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def watched_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     cfg = benchmark_config()
-    watched = {name: m for name, m in cfg.models.items() if getattr(m, "watch", None) is not None}
+    watched = {name: m for name, m in cfg.models.items() if m.watch is not None}
     if not watched:
         return dg.SkipReason("no model in benchmark.yaml has a `watch:` section")
     cursor = _load_cursor(context.cursor)
