@@ -25,11 +25,11 @@ DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 # Known kinds come from the adapter registry (inference.kinds), which imports no adapter.
 DATASET_KINDS = tuple(DATASET_ADAPTERS)
 MODEL_KINDS = tuple(MODEL_ADAPTERS)
-# Kinds that answer through a chat backend and a prompt protocol (options: VLMOptions).
+# Kinds that answer through a chat backend and a prompt protocol
+# (options: inference.models.vlm_options.VLMOptions).
 VLM_KINDS = ("openai", "gemini", "transformers", "mlx")
 # Kinds whose default endpoint is a third-party API: face images leave the machine.
 EXTERNAL_API_KINDS = ("openai", "gemini")
-DEFAULT_API_KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
 # Partition keys are joined by Dagster with "|" and shown in URLs; keep names plain.
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -160,135 +160,6 @@ class ModelConfig(_Strict):
         return True
 
 
-# Prompt template used when `options.protocol.template` is not given.
-DEFAULT_PROTOCOL_TEMPLATES = {
-    "single": "chhua_single", "cot": "chhua_cot", "maj_at_k": "chhua_single",
-    "retry_until_valid": "chhua_single", "context_carry": "tae_context_carry",
-    "two_stage": "asanuma_two_stage", "n_class_without_neutral": "asanuma_6class",
-    "free_description": "free_description",
-}
-
-
-class ProtocolOptions(_Strict):
-    """`models.<name>.options.protocol` of a VLM kind (see inference.vlm.protocols.ProtocolConfig)."""
-
-    name: str = "single"
-    template: str | None = None  # default: DEFAULT_PROTOCOL_TEMPLATES[name]
-    k: int = Field(1, ge=1)  # samples (maj@k)
-    temperature: float | None = Field(None, ge=0)  # default 0 (1 is Chhua's maj@5)
-    max_tries: int = Field(10, ge=1)  # tries per step when retrying invalid answers
-    retry_invalid: bool | None = None  # default: true for retry_until_valid only
-    image_on_every_step: bool = False  # context_carry
-    stored_as: str | None = None  # raw.predictions.protocol; default the name
-    max_tokens: int = Field(256, ge=1)
-    top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _known_protocol(cls, value: str) -> str:
-        if value not in DEFAULT_PROTOCOL_TEMPLATES:
-            raise ValueError(f"{value!r} is not a protocol; use one of: "
-                             f"{', '.join(DEFAULT_PROTOCOL_TEMPLATES)}")
-        return value
-
-    @property
-    def template_id(self) -> str:
-        return self.template or DEFAULT_PROTOCOL_TEMPLATES[self.name]
-
-
-class PriceOptions(_Strict):
-    """USD per million tokens, as the provider bills them."""
-
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-
-
-class VLMOptions(_Strict):
-    """`models.<name>.options` of kinds openai, gemini, transformers, mlx."""
-
-    model_id: str | None = None  # the provider's model name; default: the model's version
-    base_url: str | None = None  # openai/gemini: another endpoint (vLLM, Ollama, a loopback server)
-    # Environment variable holding the API key; null for a keyless local server.
-    # Default OPENAI_API_KEY / GEMINI_API_KEY (see `api_key_variable`).
-    api_key_env: str | None = None
-    protocol: ProtocolOptions = ProtocolOptions()
-    max_in_flight: int = Field(8, ge=1)
-    requests_per_minute: float | None = Field(None, gt=0)
-    tokens_per_minute: float | None = Field(None, gt=0)
-    timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(6, ge=0)
-    price_per_million_tokens: PriceOptions | None = None
-    # Further keyword arguments of the chat backend (e.g. image_detail, extra_body for openai;
-    # device, dtype for local backends).
-    backend: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError(
-                "give the NAME of an environment variable (e.g. OPENAI_API_KEY), never the key itself"
-            )
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"give an http(s) URL such as http://localhost:8000/v1; got {value!r}")
-        return value
-
-    def api_key_variable(self, kind: str) -> str | None:
-        """The variable to read the key from: the configured one, null for none, else the kind's default."""
-        if "api_key_env" in self.model_fields_set:
-            return self.api_key_env
-        return DEFAULT_API_KEY_ENV.get(kind)
-
-
-def vlm_options(model: ModelConfig, cfg_path: Path | str | None = None) -> VLMOptions:
-    """Validate the options of a VLM-kind model; errors name models.<name>.options.<key>."""
-    where = f"models.{model.name}.options"
-    prefix = f"{cfg_path}: " if cfg_path else ""
-    opts = dict(model.options)
-    if "base_url" in opts and model.kind not in ("openai", "gemini"):
-        raise ConfigError(f"{prefix}{where}.base_url: kind {model.kind} runs locally and takes no "
-                          f"base_url; remove it (or use kind openai for an OpenAI-compatible server)")
-    if "api_key_env" in opts and model.kind not in ("openai", "gemini"):
-        raise ConfigError(f"{prefix}{where}.api_key_env: kind {model.kind} needs no API key; remove it")
-    try:
-        options = VLMOptions(**opts)
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc, Path(str(cfg_path)) if cfg_path else Path("benchmark.yaml"),
-                                   where, fixes=_VLM_FIXES)) from None
-    from inference.vlm.prompts import PromptTemplateError, load_template
-    from inference.vlm.protocols import check_template
-
-    try:
-        template = load_template(options.protocol.template_id)
-        check_template(_protocol_probe(options.protocol), template)
-    except (PromptTemplateError, ValueError) as exc:
-        raise ConfigError(f"{prefix}{where}.protocol.template: {exc}") from None
-    return options
-
-
-def _protocol_probe(protocol: ProtocolOptions) -> Any:
-    from inference.vlm.protocols import ProtocolConfig
-
-    return ProtocolConfig(name=protocol.name, template=protocol.template_id, k=protocol.k,
-                          max_tries=protocol.max_tries)
-
-
-_VLM_FIXES = {
-    "extra_forbidden": (
-        "unknown key; allowed: model_id, base_url, api_key_env, protocol {name, template, k, "
-        "temperature, max_tries, retry_invalid, image_on_every_step, stored_as, max_tokens, top_p, "
-        "seed}, max_in_flight, requests_per_minute, tokens_per_minute, timeout_s, max_retries, "
-        "price_per_million_tokens {input, output}, backend"
-    ),
-}
-
-
 class StatisticsConfig(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
     min_cell_n: int = Field(10, ge=1)
@@ -415,6 +286,9 @@ def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
     statistics = _build(StatisticsConfig, "statistics", cfg_path, **(raw.get("statistics") or {}))
     for model in model_cfgs.values():
         if model.kind in VLM_KINDS:
+            # Lazy: inference.models imports this module (a cycle at import time).
+            from inference.models.vlm_options import vlm_options
+
             vlm_options(model, cfg_path)
         unknown = sorted(set(model.datasets or ()) - set(dataset_cfgs))
         if unknown:
@@ -437,7 +311,7 @@ def _build(model: type[BaseModel], where: str, cfg_path: Path, **body: Any) -> A
     try:
         return model(**body)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, cfg_path, where)) from None
+        raise ConfigError(explain_errors(exc, cfg_path, where)) from None
 
 
 def _under(base: Path, value: str | os.PathLike[str]) -> Path:
@@ -469,8 +343,10 @@ def _named_section(
     return body
 
 
-def _explain(exc: ValidationError, cfg_path: Path, where: str,
-             fixes: dict[str, str] | None = None) -> str:
+def explain_errors(exc: ValidationError, cfg_path: Path, where: str,
+                   fixes: dict[str, str] | None = None) -> str:
+    """One line per pydantic error: file, key path and a fix; `fixes` maps an error type to a
+    kind's own hint (and makes validator messages read as the fix itself)."""
     lines = []
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
@@ -482,7 +358,7 @@ def _explain(exc: ValidationError, cfg_path: Path, where: str,
             hint = "required key is missing; add it"
         else:
             hint = str(err["msg"])
-            if fixes is not None:  # VLM options: the validator's own sentence is the fix
+            if fixes is not None:  # a kind's options: the validator's own sentence is the fix
                 hint = hint.removeprefix("Value error, ")
         lines.append(f"{cfg_path}: {where}.{loc}: {hint}")
     return "\n".join(lines)

@@ -1,5 +1,8 @@
 """The DuckDB warehouse: raw-table DDL, connections that wait out locks, idempotent writes.
 
+(Over 400 lines: ~170 are the raw tables' DDL, kept beside the writers that fill them so that a
+column change is one file.)
+
 DuckDB allows one writing process per file. Every writer here holds the file only for the
 short transaction that replaces its slice, and retries while another process holds it;
 readers work on a snapshot (see `snapshot_for_reading`), so ad hoc SQL never blocks or

@@ -1,5 +1,8 @@
 """End-to-end test of the dbt project: synthetic raw rows -> `dbt build` -> mart values.
 
+(Over 400 lines: every test reads one module-scoped `dbt build` (slow); splitting the module would
+build it twice.)
+
 The warehouse is built once per module (dbt start-up is slow); every test reads it.
 Expected values are computed here independently with pandas and statsmodels.
 """

@@ -1,7 +1,10 @@
 """Vision-language models as model adapters: a prompt protocol over every image of a dataset.
 
+(Over 400 lines: the adapter, its backend factory, response cache and external-API gate share one
+model's options and state; the options schema already lives in vlm_options.py.)
+
 Config (models.<name>, kinds openai / gemini / transformers / mlx; schema:
-`inference.config.VLMOptions`, validated when the config loads):
+`inference.models.vlm_options.VLMOptions`, validated when the config loads):
 
     kind: openai
     version: gpt-4o-2024-08-06          # what is evaluated; model_id defaults to it
@@ -48,13 +51,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from inference.config import (
-    EXTERNAL_API_KINDS, ConfigError, DatasetConfig, ModelConfig, VLMOptions, vlm_options,
-)
+from inference.config import EXTERNAL_API_KINDS, ConfigError, DatasetConfig, ModelConfig
 from inference.datasets.base import ImageRecord
 from inference.models.base import (
     Answer, BuildContext, Evaluation, EvaluationContext, ModelAdapter, Usage,
 )
+from inference.models.vlm_options import VLMOptions, vlm_options
 from inference.vlm.cache import ResponseCache, request_cache_key
 from inference.vlm.engine import Engine, estimate_tokens, run_all
 from inference.vlm.openai_backend import scrub

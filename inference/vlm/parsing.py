@@ -1,5 +1,8 @@
 """Read a label or a number out of a VLM's free-text answer, and say how hard that was.
 
+(Over 400 lines: labels and numbers share the normalising, JSON and refusal helpers, and ~90
+lines are the status rules below and the word lists.)
+
 `parse_label(text, labels)` and `parse_scale(text, lo, hi)` return the value and a status
 from `inference.models.base.PARSE_STATUSES`:
 

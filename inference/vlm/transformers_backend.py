@@ -1,5 +1,8 @@
 """Chat backend for local vision-language models run with Hugging Face `transformers`.
 
+(Over 400 lines: one backend class -- loading, per-family prompts, micro-batching -- and ~70
+lines of docstring on its families and decoding; the parts share the loaded model.)
+
     backend = TransformersBackend("google/paligemma-3b-mix-224")         # from the HF hub cache
     backend = TransformersBackend("/models/gemma-3-4b-it", device="cuda", dtype="bfloat16")
     response = await backend.complete(request)   # ChatResponse, or raises TransportError

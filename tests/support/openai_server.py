@@ -1,5 +1,8 @@
 """A loopback, scripted OpenAI-compatible chat-completions server for tests and benchmarks.
 
+(Over 400 lines: the shared ScriptedServer (HTTP, recording, scripted actions) that
+gemini_server.py subclasses, plus its OpenAI dialect.)
+
 Real HTTP/1.1 (keep-alive; a stdlib asyncio server on its own event loop in a background thread)
 on 127.0.0.1 with an ephemeral port; it speaks `POST /v1/chat/completions` and `GET /v1/models`.
 
