@@ -18,7 +18,6 @@ from dagster_project.analysis.inputs import (
     ANSWER_COLUMNS,
     MODEL_VALUE_COLUMNS,
     RATINGS_SQL,
-    StatsInputs,
     load_inputs,
 )
 from dagster_project.analysis.results import adjust_within_families, empty_result
@@ -80,13 +79,12 @@ def human_baselines(context: dg.AssetExecutionContext, duckdb: WarehouseResource
     with duckdb.get_connection() as con:
         ratings = con.execute(f"select * from ({RATINGS_SQL}) where dataset = ? order by all", [dataset]).df()
     # The humans alone: no model's answers (the slice models need not exist yet).
-    inputs = StatsInputs(answers=pd.DataFrame(columns=ANSWER_COLUMNS), ratings=ratings,
-                         model_values=pd.DataFrame(columns=MODEL_VALUE_COLUMNS))
-    if inputs.has_ratings:
+    if len(ratings):
         alpha = _human_only(reliability.rater_reliability(
-            inputs.ratings, None, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples))
+            ratings, None, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples))
         style = _human_only(response_style.response_style(
-            inputs.model_values, inputs.ratings, inputs.answers, min_n=cfg.min_cell_n))
+            pd.DataFrame(columns=MODEL_VALUE_COLUMNS), ratings, pd.DataFrame(columns=ANSWER_COLUMNS),
+            min_n=cfg.min_cell_n))
         note = "computed"
     else:
         alpha, style, note = empty_result(cfg.min_cell_n), empty_result(cfg.min_cell_n), NO_RATINGS
