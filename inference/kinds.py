@@ -35,11 +35,16 @@ def adapter_class(registry: dict[str, str], kind: str, where: str) -> Any:
         raise ValueError(
             f"{where}: no adapter for kind {kind!r}; known kinds: {', '.join(sorted(registry))}"
         ) from None
+    return import_class(spec, kind, where)
+
+
+def import_class(spec: str, kind: str, where: str, error: type[Exception] = ValueError) -> Any:
+    """Import "module:Class" lazily; a missing optional dependency names `where`, the kind and the fix."""
     module, _, name = spec.partition(":")
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
-        raise ValueError(
+        raise error(
             f"{where}: kind {kind!r} needs {module}.{name}, which is not available "
             f"({type(exc).__name__}: {exc}); install its dependencies or use another kind"
         ) from None

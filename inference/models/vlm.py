@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 
 from inference.config import EXTERNAL_API_KINDS, ConfigError, DatasetConfig, ModelConfig
 from inference.datasets.base import ImageRecord
+from inference.kinds import import_class
 from inference.models.base import (
     Answer, BuildContext, Evaluation, EvaluationContext, ModelAdapter, Usage,
 )
@@ -115,18 +116,6 @@ def check_external_api_allowed(cfg: ModelConfig, dataset: DatasetConfig,
 # ----------------------------------------------------------------------------- backends
 
 
-def _lazy_class(module: str, name: str, kind: str, model: str) -> Any:
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(
-            f"models.{model}: kind {kind!r} needs {module}.{name}, which is not available "
-            f"({type(exc).__name__}: {exc}); install/add it or use another kind"
-        ) from None
-
-
 def build_backend(cfg: ModelConfig, options: VLMOptions) -> ChatBackend:
     """The chat backend of a VLM kind (reads no key into memory: backends read it per client)."""
     model_id = options.model_id or cfg.provider_version
@@ -145,10 +134,11 @@ def build_backend(cfg: ModelConfig, options: VLMOptions) -> ChatBackend:
         return GeminiBackend(model_id, api_key_env=options.api_key_variable("gemini"),
                              base_url=options.base_url, timeout_s=options.timeout_s, **extra)
     if cfg.kind == "transformers":
-        cls = _lazy_class("inference.vlm.transformers_backend", "TransformersBackend", cfg.kind, cfg.name)
+        cls = import_class("inference.vlm.transformers_backend:TransformersBackend", cfg.kind, f"models.{cfg.name}",
+                           ConfigError)
         return cls(model_id, **extra)
     if cfg.kind == "mlx":
-        cls = _lazy_class("inference.vlm.mlx_backend", "MlxBackend", cfg.kind, cfg.name)
+        cls = import_class("inference.vlm.mlx_backend:MlxBackend", cfg.kind, f"models.{cfg.name}", ConfigError)
         return cls(model_id, **extra)
     raise ConfigError(f"models.{cfg.name}: kind {cfg.kind!r} is not a VLM kind")
 
