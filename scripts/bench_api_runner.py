@@ -183,13 +183,15 @@ def measure(client: str, scenario: str, server_url: str, image: bytes, n: int, l
         ok = await runner(server_url + "/v1", image, n, in_flight, offset, **kwargs)
         return ok, time.perf_counter() - started, time.process_time() - cpu
 
+    server_cpu = _control(server_url, reset=False)["process_cpu_s"]
     ok, elapsed, cpu_s = asyncio.run(go())
     stats = _control(server_url, reset=False)
     rate = ok / elapsed
     return {"client": client, "scenario": scenario, "n": n, "ok": ok, "elapsed_s": elapsed, "rate": rate,
             "ratio": rate / bound, "lost": n - stats["answered_keys"], "duplicates": stats["duplicates"],
             "requests": stats["requests"], "cpu_ms_per_req": cpu_s * 1000 / n,
-            "max_concurrent": stats["max_concurrent"], "window": report}
+            "max_concurrent": stats["max_concurrent"], "window": report,
+            "server_cpu_ms_per_req": (stats["process_cpu_s"] - server_cpu) * 1000 / n}
 
 
 def profile_engine(server_url: str, image: bytes, n: int, latency_s: float, out: Path | None) -> None:
@@ -240,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure(client, scenario, url, image, n, args.latency, offset)
                 rows.append(row)
                 print(f"{scenario:>13} {client:>8}: ratio {row['ratio']:.3f}  lost {row['lost']}  "
-                      f"dup {row['duplicates']}  requests {row['requests']}  {row['cpu_ms_per_req']:.2f} CPU ms/req  "
+                      f"dup {row['duplicates']}  requests {row['requests']}  {row['cpu_ms_per_req']:.2f} CPU ms/req "
+                      f"(server {row['server_cpu_ms_per_req']:.2f})  "
                       f"server max concurrent {row['max_concurrent']}", flush=True)
     finally:
         stop.set()

@@ -14,7 +14,7 @@ Per `complete(request, cache_key)`:
    shrinks the window of that provider and model to what it sustained, clean full rounds grow
    it) and keeps it through its retries; each call takes a call slot (at most `max_in_flight`)
    and the request's share of the rpm / tpm buckets (hard caps), and runs under
-   `asyncio.wait_for(timeout_s)` (expiry -> TransportError('timeout'));
+   `asyncio.timeout(timeout_s)` (expiry -> TransportError('timeout'));
 3. the retry policy lives in `_retrying` (tenacity): a retryable TransportError (rate_limited,
    timeout, server_error, bad_response) is retried up to `max_retries` times after a
    full-jitter exponential backoff, uniform(0, min(max_delay_s, base_delay_s * 2**n)), and never
@@ -247,12 +247,10 @@ class Engine:
             async with self.limiter.call(estimate):
                 self.stats["calls"] += 1
                 started = time.monotonic()
-                try:
-                    if self.timeout_s is None:
+                try:  # asyncio.timeout, unlike wait_for, runs the call without a task of its own
+                    async with asyncio.timeout(self.timeout_s):
                         response = await self.backend.complete(request)
-                    else:
-                        response = await asyncio.wait_for(self.backend.complete(request), self.timeout_s)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise TransportError("timeout", f"{self._name}: no answer within "
                                          f"{self.timeout_s:g} s (engine timeout)") from None
         except TransportError as error:

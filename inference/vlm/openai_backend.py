@@ -160,7 +160,7 @@ class OpenAIChatBackend:
         image_first: bool = False,
         extra_body: Mapping[str, Any] | None = None,
         max_connections: int = 1024,
-        pool_shards: int = 8,
+        pool_shards: int | None = None,
         sdk_typed_call: bool = False,
     ) -> None:
         """
@@ -179,6 +179,8 @@ class OpenAIChatBackend:
         pool_shards: AsyncOpenAI clients used round-robin, each with its own connection pool:
             httpx's pool does work linear in its connection count on every request, which
             dominates CPU at hundreds of requests in flight; shards keep each pool small.
+            None = one per 16 connections, 8 to 64 (measured at 256 in flight: 8 shards 3.3,
+            32 shards 2.4 CPU ms per request; the TLS context is shared, so shards are cheap).
         sdk_typed_call: True = `client.chat.completions.create` (the SDK's typed-dict transform
             of the messages costs ~2 ms CPU per request); False (default) = the same request
             through the same client's documented `client.post("/chat/completions", ...)`, with
@@ -198,6 +200,8 @@ class OpenAIChatBackend:
         self.image_first = image_first
         self.extra_body = dict(extra_body or {})
         self.max_connections = int(max_connections)
+        if pool_shards is None:
+            pool_shards = min(64, max(8, self.max_connections // 16))
         if pool_shards < 1:
             raise ValueError("OpenAIChatBackend: pool_shards must be >= 1")
         self.pool_shards = int(pool_shards)

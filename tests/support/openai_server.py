@@ -277,7 +277,7 @@ class ScriptedServer:
             return {"requests": sum(self.outcomes.values()), "outcomes": dict(self.outcomes),
                     "answered_keys": len(self.answered), "answers": sum(self.answered.values()),
                     "duplicates": sum(1 for n in self.answered.values() if n > 1),
-                    "max_concurrent": self.max_concurrent}
+                    "max_concurrent": self.max_concurrent, "process_cpu_s": time.process_time()}
 
     def configure(self, *, latency_s: float | None = None, provider: dict[str, Any] | None = None,
                   reset: bool = True, keep_records: bool | None = None) -> None:
