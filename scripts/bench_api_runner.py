@@ -29,6 +29,7 @@ import asyncio
 import base64
 import cProfile
 import io
+import json
 import multiprocessing as mp
 import os
 import pstats
@@ -86,7 +87,8 @@ def _prompt(i: int) -> str:
 
 
 # ----------------------------------------------------------------------------- clients
-async def run_naive(base_url: str, image: bytes, n: int, in_flight: int, offset: int) -> int:
+async def run_naive(base_url: str, image: bytes, in_flight: int, phases: list[tuple[int, int]],
+                    on_phase) -> int:
     import openai
 
     client = openai.AsyncOpenAI(base_url=base_url, api_key=os.environ[KEY_ENV])
@@ -104,12 +106,22 @@ async def run_naive(base_url: str, image: bytes, n: int, in_flight: int, offset:
             except openai.APIError:
                 return False
 
-    results = await asyncio.gather(*[one(offset + i) for i in range(n)])
+    ok = await _phases(phases, on_phase, lambda n, offset: asyncio.gather(*[one(offset + i) for i in range(n)]))
     await client.close()
-    return sum(results)
+    return ok
 
 
-async def run_inspect(base_url: str, image: bytes, n: int, in_flight: int, offset: int) -> int:
+async def _phases(phases: list[tuple[int, int]], on_phase, run) -> int:
+    """Warm-up then measured phase(s) through one client; `on_phase(k)` before each."""
+    ok = 0
+    for k, (n, offset) in enumerate(phases):
+        on_phase(k)
+        ok = sum(not isinstance(r, BaseException) and r is not False for r in await run(n, offset))
+    return ok
+
+
+async def run_inspect(base_url: str, image: bytes, in_flight: int, phases: list[tuple[int, int]],
+                      on_phase) -> int:
     import openai
     from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -136,13 +148,13 @@ async def run_inspect(base_url: str, image: bytes, n: int, in_flight: int, offse
             except openai.APIError:
                 return False
 
-    results = await asyncio.gather(*[one(offset + i) for i in range(n)])
+    ok = await _phases(phases, on_phase, lambda n, offset: asyncio.gather(*[one(offset + i) for i in range(n)]))
     await client.close()
-    return sum(results)
+    return ok
 
 
-async def run_engine(base_url: str, image: bytes, n: int, in_flight: int, offset: int,
-                     report: dict | None = None) -> int:
+async def run_engine(base_url: str, image: bytes, in_flight: int, phases: list[tuple[int, int]],
+                     on_phase, report: dict | None = None) -> int:
     from inference.vlm.cache import ResponseCache
     from inference.vlm.engine import Engine, run_all
     from inference.vlm.openai_backend import OpenAIChatBackend
@@ -153,13 +165,17 @@ async def run_engine(base_url: str, image: bytes, n: int, in_flight: int, offset
     params = GenerationParams(max_tokens=8)
     with tempfile.TemporaryDirectory() as tmp, ResponseCache(Path(tmp) / "cache.sqlite") as cache:
         engine = Engine(backend, max_in_flight=in_flight, timeout_s=30, max_retries=8, cache=cache)
-        requests = [ChatRequest((Turn("system", SYSTEM), Turn("user", _prompt(offset + i), with_image=True)),
-                                image, "image/jpeg", params) for i in range(n)]
-        results = await run_all([engine.complete(r, cache_key=f"k{offset + i}") for i, r in enumerate(requests)])
+
+        def run(n: int, offset: int):
+            requests = [ChatRequest((Turn("system", SYSTEM), Turn("user", _prompt(offset + i), with_image=True)),
+                                    image, "image/jpeg", params) for i in range(n)]
+            return run_all([engine.complete(r, cache_key=f"k{offset + i}") for i, r in enumerate(requests)])
+
+        ok = await _phases(phases, on_phase, run)
         if report is not None and hasattr(engine, "concurrency_report"):
             report.update(engine.concurrency_report())
     await backend.aclose()
-    return sum(not isinstance(r, BaseException) for r in results)
+    return ok
 
 
 CLIENTS = {"naive": run_naive, "inspect": run_inspect, "engine": run_engine}
@@ -174,17 +190,22 @@ def measure(client: str, scenario: str, server_url: str, image: bytes, n: int, l
     _control(server_url, latency_s=latency_s, provider={}, keep_records=False)
     report: dict = {}
 
-    async def go() -> tuple[int, float, float]:
-        # warm-up (not counted): open the connections without faults
-        await runner(server_url + "/v1", image, in_flight, in_flight, offset + 10_000_000)
-        _control(server_url, latency_s=latency_s, provider=provider)
-        started, cpu = time.perf_counter(), time.process_time()
-        kwargs = {"report": report} if client == "engine" else {}
-        ok = await runner(server_url + "/v1", image, n, in_flight, offset, **kwargs)
-        return ok, time.perf_counter() - started, time.process_time() - cpu
+    marks: dict[str, float] = {}
 
-    server_cpu = _control(server_url, reset=False)["process_cpu_s"]
+    def on_phase(k: int) -> None:
+        if k == 1:  # after the warm-up (connections open, no faults): the scenario starts
+            _control(server_url, latency_s=latency_s, provider=provider)
+            marks.update(server_cpu=_control(server_url, reset=False)["process_cpu_s"],
+                         started=time.perf_counter(), cpu=time.process_time())
+
+    async def go() -> tuple[int, float, float]:
+        kwargs = {"report": report} if client == "engine" else {}
+        ok = await runner(server_url + "/v1", image, in_flight, [(in_flight, offset + 10_000_000), (n, offset)],
+                          on_phase, **kwargs)
+        return ok, time.perf_counter() - marks["started"], time.process_time() - marks["cpu"]
+
     ok, elapsed, cpu_s = asyncio.run(go())
+    server_cpu = marks["server_cpu"]
     stats = _control(server_url, reset=False)
     rate = ok / elapsed
     return {"client": client, "scenario": scenario, "n": n, "ok": ok, "elapsed_s": elapsed, "rate": rate,
@@ -196,13 +217,17 @@ def measure(client: str, scenario: str, server_url: str, image: bytes, n: int, l
 
 def profile_engine(server_url: str, image: bytes, n: int, latency_s: float, out: Path | None) -> None:
     _control(server_url, latency_s=latency_s, provider={}, keep_records=False)
-    asyncio.run(run_engine(server_url + "/v1", image, 256, 256, 20_000_000))
     profiler = cProfile.Profile()
-    cpu = time.process_time()
-    profiler.enable()
-    ok = asyncio.run(run_engine(server_url + "/v1", image, n, 256, 30_000_000))
+    marks: dict[str, float] = {}
+
+    def on_phase(k: int) -> None:
+        if k == 1:  # profile the measured phase only, after the warm-up
+            marks["cpu"] = time.process_time()
+            profiler.enable()
+
+    ok = asyncio.run(run_engine(server_url + "/v1", image, 256, [(256, 20_000_000), (n, 30_000_000)], on_phase))
     profiler.disable()
-    cpu_s = time.process_time() - cpu
+    cpu_s = time.process_time() - marks["cpu"]
     print(f"\nengine, 256 in flight, {n} requests ({ok} answered): {cpu_s:.2f} CPU s "
           f"= {cpu_s * 1000 / n:.2f} CPU s per 1,000 requests (profiler overhead included)\n")
     stats = pstats.Stats(profiler).sort_stats("tottime")
@@ -218,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                         "twice this at 256 (so the first and last waves do not dominate)")
     parser.add_argument("--clients", nargs="+", default=list(CLIENTS), choices=list(CLIENTS))
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument("--window-dir", type=Path, default=None,
+                        help="write the engine's window history (JSON) and plot (PNG) per scenario here")
     parser.add_argument("--profile", action="store_true", help="only profile the engine (256 in flight)")
     parser.add_argument("--profile-out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -241,6 +268,12 @@ def main(argv: list[str] | None = None) -> int:
                 offset += 1_000_000
                 row = measure(client, scenario, url, image, n, args.latency, offset)
                 rows.append(row)
+                if args.window_dir is not None and row["window"]:
+                    from inference.vlm.limiter import plot_window
+
+                    args.window_dir.mkdir(parents=True, exist_ok=True)
+                    (args.window_dir / f"{scenario}.json").write_text(json.dumps(row["window"], indent=1))
+                    plot_window(row["window"], args.window_dir / f"{scenario}.png")
                 print(f"{scenario:>13} {client:>8}: ratio {row['ratio']:.3f}  lost {row['lost']}  "
                       f"dup {row['duplicates']}  requests {row['requests']}  {row['cpu_ms_per_req']:.2f} CPU ms/req "
                       f"(server {row['server_cpu_ms_per_req']:.2f})  "

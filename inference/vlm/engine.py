@@ -17,9 +17,9 @@ Per `complete(request, cache_key)`:
    `asyncio.timeout(timeout_s)` (expiry -> TransportError('timeout'));
 3. the retry policy lives in `_retrying` (tenacity): a retryable TransportError (rate_limited,
    timeout, server_error, bad_response) is retried up to `max_retries` times after a
-   full-jitter exponential backoff, uniform(0, min(max_delay_s, base_delay_s * 2**n)), and never
-   sooner than the error's Retry-After / retry-after-ms -- honoured by that request alone, the
-   other requests go on. A non-retryable error (client_error, safety_block), or a Retry-After
+   full-jitter exponential backoff, uniform(0, min(max_delay_s, base_delay_s * 2**n)), added to
+   the error's Retry-After / retry-after-ms when it has one -- honoured by that request alone,
+   the other requests go on. A non-retryable error (client_error, safety_block), or a Retry-After
    longer than `max_retry_after_s` (a daily quota), is raised at once; after the last retry the
    last TransportError is raised (`.attempts` says how many calls were made);
 4. the answer (a `ChatResponse`, refusals included) is handed to the cache (batched commits);
@@ -160,12 +160,13 @@ class Engine:
 
     # ------------------------------------------------------------------ retry policy
     def backoff_delay(self, retry_index: int, retry_after: float | None = None) -> float:
-        """Full jitter: uniform(0, min(max_delay, base * 2**retry_index)), at least Retry-After."""
+        """Full jitter: uniform(0, min(max_delay, base * 2**retry_index)); after a Retry-After,
+        that much *on top of* it: never sooner than the server asked, and the requests a quota
+        refused together do not all come back in the same instant (a herd that the quota
+        refuses again)."""
         ceiling = min(self.max_delay_s, self.base_delay_s * (2.0 ** retry_index))
         delay = self._rng.uniform(0.0, ceiling)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return delay
+        return delay if retry_after is None else retry_after + delay
 
     def _stop(self, state: RetryCallState) -> bool:
         error = state.outcome.exception() if state.outcome is not None else None

@@ -12,11 +12,14 @@ request waiting out a Retry-After still counts against the window (releasing its
 turn every 429 into a fresh request at once: a 429 storm against a real quota); each HTTP call
 also takes a *call* slot (at most `max_in_flight`, the hard cap) and the rpm/tpm budget.
 Time runs in rounds of one round-trip (the EWMA latency of answers). At each round's end:
-- a round with 429s sets the window to goodput x RTT x (1 + headroom) -- what the provider
-  actually sustained, plus room to probe -- but never below `max_decrease` x window in one
-  round. Random 429s that do not limit goodput therefore leave the window where it is (pure
-  AIMD collapses under random loss: W ~ 1.22 / sqrt(p), i.e. ~4 at 10 %), while a real quota
-  sets it to the quota's bandwidth-delay product in one round (as BBR sizes cwnd);
+- a round whose share of refused calls (429) stays within the tolerance, headroom / (1 +
+  headroom) = 20 %, does not shrink the window: random 429s are noise, not a limit (pure AIMD
+  collapses under random loss: W ~ 1.22 / sqrt(p), i.e. ~4 at 10 %);
+- a round refused more than that sets the window to admitted rate x RTT x (1 + headroom) --
+  what the provider took, plus room to probe -- never below `max_decrease` x window in one
+  round (a quota's bandwidth-delay product, as BBR sizes cwnd), and paces call starts at
+  admitted rate x (1 + headroom): a quota refuses bursts, so calls are spread evenly; clean
+  rounds raise the pace by the headroom until it cannot bind, then drop it;
 - a clean round in which the window was full grows it by `headroom` (multiplicative, so a
   transient dip recovers in a few round-trips; a round that did not fill the window says
   nothing about more capacity, RFC 7661);
@@ -100,6 +103,12 @@ class TokenBucket:
                 self.debit(-amount)
                 raise
 
+    def set_rate(self, rate_per_s: float, capacity: float) -> None:
+        with self._lock:
+            self._refill()
+            self.rate, self.capacity = float(rate_per_s), max(float(capacity), 1e-9)
+            self.tokens = min(self.tokens, self.capacity)
+
     def debit(self, amount: float) -> None:
         """Take (or, if negative, give back) `amount` without waiting."""
         with self._lock:
@@ -122,6 +131,7 @@ def _wake(future: asyncio.Future[None]) -> None:
 @dataclass
 class _Round:
     started: float
+    calls: int = 0  # calls sent in the round
     answers: int = 0
     rate_limited: int = 0
     peak_owned: int = 0
@@ -142,7 +152,7 @@ class AdaptiveLimiter:
     headroom: float = 0.25
     max_decrease: float = 0.25
     min_round_s: float = 0.02
-    unknown_latency_s: float = 1.0  # the round length until the first answer measures one
+    pace_burst_s: float = 0.05  # calls started at once under a pace: 50 ms worth
     burst_s: float = 1.0
     clock: Callable[[], float] = time.monotonic
     window: float = field(init=False)
@@ -160,6 +170,7 @@ class AdaptiveLimiter:
         self._lock = threading.Lock()
         self._ticket_waiters: deque[_Waiter] = deque()
         self._call_waiters: deque[_Waiter] = deque()
+        self.pace: TokenBucket | None = None  # set while a quota refuses more than the tolerance
         self.request_bucket = self._bucket(self.requests_per_minute)
         self.token_bucket = self._bucket(self.tokens_per_minute)
         self.window = float(self.initial_window or self.max_in_flight)
@@ -167,7 +178,6 @@ class AdaptiveLimiter:
         self.latency_s: float | None = None
         self.min_window_seen = self.window
         self.rate_limited_rounds = 0
-        self._recorded = False
         self._t0 = self.clock()
         self._round = _Round(self._t0)
         self.history = deque(maxlen=HISTORY_LIMIT)
@@ -177,6 +187,13 @@ class AdaptiveLimiter:
         if not per_minute:
             return None
         return TokenBucket(per_minute / 60.0, max(1.0, per_minute / 60.0 * self.burst_s), self.clock)
+
+    @property
+    def tolerance(self) -> float:
+        """The share of refused calls a round may have without shrinking the window: a window
+        (1 + headroom) x the sustained rate is refused that share when it probes a quota, and
+        random 429s up to it are noise, not a limit."""
+        return self.headroom / (1.0 + self.headroom)
 
     @property
     def max_window(self) -> float:
@@ -293,10 +310,15 @@ class AdaptiveLimiter:
         await self._acquire(self._call_waiters, lambda: self.active < self.max_in_flight,
                             self._take_call, self._release_call)
         try:
+            pace = self.pace
+            if pace is not None:
+                await pace.acquire(1)
             if self.request_bucket is not None:
                 await self.request_bucket.acquire(1)
             if self.token_bucket is not None and tokens:
                 await self.token_bucket.acquire(tokens)
+            with self._lock:
+                self._round.calls += 1
             yield
         finally:
             self._release_call()
@@ -306,16 +328,15 @@ class AdaptiveLimiter:
         """One call's outcome: 'answer' (with its latency) or a TransportError kind."""
         with self._lock:
             now = self.clock()
-            if not self._recorded:  # the first round starts with the first outcome, not at set-up
-                self._recorded, self._round.started = True, now
             if kind == "answer":
+                if self.latency_s is None:  # rounds start once a round-trip has been measured
+                    self._round = _Round(now, peak_owned=self.owned, peak_active=self.active)
                 self._round.answers += 1
                 if latency_s is not None:
                     self.latency_s = latency_s if self.latency_s is None else 0.8 * self.latency_s + 0.2 * latency_s
             elif kind == "rate_limited":
                 self._round.rate_limited += 1
-            round_s = self.unknown_latency_s if self.latency_s is None else self.latency_s
-            if now - self._round.started >= max(self.min_round_s, round_s):
+            if self.latency_s is not None and now - self._round.started >= max(self.min_round_s, self.latency_s):
                 self._end_round(now)
                 self._dispatch()
 
@@ -325,24 +346,48 @@ class AdaptiveLimiter:
         goodput = r.answers / elapsed
         old = self.window
         event = "steady"
+        full = r.peak_owned >= old - 1 or r.peak_active >= self.max_in_flight
+        refused = r.rate_limited / max(1, r.calls, r.rate_limited)
+        # the rate the provider admitted: calls sent in this round that were not refused (a 429
+        # comes back at once, an answer one round-trip later, so admission is known a round
+        # before the goodput shows it)
+        admitted = max(r.calls - r.rate_limited, r.answers, 0) / elapsed
         if self.adaptive and r.rate_limited:
             self.rate_limited_rounds += 1
-            target = goodput * (self.latency_s or elapsed) * (1.0 + self.headroom)
-            if target > old and r.peak_owned < old - 1:
-                target = old  # the window was not full: no evidence for more
-            self.window = max(target, old * self.max_decrease)
             event = "rate_limited"
-        elif self.adaptive and (r.peak_owned >= old - 1 or r.peak_active >= self.max_in_flight):
+            # admitted rate x RTT x (1 + headroom): what the provider takes, plus room to probe
+            target = admitted * (self.latency_s or elapsed) * (1.0 + self.headroom)
+            if refused <= self.tolerance:  # 429s within the probing share: not shrinking
+                self.window = max(old, target) if full else old
+            else:
+                self.window = max(min(target, old), old * self.max_decrease)
+                # a quota refuses bursts: start calls evenly at the rate it admitted
+                self._set_pace(admitted * (1.0 + self.headroom))
+        elif self.adaptive and full:
             self.window = old * (1.0 + self.headroom)
             event = "grow"
+            if self.pace is not None:  # clean: probe up, and drop the pace once it cannot bind
+                self._set_pace(self.pace.rate * (1.0 + self.headroom))
         self.window = min(max(self.window, self.min_window), self.max_window)
         self.min_window_seen = min(self.min_window_seen, self.window)
         self._round = _Round(now, peak_owned=self.owned, peak_active=self.active)
         if self.window != old or event == "rate_limited":
             self._note(event, goodput, r.rate_limited)
 
+    def _set_pace(self, rate: float) -> None:
+        ceiling = self.max_in_flight / max(self.latency_s or 1.0, 1e-3)
+        if rate >= ceiling:
+            self.pace = None
+            return
+        rate = max(rate, self.min_window / max(self.latency_s or 1.0, 1e-3))
+        if self.pace is None:
+            self.pace = TokenBucket(rate, max(1.0, rate * self.pace_burst_s), self.clock)
+        else:
+            self.pace.set_rate(rate, max(1.0, rate * self.pace_burst_s))
+
     def _note(self, event: str, goodput: float, rate_limited: int = 0) -> None:
         self.history.append({"t": round(self.clock() - self._t0, 4), "window": round(self.window, 2),
+                             "pace_per_s": None if self.pace is None else round(self.pace.rate, 2),
                              "owned": self.owned, "active": self.active, "goodput": round(goodput, 2),
                              "rate_limited": rate_limited, "event": event})
 
@@ -353,6 +398,7 @@ class AdaptiveLimiter:
                     "requests_per_minute": self.requests_per_minute, "tokens_per_minute": self.tokens_per_minute,
                     "min_window_seen": round(self.min_window_seen, 2), "rate_limited_rounds": self.rate_limited_rounds,
                     "latency_s": None if self.latency_s is None else round(self.latency_s, 4),
+                    "pace_per_s": None if self.pace is None else round(self.pace.rate, 2),
                     "history": list(self.history)}
 
 
