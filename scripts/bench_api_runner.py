@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = measure(client, scenario, url, image, n, args.latency, offset)
                 rows.append(row)
                 if args.window_dir is not None and row["window"]:
-                    from inference.vlm.limiter import plot_window
+                    from inference.vlm.window_plot import plot_window
 
                     args.window_dir.mkdir(parents=True, exist_ok=True)
                     (args.window_dir / f"{scenario}.json").write_text(json.dumps(row["window"], indent=1))

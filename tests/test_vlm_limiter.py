@@ -56,8 +56,9 @@ import pytest  # noqa: E402
 
 from inference.config import ModelConfig  # noqa: E402
 from inference.vlm.gemini_backend import GeminiBackend  # noqa: E402
-from inference.vlm.limiter import AdaptiveLimiter, plot_window, provider_key, provider_tag  # noqa: E402
-from inference.vlm.run_tags import PROVIDER_TAG, provider_run_tags  # noqa: E402
+from inference.vlm.limiter import AdaptiveLimiter, provider_key  # noqa: E402
+from inference.vlm.window_plot import plot_window  # noqa: E402
+from inference.vlm.run_tags import PROVIDER_TAG, provider_run_tags, provider_tag  # noqa: E402
 from support.gemini_server import GeminiServer  # noqa: E402
 from support.openai_server import OpenAIServer, Provider, rate_limited  # noqa: E402
 

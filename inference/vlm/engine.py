@@ -5,7 +5,7 @@ hard caps, retries, timeouts and a durable response cache.
                     tokens_per_minute=30_000, cache=ResponseCache("data/cache/vlm.sqlite"),
                     shared_key=limit_key(backend))      # one budget per provider in this process
     results = await run_all([engine.complete(r, cache_key=k) for r, k in work], use_tqdm=True)
-    engine.concurrency_report()   # the window over time: run metadata (see limiter.plot_window)
+    engine.concurrency_report()   # the window over time: run metadata (see window_plot.plot_window)
 
 Per `complete(request, cache_key)`:
 1. a cache hit returns the stored `ChatResponse` (no HTTP call, no slot, no rate budget);
@@ -17,9 +17,9 @@ Per `complete(request, cache_key)`:
    `asyncio.timeout(timeout_s)` (expiry -> TransportError('timeout'));
 3. the retry policy lives in `_retrying` (tenacity): a retryable TransportError (rate_limited,
    timeout, server_error, bad_response) is retried up to `max_retries` times after a
-   full-jitter exponential backoff, uniform(0, min(max_delay_s, base_delay_s * 2**n)), added to
-   the error's Retry-After / retry-after-ms when it has one -- honoured by that request alone,
-   the other requests go on. A non-retryable error (client_error, safety_block), or a Retry-After
+   full-jitter exponential backoff, uniform(0, min(max_delay_s, base_delay_s * 2**n)) -- or,
+   when the error has a Retry-After / retry-after-ms, that wait plus a jitter of at most a
+   quarter of it, honoured by that request alone: the other requests go on. A non-retryable error (client_error, safety_block), or a Retry-After
    longer than `max_retry_after_s` (a daily quota), is raised at once; after the last retry the
    last TransportError is raised (`.attempts` says how many calls were made);
 4. the answer (a `ChatResponse`, refusals included) is handed to the cache (batched commits);
@@ -42,7 +42,8 @@ from typing import Any, TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from inference.vlm.cache import ResponseCache
-from inference.vlm.limiter import AdaptiveLimiter, TokenBucket, shared_limiter
+from inference.vlm.buckets import TokenBucket
+from inference.vlm.limiter import AdaptiveLimiter, shared_limiter
 from inference.vlm.types import ChatBackend, ChatRequest, ChatResponse, TransportError
 
 log = logging.getLogger(__name__)
@@ -155,18 +156,19 @@ class Engine:
         return self.limiter.token_bucket
 
     def concurrency_report(self) -> dict[str, Any]:
-        """The limiter's window over time (run metadata; `limiter.plot_window` draws it)."""
+        """The limiter's window over time (run metadata; `window_plot.plot_window` draws it)."""
         return self.limiter.report()
 
     # ------------------------------------------------------------------ retry policy
     def backoff_delay(self, retry_index: int, retry_after: float | None = None) -> float:
         """Full jitter: uniform(0, min(max_delay, base * 2**retry_index)); after a Retry-After,
-        that much *on top of* it: never sooner than the server asked, and the requests a quota
-        refused together do not all come back in the same instant (a herd that the quota
-        refuses again)."""
+        a jitter of at most a quarter of it *on top of* it: never sooner than the server asked,
+        and the requests a quota refused together do not all come back in the same instant (a
+        herd that the quota refuses again)."""
         ceiling = min(self.max_delay_s, self.base_delay_s * (2.0 ** retry_index))
-        delay = self._rng.uniform(0.0, ceiling)
-        return delay if retry_after is None else retry_after + delay
+        if retry_after is None:
+            return self._rng.uniform(0.0, ceiling)
+        return retry_after + self._rng.uniform(0.0, min(ceiling, 0.25 * retry_after))
 
     def _stop(self, state: RetryCallState) -> bool:
         error = state.outcome.exception() if state.outcome is not None else None

@@ -26,8 +26,10 @@ Time runs in rounds of one round-trip (the EWMA latency of answers). At each rou
 - the window stays in [min_window, max_in_flight x (1 + headroom)]: above max_in_flight only
   the requests parked on a Retry-After make the difference, the call cap holds the provider.
 Retry-After is honoured per request by the engine (its own sleep); nothing else pauses.
-`history` records every round (time, window, owned, active, goodput) for run metadata and
-`plot_window`.
+Before a retry, a request whose ticket lies outside a window that shrank meanwhile gives it
+back and queues at the head (`readmit`), so retries cannot hold more than the window.
+`history` records every change (time, window, pace, owned, active, goodput) for run metadata
+and `inference.vlm.window_plot.plot_window`.
 
 Thread-safe: two partitions evaluated at once in one process run on separate event loops
 (threads); waiters are futures woken on their own loop.
@@ -45,8 +47,9 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from inference.vlm.buckets import TokenBucket
 
 log = logging.getLogger(__name__)
 HISTORY_LIMIT = 5000
@@ -56,64 +59,6 @@ def provider_key(provider: str, endpoint: str | None, account: str | None, model
     """The identity whose quota is shared: provider kind, endpoint (None = the provider's
     default), account (the *name* of the key's environment variable, never the key) and model."""
     return f"{provider}|{(endpoint or 'default').rstrip('/')}|{account or '-'}|{model}"
-
-
-def provider_tag(kind: str, base_url: str | None, api_key_env: str | None) -> str:
-    """A Dagster run-tag value (`fer/provider`) for runs that spend one provider account's quota:
-    runs in separate processes cannot share a limiter, so a tag concurrency limit keyed on this
-    serialises them. Only [A-Za-z0-9_.-] (tag values must be short and plain)."""
-    host = "default"
-    if base_url:
-        host = base_url.split("://", 1)[-1].split("/", 1)[0]
-    raw = f"{kind}.{host}.{api_key_env or 'nokey'}"
-    return "".join(c if c.isalnum() or c in "_.-" else "_" for c in raw)[:63]
-
-
-class TokenBucket:
-    """Continuous-refill token bucket (`rate_per_s`, at most `capacity`), thread-safe.
-    `acquire` reserves its tokens at once (the balance may go negative) and sleeps until the
-    reservation is covered, so waiters are served in arrival order; a cancelled waiter gives its
-    tokens back. `debit` corrects the balance after the fact."""
-
-    def __init__(self, rate_per_s: float, capacity: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if rate_per_s <= 0:
-            raise ValueError(f"TokenBucket rate must be > 0, got {rate_per_s}")
-        self.rate = float(rate_per_s)
-        self.capacity = max(float(capacity), 1e-9)
-        self.tokens = self.capacity
-        self._clock = clock
-        self._updated = clock()
-        self._lock = threading.Lock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self._updated) * self.rate)
-        self._updated = now
-
-    async def acquire(self, amount: float = 1.0) -> None:
-        amount = min(float(amount), self.capacity)  # a request bigger than the bucket still runs
-        with self._lock:
-            self._refill()
-            self.tokens -= amount
-            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
-        if wait > 0:
-            try:
-                await asyncio.sleep(wait)
-            except asyncio.CancelledError:
-                self.debit(-amount)
-                raise
-
-    def set_rate(self, rate_per_s: float, capacity: float) -> None:
-        with self._lock:
-            self._refill()
-            self.rate, self.capacity = float(rate_per_s), max(float(capacity), 1e-9)
-            self.tokens = min(self.tokens, self.capacity)
-
-    def debit(self, amount: float) -> None:
-        """Take (or, if negative, give back) `amount` without waiting."""
-        with self._lock:
-            self._refill()
-            self.tokens = min(self.capacity, self.tokens - float(amount))
 
 
 @dataclass
@@ -420,31 +365,3 @@ def shared_limiter(key: str, *, max_in_flight: int, requests_per_minute: float |
             return limiter
     limiter.tighten(max_in_flight, requests_per_minute, tokens_per_minute)
     return limiter
-
-
-def plot_window(report: dict[str, Any], path: str | Path) -> Path:
-    """A PNG of the window (and calls in flight) over time from `AdaptiveLimiter.report()`;
-    rounds with 429s are marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    history = report.get("history") or []
-    t = [h["t"] for h in history]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.step(t, [h["window"] for h in history], where="post", label="window")
-    ax.plot(t, [h["active"] for h in history], ".", ms=3, alpha=0.6, label="calls in flight")
-    limited = [h for h in history if h["event"] == "rate_limited"]
-    ax.plot([h["t"] for h in limited], [h["window"] for h in limited], "rx", ms=5, label="round with 429s")
-    ax.axhline(report.get("max_in_flight", 0), color="grey", lw=0.8, ls="--", label="max_in_flight")
-    ax.set_xlabel("seconds since start")
-    ax.set_ylabel("requests")
-    ax.set_title(str(report.get("key", "")), fontsize=8)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out

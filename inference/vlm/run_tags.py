@@ -19,9 +19,19 @@ class: QueuedRunCoordinator, config: {tag_concurrency_limits: [...]}}`).
 from __future__ import annotations
 
 from inference.config import EXTERNAL_API_KINDS, ModelConfig, vlm_options
-from inference.vlm.limiter import provider_tag
 
 PROVIDER_TAG = "fer/provider"
+
+
+def provider_tag(kind: str, base_url: str | None, api_key_env: str | None) -> str:
+    """A Dagster run-tag value (`fer/provider`) for runs that spend one provider account's quota:
+    runs in separate processes cannot share a limiter, so a tag concurrency limit keyed on this
+    serialises them. Only [A-Za-z0-9_.-] (tag values must be short and plain)."""
+    host = "default"
+    if base_url:
+        host = base_url.split("://", 1)[-1].split("/", 1)[0]
+    raw = f"{kind}.{host}.{api_key_env or 'nokey'}"
+    return "".join(c if c.isalnum() or c in "_.-" else "_" for c in raw)[:63]
 
 
 def provider_run_tags(cfg: ModelConfig) -> dict[str, str]:
