@@ -59,7 +59,7 @@ from inference.models.base import (
 )
 from inference.models.vlm_options import VLMOptions, vlm_options
 from inference.vlm.cache import ResponseCache, request_cache_key
-from inference.vlm.engine import Engine, estimate_tokens, run_all
+from inference.vlm.engine import Engine, estimate_tokens, limit_key, run_all
 from inference.vlm.openai_backend import scrub
 from inference.vlm.prompts import LABEL_SET, PromptTemplate, load_template
 from inference.vlm.protocols import ProtocolConfig, check_template, run_protocol
@@ -364,6 +364,7 @@ class VLMAdapter(ModelAdapter):
             tokens_per_minute=opts.tokens_per_minute, max_retries=opts.max_retries,
             timeout_s=opts.timeout_s, cache=cache,
             token_estimator=lambda r: estimate_tokens(r, IMAGE_TOKENS_ESTIMATE),
+            shared_key=limit_key(backend),  # one window and budget per provider+model in this process
         )
         chat = _CachedEngine(engine, model=self.cache_model, version=self.cfg.version,
                              template=self.template, protocol=self.protocol.label)
@@ -406,6 +407,7 @@ class VLMAdapter(ModelAdapter):
         self.transport_failures = failures
         self.usage = self._usage(engine.stats["calls"], engine.stats["cache_hits"],
                                  metered.input_tokens, metered.output_tokens)
+        self.usage["concurrency"] = engine.concurrency_report()  # the window over time (run metadata)
         return answers
 
     # -- plan

@@ -1,4 +1,4 @@
-"""A durable response cache for VLM calls: SQLite, one row per key, committed per response.
+"""A durable response cache for VLM calls: SQLite, one row per key, committed in small batches.
 
     cache = ResponseCache("data/cache/vlm_responses.sqlite")
     key = cache_key(model="gpt-4o", model_version="2024-08-06", prompt_hash=prompt_hash(request),
@@ -6,13 +6,17 @@
                     attempt=0, params_key=request.params.key())
     cached = cache.get(key)            # ChatResponse or None (counts a hit or a miss)
     cache.put(key, response)           # True if stored, False if the key was already there
+    cache.flush()                      # commit now (close() does too)
 
 - WAL journal, `synchronous=NORMAL`, a busy timeout: several processes (a sensor run, a
   notebook, a killed-and-restarted job) can share one file; readers never block the writer.
 - `insert or ignore` keeps the *first* answer for a key: a response that arrives twice (a
   retried request, two processes racing) is never stored twice and never overwritten.
-- Each `put` is its own committed transaction, so a process killed at any moment loses at most
-  the responses still in flight; a rerun asks only for the keys that are missing.
+- `put`s are committed in batches: one transaction per `flush_every` responses or `flush_s`
+  seconds, whichever comes first (a commit per response cost more client CPU than the HTTP
+  call's JSON at hundreds of answers per second). A process killed at any moment loses at most
+  the answers of the last `flush_s` seconds, which a rerun asks for again (never stores twice).
+  `get`, `in`, `keys` and `len` see unflushed answers; `flush()` / `close()` commit them.
 - Only `ChatResponse`s are stored (the engine never stores transport errors). Nothing else
   is written: no request headers, no API keys.
 """
@@ -97,8 +101,13 @@ class ResponseCache:
     """SQLite-backed `key -> ChatResponse` store (see the module docstring). Thread-safe;
     safe across processes. `hits` / `misses` count `get` outcomes in this object."""
 
-    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 60.0, flush_every: int = 64,
+                 flush_s: float = 0.25) -> None:
         self.path = Path(path)
+        self.flush_every = max(1, int(flush_every))
+        self.flush_s = float(flush_s)
+        self._unflushed: dict[str, str] = {}
+        self._last_flush = time.monotonic()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.hits = 0
         self.misses = 0
@@ -118,47 +127,75 @@ class ResponseCache:
     def __repr__(self) -> str:
         return f"ResponseCache({str(self.path)!r}, hits={self.hits}, misses={self.misses})"
 
+    def _stored_json(self, key: str) -> str | None:
+        """Under the lock: the stored (or not yet flushed) JSON of `key`."""
+        payload = self._unflushed.get(key)
+        if payload is None:
+            row = self._conn.execute("select response from responses where key = ?", (key,)).fetchone()
+            payload = None if row is None else row[0]
+        return payload
+
     def get(self, key: str) -> ChatResponse | None:
         with self._lock:
-            row = self._conn.execute("select response from responses where key = ?", (key,)).fetchone()
-            if row is None:
+            payload = self._stored_json(key)
+            if payload is None:
                 self.misses += 1
                 return None
             self.hits += 1
-        return response_from_json(row[0])
+        return response_from_json(payload)
 
     def __contains__(self, key: object) -> bool:
         with self._lock:
-            return self._conn.execute("select 1 from responses where key = ?", (key,)).fetchone() is not None
+            return isinstance(key, str) and self._stored_json(key) is not None
 
     def put(self, key: str, response: ChatResponse) -> bool:
-        """Store `response` under `key` unless the key is already there; committed on return."""
+        """Store `response` under `key` unless the key is already there (True if stored);
+        committed with its batch (see the module docstring)."""
         if not isinstance(response, ChatResponse):
             raise TypeError(f"ResponseCache.put stores ChatResponse objects, not {type(response).__name__}")
         payload = response_to_json(response)
         with self._lock:
-            cursor = self._conn.execute(
-                "insert or ignore into responses (key, response, created_at) values (?, ?, ?)",
-                (key, payload, time.time()),
-            )
-            inserted = cursor.rowcount == 1
-            if inserted:
-                self.stored += 1
-        return inserted
+            if self._stored_json(key) is not None:
+                return False
+            self._unflushed[key] = payload
+            self.stored += 1
+            if len(self._unflushed) >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_s:
+                self._flush_locked()
+        return True
+
+    def _flush_locked(self) -> None:
+        if self._unflushed:
+            now = time.time()
+            self._conn.execute("begin")
+            try:
+                self._conn.executemany(
+                    "insert or ignore into responses (key, response, created_at) values (?, ?, ?)",
+                    [(k, v, now) for k, v in self._unflushed.items()])
+                self._conn.execute("commit")
+            except BaseException:
+                self._conn.execute("rollback")
+                raise
+            self._unflushed.clear()
+        self._last_flush = time.monotonic()
+
+    def flush(self) -> None:
+        """Commit every answer `put` so far."""
+        with self._lock:
+            self._flush_locked()
 
     def keys(self) -> set[str]:
         with self._lock:
-            return {row[0] for row in self._conn.execute("select key from responses")}
+            return {row[0] for row in self._conn.execute("select key from responses")} | set(self._unflushed)
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("select count(*) from responses").fetchone()[0])
+        return len(self.keys())
 
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "stored": self.stored}
 
     def close(self) -> None:
         with self._lock:
+            self._flush_locked()
             self._conn.close()
 
     def __enter__(self) -> "ResponseCache":

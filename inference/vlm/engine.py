@@ -1,27 +1,29 @@
-"""Runs many chat requests against one backend: bounded concurrency, rate limits, retries,
-timeouts and a durable response cache.
+"""Runs many chat requests against one backend: an adaptive concurrency window per provider,
+hard caps, retries, timeouts and a durable response cache.
 
-    engine = Engine(OpenAIChatBackend("gpt-4o"), max_in_flight=32, requests_per_minute=500,
-                    tokens_per_minute=30_000, cache=ResponseCache("data/cache/vlm.sqlite"))
+    engine = Engine(OpenAIChatBackend("gpt-4o"), max_in_flight=64, requests_per_minute=500,
+                    tokens_per_minute=30_000, cache=ResponseCache("data/cache/vlm.sqlite"),
+                    shared_key=limit_key(backend))      # one budget per provider in this process
     results = await run_all([engine.complete(r, cache_key=k) for r, k in work], use_tqdm=True)
+    engine.concurrency_report()   # the window over time: run metadata (see window_plot.plot_window)
 
 Per `complete(request, cache_key)`:
 1. a cache hit returns the stored `ChatResponse` (no HTTP call, no slot, no rate budget);
    concurrent calls with the same key share one backend call;
-2. otherwise it takes one of `max_in_flight` slots (asyncio.Semaphore), waits for any global
-   Retry-After pause, then takes one request from the requests-per-minute bucket and the
-   request's estimated tokens from the tokens-per-minute bucket (token buckets refilling
-   continuously; capacity = `burst_s` seconds of rate, at least one request), and calls the
-   backend under `asyncio.wait_for(timeout_s)` (expiry -> TransportError('timeout'));
-3. a retryable TransportError (rate_limited, timeout, server_error, bad_response) is retried up
-   to `max_retries` times after a full-jitter exponential backoff,
-   uniform(0, min(max_delay_s, base_delay_s * 2**n)), and never sooner than the error's
-   Retry-After, which also pauses every new request of this engine until it has passed. The
-   slot is released while waiting. A non-retryable error (client_error, safety_block) is raised
-   at once; after the last retry the last TransportError is raised (`.attempts` says how many
-   calls were made);
-4. the answer (a `ChatResponse`, refusals included) is committed to the cache; the actual
-   token usage, when reported, corrects the token bucket's estimate.
+2. otherwise the request takes a ticket of the adaptive window (`inference.vlm.limiter`: a 429
+   shrinks the window of that provider and model to what it sustained, clean full rounds grow
+   it) and keeps it through its retries; each call takes a call slot (at most `max_in_flight`)
+   and the request's share of the rpm / tpm buckets (hard caps), and runs under
+   `asyncio.timeout(timeout_s)` (expiry -> TransportError('timeout'));
+3. the retry policy lives in `_retrying` (tenacity): a retryable TransportError (rate_limited,
+   timeout, server_error, bad_response) is retried up to `max_retries` times after a
+   full-jitter exponential backoff, uniform(0, min(max_delay_s, base_delay_s * 2**n)) -- or,
+   when the error has a Retry-After / retry-after-ms, that wait plus a jitter of at most a
+   quarter of it, honoured by that request alone: the other requests go on. A non-retryable error (client_error, safety_block), or a Retry-After
+   longer than `max_retry_after_s` (a daily quota), is raised at once; after the last retry the
+   last TransportError is raised (`.attempts` says how many calls were made);
+4. the answer (a `ChatResponse`, refusals included) is handed to the cache (batched commits);
+   the actual token usage, when reported, corrects the token bucket's estimate.
 
 `stats` counts calls, retries, cache hits and errors by kind.
 """
@@ -31,16 +33,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
 from inference.vlm.cache import ResponseCache
+from inference.vlm.buckets import TokenBucket
+from inference.vlm.limiter import AdaptiveLimiter, shared_limiter
 from inference.vlm.types import ChatBackend, ChatRequest, ChatResponse, TransportError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+__all__ = ["Engine", "TokenBucket", "estimate_tokens", "limit_key", "run_all"]
 
 
 def estimate_tokens(request: ChatRequest, image_tokens: int = 800) -> int:
@@ -51,47 +59,15 @@ def estimate_tokens(request: ChatRequest, image_tokens: int = 800) -> int:
     return chars // 4 + 1 + images + int(request.params.max_tokens)
 
 
-class TokenBucket:
-    """Continuous-refill token bucket: `rate_per_s` tokens per second, at most `capacity`.
-    Waiters are served in FIFO order. `debit` may drive the balance negative (a correction
-    after the fact), which delays later acquirers."""
+def limit_key(backend: Any) -> str:
+    """The shared-limiter key of a backend: its `limit_key` (provider, endpoint, account, model)
+    when it has one, else its name (a local backend is its own provider)."""
+    key = getattr(backend, "limit_key", None)
+    return key if isinstance(key, str) else f"local|{getattr(backend, 'name', type(backend).__name__)}"
 
-    def __init__(self, rate_per_s: float, capacity: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if rate_per_s <= 0:
-            raise ValueError(f"TokenBucket rate must be > 0, got {rate_per_s}")
-        self.rate = float(rate_per_s)
-        self.capacity = max(float(capacity), 1e-9)
-        self.tokens = self.capacity
-        self._clock = clock
-        self._updated = clock()
-        self._lock: asyncio.Lock | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _refill(self) -> None:
-        now = self._clock()
-        self.tokens = min(self.capacity, self.tokens + (now - self._updated) * self.rate)
-        self._updated = now
-
-    def _get_lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._loop is not loop:
-            self._lock, self._loop = asyncio.Lock(), loop
-        return self._lock
-
-    async def acquire(self, amount: float = 1.0) -> None:
-        amount = min(float(amount), self.capacity)  # a request bigger than the bucket still runs
-        async with self._get_lock():
-            while True:
-                self._refill()
-                if self.tokens >= amount:
-                    self.tokens -= amount
-                    return
-                await asyncio.sleep((amount - self.tokens) / self.rate)
-
-    def debit(self, amount: float) -> None:
-        """Take (or, if negative, give back) `amount` without waiting."""
-        self._refill()
-        self.tokens = min(self.capacity, self.tokens - float(amount))
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, TransportError) and exc.retryable
 
 
 class Engine:
@@ -113,10 +89,13 @@ class Engine:
         max_retry_after_s: float = 600.0,
         token_estimator: Callable[[ChatRequest], int] = estimate_tokens,
         rng: random.Random | None = None,
+        adaptive: bool = True,
+        shared_key: str | None = None,
+        limiter: AdaptiveLimiter | None = None,
     ) -> None:
         """
-        max_in_flight: requests awaiting the backend at once.
-        requests_per_minute / tokens_per_minute: provider quotas (None = unlimited).
+        max_in_flight: HTTP calls at once (hard cap; the adaptive window works below it).
+        requests_per_minute / tokens_per_minute: provider quotas, hard caps (None = unlimited).
         max_retries: retries after the first call (so at most max_retries + 1 calls).
         base_delay_s, max_delay_s: full-jitter backoff parameters.
         timeout_s: per call (None = no engine timeout; the backend's own still applies).
@@ -124,6 +103,10 @@ class Engine:
         burst_s: bucket capacity in seconds of rate (1.0: at most a second's quota at once).
         max_retry_after_s: a Retry-After longer than this (a daily quota) is not waited out:
             the error is raised at once.
+        adaptive: False = a fixed window of max_in_flight (429s shrink nothing).
+        shared_key: share one limiter (window and hard caps) with every engine of this process
+            that names the same key (`limit_key(backend)`); None = a private limiter.
+        limiter: an explicit limiter (overrides the two above).
         """
         if max_in_flight < 1:
             raise ValueError(f"Engine: max_in_flight must be >= 1, got {max_in_flight}")
@@ -144,130 +127,161 @@ class Engine:
         self.max_retry_after_s = float(max_retry_after_s)
         self.token_estimator = token_estimator
         self._rng = rng or random.Random()
-        self.request_bucket = (
-            TokenBucket(requests_per_minute / 60.0, max(1.0, requests_per_minute / 60.0 * burst_s))
-            if requests_per_minute else None
-        )
-        self.token_bucket = (
-            TokenBucket(tokens_per_minute / 60.0, max(1.0, tokens_per_minute / 60.0 * burst_s))
-            if tokens_per_minute else None
-        )
+        caps = dict(max_in_flight=self.max_in_flight, requests_per_minute=requests_per_minute,
+                    tokens_per_minute=tokens_per_minute)
+        if limiter is not None:
+            self.limiter = limiter
+        elif shared_key is not None:
+            self.limiter = shared_limiter(shared_key, **caps, adaptive=adaptive, burst_s=burst_s)
+        else:
+            self.limiter = AdaptiveLimiter(limit_key(backend), **caps, adaptive=adaptive, burst_s=burst_s)
         self.stats: Counter[str] = Counter()
-        self._resume_at = 0.0  # monotonic time before which no new call starts (Retry-After)
-        self._semaphore: asyncio.Semaphore | None = None
+        self._name = getattr(backend, "name", "backend")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[str, asyncio.Future[ChatResponse]] = {}
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._retrying = AsyncRetrying(stop=self._stop, wait=self._wait, retry=retry_if_exception(_retryable),
+                                       before_sleep=self._before_sleep, reraise=True)
 
     def __repr__(self) -> str:
         return (f"Engine({self.backend!r}, max_in_flight={self.max_in_flight}, "
                 f"requests_per_minute={self.requests_per_minute}, tokens_per_minute={self.tokens_per_minute})")
 
-    def _slots(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        if self._semaphore is None or self._loop is not loop:
-            self._semaphore, self._loop = asyncio.Semaphore(self.max_in_flight), loop
-            self._pending = {}
-        return self._semaphore
+    @property
+    def request_bucket(self) -> TokenBucket | None:
+        return self.limiter.request_bucket
 
+    @property
+    def token_bucket(self) -> TokenBucket | None:
+        return self.limiter.token_bucket
+
+    def concurrency_report(self) -> dict[str, Any]:
+        """The limiter's window over time (run metadata; `window_plot.plot_window` draws it)."""
+        return self.limiter.report()
+
+    # ------------------------------------------------------------------ retry policy
     def backoff_delay(self, retry_index: int, retry_after: float | None = None) -> float:
-        """Full jitter: uniform(0, min(max_delay, base * 2**retry_index)), at least Retry-After."""
+        """Full jitter: uniform(0, min(max_delay, base * 2**retry_index)); after a Retry-After,
+        a jitter of at most a quarter of it *on top of* it: never sooner than the server asked,
+        and the requests a quota refused together do not all come back in the same instant (a
+        herd that the quota refuses again)."""
         ceiling = min(self.max_delay_s, self.base_delay_s * (2.0 ** retry_index))
-        delay = self._rng.uniform(0.0, ceiling)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return delay
+        if retry_after is None:
+            return self._rng.uniform(0.0, ceiling)
+        return retry_after + self._rng.uniform(0.0, min(ceiling, 0.25 * retry_after))
+
+    def _stop(self, state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome is not None else None
+        retry_after = getattr(error, "retry_after", None)
+        return state.attempt_number > self.max_retries or (
+            retry_after is not None and retry_after > self.max_retry_after_s)
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        return self.backoff_delay(state.attempt_number - 1, getattr(error, "retry_after", None))
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.stats["retries"] += 1
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.info("%s: %s; retry %d/%d in %.2f s", self._name, error, state.attempt_number,
+                 self.max_retries, state.upcoming_sleep)
+
+    def _gave_up(self, error: TransportError) -> None:
+        if not error.retryable:
+            return
+        if error.retry_after is not None and error.retry_after > self.max_retry_after_s:
+            log.warning("%s: Retry-After %.0f s exceeds max_retry_after_s=%.0f; giving up",
+                        self._name, error.retry_after, self.max_retry_after_s)
+            return
+        self.stats["gave_up"] += 1
+        log.warning("%s: giving up after %d attempts: %s", self._name, getattr(error, "attempts", 0), error)
 
     # ------------------------------------------------------------------ public
     async def complete(self, request: ChatRequest, cache_key: str | None = None) -> ChatResponse:
-        slots = self._slots()
-        if cache_key is not None and self.cache is not None:
-            cached = self.cache.get(cache_key)
-            if cached is not None:
-                self.stats["cache_hits"] += 1
-                return cached
-            pending = self._pending.get(cache_key)
-            if pending is not None:  # the same answer is already being fetched
-                self.stats["deduplicated"] += 1
-                return await asyncio.shield(pending)
-            future: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
-            self._pending[cache_key] = future
-            try:
-                response = await self._complete_with_retries(request, slots)
-                self.cache.put(cache_key, response)
-                future.set_result(response)
-                return response
-            except Exception as exc:
-                future.set_exception(exc)
-                future.exception()  # retrieved: no "never retrieved" warning without sharers
-                raise
-            except BaseException:  # cancelled
-                future.cancel()
-                raise
-            finally:
-                self._pending.pop(cache_key, None)
-        return await self._complete_with_retries(request, slots)
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._pending, self._flush_timer = loop, {}, None
+            prepare = getattr(self.backend, "prepare", None)
+            if prepare is not None:  # client set-up is not the provider's latency
+                prepare()
+        if cache_key is None or self.cache is None:
+            return await self._complete_with_retries(request)
+        cached = self.cache.get(cache_key)
+        if cached is not None:
+            self.stats["cache_hits"] += 1
+            return cached
+        pending = self._pending.get(cache_key)
+        if pending is not None:  # the same answer is already being fetched
+            self.stats["deduplicated"] += 1
+            return await asyncio.shield(pending)
+        future: asyncio.Future[ChatResponse] = loop.create_future()
+        self._pending[cache_key] = future
+        try:
+            response = await self._complete_with_retries(request)
+            self.cache.put(cache_key, response)
+            self._schedule_flush(loop)
+            future.set_result(response)
+            return response
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning without sharers
+            raise
+        except BaseException:  # cancelled
+            future.cancel()
+            raise
+        finally:
+            self._pending.pop(cache_key, None)
 
     # ------------------------------------------------------------------ internals
-    async def _wait_for_pause(self) -> None:
-        while True:
-            remaining = self._resume_at - time.monotonic()
-            if remaining <= 0:
-                return
-            await asyncio.sleep(remaining)
+    def _schedule_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit the cache's batch within its flush_s even if no further answer arrives."""
+        if self._flush_timer is None and self.cache is not None:
+            self._flush_timer = loop.call_later(getattr(self.cache, "flush_s", 0.0), self._timed_flush)
 
-    async def _call_once(self, request: ChatRequest, estimate: int) -> ChatResponse:
-        await self._wait_for_pause()
-        if self.request_bucket is not None:
-            await self.request_bucket.acquire(1)
-        if self.token_bucket is not None:
-            await self.token_bucket.acquire(estimate)
-        self.stats["calls"] += 1
+    def _timed_flush(self) -> None:
+        self._flush_timer = None
         try:
-            if self.timeout_s is None:
-                response = await self.backend.complete(request)
-            else:
-                response = await asyncio.wait_for(self.backend.complete(request), self.timeout_s)
-        except asyncio.TimeoutError:
-            raise TransportError("timeout", f"{getattr(self.backend, 'name', 'backend')}: no answer within "
-                                 f"{self.timeout_s:g} s (engine timeout)") from None
-        if self.token_bucket is not None and response.input_tokens is not None:
-            actual = response.input_tokens + (response.output_tokens or 0)
-            self.token_bucket.debit(actual - min(estimate, self.token_bucket.capacity))
-        return response
+            self.cache.flush()  # type: ignore[union-attr]
+        except sqlite3.ProgrammingError:  # closed meanwhile: close() has flushed
+            pass
 
-    async def _complete_with_retries(self, request: ChatRequest, slots: asyncio.Semaphore) -> ChatResponse:
-        estimate = self.token_estimator(request) if self.token_bucket is not None else 0
-        attempt = 0
-        while True:
-            attempt += 1
-            async with slots:
-                try:
-                    response = await self._call_once(request, estimate)
-                except TransportError as exc:
-                    error = exc
-                else:
-                    self.stats["answers"] += 1
-                    return response
+    async def _call_once(self, request: ChatRequest, estimate: int, attempt: int) -> ChatResponse:
+        try:
+            async with self.limiter.call(estimate):
+                self.stats["calls"] += 1
+                started = time.monotonic()
+                try:  # asyncio.timeout, unlike wait_for, runs the call without a task of its own
+                    async with asyncio.timeout(self.timeout_s):
+                        response = await self.backend.complete(request)
+                except TimeoutError:
+                    raise TransportError("timeout", f"{self._name}: no answer within "
+                                         f"{self.timeout_s:g} s (engine timeout)") from None
+        except TransportError as error:
             self.stats[f"error:{error.kind}"] += 1
             error.attempts = attempt  # type: ignore[attr-defined]
-            if not error.retryable:
-                raise error
-            if error.retry_after is not None and error.retry_after > self.max_retry_after_s:
-                log.warning("%s: Retry-After %.0f s exceeds max_retry_after_s=%.0f; giving up",
-                            getattr(self.backend, "name", "backend"), error.retry_after, self.max_retry_after_s)
-                raise error
-            if attempt > self.max_retries:
-                self.stats["gave_up"] += 1
-                log.warning("%s: giving up after %d attempts: %s",
-                            getattr(self.backend, "name", "backend"), attempt, error)
-                raise error
-            if error.retry_after is not None:
-                self._resume_at = max(self._resume_at, time.monotonic() + error.retry_after)
-            delay = self.backoff_delay(attempt - 1, error.retry_after)
-            self.stats["retries"] += 1
-            log.info("%s: %s; retry %d/%d in %.2f s", getattr(self.backend, "name", "backend"),
-                     error, attempt, self.max_retries, delay)
-            await asyncio.sleep(delay)
+            self.limiter.record(error.kind)
+            raise
+        self.limiter.record("answer", time.monotonic() - started)
+        self.stats["answers"] += 1
+        bucket = self.limiter.token_bucket
+        if bucket is not None and response.input_tokens is not None:
+            actual = response.input_tokens + (response.output_tokens or 0)
+            bucket.debit(actual - min(estimate, bucket.capacity))
+        return response
+
+    async def _complete_with_retries(self, request: ChatRequest) -> ChatResponse:
+        estimate = self.token_estimator(request) if self.limiter.token_bucket is not None else 0
+        async with self.limiter.ticket():
+            try:
+                async for attempt in self._retrying.copy():
+                    with attempt:
+                        if attempt.retry_state.attempt_number > 1:
+                            await self.limiter.readmit()
+                        return await self._call_once(request, estimate, attempt.retry_state.attempt_number)
+            except TransportError as error:
+                self._gave_up(error)
+                raise
+        raise AssertionError("unreachable: tenacity either returns or raises")
 
 
 async def run_all(

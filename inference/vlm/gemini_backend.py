@@ -32,7 +32,8 @@ import re
 import time
 from typing import Any
 
-from inference.vlm.openai_backend import parse_retry_after, read_api_key, scrub
+from inference.vlm.limiter import provider_key
+from inference.vlm.openai_backend import parse_retry_after, read_api_key, scrub, shared_ssl_context
 from inference.vlm.types import ChatRequest, ChatResponse, TransportError
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,11 @@ class GeminiBackend:
         return (f"GeminiBackend(model={self.model!r}, base_url={self.base_url!r}, "
                 f"api_key_env={self.api_key_env!r}, timeout_s={self.timeout_s})")
 
+    @property
+    def limit_key(self) -> str:
+        """Whose quota this backend spends (see `inference.vlm.limiter.provider_key`)."""
+        return provider_key("gemini", self.base_url, self.api_key_env, self.model)
+
     def _secret(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
@@ -117,7 +123,8 @@ class GeminiBackend:
                 "timeout": max(1, int(round(self.timeout_s * 1000))),  # milliseconds
                 "retry_options": types.HttpRetryOptions(attempts=1),
                 "async_client_args": {"limits": httpx2.Limits(
-                    max_connections=self.max_connections, max_keepalive_connections=self.max_connections)},
+                    max_connections=self.max_connections, max_keepalive_connections=self.max_connections),
+                    "verify": shared_ssl_context()},
             }
             if self.base_url is not None:
                 options["base_url"] = self.base_url
@@ -126,6 +133,10 @@ class GeminiBackend:
             self._client = genai.Client(api_key=key, vertexai=False, http_options=types.HttpOptions(**options))
             self._client_loop = loop
         return self._client
+
+    def prepare(self) -> None:
+        """Build the client for the running loop now, outside the engine's per-call timeout."""
+        self._get_client()
 
     # ------------------------------------------------------------------ request
     def build_contents(self, request: ChatRequest) -> tuple[list[Any], str | None]:

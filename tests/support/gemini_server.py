@@ -20,6 +20,7 @@ from typing import Any
 
 from .openai_server import (  # noqa: F401  (re-exported for tests)
     Action,
+    Provider,
     RecordedRequest,
     ScriptedServer,
     answer,
@@ -99,6 +100,8 @@ class GeminiServer(ScriptedServer):
             headers = dict(json_headers)
             if action.retry_after is not None:
                 headers["Retry-After"] = action.retry_after
+            if action.retry_after_ms is not None:
+                headers["retry-after-ms"] = action.retry_after_ms
             details = None
             if action.retry_delay is not None:
                 details = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": action.retry_delay}]

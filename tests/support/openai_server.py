@@ -1,7 +1,7 @@
 """A loopback, scripted OpenAI-compatible chat-completions server for tests and benchmarks.
 
-(Over 400 lines: the shared ScriptedServer (HTTP, recording, scripted actions) that
-gemini_server.py subclasses, plus its OpenAI dialect.)
+(Over 400 lines: the HTTP plumbing, scripting, provider behaviour and counting that both loopback
+servers share belong in one place.)
 
 Real HTTP/1.1 (keep-alive; a stdlib asyncio server on its own event loop in a background thread)
 on 127.0.0.1 with an ephemeral port; it speaks `POST /v1/chat/completions` and `GET /v1/models`.
@@ -15,8 +15,15 @@ on 127.0.0.1 with an ephemeral port; it speaks `POST /v1/chat/completions` and `
         assert server.requests[-1].images == [image_bytes]
 
 Each generation request takes its action from, in order: the queue (`enqueue`, FIFO), the
-`responder` callable (given the `RecordedRequest`, may return None), else the default answer
-(`default_text`, or `answer_fn(recorded)` when set). Latency is an asyncio sleep, so slow
+`responder` callable (given the `RecordedRequest`, may return None), the provider behaviour
+(`provider`: a `Provider` -- a server-enforced rate and concurrency limit answered with 429 +
+Retry-After past it, and a seeded random mix of 429 / 5xx / hangs / garbage), else the default
+answer (`default_text`, or `answer_fn(recorded)` when set).
+
+The server counts the answers it sent per `answer_key(recorded)` (the prompt): `answered`
+(a Counter), `lost(keys)` and `duplicates()` make lost and doubly answered requests visible,
+and `outcomes` counts every generation request by what it got. `GET /_loopback/stats` and
+`POST /_loopback/configure` expose the same to a client in another process (benchmarks). Latency is an asyncio sleep, so slow
 answers never block other requests; a hang waits until the server stops (then the connection
 is dropped without an answer). Callables run on the server's thread.
 
@@ -29,10 +36,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import threading
 import time
 import urllib.parse
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +58,7 @@ class Action:
     latency_s: float | None = None  # None: the server's default latency
     status: int = 200
     retry_after: str | None = None  # Retry-After header value (seconds or HTTP date)
+    retry_after_ms: str | None = None  # retry-after-ms header value (OpenAI)
     retry_delay: str | None = None  # Gemini RetryInfo.retryDelay, e.g. "2s"
     hang_s: float = 60.0
     body: bytes | None = None  # for kind == "raw"
@@ -62,9 +71,9 @@ def answer(text: str, latency_s: float | None = None) -> Action:
 
 
 def rate_limited(retry_after: str | None = "1", retry_delay: str | None = None,
-                 latency_s: float | None = 0.0) -> Action:
+                 latency_s: float | None = 0.0, retry_after_ms: str | None = None) -> Action:
     return Action("rate_limited", status=429, retry_after=retry_after, retry_delay=retry_delay,
-                  latency_s=latency_s)
+                  latency_s=latency_s, retry_after_ms=retry_after_ms)
 
 
 def server_error(status: int = 500, latency_s: float | None = 0.0) -> Action:
@@ -105,6 +114,58 @@ def prompt_blocked(reason: str = "SAFETY") -> Action:
 def finish_safety(reason: str = "SAFETY") -> Action:
     """Gemini: a candidate with finishReason SAFETY and no content."""
     return Action("finish_safety", text=reason)
+
+
+@dataclass
+class Provider:
+    """How a real provider treats load: past `rate_per_s` (a token bucket of `burst` requests)
+    or `max_concurrency` requests at once, a 429 with Retry-After (`retry_after`, seconds) or
+    `retry-after-ms` (`retry_after_ms`); besides, each request independently gets a 429
+    (`p_rate_limited`), a 5xx (`p_server_error`), a hang (`p_hang`, for `hang_s`) or a
+    garbage 200 body (`p_garbage`), drawn from a seeded RNG."""
+
+    rate_per_s: float | None = None
+    burst: float | None = None  # default: one second of rate
+    max_concurrency: int | None = None
+    p_rate_limited: float = 0.0
+    p_server_error: float = 0.0
+    p_hang: float = 0.0
+    p_garbage: float = 0.0
+    retry_after: str | None = "1"
+    retry_after_ms: str | None = None
+    hang_s: float = 30.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._tokens = self.burst if self.burst is not None else (self.rate_per_s or 0.0)
+        self._updated = time.monotonic()
+
+    def _throttle(self) -> Action:
+        return Action("rate_limited", status=429, retry_after=self.retry_after,
+                      retry_after_ms=self.retry_after_ms, latency_s=0.0)
+
+    def decide(self, in_flight: int) -> Action | None:
+        """The action for one arriving request (None: answer normally). Call under a lock."""
+        if self.max_concurrency is not None and in_flight > self.max_concurrency:
+            return self._throttle()
+        if self.rate_per_s:
+            now = time.monotonic()
+            capacity = self.burst if self.burst is not None else self.rate_per_s
+            self._tokens = min(capacity, self._tokens + (now - self._updated) * self.rate_per_s)
+            self._updated = now
+            if self._tokens < 1.0:
+                return self._throttle()
+            self._tokens -= 1.0
+        draw = self._rng.random()
+        for p, action in ((self.p_rate_limited, self._throttle),
+                          (self.p_server_error, lambda: server_error(503)),
+                          (self.p_hang, lambda: hang(self.hang_s)),
+                          (self.p_garbage, lambda: malformed())):
+            if draw < p:
+                return action()
+            draw -= p
+        return None
 
 
 # ----------------------------------------------------------------------------- recording
@@ -148,6 +209,10 @@ class ScriptedServer:
         self.requests: list[RecordedRequest] = []
         self.responses: list[bytes] = []  # every body sent, to check nothing secret is echoed
         self.max_concurrent = 0
+        self.provider: Provider | None = None
+        self.keep_records = True  # False (benchmarks): no request/response log, images not decoded
+        self.answered: Counter[str] = Counter()  # answers sent, per answer_key
+        self.outcomes: Counter[str] = Counter()  # generation requests by outcome
         self._in_flight = 0
         self._queue: deque[Action] = deque()
         self._lock = threading.Lock()
@@ -184,12 +249,48 @@ class ScriptedServer:
             self._queue.extend(actions)
 
     def reset(self) -> None:
-        """Forget recorded requests, queued actions and the concurrency peak."""
+        """Forget recorded requests, queued actions, answer counts and the concurrency peak."""
         with self._lock:
             self.requests.clear()
             self.responses.clear()
             self._queue.clear()
+            self.answered.clear()
+            self.outcomes.clear()
             self.max_concurrent = self._in_flight
+
+    def answer_key(self, recorded: RecordedRequest) -> str:
+        """What identifies one wanted answer: the prompt (tests name the item in it)."""
+        return recorded.prompt
+
+    def lost(self, keys: list[str]) -> list[str]:
+        """The `keys` the server never answered."""
+        with self._lock:
+            return [k for k in keys if self.answered[k] == 0]
+
+    def duplicates(self) -> dict[str, int]:
+        """Keys answered more than once, with their counts."""
+        with self._lock:
+            return {k: n for k, n in self.answered.items() if n > 1}
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"requests": sum(self.outcomes.values()), "outcomes": dict(self.outcomes),
+                    "answered_keys": len(self.answered), "answers": sum(self.answered.values()),
+                    "duplicates": sum(1 for n in self.answered.values() if n > 1),
+                    "max_concurrent": self.max_concurrent, "process_cpu_s": time.process_time()}
+
+    def configure(self, *, latency_s: float | None = None, provider: dict[str, Any] | None = None,
+                  reset: bool = True, keep_records: bool | None = None) -> None:
+        """Set latency and provider behaviour (a `Provider`'s fields; {} = none), optionally reset."""
+        if reset:
+            self.reset()
+        if keep_records is not None:
+            self.keep_records = bool(keep_records)
+        if latency_s is not None:
+            self.latency_s = float(latency_s)
+        if provider is not None:
+            with self._lock:
+                self.provider = Provider(**provider) if provider else None
 
     def start(self) -> "ScriptedServer":
         async def open_server() -> None:
@@ -248,6 +349,11 @@ class ScriptedServer:
                 return self._queue.popleft()
         if self.responder is not None:
             action = self.responder(recorded)
+            if action is not None:
+                return action
+        if self.provider is not None:
+            with self._lock:
+                action = self.provider.decide(self._in_flight)
             if action is not None:
                 return action
         text = self.answer_fn(recorded) if self.answer_fn is not None else self.default_text
@@ -316,10 +422,15 @@ class ScriptedServer:
             method=method, path=path + (f"?{split.query}" if split.query else ""),
             headers=headers, body=body, raw_body=raw_body, started=time.monotonic(),
         )
-        route = self._route(method, path)
-        with self._lock:
-            self.requests.append(recorded)
         json_headers = {"Content-Type": "application/json"}
+        if path.startswith("/_loopback/"):  # control plane for clients in another process
+            if path == "/_loopback/configure" and method == "POST":
+                self.configure(**(body or {}))
+            return 200, json_headers, json.dumps(self.stats()).encode()
+        route = self._route(method, path)
+        if self.keep_records:
+            with self._lock:
+                self.requests.append(recorded)
         if route == "models":
             if self.models_status != 200:  # a provider whose listing is down
                 return self._record(recorded, self.models_status, json_headers, json.dumps(
@@ -337,6 +448,8 @@ class ScriptedServer:
             self.max_concurrent = max(self.max_concurrent, self._in_flight)
         try:
             action = self._next_action(recorded)
+            with self._lock:
+                self.outcomes[action.kind] += 1
             if action.kind == "hang":
                 if await self._sleep(action.hang_s):
                     return None
@@ -347,7 +460,11 @@ class ScriptedServer:
                 return self._record(recorded, action.status, {"Content-Type": action.content_type}, action.body or b"")
             if action.kind == "malformed":
                 return self._record(recorded, 200, json_headers, b'{"choices": [{"mess')
-            return self._record(recorded, *self._generation(recorded, action))
+            result = self._generation(recorded, action)
+            if result[0] == 200 and action.kind == "answer":
+                with self._lock:
+                    self.answered[self.answer_key(recorded)] += 1
+            return self._record(recorded, *result)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -356,8 +473,9 @@ class ScriptedServer:
                 payload: bytes) -> tuple[int, dict[str, str], bytes]:
         recorded.status = status
         recorded.finished = time.monotonic()
-        with self._lock:
-            self.responses.append(payload)
+        if self.keep_records:
+            with self._lock:
+                self.responses.append(payload)
         return status, headers, payload
 
 
@@ -401,7 +519,7 @@ class OpenAIServer(ScriptedServer):
             for part in content or []:
                 if part.get("type") == "text":
                     texts.append(part.get("text", ""))
-                elif part.get("type") == "image_url":
+                elif part.get("type") == "image_url" and self.keep_records:
                     mime, data = decode_data_url(part["image_url"]["url"])
                     recorded.image_mimes.append(mime)
                     recorded.images.append(data)
@@ -413,6 +531,8 @@ class OpenAIServer(ScriptedServer):
             headers = dict(json_headers)
             if action.retry_after is not None:
                 headers["Retry-After"] = action.retry_after
+            if action.retry_after_ms is not None:
+                headers["retry-after-ms"] = action.retry_after_ms
             return 429, headers, json.dumps({"error": {
                 "message": "Rate limit reached for requests", "type": "requests",
                 "param": None, "code": "rate_limit_exceeded"}}).encode()

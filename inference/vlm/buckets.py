@@ -1,0 +1,56 @@
+"""A thread-safe, reservation-style token bucket: the rpm / tpm hard caps and the pace of
+`inference.vlm.limiter`."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+
+class TokenBucket:
+    """Continuous-refill token bucket (`rate_per_s`, at most `capacity`), thread-safe.
+    `acquire` reserves its tokens at once (the balance may go negative) and sleeps until the
+    reservation is covered, so waiters are served in arrival order; a cancelled waiter gives its
+    tokens back. `debit` corrects the balance after the fact."""
+
+    def __init__(self, rate_per_s: float, capacity: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate_per_s <= 0:
+            raise ValueError(f"TokenBucket rate must be > 0, got {rate_per_s}")
+        self.rate = float(rate_per_s)
+        self.capacity = max(float(capacity), 1e-9)
+        self.tokens = self.capacity
+        self._clock = clock
+        self._updated = clock()
+        self._lock = threading.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        amount = min(float(amount), self.capacity)  # a request bigger than the bucket still runs
+        with self._lock:
+            self._refill()
+            self.tokens -= amount
+            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        if wait > 0:
+            try:
+                await asyncio.sleep(wait)
+            except asyncio.CancelledError:
+                self.debit(-amount)
+                raise
+
+    def set_rate(self, rate_per_s: float, capacity: float) -> None:
+        with self._lock:
+            self._refill()
+            self.rate, self.capacity = float(rate_per_s), max(float(capacity), 1e-9)
+            self.tokens = min(self.tokens, self.capacity)
+
+    def debit(self, amount: float) -> None:
+        """Take (or, if negative, give back) `amount` without waiting."""
+        with self._lock:
+            self._refill()
+            self.tokens = min(self.capacity, self.tokens - float(amount))

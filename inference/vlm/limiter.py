@@ -1,0 +1,367 @@
+"""How many requests one provider gets at once: an adaptive window per (provider, endpoint,
+account, model), hard caps (in flight, requests and tokens per minute), shared in a process.
+
+    limiter = shared_limiter(provider_key("openai", None, "OPENAI_API_KEY", "gpt-4o"), max_in_flight=256)
+    async with limiter.ticket():                 # the adaptive window: owned requests
+        async with limiter.call(tokens=900):      # hard caps: in flight, rpm, tpm
+            ...                                   # one HTTP call
+        limiter.record(kind, latency_s)           # 'answer', 'rate_limited' or another error kind
+
+The controller. A request owns a *ticket* from its first call until its final outcome, so a
+request waiting out a Retry-After still counts against the window (releasing its slot would
+turn every 429 into a fresh request at once: a 429 storm against a real quota); each HTTP call
+also takes a *call* slot (at most `max_in_flight`, the hard cap) and the rpm/tpm budget.
+Time runs in rounds of one round-trip (the EWMA latency of answers). At each round's end:
+- a round whose share of refused calls (429) stays within the tolerance, headroom / (1 +
+  headroom) = 20 %, does not shrink the window: random 429s are noise, not a limit (pure AIMD
+  collapses under random loss: W ~ 1.22 / sqrt(p), i.e. ~4 at 10 %);
+- a round refused more than that sets the window to admitted rate x RTT x (1 + headroom) --
+  what the provider took, plus room to probe -- never below `max_decrease` x window in one
+  round (a quota's bandwidth-delay product, as BBR sizes cwnd), and paces call starts at
+  admitted rate x (1 + headroom): a quota refuses bursts, so calls are spread evenly; clean
+  rounds raise the pace by the headroom until it cannot bind, then drop it;
+- a clean round in which the window was full grows it by `headroom` (multiplicative, so a
+  transient dip recovers in a few round-trips; a round that did not fill the window says
+  nothing about more capacity, RFC 7661);
+- the window stays in [min_window, max_in_flight x (1 + headroom)]: above max_in_flight only
+  the requests parked on a Retry-After make the difference, the call cap holds the provider.
+Retry-After is honoured per request by the engine (its own sleep); nothing else pauses.
+Before a retry, a request whose ticket lies outside a window that shrank meanwhile gives it
+back and queues at the head (`readmit`), so retries cannot hold more than the window.
+`history` records every change (time, window, pace, owned, active, goodput) for run metadata
+and `inference.vlm.window_plot.plot_window`.
+
+Thread-safe: two partitions evaluated at once in one process run on separate event loops
+(threads); waiters are futures woken on their own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from inference.vlm.buckets import TokenBucket
+
+log = logging.getLogger(__name__)
+HISTORY_LIMIT = 5000
+
+
+def provider_key(provider: str, endpoint: str | None, account: str | None, model: str) -> str:
+    """The identity whose quota is shared: provider kind, endpoint (None = the provider's
+    default), account (the *name* of the key's environment variable, never the key) and model."""
+    return f"{provider}|{(endpoint or 'default').rstrip('/')}|{account or '-'}|{model}"
+
+
+@dataclass
+class _Waiter:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+    granted: bool = False
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+@dataclass
+class _Round:
+    started: float
+    calls: int = 0  # calls sent in the round
+    answers: int = 0
+    rate_limited: int = 0
+    peak_owned: int = 0
+    peak_active: int = 0
+
+
+@dataclass(eq=False)  # identity semantics (and hashable, for the weak registry)
+class AdaptiveLimiter:
+    """See the module docstring."""
+
+    key: str
+    max_in_flight: int
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    adaptive: bool = True
+    initial_window: float | None = None  # default: max_in_flight (optimistic; one round measures)
+    min_window: float = 1.0
+    headroom: float = 0.25
+    max_decrease: float = 0.25
+    min_round_s: float = 0.02
+    pace_burst_s: float = 0.05  # calls started at once under a pace: 50 ms worth
+    burst_s: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+    window: float = field(init=False)
+    owned: int = field(init=False, default=0)
+    active: int = field(init=False, default=0)
+    history: deque = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.max_in_flight < 1:
+            raise ValueError(f"{self.key}: max_in_flight must be >= 1, got {self.max_in_flight}")
+        for label, value in (("requests_per_minute", self.requests_per_minute),
+                             ("tokens_per_minute", self.tokens_per_minute)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{self.key}: {label} must be > 0 or None, got {value}")
+        self._lock = threading.Lock()
+        self._ticket_waiters: deque[_Waiter] = deque()
+        self._call_waiters: deque[_Waiter] = deque()
+        self.pace: TokenBucket | None = None  # set while a quota refuses more than the tolerance
+        self.request_bucket = self._bucket(self.requests_per_minute)
+        self.token_bucket = self._bucket(self.tokens_per_minute)
+        self.window = float(self.initial_window or self.max_in_flight)
+        self.window = min(max(self.window, self.min_window), self.max_window)
+        self.latency_s: float | None = None
+        self.min_window_seen = self.window
+        self.rate_limited_rounds = 0
+        self._t0 = self.clock()
+        self._round = _Round(self._t0)
+        self.history = deque(maxlen=HISTORY_LIMIT)
+        self._note("start", 0.0)
+
+    def _bucket(self, per_minute: float | None) -> TokenBucket | None:
+        if not per_minute:
+            return None
+        return TokenBucket(per_minute / 60.0, max(1.0, per_minute / 60.0 * self.burst_s), self.clock)
+
+    @property
+    def tolerance(self) -> float:
+        """The share of refused calls a round may have without shrinking the window: a window
+        (1 + headroom) x the sustained rate is refused that share when it probes a quota, and
+        random 429s up to it are noise, not a limit."""
+        return self.headroom / (1.0 + self.headroom)
+
+    @property
+    def max_window(self) -> float:
+        return self.max_in_flight * (1.0 + self.headroom) if self.adaptive else float(self.max_in_flight)
+
+    def tighten(self, max_in_flight: int, requests_per_minute: float | None,
+                tokens_per_minute: float | None) -> None:
+        """A second engine on the same key: the stricter of each hard cap wins."""
+        with self._lock:
+            self.max_in_flight = min(self.max_in_flight, int(max_in_flight))
+            self.window = min(self.window, self.max_window)
+            for attr, bucket_attr, value in (("requests_per_minute", "request_bucket", requests_per_minute),
+                                             ("tokens_per_minute", "token_bucket", tokens_per_minute)):
+                current = getattr(self, attr)
+                if value is not None and (current is None or value < current):
+                    setattr(self, attr, value)
+                    setattr(self, bucket_attr, self._bucket(value))
+
+    # ------------------------------------------------------------------ slots
+    def _can_ticket(self) -> bool:
+        return self.owned < max(1, math.floor(self.window))
+
+    def _grant(self, waiter: _Waiter) -> None:
+        waiter.granted = True
+        try:
+            same_loop = asyncio.get_running_loop() is waiter.loop
+        except RuntimeError:
+            same_loop = False
+        if same_loop:
+            _wake(waiter.future)
+        elif not waiter.loop.is_closed():
+            waiter.loop.call_soon_threadsafe(_wake, waiter.future)
+
+    def _dispatch(self) -> None:
+        """Hand free slots to waiters: calls of owned requests first (they are retries), then
+        new tickets. Under the lock."""
+        while self._call_waiters and self.active < self.max_in_flight:
+            self.active += 1
+            self._round.peak_active = max(self._round.peak_active, self.active)
+            self._grant(self._call_waiters.popleft())
+        while self._ticket_waiters and self._can_ticket():
+            self.owned += 1
+            self._round.peak_owned = max(self._round.peak_owned, self.owned)
+            self._grant(self._ticket_waiters.popleft())
+
+    async def _acquire(self, queue: deque[_Waiter], free: Callable[[], bool], take: Callable[[], None],
+                       give_back: Callable[[], None]) -> None:
+        with self._lock:
+            if not queue and free():
+                take()
+                return
+            waiter = _Waiter(asyncio.get_running_loop(), asyncio.get_running_loop().create_future())
+            queue.append(waiter)
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            with self._lock:
+                if not waiter.granted:
+                    queue.remove(waiter)
+            if waiter.granted:
+                give_back()
+            raise
+
+    def _take_ticket(self) -> None:
+        self.owned += 1
+        self._round.peak_owned = max(self._round.peak_owned, self.owned)
+
+    def _take_call(self) -> None:
+        self.active += 1
+        self._round.peak_active = max(self._round.peak_active, self.active)
+
+    def _release_ticket(self) -> None:
+        with self._lock:
+            self.owned -= 1
+            self._dispatch()
+
+    def _release_call(self) -> None:
+        with self._lock:
+            self.active -= 1
+            self._dispatch()
+
+    @contextlib.asynccontextmanager
+    async def ticket(self) -> AsyncIterator[None]:
+        """Hold one place in the adaptive window for a request, all its retries included."""
+        await self._acquire(self._ticket_waiters, self._can_ticket, self._take_ticket, self._release_ticket)
+        try:
+            yield
+        finally:
+            self._release_ticket()
+
+    async def readmit(self) -> None:
+        """Before a retry: a request whose ticket is now outside a shrunken window gives it back
+        and waits at the head of the queue, so retries cannot keep more requests at the
+        provider than the window allows (they go before new requests)."""
+        with self._lock:
+            if self.owned <= max(1, math.floor(self.window)):
+                return
+            self.owned -= 1
+            waiter = _Waiter(asyncio.get_running_loop(), asyncio.get_running_loop().create_future())
+            self._ticket_waiters.appendleft(waiter)
+            self._dispatch()
+        try:
+            await waiter.future
+        except asyncio.CancelledError:
+            with self._lock:
+                if not waiter.granted:
+                    self._ticket_waiters.remove(waiter)
+                    self.owned += 1  # the caller's ticket() releases one on the way out
+            raise
+
+    @contextlib.asynccontextmanager
+    async def call(self, tokens: float = 0.0) -> AsyncIterator[None]:
+        """One HTTP call: a call slot (hard cap), then one request and `tokens` of the budgets."""
+        await self._acquire(self._call_waiters, lambda: self.active < self.max_in_flight,
+                            self._take_call, self._release_call)
+        try:
+            pace = self.pace
+            if pace is not None:
+                await pace.acquire(1)
+            if self.request_bucket is not None:
+                await self.request_bucket.acquire(1)
+            if self.token_bucket is not None and tokens:
+                await self.token_bucket.acquire(tokens)
+            with self._lock:
+                self._round.calls += 1
+            yield
+        finally:
+            self._release_call()
+
+    # ------------------------------------------------------------------ control
+    def record(self, kind: str, latency_s: float | None = None) -> None:
+        """One call's outcome: 'answer' (with its latency) or a TransportError kind."""
+        with self._lock:
+            now = self.clock()
+            if kind == "answer":
+                if self.latency_s is None:  # rounds start once a round-trip has been measured
+                    self._round = _Round(now, peak_owned=self.owned, peak_active=self.active)
+                self._round.answers += 1
+                if latency_s is not None:
+                    self.latency_s = latency_s if self.latency_s is None else 0.8 * self.latency_s + 0.2 * latency_s
+            elif kind == "rate_limited":
+                self._round.rate_limited += 1
+            if self.latency_s is not None and now - self._round.started >= max(self.min_round_s, self.latency_s):
+                self._end_round(now)
+                self._dispatch()
+
+    def _end_round(self, now: float) -> None:
+        r = self._round
+        elapsed = max(now - r.started, 1e-6)
+        goodput = r.answers / elapsed
+        old = self.window
+        event = "steady"
+        full = r.peak_owned >= old - 1 or r.peak_active >= self.max_in_flight
+        refused = r.rate_limited / max(1, r.calls, r.rate_limited)
+        # the rate the provider admitted: calls sent in this round that were not refused (a 429
+        # comes back at once, an answer one round-trip later, so admission is known a round
+        # before the goodput shows it)
+        admitted = max(r.calls - r.rate_limited, r.answers, 0) / elapsed
+        if self.adaptive and r.rate_limited:
+            self.rate_limited_rounds += 1
+            event = "rate_limited"
+            # admitted rate x RTT x (1 + headroom): what the provider takes, plus room to probe
+            target = admitted * (self.latency_s or elapsed) * (1.0 + self.headroom)
+            if refused <= self.tolerance:  # 429s within the probing share: not shrinking
+                self.window = max(old, target) if full else old
+            else:
+                self.window = max(min(target, old), old * self.max_decrease)
+                # a quota refuses bursts: start calls evenly at the rate it admitted
+                self._set_pace(admitted * (1.0 + self.headroom))
+        elif self.adaptive and full:
+            self.window = old * (1.0 + self.headroom)
+            event = "grow"
+            if self.pace is not None:  # clean: probe up, and drop the pace once it cannot bind
+                self._set_pace(self.pace.rate * (1.0 + self.headroom))
+        self.window = min(max(self.window, self.min_window), self.max_window)
+        self.min_window_seen = min(self.min_window_seen, self.window)
+        self._round = _Round(now, peak_owned=self.owned, peak_active=self.active)
+        if self.window != old or event == "rate_limited":
+            self._note(event, goodput, r.rate_limited)
+
+    def _set_pace(self, rate: float) -> None:
+        ceiling = self.max_in_flight / max(self.latency_s or 1.0, 1e-3)
+        if rate >= ceiling:
+            self.pace = None
+            return
+        rate = max(rate, self.min_window / max(self.latency_s or 1.0, 1e-3))
+        if self.pace is None:
+            self.pace = TokenBucket(rate, max(1.0, rate * self.pace_burst_s), self.clock)
+        else:
+            self.pace.set_rate(rate, max(1.0, rate * self.pace_burst_s))
+
+    def _note(self, event: str, goodput: float, rate_limited: int = 0) -> None:
+        self.history.append({"t": round(self.clock() - self._t0, 4), "window": round(self.window, 2),
+                             "pace_per_s": None if self.pace is None else round(self.pace.rate, 2),
+                             "owned": self.owned, "active": self.active, "goodput": round(goodput, 2),
+                             "rate_limited": rate_limited, "event": event})
+
+    def report(self) -> dict[str, Any]:
+        """Run metadata: where the window ended, how low it went, and its history."""
+        with self._lock:
+            return {"key": self.key, "window": round(self.window, 2), "max_in_flight": self.max_in_flight,
+                    "requests_per_minute": self.requests_per_minute, "tokens_per_minute": self.tokens_per_minute,
+                    "min_window_seen": round(self.min_window_seen, 2), "rate_limited_rounds": self.rate_limited_rounds,
+                    "latency_s": None if self.latency_s is None else round(self.latency_s, 4),
+                    "pace_per_s": None if self.pace is None else round(self.pace.rate, 2),
+                    "history": list(self.history)}
+
+
+# Weak: a limiter lives while an engine uses it, so what it learnt is shared by the evaluations
+# running at once, and a later run starts from its own configuration.
+_REGISTRY: weakref.WeakValueDictionary[str, AdaptiveLimiter] = weakref.WeakValueDictionary()
+_REGISTRY_LOCK = threading.Lock()
+
+
+def shared_limiter(key: str, *, max_in_flight: int, requests_per_minute: float | None = None,
+                   tokens_per_minute: float | None = None, **options: Any) -> AdaptiveLimiter:
+    """The one limiter of `key` in this process while any engine holds it (created on first
+    use; a caller with stricter caps tightens them, see `AdaptiveLimiter.tighten`)."""
+    with _REGISTRY_LOCK:
+        limiter = _REGISTRY.get(key)
+        if limiter is None:
+            limiter = AdaptiveLimiter(key, max_in_flight, requests_per_minute, tokens_per_minute, **options)
+            _REGISTRY[key] = limiter
+            return limiter
+    limiter.tighten(max_in_flight, requests_per_minute, tokens_per_minute)
+    return limiter
