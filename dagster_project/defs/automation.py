@@ -16,6 +16,7 @@ from dagster_project.defs.partitions import (
     model_dataset_partitions,
 )
 from dagster_project.settings import benchmark_config
+from inference.vlm.run_tags import provider_run_tags
 
 RAW_ANSWERS = dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS, TRANSPORT_FAILURES)
 # A dataset: its raw tables, the (unpartitioned) seeds and views over them, its human baselines.
@@ -70,6 +71,8 @@ def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorR
             run_key=f"{model}|{dataset}",
             job_name=evaluate_job.name,
             partition_key=dg.MultiPartitionKey({"model": model, "dataset": dataset}),
+            # one provider's runs share its quota: a tag concurrency limit keys on this
+            tags=provider_run_tags(cfg.model_for_partition(model)),
         )
         for model in new
         for dataset in dataset_partitions.get_partition_keys()

@@ -117,6 +117,7 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         "calls": usage.calls, "cache_hits": usage.cache_hits, "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "cost_usd": float(usage.cost_usd) if usage.cost_usd is not None else "unpriced",
+        **({"concurrency_window": dg.MetadataValue.json(usage.concurrency)} if usage.concurrency else {}),
     }
     yield dg.MaterializeResult(asset_key=PREDICTIONS, metadata={
         "model": model_cfg.name, "model_version": model_cfg.version, "dataset": ds.name,

@@ -13,6 +13,7 @@ from dagster_project.defs.inference_assets import DISCOVERED_AT_TAG, DISCOVERED_
 from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME, dataset_partitions
 from dagster_project.settings import benchmark_config
 from inference.config import ModelConfig, model_partition_key
+from inference.vlm.run_tags import provider_run_tags
 
 
 def snapshot_key(model: ModelConfig, scheduled_for) -> str:
@@ -31,7 +32,8 @@ def reevaluation_schedule(model: ModelConfig) -> dg.ScheduleDefinition:
         key = snapshot_key(model, when)
         # Added before the requests so they name an existing partition wherever this runs.
         context.instance.add_dynamic_partitions(MODEL_PARTITIONS_NAME, [key])
-        tags = {DISCOVERED_BY_TAG: "schedule", DISCOVERED_AT_TAG: when.isoformat(timespec="seconds")}
+        tags = {**provider_run_tags(model), DISCOVERED_BY_TAG: "schedule",
+                DISCOVERED_AT_TAG: when.isoformat(timespec="seconds")}
         return [
             dg.RunRequest(run_key=f"{key}|{dataset}", partition_key=dg.MultiPartitionKey({"model": key, "dataset": dataset}),
                           tags=tags)

@@ -21,6 +21,7 @@ from dagster_project.defs.inference_assets import (
 from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME, dataset_partitions
 from dagster_project.settings import benchmark_config
 from inference.config import model_partition_key
+from inference.vlm.run_tags import provider_run_tags
 from inference.watch import ProviderUnavailable, list_versions
 
 
@@ -56,6 +57,7 @@ def watched_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorResu
             state["seen"] = sorted(set(state["seen"]) | {discovered.version})
             new_keys.append(key)
             tags = {
+                **provider_run_tags(model),
                 DISCOVERED_BY_TAG: f"sensor:{discovered.provider}",
                 DISCOVERED_AT_TAG: datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 DISCOVERED_FROM_TAG: discovered.source,

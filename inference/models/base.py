@@ -84,6 +84,8 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None  # None: no price configured
+    # The adaptive concurrency window over the run (inference.vlm.limiter report), or None.
+    concurrency: dict[str, Any] | None = None
 
 
 @dataclass

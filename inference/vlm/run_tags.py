@@ -18,7 +18,7 @@ class: QueuedRunCoordinator, config: {tag_concurrency_limits: [...]}}`).
 
 from __future__ import annotations
 
-from inference.config import EXTERNAL_API_KINDS, ModelConfig, vlm_options
+from inference.config import EXTERNAL_API_KINDS, ModelConfig
 
 PROVIDER_TAG = "fer/provider"
 
@@ -39,5 +39,7 @@ def provider_run_tags(cfg: ModelConfig) -> dict[str, str]:
     (openai / gemini kinds, whatever the endpoint), {} for local kinds."""
     if cfg.kind not in EXTERNAL_API_KINDS:
         return {}
+    from inference.models.vlm_options import vlm_options  # the kind's own options module
+
     options = vlm_options(cfg)
     return {PROVIDER_TAG: provider_tag(cfg.kind, options.base_url, options.api_key_variable(cfg.kind))}
