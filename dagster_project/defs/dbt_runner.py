@@ -45,7 +45,7 @@ def dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         context.log.warning(
-            f"warehouse locked by another process; retrying `dbt {' '.join(args)}` "
+            f"warehouse locked by another process; retrying `dbt {args[0]}` "
             f"({state.attempt_number}/{LOCK_TRIES})"
         )
 
@@ -59,7 +59,7 @@ def dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list
     outcome: DbtOutcome = retrying(_invoke, context, dbt, args)
     yield from outcome.events
     if not outcome.invocation.is_successful():
-        raise dg.Failure(f"`dbt {' '.join(args)}` failed; end of dbt.log:\n{outcome.log_tail}")
+        raise dg.Failure(f"`dbt {args[0]}` failed; end of dbt.log:\n{outcome.log_tail}")
 
 
 def _invoke(context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[str]) -> DbtOutcome:
