@@ -17,7 +17,7 @@ from typing import Protocol
 import dagster as dg
 import duckdb
 
-from dagster_project.defs.partitions import register_configured_models
+from dagster_project.defs.partitions import model_dataset_partitions, register_configured_models
 from dagster_project.settings import REPO_ROOT, benchmark_config
 from inference.config import BenchmarkConfig
 from inference.warehouse import snapshot_for_reading
@@ -92,6 +92,22 @@ def demo_steps(cfg: BenchmarkConfig) -> list[Step]:
         *(Step(f"ingest    {dataset}", "ingest_dataset", dataset) for dataset in sorted(cfg.datasets)),
         *(Step(f"evaluate  {_slice_label(key)}", "evaluate_model_on_dataset", key) for key in slices),
         *refresh_steps(slices),
+    ]
+
+
+def _latest_storage_id(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> int:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
+    return records[0].storage_id if records else 0
+
+
+def slices_to_refresh(instance: dg.DagsterInstance) -> list[dg.MultiPartitionKey]:
+    """Evaluated slices whose raw answers are newer than their marts (a refresh would change them)."""
+    answers, marts = dg.AssetKey(["raw", "predictions"]), dg.AssetKey(["marts", "group_accuracy"])
+    return [
+        model_dataset_partitions.get_partition_key_from_str(key)
+        for key in sorted(instance.get_materialized_partitions(answers))
+        if _latest_storage_id(instance, answers, key) > _latest_storage_id(instance, marts, key)
     ]
 
 

@@ -34,13 +34,22 @@ query StaleStatus($assetKey: AssetKeyInput!, $partitions: [String!]) {
 """
 
 
-def _stale_status(instance, key: dg.AssetKey, partitions: list[str]) -> dict[str, str]:
-    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+@pytest.fixture
+def workspace(instance):
+    """The UI's view: the code location loaded in its own process, asked through GraphQL."""
+    from dagster_graphql.test.utils import define_out_of_process_workspace
 
-    with define_out_of_process_context(str(REPO_ROOT / "dagster_project" / "definitions.py"), "defs",
-                                       instance) as context:
-        result = execute_dagster_graphql(context, STALE_STATUS,
-                                         variables={"assetKey": {"path": key.path}, "partitions": partitions})
+    with define_out_of_process_workspace(str(REPO_ROOT / "dagster_project" / "definitions.py"), "defs",
+                                         instance) as process_context:
+        yield process_context
+
+
+def _stale_status(workspace, key: dg.AssetKey, partitions: list[str]) -> dict[str, str]:
+    from dagster_graphql.test.utils import execute_dagster_graphql
+
+    context = workspace.create_request_context()  # a fresh request: nothing cached from the last one
+    result = execute_dagster_graphql(context, STALE_STATUS,
+                                     variables={"assetKey": {"path": key.path}, "partitions": partitions})
     assert not result.errors, result.errors
     statuses = result.data["assetNodes"][0]["staleStatusByPartition"]
     return dict(zip(partitions, statuses, strict=True))
@@ -65,10 +74,10 @@ def _slice_where(key: dg.MultiPartitionKey) -> str:
     return f"model = '{model}' and model_version = '{version}' and dataset = '{key.keys_by_dimension['dataset']}'"
 
 
-def test_one_partition_goes_stale_and_its_refresh_changes_only_its_slice(demo, instance):
+def test_one_partition_goes_stale_and_its_refresh_changes_only_its_slice(demo, instance, workspace):
     defs = load_definitions()
     partitions = [str(PARTITION), str(OTHER)]
-    assert _stale_status(instance, MART, partitions) == {str(PARTITION): "FRESH", str(OTHER): "FRESH"}
+    assert _stale_status(workspace, MART, partitions) == {str(PARTITION): "FRESH", str(OTHER): "FRESH"}
 
     # Both slices' stored rows are tampered with; only the refreshed one may be rebuilt.
     for key in (PARTITION, OTHER):
@@ -78,11 +87,11 @@ def test_one_partition_goes_stale_and_its_refresh_changes_only_its_slice(demo, i
 
     defs.resolve_job_def("evaluate_model_on_dataset").execute_in_process(instance=instance, partition_key=PARTITION)
     for asset in (MART, STATS):
-        assert _stale_status(instance, asset, partitions) == {str(PARTITION): "STALE", str(OTHER): "FRESH"}, asset
+        assert _stale_status(workspace, asset, partitions) == {str(PARTITION): "STALE", str(OTHER): "FRESH"}, asset
 
     defs.resolve_job_def("refresh_slice").execute_in_process(instance=instance, partition_key=PARTITION)
     for asset in (MART, STATS):
-        assert _stale_status(instance, asset, partitions) == {str(PARTITION): "FRESH", str(OTHER): "FRESH"}, asset
+        assert _stale_status(workspace, asset, partitions) == {str(PARTITION): "FRESH", str(OTHER): "FRESH"}, asset
 
     # The refreshed slice is rebuilt from its answers; every other row is exactly as it was.
     for table, before in (("marts.group_accuracy", other_mart), ("stats.categorical_agreement", other_stats)):

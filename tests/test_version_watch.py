@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME
-from dagster_project.orchestration import configured_slices, load_definitions, refresh
+from dagster_project.orchestration import load_definitions, refresh, slices_to_refresh
 from tests.test_end_to_end import query
 
 pytestmark = pytest.mark.slow
@@ -79,9 +79,7 @@ def test_new_version_discovered_once_evaluated_and_gated(demo, instance, vlm_ser
 
     # Evaluate it: only its own slice is added; other versions' mart rows are unchanged. (First
     # a refresh, so that re-evaluations made by earlier tests are in the marts already.)
-    from dagster_project.settings import benchmark_config
-
-    refresh(defs, instance, configured_slices(benchmark_config()))
+    refresh(defs, instance, slices_to_refresh(instance))
     before = _other_versions_accuracy()
     _evaluate_and_refresh(defs, instance, request)
     pd.testing.assert_frame_equal(before, _other_versions_accuracy())
