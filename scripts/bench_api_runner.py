@@ -98,10 +98,7 @@ async def run_naive(base_url: str, image: bytes, in_flight: int, phases: list[tu
         async with gate:
             url = "data:image/jpeg;base64," + base64.b64encode(image).decode()
             try:
-                await client.chat.completions.create(model="bench-model", max_tokens=8, messages=[
-                    {"role": "system", "content": SYSTEM},
-                    {"role": "user", "content": [{"type": "text", "text": _prompt(i)},
-                                                 {"type": "image_url", "image_url": {"url": url}}]}])
+                await client.chat.completions.create(model="bench-model", max_tokens=8, messages=_messages(i, url))
                 return True
             except openai.APIError:
                 return False
@@ -109,6 +106,13 @@ async def run_naive(base_url: str, image: bytes, in_flight: int, phases: list[tu
     ok = await _phases(phases, on_phase, lambda n, offset: asyncio.gather(*[one(offset + i) for i in range(n)]))
     await client.close()
     return ok
+
+
+def _messages(i: int, image_url: str) -> list[dict]:
+    """The chat messages both baseline clients send (the engine builds the same through its backend)."""
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": [{"type": "text", "text": _prompt(i)},
+                                         {"type": "image_url", "image_url": {"url": image_url}}]}]
 
 
 async def _phases(phases: list[tuple[int, int]], on_phase, run) -> int:
@@ -140,10 +144,7 @@ async def run_inspect(base_url: str, image: bytes, in_flight: int, phases: list[
                                                    retry=retry_if_exception(retryable),
                                                    stop=stop_after_attempt(10), reraise=True):
                     with attempt:
-                        await client.chat.completions.create(model="bench-model", max_tokens=8, messages=[
-                            {"role": "system", "content": SYSTEM},
-                            {"role": "user", "content": [{"type": "text", "text": _prompt(i)},
-                                                         {"type": "image_url", "image_url": {"url": url}}]}])
+                        await client.chat.completions.create(model="bench-model", max_tokens=8, messages=_messages(i, url))
                 return True
             except openai.APIError:
                 return False

@@ -9,6 +9,7 @@ Tables that need human ratings stay empty for a slice without them, and say so.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
@@ -39,8 +40,14 @@ def slice_frame(slice_key: SliceKey) -> pd.DataFrame:
     return pd.DataFrame([slice_key.as_dict()])
 
 
+@dataclass(frozen=True)
+class SliceResult:
+    rows: pd.DataFrame  # the rows written for the slice
+    metadata: dict
+
+
 def materialize_slice(context: dg.AssetExecutionContext, warehouse: WarehouseResource, table: str,
-                      compute: Callable[[], tuple[pd.DataFrame, str]], slice_key: SliceKey) -> dg.MaterializeResult:
+                      compute: Callable[[], tuple[pd.DataFrame, str]], slice_key: SliceKey) -> SliceResult:
     """Compute one slice's rows of stats.<table> and replace them; other slices stay as they are."""
     frame, note = compute()
     own = owned_by(frame, slice_key)
@@ -48,7 +55,7 @@ def materialize_slice(context: dg.AssetExecutionContext, warehouse: WarehouseRes
         replace_rows(con, table, slice_key.as_dict(), own)
     context.log.info(f"stats.{table} [{slice_key.model}@{slice_key.model_version} | {slice_key.dataset}]: "
                      f"{len(own)} rows ({note})")
-    return dg.MaterializeResult(metadata={"note": note, **slice_key.as_dict(), **summary_metadata(own)})
+    return SliceResult(own, {"note": note, **slice_key.as_dict(), **summary_metadata(own)})
 
 
 def stats_asset(name: str, description: str, compute: Compute, *, needs_ratings: bool = False) -> dg.AssetsDefinition:
@@ -71,7 +78,7 @@ def stats_asset(name: str, description: str, compute: Compute, *, needs_ratings:
                 return empty_result(bench.statistics.min_cell_n), NO_RATINGS
             return compute(inputs, bench.statistics), "computed"
 
-        return materialize_slice(context, duckdb, name, run, slice_key)
+        return dg.MaterializeResult(metadata=materialize_slice(context, duckdb, name, run, slice_key).metadata)
 
     return _asset
 
@@ -103,13 +110,12 @@ def error_rate_ztests(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         return tests, "computed"
 
     result = materialize_slice(context, duckdb, "error_rate_ztests", run, slice_key)
-    with duckdb.get_connection() as con:
-        tests = con.execute("select * from stats.error_rate_ztests where model = ? and model_version = ? and dataset = ?",
-                            list(slice_key.as_dict().values())).df()
-    significant = tests[tests["significant"].fillna(False).astype(bool) & ~tests["below_min_n"].astype(bool)]
+    tests = result.rows  # the slice's rows as written (no read-back), for the preview below
+    significant = (tests[tests["significant"].fillna(False).astype(bool) & ~tests["below_min_n"].astype(bool)]
+                   if len(tests) else tests)
     preview = significant.sort_values("p_adjusted").head(15)[
         ["model", "dataset", "grouping", "true_emotion", "group_a", "group_b", "error_rate_a", "error_rate_b", "p_adjusted"]
-    ]
+    ] if len(significant) else significant
     return dg.MaterializeResult(metadata={
         **result.metadata,
         "n_tests": len(tests),
