@@ -24,6 +24,8 @@ DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 
 # Known kinds come from the adapter registry (inference.kinds), which imports no adapter.
 DATASET_KINDS = tuple(DATASET_ADAPTERS)
+# Kinds with no vocabulary of their own: their labels default to the 'canonical' label_set.
+GENERIC_DATASET_KINDS = ("manifest", "folders", "filename_pattern")
 MODEL_KINDS = tuple(MODEL_ADAPTERS)
 # Kinds that answer through a chat backend and a prompt protocol
 # (options: inference.models.vlm_options.VLMOptions).
@@ -103,7 +105,7 @@ class DatasetConfig(_Strict):
 
     @property
     def effective_label_set(self) -> str:
-        return self.label_set or ("canonical" if self.kind == "manifest" else self.kind)
+        return self.label_set or ("canonical" if self.kind in GENERIC_DATASET_KINDS else self.kind)
 
 
 class ModelConfig(_Strict):

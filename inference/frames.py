@@ -47,6 +47,7 @@ def dataset_images_frame(dataset: str, label_set: str, load: DatasetLoad) -> pd.
             "height": img.height,
             "extra": _json(img.extra or {}),
             "loaded_at": loaded_at,
+            "media_type": img.media_type,
         }
         for img in load.images
     ]
@@ -55,8 +56,18 @@ def dataset_images_frame(dataset: str, label_set: str, load: DatasetLoad) -> pd.
 
 _IMAGE_COLUMNS = [
     "dataset", "image_id", "image_hash", "label_set", "source_label", "identity", "race",
-    "gender", "age", "width", "height", "extra", "loaded_at",
+    "gender", "age", "width", "height", "extra", "loaded_at", "media_type",
 ]
+
+EXCLUSION_COLUMNS = ["dataset", "image_id", "field", "value", "reason", "excluded_at"]
+
+
+def exclusions_frame(dataset: str, load: DatasetLoad) -> pd.DataFrame:
+    """raw.dataset_exclusions rows: the images the dataset's kind left out on purpose."""
+    at = utc_now()
+    rows = [{"dataset": dataset, "image_id": e.image_id, "field": e.field, "value": e.value,
+             "reason": e.reason, "excluded_at": at} for e in load.excluded]
+    return pd.DataFrame(rows, columns=EXCLUSION_COLUMNS)
 
 
 QUARANTINE_COLUMNS = ["dataset", "source", "row_number", "image_path", "reason", "record", "quarantined_at"]
@@ -216,9 +227,15 @@ def records_from_rows(rows: pd.DataFrame, root) -> list[ImageRecord]:
                 age=None if pd.isna(row.age) else float(row.age),
                 width=int(row.width),
                 height=int(row.height),
+                media_type=_media_type(getattr(row, "media_type", None)),
             )
         )
     return records
+
+
+def _media_type(value: Any) -> str:
+    """Rows written before raw.dataset_images had media_type are images."""
+    return "image" if value is None or pd.isna(value) else str(value)
 
 
 def embeddings_frame(

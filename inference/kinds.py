@@ -24,6 +24,17 @@ MODEL_ADAPTERS: dict[str, str] = {
 DATASET_ADAPTERS: dict[str, str] = {
     "london_set": "inference.datasets.london:LondonSetAdapter",
     "manifest": "inference.datasets.manifest:ManifestAdapter",
+    # Folder layouts (inference/datasets/presets.yaml holds the named kinds' defaults).
+    "folders": "inference.datasets.pattern:PatternAdapter",
+    "filename_pattern": "inference.datasets.pattern:PatternAdapter",
+    "chicago_face": "inference.datasets.chicago:ChicagoFaceAdapter",
+    "radiate": "inference.datasets.pattern:PatternAdapter",
+    "tarr": "inference.datasets.pattern:PatternAdapter",
+    "caer_s": "inference.datasets.pattern:PatternAdapter",
+    "caer": "inference.datasets.pattern:PatternAdapter",
+    "kdef": "inference.datasets.pattern:PatternAdapter",
+    "raf_db": "inference.datasets.raf_db:RafDbAdapter",
+    "affectnet": "inference.datasets.affectnet:AffectNetAdapter",
 }
 
 

@@ -41,6 +41,21 @@ create table if not exists raw.dataset_images (
     height         integer not null,
     extra          json,               -- any further manifest columns
     loaded_at      timestamp not null,
+    media_type     varchar,            -- 'image', or 'video' for clips (null: written before it existed = image)
+    primary key (dataset, image_id)
+)
+"""
+
+# Images a dataset kind left out on purpose (a preset's or the config's exclusions), each with
+# the reason, so a denominator never shrinks silently. Grain: (dataset, image_id).
+DATASET_EXCLUSIONS_DDL = """
+create table if not exists raw.dataset_exclusions (
+    dataset        varchar not null,
+    image_id       varchar not null,   -- posix path relative to the dataset root
+    field          varchar not null,   -- what the rule looked at: emotion, race, gender, ...
+    value          varchar not null,   -- the image's value, as the dataset writes it
+    reason         varchar not null,   -- which rule (preset default or config) and how to change it
+    excluded_at    timestamp not null,
     primary key (dataset, image_id)
 )
 """
@@ -186,7 +201,7 @@ create table if not exists raw.model_versions (
 )
 """
 
-ALL_DDL = (IMAGE_EMBEDDINGS_DDL, MODEL_VERSIONS_DDL, DATASET_IMAGES_DDL, QUARANTINE_DDL, PREDICTIONS_DDL, MODEL_RUNS_DDL, HUMAN_RATINGS_DDL,
+ALL_DDL = (IMAGE_EMBEDDINGS_DDL, MODEL_VERSIONS_DDL, DATASET_IMAGES_DDL, DATASET_EXCLUSIONS_DDL, QUARANTINE_DDL, PREDICTIONS_DDL, MODEL_RUNS_DDL, HUMAN_RATINGS_DDL,
            TRANSPORT_FAILURES_DDL)
 
 # Columns added after a table was first released: warehouses created before get them on
@@ -194,6 +209,7 @@ ALL_DDL = (IMAGE_EMBEDDINGS_DDL, MODEL_VERSIONS_DDL, DATASET_IMAGES_DDL, QUARANT
 ADDED_COLUMNS = (
     ("raw.predictions", "raw_value", "double"),
     ("raw.predictions", "value_mapping", "varchar"),
+    ("raw.dataset_images", "media_type", "varchar"),
 )
 
 
@@ -313,11 +329,14 @@ def replace_slice(
 
 
 def write_dataset(con: duckdb.DuckDBPyConnection, dataset: str, *, images: pd.DataFrame,
-                  quarantined: pd.DataFrame, ratings: pd.DataFrame, keep_sources: list[str]) -> None:
-    """Replace a dataset's images, human ratings and quarantined rows (except those of the model
-    files `keep_sources`, which the model assets replace) in one transaction."""
+                  quarantined: pd.DataFrame, ratings: pd.DataFrame, keep_sources: list[str],
+                  exclusions: pd.DataFrame | None = None) -> None:
+    """Replace a dataset's images, exclusions, human ratings and quarantined rows (except those of
+    the model files `keep_sources`, which the model assets replace) in one transaction."""
     with transaction(con):
         _replace_rows(con, "raw.dataset_images", {"dataset": dataset}, images)
+        _replace_rows(con, "raw.dataset_exclusions", {"dataset": dataset},
+                      exclusions if exclusions is not None else pd.DataFrame())
         _replace_quarantine_rows(con, dataset, quarantined, sources=None, keep_sources=keep_sources)
         _replace_rows(con, "raw.human_ratings", {"dataset": dataset}, ratings)
 

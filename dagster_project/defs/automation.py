@@ -8,7 +8,7 @@ from dagster_project.defs import cross_slice, figures, stat_reports, statistics
 from dagster_project.defs.cross_slice import HUMAN_RELIABILITY, HUMAN_RESPONSE_STYLE
 from dagster_project.defs.dbt_assets import warehouse_foundation, warehouse_slices
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
-from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS, QUARANTINE
+from dagster_project.defs.ingestion import DATASET_EXCLUSIONS, DATASET_IMAGES, HUMAN_RATINGS, QUARANTINE
 from dagster_project.defs.partitions import (
     MODEL_PARTITIONS_NAME,
     configured_model_keys,
@@ -22,7 +22,8 @@ RAW_ANSWERS = dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS, TRANSPORT_FAILUR
 # A dataset: its raw tables, the (unpartitioned) seeds and views over them, its human baselines.
 ingest_job = dg.define_asset_job(
     "ingest_dataset",
-    selection=dg.AssetSelection.assets(DATASET_IMAGES, QUARANTINE, HUMAN_RATINGS, HUMAN_RELIABILITY, HUMAN_RESPONSE_STYLE)
+    selection=dg.AssetSelection.assets(DATASET_IMAGES, DATASET_EXCLUSIONS, QUARANTINE, HUMAN_RATINGS,
+                                        HUMAN_RELIABILITY, HUMAN_RESPONSE_STYLE)
     | dg.AssetSelection.assets(warehouse_foundation),
     partitions_def=dataset_partitions,
 )

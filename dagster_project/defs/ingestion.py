@@ -1,4 +1,5 @@
-"""Ingestion: each configured dataset -> raw.dataset_images (+ raw.quarantine, raw.human_ratings)."""
+"""Ingestion: each configured dataset -> raw.dataset_images (+ raw.dataset_exclusions,
+raw.quarantine, raw.human_ratings)."""
 
 
 import dagster as dg
@@ -8,11 +9,14 @@ from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 from inference import warehouse
 from inference.datasets.labels import load_label_map
-from inference.frames import dataset_images_frame, human_ratings_frame, quarantined_rows_frame
+from inference.frames import (
+    dataset_images_frame, exclusions_frame, human_ratings_frame, quarantined_rows_frame,
+)
 from inference.pipeline import dataset_for, model_quarantine_sources
 
 DATASET_IMAGES = dg.AssetKey(["raw", "dataset_images"])
 QUARANTINE = dg.AssetKey(["raw", "quarantine"])
+DATASET_EXCLUSIONS = dg.AssetKey(["raw", "dataset_exclusions"])
 HUMAN_RATINGS = dg.AssetKey(["raw", "human_ratings"])
 
 
@@ -23,6 +27,13 @@ HUMAN_RATINGS = dg.AssetKey(["raw", "human_ratings"])
             description="One row per loadable image: content hash, dataset label, race, gender, age.",
             group_name="ingestion",
             kinds={"duckdb", "python"},
+        ),
+        dg.AssetSpec(
+            DATASET_EXCLUSIONS,
+            description=("Images the dataset's kind left out on purpose (its preset's or the config's "
+                         "exclusions), each with the rule and the reason."),
+            group_name="ingestion",
+            kinds={"duckdb"},
         ),
         dg.AssetSpec(
             QUARANTINE,
@@ -49,16 +60,17 @@ def dataset_images(context: dg.AssetExecutionContext, duckdb: WarehouseResource)
     dataset = dataset_for(bench, ds)
     load = dataset.load(dataset.locate(), load_label_map())
     images = dataset_images_frame(ds.name, ds.effective_label_set, load)
+    exclusions = exclusions_frame(ds.name, load)
     ratings_quarantined = load.ratings.quarantined if load.ratings else []
     ratings = human_ratings_frame(ds.name, load.ratings.ratings if load.ratings else [])
     quarantined = quarantined_rows_frame(ds.name, [*load.quarantined, *ratings_quarantined])
     with duckdb.get_connection() as con:
         # rows quarantined by model assets (imported prediction files) are theirs to replace
         warehouse.write_dataset(con, ds.name, images=images, quarantined=quarantined, ratings=ratings,
-                                keep_sources=model_quarantine_sources(bench, ds.name))
+                                keep_sources=model_quarantine_sources(bench, ds.name), exclusions=exclusions)
     context.log.info(
         f"{ds.name}: {len(images)} images loaded, {len(ratings)} human ratings, "
-        f"{len(quarantined)} rows quarantined"
+        f"{len(quarantined)} rows quarantined, {len(exclusions)} images excluded"
     )
     reasons = quarantined["reason"].value_counts().head(10).to_dict() if len(quarantined) else {}
     yield dg.MaterializeResult(
@@ -72,6 +84,16 @@ def dataset_images(context: dg.AssetExecutionContext, duckdb: WarehouseResource)
                 images.drop_duplicates("identity")["race"].fillna("(missing)").value_counts().to_dict()
             ),
             "dagster/row_count": len(images),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=DATASET_EXCLUSIONS,
+        metadata={
+            "dataset": ds.name,
+            "n_excluded": len(exclusions),
+            "excluded_by_reason": dg.MetadataValue.json(
+                exclusions["reason"].value_counts().to_dict() if len(exclusions) else {}),
+            "dagster/row_count": len(exclusions),
         },
     )
     yield dg.MaterializeResult(

@@ -30,6 +30,7 @@ class ImageRecord:
     width: int
     height: int
     extra: dict[str, Any] = field(default_factory=dict)
+    media_type: str = "image"  # "image", or "video" for clips (CAER); width/height of its frames
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,24 @@ class QuarantinedRow:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ExcludedImage:
+    """An image left out on purpose (a configured or preset exclusion), kept on record with why:
+    `raw.dataset_exclusions`, so an analysis's denominator never shrinks silently."""
+
+    image_id: str
+    field: str  # what the rule looked at: emotion, race, gender, or another attribute
+    value: str  # the image's value of that field, as the dataset writes it
+    reason: str
+
+
 @dataclass
 class DatasetLoad:
     images: list[ImageRecord]
     quarantined: list[QuarantinedRow]
     ratings: RatingsLoad | None = None  # the configured human ratings (None: none configured)
     ratings_source: Path | None = None  # their file
+    excluded: list[ExcludedImage] = field(default_factory=list)
 
 
 def _relative_to_cwd(location: str) -> Path:
@@ -80,6 +93,11 @@ class DatasetAdapter(ABC):
     def image_root(self, location: Path) -> Path:
         """The folder image ids are relative to."""
         return location
+
+    def preprocessing(self) -> dict[str, Any] | None:
+        """The kind's default preprocessing declaration (e.g. {crop: square_center, size: 224}),
+        for the preprocessing step to apply; None when the kind declares none."""
+        return None
 
     @abstractmethod
     def load_images(self, location: Path, label_map: LabelMap) -> DatasetLoad:

@@ -72,26 +72,64 @@ class LabelMap:
 
 
 def load_label_map(seeds_dir: Path | None = None) -> LabelMap:
-    path = (seeds_dir or default_seeds_dir()) / SEED_FILE
+    return _load_seed_map(seeds_dir, SEED_FILE, SEED_COLUMNS)
+
+
+# The race and gender seeds: the same shape as the emotion seed, keyed by the dataset's label_set.
+RACE_SEED = ("race_map.csv", ("label_set", "source_race", "race"))
+GENDER_SEED = ("gender_map.csv", ("label_set", "source_gender", "gender"))
+
+
+@dataclass(frozen=True)
+class GroupMaps:
+    """The race and gender seeds, mapped the way dbt's `int_images_labeled` maps them: the
+    dataset's own label_set first, then 'canonical', then the value's label_key."""
+
+    race: LabelMap
+    gender: LabelMap
+
+    def canonical(self, field: str, label_set: str, value: str | None) -> str | None:
+        if value is None or not label_key(value):
+            return None
+        seed = self.race if field == "race" else self.gender
+        for name in (label_set, "canonical"):
+            found = seed.mapping.get(name, {}).get(label_key(value))
+            if found is not None:
+                return found
+        return label_key(value)
+
+    def knows(self, field: str, label_set: str, value: str | None) -> bool:
+        """Whether the dataset's own label_set has a row for the value (a seeded code)."""
+        seed = self.race if field == "race" else self.gender
+        return value is not None and label_key(value) in seed.mapping.get(label_set, {})
+
+
+def load_group_maps(seeds_dir: Path | None = None) -> GroupMaps:
+    return GroupMaps(race=_load_seed_map(seeds_dir, *RACE_SEED), gender=_load_seed_map(seeds_dir, *GENDER_SEED))
+
+
+def _load_seed_map(seeds_dir: Path | None, seed_file: str, columns: tuple[str, str, str]) -> LabelMap:
+    """Read a three-column seed (label_set, source value, canonical value) into a LabelMap."""
+    path = (seeds_dir or default_seeds_dir()) / seed_file
     if not path.is_file():
         raise FileNotFoundError(f"label seed {path} does not exist; it ships with the package under "
                                 f"inference/datasets/seeds/ (dbt/seeds links there)")
     mapping: dict[str, dict[str, str]] = {}
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        missing = [c for c in SEED_COLUMNS if c not in (reader.fieldnames or [])]
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; header must be {','.join(SEED_COLUMNS)}")
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; header must be {','.join(columns)}")
         for number, row in enumerate(reader, start=1):
-            label_set, source, emotion = (str(row[c] or "").strip() for c in SEED_COLUMNS)
-            if not (label_set and source and emotion):
-                raise ValueError(f"{path}: data row {number} has an empty field; fill in {','.join(SEED_COLUMNS)}")
+            label_set, source, target = (str(row[c] or "").strip() for c in columns)
+            if not (label_set and source and target):
+                raise ValueError(f"{path}: data row {number} has an empty field; fill in {','.join(columns)}")
             known = mapping.setdefault(label_set, {})
             source = label_key(source)
-            if known.get(source, emotion) != emotion:
+            if known.get(source, target) != target:
                 raise ValueError(
-                    f"{path}: data row {number} maps {label_set}/{source} to {emotion!r} but an earlier "
+                    f"{path}: data row {number} maps {label_set}/{source} to {target!r} but an earlier "
                     f"row maps it to {known[source]!r}; keep one"
                 )
-            known[source] = emotion
+            known[source] = target
     return LabelMap(seed_path=path, mapping=mapping)

@@ -21,7 +21,9 @@ renamed as (
         cast(width as integer) as width,
         cast(height as integer) as height,
         extra,
-        cast(loaded_at as timestamp) as loaded_at
+        cast(loaded_at as timestamp) as loaded_at,
+        -- rows written before the column existed are images
+        coalesce(cast(media_type as varchar), 'image') as media_type
 
     from source
 
