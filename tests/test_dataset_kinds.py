@@ -107,3 +107,17 @@ def test_options_errors_name_the_key(tmp_path):
         _adapter("filename_pattern", tmp_path, {"pattern": r"(?P<label>\w+)/.*"})
     with pytest.raises(ConfigError, match=r"datasets\.my_kdef\.location: .* is not a folder"):
         _adapter("kdef", tmp_path / "missing").locate()
+
+
+def test_an_image_listed_twice_keeps_its_first_row(tmp_path):
+    layout = next(x for x in LAYOUTS if x.kind == "affectnet")
+    location = layout.build(tmp_path)
+    validation = location / "Manually_Annotated_file_lists" / "validation.csv"
+    validation.write_text(validation.read_text() + '1/a.jpg,10,10,80,80,"1.0;2.0",2,0.1,0.1\n')
+    adapter = _adapter("affectnet", location)
+    load = adapter.load(adapter.locate(), load_label_map())
+    first = [img for img in load.images if img.image_id == "Manually_Annotated_Images/1/a.jpg"]
+    assert [img.source_label for img in first] == ["1"]
+    again = [q for q in load.quarantined if q.image_path == "Manually_Annotated_Images/1/a.jpg"]
+    assert len(again) == 1 and again[0].row_number == 4 and again[0].source == str(validation)
+    assert "listed again (training.csv row 1 lists it first)" in again[0].reason

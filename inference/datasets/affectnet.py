@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from inference.datasets.base import DatasetLoad, QuarantinedRow
+from inference.datasets.base import DatasetLoad
 from inference.datasets.labels import LabelMap
 from inference.datasets.records import Candidate, KindOptions, LayoutAdapter, build_load
 
@@ -49,25 +49,17 @@ class AffectNetAdapter(LayoutAdapter):
             raise FileNotFoundError(f"{root}: no file matches {opts.lists!r}; point datasets.{self.cfg.name}"
                                     f".location at the folder holding Manually_Annotated_file_lists/")
         people = _demographics(root, opts)
-        quarantined: list[QuarantinedRow] = []
         candidates: list[Candidate] = []
-        seen: dict[str, str] = {}
         for path in lists:
             frame = _read_csv(path, [opts.columns["image"], opts.columns["emotion"]])
             for number, row in enumerate(frame.to_dict(orient="records"), start=1):
                 rel = str(row.get(opts.columns["image"]) or "").strip()
                 image = f"{opts.images_folder}/{rel}"
-                if image in seen:
-                    quarantined.append(QuarantinedRow(str(path), number, image, (
-                        f"{image}: listed again ({seen[image]} lists it first); the first row is kept, "
-                        f"delete this one"), row))
-                    continue
-                seen[image] = f"{path.name} row {number}"
                 values = {field: row.get(column) for field, column in opts.columns.items() if field != "image"}
                 values.update(people.get(rel, {}))
                 candidates.append(Candidate(image_id=image, path=root / image, source=str(path),
                                             row_number=number, values=values))
-        return build_load(candidates, rules, quarantined)
+        return build_load(candidates, rules)
 
 
 def _read_csv(path: Path, required: list[str]) -> pd.DataFrame:

@@ -140,7 +140,15 @@ class Rules:
 def build_load(candidates: Iterable[Candidate], rules: Rules, quarantined: list[QuarantinedRow] | None = None) -> DatasetLoad:
     groups = rules.groups or load_group_maps()
     load = DatasetLoad(images=[], quarantined=list(quarantined or []))
+    seen: dict[str, str] = {}  # image_id -> where it was first listed
     for cand in candidates:
+        where = f"{Path(cand.source).name} row {cand.row_number}" if cand.row_number else cand.source
+        if cand.image_id in seen:  # a list file naming an image twice
+            load.quarantined.append(QuarantinedRow(cand.source, cand.row_number, cand.image_id, (
+                f"{cand.image_id}: listed again ({seen[cand.image_id]} lists it first); the first is "
+                f"kept, delete this one"), _plain(cand.values)))
+            continue
+        seen[cand.image_id] = where
         values = _coded(dict(cand.values), rules.options)
         excluded = _exclusion(cand.image_id, values, rules, groups)
         if excluded is not None:
