@@ -40,6 +40,7 @@ def test_kind_loads_its_published_layout(layout: Layout, tmp_path):
     assert emotions == layout.emotions
     assert races == layout.races
     assert genders == layout.genders
+    assert len({img.identity for img in load.images if img.identity}) == layout.identities
     assert {e.image_id: e.field for e in load.excluded} == layout.excluded
     for excluded in load.excluded:
         assert f"exclude.{excluded.field}" in excluded.reason and adapter.cfg.name in excluded.reason

@@ -68,3 +68,22 @@ def test_exclusions_and_media_types_reach_staging(built):
     media = built.execute("""select dataset, media_type, count(*) from staging.stg_dataset_images
                              group by all order by all""").fetchall()
     assert media == [("caer", "video", 3), ("chicago_face", "image", 5), ("radiate", "image", 4)]
+
+
+def test_an_older_warehouse_gets_media_type_and_its_rows_stay_images(tmp_path):
+    from inference.frames import records_from_rows
+
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    con.execute("create schema raw")
+    line = next(x for x in warehouse.DATASET_IMAGES_DDL.splitlines(keepends=True) if "media_type" in x)
+    con.execute(warehouse.DATASET_IMAGES_DDL.replace(line, ""))
+    con.execute("insert into raw.dataset_images (dataset, image_id, image_hash, label_set, source_label, width, "
+                "height, loaded_at) values ('old', 'a.jpg', 'h', 'canonical', 'happy', 4, 4, now())")
+    warehouse.ensure_raw_schema(con)
+    tables = {r[0] for r in con.execute(
+        "select table_name from information_schema.tables where table_schema = 'raw'").fetchall()}
+    assert "dataset_exclusions" in tables
+    rows = con.execute("select * from raw.dataset_images").df()
+    assert rows["media_type"].isna().all()
+    assert [r.media_type for r in records_from_rows(rows, tmp_path)] == ["image"]
+    con.close()

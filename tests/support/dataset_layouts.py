@@ -23,6 +23,7 @@ class Layout:
     excluded: dict[str, str] = field(default_factory=dict)  # image_id -> excluded field
     quarantined: dict[str, str] = field(default_factory=dict)  # image_id -> a phrase of the reason
     options: dict[str, Any] = field(default_factory=dict)  # datasets.<name>.options of the test
+    identities: int = 0  # distinct identities among the loaded images
 
 
 def image(path: Path, shade: int = 0, size: tuple[int, int] = (12, 10)) -> None:
@@ -184,7 +185,7 @@ LAYOUTS = [
            options={"exclude": {"emotion": ["contempt"]}}),
     Layout("filename_pattern", build_filename_pattern, Counter(happy=1, sad=1, anger=1),
            Counter(black=1, white=1, asian=1), Counter(female=2, male=1),
-           excluded={"faces/white_female_06_fea.jpg": "emotion"},
+           identities=3, excluded={"faces/white_female_06_fea.jpg": "emotion"},
            quarantined={"faces/white_male_04_bored.jpg": "label 'bored'",
                         "faces/black_male_05_sad.jpg": "not a readable image",
                         "faces/README-cover.jpg": "does not match the layout pattern"},
@@ -193,18 +194,18 @@ LAYOUTS = [
                     "exclude": {"emotion": ["fear"]}}),
     Layout("chicago_face", build_chicago_face, Counter(neutral=2, happy=2, anger=1),
            Counter(asian=1, black=2, multiracial=1, south_asian=1), Counter(female=2, male=3),
-           excluded={"Images/CFD/WM-204/CFD-WM-204-001-F.jpg": "emotion"},
+           identities=4, excluded={"Images/CFD/WM-204/CFD-WM-204-001-F.jpg": "emotion"},
            quarantined={"Images/CFD/LF-203/CFD-LF-203-001-X.jpg": "label 'X'",
                         "Images/CFD/ZF-205/CFD-ZF-205-001-N.jpg": "race code 'Z'",
                         "Images/CFD/WF-202/CFD-WF-202-001-N.jpg": "not a readable image"},
            options={"exclude": {"emotion": ["fear"]}}),
     Layout("radiate", build_radiate, Counter(happy=1, neutral=1, sad=1, anger=1),
            Counter(black=1, white=1, latino=1, asian=1), Counter(female=2, male=2),
-           excluded={"Black/BF01_CA_C.jpg": "emotion", "Other/OM05_HA_O.jpg": "race"},
+           identities=4, excluded={"Black/BF01_CA_C.jpg": "emotion", "Other/OM05_HA_O.jpg": "race"},
            quarantined={"White/WM02_XX_O.jpg": "label 'XX'", "Asian/AF06_FE_O.jpg": "not a readable image"}),
     Layout("tarr", build_tarr, Counter(happy=1, sad=1, anger=1, neutral=1),
            Counter(white=1, black=1, asian=1, latino=1), Counter(female=2, male=2),
-           excluded={"Caucasian/female/p01_confusion.jpg": "emotion", "Multiracial/male/p05_happy.jpg": "race"},
+           identities=4, excluded={"Caucasian/female/p01_confusion.jpg": "emotion", "Multiracial/male/p05_happy.jpg": "race"},
            quarantined={"Asian/female/p03_bored.jpg": "label 'bored'",
                         "Black/male/p02_fear.jpg": "not a readable image"}),
     Layout("caer_s", build_caer_s, Counter(happy=1, sad=1, anger=1, neutral=1),
@@ -218,7 +219,7 @@ LAYOUTS = [
            options={"exclude": {"emotion": ["disgust"]}}),
     Layout("kdef", build_kdef, Counter(fear=1, happy=1, sad=1, neutral=1), Counter(),
            Counter(female=3, male=1),
-           excluded={"KDEF/AM02/AM02ANFL.JPG": "angle"},
+           identities=2, excluded={"KDEF/AM02/AM02ANFL.JPG": "angle"},
            quarantined={"KDEF/AM02/AM02XXS.JPG": "label 'XX'", "KDEF/AM02/AM02SUS.JPG": "not a readable image"},
            options={"exclude": {"angle": ["FL"]}}),
     Layout("raf_db", build_raf_db, Counter(happy=1, sad=1, neutral=1),
