@@ -95,19 +95,7 @@ joined as (
 
     select
         {{ warehouse }}.*,
-        published.published_id,
-        published.paper,
-        published.paper_table,
-        published.model as published_model,
-        published.dataset as published_dataset,
-        published.published_value,
-        published.published_text,
-        published.relation as published_relation,
-        published.rounding_unit,
-        published.source,
-        published.source_file,
-        published.source_line,
-        published.note as published_note
+        {{ published_columns('published') }}
 
     from {{ warehouse }}
 
@@ -126,19 +114,7 @@ paper_only as (
         {%- for warehouse_column, published_column in on.items() %}
         published.{{ published_column }} as {{ warehouse_column }},
         {%- endfor %}
-        published.published_id,
-        published.paper,
-        published.paper_table,
-        published.model as published_model,
-        published.dataset as published_dataset,
-        published.published_value,
-        published.published_text,
-        published.relation as published_relation,
-        published.rounding_unit,
-        published.source,
-        published.source_file,
-        published.source_line,
-        published.note as published_note
+        {{ published_columns('published') }}
 
     from published
 
@@ -176,4 +152,51 @@ compared as (
 
 )
 
+{%- endmacro %}
+
+
+{#- The published_values columns every papers row carries, from the relation `alias`. -#}
+{% macro published_columns(alias) -%}
+    {{ alias }}.published_id,
+        {{ alias }}.paper,
+        {{ alias }}.paper_table,
+        {{ alias }}.model as published_model,
+        {{ alias }}.dataset as published_dataset,
+        {{ alias }}.published_value,
+        {{ alias }}.published_text,
+        {{ alias }}.relation as published_relation,
+        {{ alias }}.rounding_unit,
+        {{ alias }}.source,
+        {{ alias }}.source_file,
+        {{ alias }}.source_line,
+        {{ alias }}.note as published_note
+{%- endmacro %}
+
+
+{#- A marts.group_accuracy row as a papers cell: counts, accuracy over the answered images as
+    `value` with its Wilson interval, and the intent-to-treat accuracy beside it. -#}
+{% macro accuracy_cell_columns(alias='group_accuracy') -%}
+    {{ alias }}.n_images,
+        {{ alias }}.n_answered as n,
+        {{ alias }}.correct,
+        {{ alias }}.accuracy as value,
+        {{ alias }}.ci_low,
+        {{ alias }}.ci_high,
+        {{ alias }}.accuracy_itt,
+        {{ alias }}.itt_ci_low,
+        {{ alias }}.itt_ci_high
+{%- endmacro %}
+
+
+{#- A RESULT_COLUMNS stats row as a papers cell: its estimate as `value` with n, interval,
+    test and flags. -#}
+{% macro stat_cell_columns() -%}
+    n,
+        estimate as value,
+        ci_low,
+        ci_high,
+        statistic,
+        p_value,
+        below_min_n,
+        detail
 {%- endmacro %}

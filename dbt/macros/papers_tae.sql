@@ -25,14 +25,7 @@ cells as (
         subset_kind,
         subset,
         measure,
-        n,
-        estimate as value,
-        ci_low,
-        ci_high,
-        statistic,
-        p_value,
-        below_min_n,
-        detail
+        {{ stat_cell_columns() }}
 
     from dimensional
 
@@ -139,13 +132,7 @@ cells as (
         'all' as subset_kind,
         'all' as subset,
         measure,
-        n,
-        estimate as value,
-        ci_low,
-        ci_high,
-        p_value,
-        below_min_n,
-        detail
+        {{ stat_cell_columns() }}
 
     from dimensional
 

@@ -38,15 +38,7 @@ cells as (
         'all' as subset_kind,
         'all' as subset,
         'accuracy' as measure,
-        group_accuracy.n_images,
-        group_accuracy.n_answered as n,
-        group_accuracy.correct,
-        group_accuracy.accuracy as value,
-        group_accuracy.ci_low,
-        group_accuracy.ci_high,
-        group_accuracy.accuracy_itt,
-        group_accuracy.itt_ci_low,
-        group_accuracy.itt_ci_high
+        {{ accuracy_cell_columns('group_accuracy') }}
 
     from group_accuracy
 

@@ -24,15 +24,7 @@ cells as (
         'race_emotion' as subset_kind,
         group_value || '|' || true_emotion as subset,
         'accuracy' as measure,
-        n_images,
-        n_answered as n,
-        correct,
-        accuracy as value,
-        ci_low,
-        ci_high,
-        accuracy_itt,
-        itt_ci_low,
-        itt_ci_high
+        {{ accuracy_cell_columns('group_accuracy') }}
 
     from group_accuracy
 

@@ -22,13 +22,7 @@ cells as (
         subset_kind,
         subset,
         measure,
-        n,
-        estimate as value,
-        ci_low,
-        ci_high,
-        p_value,
-        below_min_n,
-        detail
+        {{ stat_cell_columns() }}
 
     from agreement
 

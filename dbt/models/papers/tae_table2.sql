@@ -21,15 +21,7 @@ cells as (
         'emotion' as subset_kind,
         true_emotion as subset,
         'accuracy' as measure,
-        n_images,
-        n_answered as n,
-        correct,
-        accuracy as value,
-        ci_low,
-        ci_high,
-        accuracy_itt,
-        itt_ci_low,
-        itt_ci_high
+        {{ accuracy_cell_columns('group_accuracy') }}
 
     from group_accuracy
 
