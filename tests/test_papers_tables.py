@@ -134,22 +134,25 @@ def test_chhua_ztests_use_the_papers_sign(warehouse):
 
 def test_lineage_leads_from_a_p_value_to_raw_text(warehouse):
     con = warehouse["con"]
+    # the smallest race p-value of one emotion (a pair with errors in both groups has one)
     stat = con.execute(
         "select * from stats.error_rate_ztests where model = 'gemma3_4b' and grouping = 'race' "
-        "and true_emotion = 'sad' and group_a = 'black' and group_b = 'white'").df().iloc[0]
+        "and true_emotion <> 'all' and p_value is not null order by p_value, true_emotion, group_a, group_b limit 1").df().iloc[0]
+    pair = f"{stat['group_a']} vs {stat['group_b']}"
     lineage = con.execute(
         "select * from lineage.stat_lineage where stats_table = 'error_rate_ztests' and model = 'gemma3_4b' "
-        "and subset = 'black vs white' and scope_emotion = 'sad'").df()
+        "and subset = ? and scope_emotion = ?", [pair, stat["true_emotion"]]).df()
     assert lineage["stat_row_id"].nunique() == 1 and np.isclose(lineage["p_value"].iloc[0], stat["p_value"])
-    # its images: the sad faces of both groups, each with every raw answer (3 steps, or 1 off-label)
+    # its images: the emotion's faces of both groups, each with every raw answer (3 steps, or 1 off-label)
     raw = warehouse["raw"]["predictions"]
     images = warehouse["raw"]["dataset_images"]
-    want = images[(images["source_label"] == "sad") & images["race"].isin(["black", "white"])]["image_id"]
+    groups = [stat["group_a"], stat["group_b"]]
+    want = images[(images["source_label"] == stat["true_emotion"]) & images["race"].isin(groups)]["image_id"]
     assert set(lineage["image_id"]) == set(want)
     want_raw = raw[(raw["model"] == "gemma3_4b") & raw["image_id"].isin(want)]
     assert len(lineage) == len(want_raw)
     assert sorted(lineage["raw_text"]) == sorted(want_raw["raw_text"])
-    assert set(lineage["group_value"]) == {"black", "white"} and (lineage["true_emotion"] == "sad").all()
+    assert set(lineage["group_value"]) == set(groups) and (lineage["true_emotion"] == stat["true_emotion"]).all()
     # the number of answered images behind it is the test's n
     answered = lineage[lineage["final_answer_status"] == "answered"]
     assert answered["image_id"].nunique() == stat["n_a"] + stat["n_b"]
