@@ -6,7 +6,7 @@ import dagster as dg
 
 from dagster_project.defs import cross_slice, figures, stat_reports, statistics
 from dagster_project.defs.cross_slice import HUMAN_RELIABILITY, HUMAN_RESPONSE_STYLE
-from dagster_project.defs.dbt_assets import warehouse_foundation, warehouse_slices
+from dagster_project.defs.dbt_assets import warehouse_after_stats, warehouse_foundation, warehouse_slices
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
 from dagster_project.defs.ingestion import DATASET_EXCLUSIONS, DATASET_IMAGES, HUMAN_RATINGS, QUARANTINE
 from dagster_project.defs.partitions import (
@@ -37,11 +37,12 @@ SLICE_ASSETS = dg.AssetSelection.assets(
 refresh_slice_job = dg.define_asset_job(
     "refresh_slice", selection=SLICE_ASSETS, partitions_def=model_dataset_partitions,
 )
-# What spans slices: McNemar between versions, per-dataset figures comparing models.
+# What spans slices: McNemar between versions, per-dataset figures comparing models, and the
+# views over every slice's statistics (papers.*, lineage.stat_lineage).
 refresh_cross_slice_job = dg.define_asset_job(
     "refresh_cross_slice", selection=dg.AssetSelection.assets(
         cross_slice.mcnemar_tests, cross_slice.strength_inversion, cross_slice.strength_inversion_figure,
-        *stat_reports.CROSS_SLICE_FIGURES,
+        *stat_reports.CROSS_SLICE_FIGURES, warehouse_after_stats,
     ),
 )
 

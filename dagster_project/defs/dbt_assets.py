@@ -9,6 +9,10 @@
   replace exactly that slice (dbt/macros/slices.sql). Each slice model also depends directly
   on the partition's raw answers and its dataset's raw images and ratings, so Dagster shows
   a slice stale exactly when its own inputs changed.
+* `warehouse_after_stats` (unpartitioned): the views over the statistics tables Python writes
+  (dbt tag `reads_stats`: papers.* -- the seed papers' tables beside their published values --
+  and lineage.stat_lineage). Their dbt sources stats.* are the statistics assets, so they
+  follow every slice's statistics; the cross-slice job rebuilds them.
 """
 
 from collections.abc import Iterator, Mapping
@@ -26,6 +30,7 @@ from dagster_project.defs.resources import WarehouseDbtResource
 from dagster_project.settings import benchmark_config
 
 SLICE_TAG = "slice"
+READS_STATS_TAG = "reads_stats"
 # The partition's own raw answers (same partitions: identity) and its dataset's raw tables.
 _DATASET_DIMENSION = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset")
 SLICE_INPUTS = [
@@ -70,7 +75,8 @@ def _code_versioned(context: dg.AssetExecutionContext, events: Iterator[Any]) ->
         yield event
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, exclude=f"tag:{SLICE_TAG}", dagster_dbt_translator=TRANSLATOR)
+@dbt_assets(manifest=dbt_project.manifest_path, exclude=f"tag:{SLICE_TAG} tag:{READS_STATS_TAG}",
+            dagster_dbt_translator=TRANSLATOR)
 def warehouse_foundation(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
     """`dbt build` of the label-map seeds, staging views and dataset-level views, with their tests."""
     yield from _code_versioned(context, dbt_build(context, dbt, ["build", *dbt.vars_args()]))
@@ -87,3 +93,10 @@ def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResourc
     every mart, replaced for that slice only, with their tests and the metric unit tests."""
     slice_key = slice_of(context.partition_key, benchmark_config())
     yield from dbt_build(context, dbt, ["build", *dbt.vars_args(slice=slice_key.as_dict())])
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, select=f"tag:{READS_STATS_TAG}", dagster_dbt_translator=TRANSLATOR)
+def warehouse_after_stats(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
+    """`dbt build` of the views over the statistics: papers.* and lineage.stat_lineage, with their
+    tests and unit tests (they read stats.*, so they run after the statistics)."""
+    yield from dbt_build(context, dbt, ["build", *dbt.vars_args()])
