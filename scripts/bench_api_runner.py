@@ -3,7 +3,8 @@ fixed policy, in ONE run, against a loopback OpenAI-compatible server in its own
 
     .venv/bin/python scripts/bench_api_runner.py                 # every client x scenario
     .venv/bin/python scripts/bench_api_runner.py --clients engine --scenarios 429@256
-    .venv/bin/python scripts/bench_api_runner.py --profile       # cProfile of the engine, 256 in flight
+    .venv/bin/python scripts/bench_api_runner.py --profile       # CPU profile of the engine, 256 in flight
+    .venv/bin/python scripts/bench_api_runner.py --profile --engine-transport sdk-httpx   # the path before
 
 Every client sends the same ~11 kB 224-px JPEG (a London Set face, resized) with a unique prompt
 per request; the server (tests/support/openai_server.py, 1 s latency) counts the answers it
@@ -18,7 +19,8 @@ Clients:
            which honour Retry-After), chat.completions.create, base64 per request
   inspect  inspect_ai's fixed max_connections policy: the slot held across tenacity retries,
            wait_exponential_jitter(initial=3, max=1800, jitter=3), SDK retries off
-  engine   inference.vlm.engine.Engine over OpenAIChatBackend with a ResponseCache
+  engine   inference.vlm.engine.Engine over OpenAIChatBackend with a ResponseCache (its default
+           "direct" transport; --engine-transport sdk / sdk-httpx for the SDK end to end)
 The ratio printed is answers/s over the bound; numbers are for notes, never asserted in tests.
 """
 
@@ -155,14 +157,14 @@ async def run_inspect(base_url: str, image: bytes, in_flight: int, phases: list[
 
 
 async def run_engine(base_url: str, image: bytes, in_flight: int, phases: list[tuple[int, int]],
-                     on_phase, report: dict | None = None) -> int:
+                     on_phase, report: dict | None = None, transport: str = "direct") -> int:
     from inference.vlm.cache import ResponseCache
     from inference.vlm.engine import Engine, run_all
     from inference.vlm.openai_backend import OpenAIChatBackend
     from inference.vlm.types import ChatRequest, GenerationParams, Turn
 
     backend = OpenAIChatBackend("bench-model", base_url=base_url, api_key_env=KEY_ENV, timeout_s=30,
-                                max_connections=2 * in_flight)
+                                max_connections=2 * in_flight, transport=transport)
     params = GenerationParams(max_tokens=8)
     with tempfile.TemporaryDirectory() as tmp, ResponseCache(Path(tmp) / "cache.sqlite") as cache:
         engine = Engine(backend, max_in_flight=in_flight, timeout_s=30, max_retries=8, cache=cache)
@@ -184,7 +186,7 @@ CLIENTS = {"naive": run_naive, "inspect": run_inspect, "engine": run_engine}
 
 # ----------------------------------------------------------------------------- measuring
 def measure(client: str, scenario: str, server_url: str, image: bytes, n: int, latency_s: float,
-            offset: int) -> dict:
+            offset: int, transport: str = "direct") -> dict:
     in_flight, provider, bound = SCENARIOS[scenario]
     bound = bound or in_flight / latency_s
     runner = CLIENTS[client]
@@ -200,7 +202,7 @@ def measure(client: str, scenario: str, server_url: str, image: bytes, n: int, l
                          started=time.perf_counter(), cpu=time.process_time())
 
     async def go() -> tuple[int, float, float]:
-        kwargs = {"report": report} if client == "engine" else {}
+        kwargs = {"report": report, "transport": transport} if client == "engine" else {}
         ok = await runner(server_url + "/v1", image, in_flight, [(in_flight, offset + 10_000_000), (n, offset)],
                           on_phase, **kwargs)
         return ok, time.perf_counter() - marks["started"], time.process_time() - marks["cpu"]
@@ -216,9 +218,53 @@ def measure(client: str, scenario: str, server_url: str, image: bytes, n: int, l
             "server_cpu_ms_per_req": (stats["process_cpu_s"] - server_cpu) * 1000 / n}
 
 
-def profile_engine(server_url: str, image: bytes, n: int, latency_s: float, out: Path | None) -> None:
+# Where a profiled call's own CPU time goes: the first matching (path fragment, area) wins.
+PROFILE_AREAS = (
+    ("/inference/vlm/openai_direct.py", "backend: request building, answer parsing"),
+    ("/openai/", "openai SDK (request options, typed models, response handling)"),
+    ("/pydantic", "openai SDK (request options, typed models, response handling)"),
+    ("/httpx2/", "HTTP stack (httpx2, httpcore2, h11, anyio)"),
+    ("/httpcore2/", "HTTP stack (httpx2, httpcore2, h11, anyio)"),
+    ("/h11/", "HTTP stack (httpx2, httpcore2, h11, anyio)"),
+    ("/anyio/", "HTTP stack (httpx2, httpcore2, h11, anyio)"),
+    ("/sniffio/", "HTTP stack (httpx2, httpcore2, h11, anyio)"),
+    ("/aiohttp/", "HTTP stack (aiohttp, multidict, yarl)"),
+    ("/multidict/", "HTTP stack (aiohttp, multidict, yarl)"),
+    ("/yarl/", "HTTP stack (aiohttp, multidict, yarl)"),
+    ("/aiohappyeyeballs/", "HTTP stack (aiohttp, multidict, yarl)"),
+    ("/concurrent/", "worker threads (DNS, proxy look-ups)"),
+    ("/threading.py", "worker threads (DNS, proxy look-ups)"),
+    ("/json/", "JSON (request body, response)"),
+    ("orjson", "JSON (request body, response)"),
+    ("base64", "base64 of the image"),
+    ("/inference/vlm/cache.py", "response cache (SQLite batches)"),
+    ("sqlite3", "response cache (SQLite batches)"),
+    ("/inference/vlm/openai_backend.py", "backend: request building, answer parsing"),
+    ("/inference/vlm/", "engine, limiter, retries"),
+    ("/tenacity/", "engine, limiter, retries"),
+    ("/asyncio/", "asyncio event loop, sockets"),
+    ("socket", "asyncio event loop, sockets"),
+    ("select", "asyncio event loop, sockets"),
+)
+
+
+def profile_areas(stats: pstats.Stats) -> dict[str, float]:
+    """Own (tottime) CPU seconds summed per area of PROFILE_AREAS ("other" for the rest)."""
+    areas: dict[str, float] = {}
+    for (path, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        where = f"{path}:{name}"
+        area = next((a for fragment, a in PROFILE_AREAS if fragment in where), "other")
+        areas[area] = areas.get(area, 0.0) + tottime
+    return areas
+
+
+def profile_engine(server_url: str, image: bytes, n: int, latency_s: float, out: Path | None,
+                   transport: str = "direct") -> None:
+    """cProfile of the engine's measured phase, timed in *CPU* seconds of this process
+    (time.process_time), so that other processes' load on a shared machine does not show up
+    as time spent in whatever function was running when the scheduler preempted it."""
     _control(server_url, latency_s=latency_s, provider={}, keep_records=False)
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.process_time)
     marks: dict[str, float] = {}
 
     def on_phase(k: int) -> None:
@@ -226,13 +272,20 @@ def profile_engine(server_url: str, image: bytes, n: int, latency_s: float, out:
             marks["cpu"] = time.process_time()
             profiler.enable()
 
-    ok = asyncio.run(run_engine(server_url + "/v1", image, 256, [(256, 20_000_000), (n, 30_000_000)], on_phase))
+    ok = asyncio.run(run_engine(server_url + "/v1", image, 256, [(256, 20_000_000), (n, 30_000_000)], on_phase,
+                                transport=transport))
     profiler.disable()
     cpu_s = time.process_time() - marks["cpu"]
-    print(f"\nengine, 256 in flight, {n} requests ({ok} answered): {cpu_s:.2f} CPU s "
+    print(f"\nengine (transport {transport}), 256 in flight, {n} requests ({ok} answered): {cpu_s:.2f} CPU s "
           f"= {cpu_s * 1000 / n:.2f} CPU s per 1,000 requests (profiler overhead included)\n")
-    stats = pstats.Stats(profiler).sort_stats("tottime")
-    stats.print_stats(25)
+    stats = pstats.Stats(profiler)
+    areas = profile_areas(stats)
+    total = sum(areas.values()) or 1.0
+    print("| area | CPU s per 1,000 requests (profiled) | share |\n|---|---|---|")
+    for area, seconds in sorted(areas.items(), key=lambda kv: -kv[1]):
+        print(f"| {area} | {seconds * 1000 / n:.2f} | {seconds / total:.0%} |")
+    print()
+    stats.sort_stats("tottime").print_stats(25)
     if out is not None:
         stats.dump_stats(str(out))
 
@@ -248,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the engine's window history (JSON) and plot (PNG) per scenario here")
     parser.add_argument("--profile", action="store_true", help="only profile the engine (256 in flight)")
     parser.add_argument("--profile-out", type=Path, default=None)
+    parser.add_argument("--engine-transport", default="direct", choices=["direct", "sdk", "sdk-httpx"],
+                        help="the engine's OpenAIChatBackend transport (sdk-httpx: the path before aiohttp)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault(KEY_ENV, "sk-bench-not-a-secret")
@@ -260,14 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = url_queue.get(timeout=60)
         if args.profile:
-            profile_engine(url, image, 2 * args.requests, args.latency, args.profile_out)
+            profile_engine(url, image, 2 * args.requests, args.latency, args.profile_out, args.engine_transport)
             return 0
         offset = 0
         for scenario in args.scenarios:
             n = args.requests * (2 if SCENARIOS[scenario][0] >= 256 else 1)
             for client in args.clients:
                 offset += 1_000_000
-                row = measure(client, scenario, url, image, n, args.latency, offset)
+                row = measure(client, scenario, url, image, n, args.latency, offset, args.engine_transport)
                 rows.append(row)
                 if args.window_dir is not None and row["window"]:
                     from inference.vlm.window_plot import plot_window

@@ -57,16 +57,21 @@ def gemini_server(monkeypatch):
         yield server
 
 
-# Both OpenAI request paths (the SDK's typed `chat.completions.create` and the default
-# `client.post`) and Gemini run the same scenarios.
-@pytest.fixture(params=["openai", "openai-typed", "gemini"])
+# Every OpenAI transport (the default "direct" aiohttp POST, the SDK's typed
+# `chat.completions.create` over its aiohttp transport, the SDK's `client.post` over httpx2)
+# and Gemini run the same scenarios: one classification whichever way a request travels.
+OPENAI_TRANSPORTS = {"openai": {}, "openai-typed": {"sdk_typed_call": True},
+                     "openai-sdk-httpx": {"transport": "sdk-httpx"}}
+
+
+@pytest.fixture(params=[*OPENAI_TRANSPORTS, "gemini"])
 def target(request, monkeypatch):
     kind = request.param
     if kind.startswith("openai"):
         monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
         with OpenAIServer() as server:
             backend = OpenAIChatBackend("gpt-test", base_url=server.base_url, timeout_s=5,
-                                        sdk_typed_call=(kind == "openai-typed"))
+                                        **OPENAI_TRANSPORTS[kind])
             yield kind, server, backend
     else:
         monkeypatch.setenv("GEMINI_API_KEY", GEMINI_KEY)
@@ -145,7 +150,8 @@ def test_errors_map_to_transport_error_kinds(target, action, kind, retry_after):
 
 def test_client_side_timeout_maps_to_timeout(target, monkeypatch):
     kind, server, _ = target
-    backend = (OpenAIChatBackend("gpt-test", base_url=server.base_url, timeout_s=0.5) if kind.startswith("openai")
+    backend = (OpenAIChatBackend("gpt-test", base_url=server.base_url, timeout_s=0.5, **OPENAI_TRANSPORTS[kind])
+               if kind.startswith("openai")
                else GeminiBackend("gemini-test", base_url=server.url, timeout_s=0.5))
     server.enqueue(hang(10))
     started = time.monotonic()
@@ -268,3 +274,20 @@ def test_parse_retry_after_forms():
     assert parse_retry_after({"Retry-After": future}, now=1_000_000_000) == pytest.approx(30.0)
     assert parse_retry_after({"Retry-After": "soon"}) is None
     assert parse_retry_after({}) is None and parse_retry_after({"Retry-After": "-3"}) is None
+
+
+def test_direct_transport_sends_what_the_sdk_sends(openai_server, monkeypatch):
+    # the "direct" transport takes endpoint and headers from an official client: same path,
+    # same body, same identifying / auth / organization headers as the SDK's own call
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-loopback")
+    for transport in ("direct", "sdk"):
+        backend = OpenAIChatBackend("gpt-test", base_url=openai_server.base_url, transport=transport)
+        assert run(backend.complete(make_request())).text == "neutral"
+    direct, sdk = openai_server.generation_requests
+    assert direct.path == sdk.path == "/v1/chat/completions" and direct.body == sdk.body
+    transport_specific = {"content-length", "host", "accept-encoding", "connection", "idempotency-key"}
+    assert {k: v for k, v in direct.headers.items() if k not in transport_specific} == \
+        {k: v for k, v in sdk.headers.items() if k not in transport_specific}
+    assert direct.headers["openai-organization"] == "org-loopback"
+    with pytest.raises(ValueError, match="transport"):
+        OpenAIChatBackend("gpt-test", base_url=openai_server.base_url, transport="carrier-pigeon")

@@ -157,6 +157,13 @@ class _Metered:
         self.input_tokens = 0
         self.output_tokens = 0
 
+    def prepare(self) -> None:
+        """The inner backend's client set-up (imports, pools), which the engine runs before its
+        first call's timeout starts: without it a cold import counts as a slow answer."""
+        prepare = getattr(self.inner, "prepare", None)
+        if prepare is not None:
+            prepare()
+
     async def complete(self, request: ChatRequest) -> ChatResponse:
         response = await self.inner.complete(request)
         self.input_tokens += response.input_tokens or 0

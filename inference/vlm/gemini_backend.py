@@ -33,7 +33,7 @@ import time
 from typing import Any
 
 from inference.vlm.limiter import provider_key
-from inference.vlm.openai_backend import parse_retry_after, read_api_key, scrub, shared_ssl_context
+from inference.vlm.http_common import parse_retry_after, read_api_key, scrub, shared_ssl_context
 from inference.vlm.types import ChatRequest, ChatResponse, TransportError
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,7 @@ class GeminiBackend:
         return types.GenerateContentConfig(**fields)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
+        import aiohttp
         import httpx2
         import pydantic
         from google.genai import errors
@@ -183,9 +184,9 @@ class GeminiBackend:
             response = await client.aio.models.generate_content(model=self.model, contents=contents, config=config)
         except errors.APIError as exc:
             raise self._status_error(exc) from None
-        except httpx2.TimeoutException:
+        except (httpx2.TimeoutException, asyncio.TimeoutError):  # google-genai's httpx2 or aiohttp transport
             raise TransportError("timeout", f"{self.name}: no answer within {self.timeout_s:g} s") from None
-        except httpx2.TransportError as exc:
+        except (httpx2.TransportError, aiohttp.ClientError) as exc:
             raise TransportError("server_error", f"{self.name}: connection failed ({type(exc).__name__})") from None
         except (errors.UnknownApiResponseError, json.JSONDecodeError, UnicodeDecodeError):
             raise TransportError("bad_response", f"{self.name}: response body is not valid JSON", status=200) from None

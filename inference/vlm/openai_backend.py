@@ -9,7 +9,10 @@ Works with vLLM, Ollama (`http://localhost:11434/v1`), LM Studio (`http://localh
 and llama.cpp's server (`http://localhost:8080/v1`) through `base_url`.
 
 - Uses the real `openai.AsyncOpenAI` client with `max_retries=0`: retrying is the engine's job
-  (`inference.vlm.engine.Engine`).
+  (`inference.vlm.engine.Engine`). By default (`transport="direct"`) the call itself is one
+  aiohttp POST to the endpoint, with the headers, of that client (`inference.vlm.openai_direct`:
+  the SDK's per-request machinery was two thirds of the client's CPU at 256 in flight); its
+  statuses and failures map exactly as the SDK path's (`transport="sdk"` / `"sdk-httpx"`).
 - The image is sent inline as a base64 data URL in the turn marked `with_image`.
 - The API key is read from the environment variable `api_key_env` only (never an argument),
   when the client is built; it is not kept on this object, and never appears in its repr, in
@@ -30,17 +33,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import functools
 import json
 import logging
 import os
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
+from inference.vlm.http_common import parse_retry_after, read_api_key, scrub, shared_ssl_context
 from inference.vlm.limiter import provider_key
+from inference.vlm.openai_direct import DirectPost
 from inference.vlm.types import ChatRequest, ChatResponse, TransportError
 
 log = logging.getLogger(__name__)
@@ -49,67 +54,8 @@ log = logging.getLogger(__name__)
 # *prompt* (here: the image) is filtered before any answer is generated.
 _PROMPT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation", "responsibleaipolicyviolation"})
 _REFUSAL_FINISH_REASONS = frozenset({"content_filter"})
-_MAX_MESSAGE_CHARS = 300
 # A placeholder for servers that need no key (vLLM, Ollama, llama.cpp): the SDK insists on one.
 NO_KEY_PLACEHOLDER = "no-key"
-
-
-def parse_retry_after(headers: Mapping[str, str] | None, now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms`, or `retry-after` as seconds or an HTTP date
-    (RFC 9110); None when absent or unparseable. Never negative."""
-    if not headers:
-        return None
-    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    ms = lowered.get("retry-after-ms")
-    if ms is not None:
-        try:
-            value = float(ms) / 1000.0
-            if value >= 0 and value == value and value != float("inf"):
-                return value
-        except ValueError:
-            pass
-    raw = lowered.get("retry-after")
-    if raw is None:
-        return None
-    raw = raw.strip()
-    try:
-        value = float(raw)
-    except ValueError:
-        pass
-    else:
-        return value if value >= 0 and value == value and value != float("inf") else None
-    try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    current = datetime.now(timezone.utc).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def scrub(text: str, secret: str | None) -> str:
-    """`text` without `secret` (and shortened): for messages that might quote a request."""
-    if secret:
-        text = text.replace(secret, "***")
-    if len(text) > _MAX_MESSAGE_CHARS:
-        text = text[:_MAX_MESSAGE_CHARS] + "..."
-    return text
-
-
-def read_api_key(api_key_env: str | None, *, backend: str) -> str | None:
-    """The key from the environment; a clear error naming the variable when it is missing."""
-    if api_key_env is None:
-        return None
-    value = os.environ.get(api_key_env, "").strip()
-    if not value:
-        raise RuntimeError(
-            f"{backend}: environment variable {api_key_env} is not set; export it with your API key "
-            f"(or pass api_key_env=None for a local server that needs no key)"
-        )
-    return value
 
 
 @functools.lru_cache(maxsize=512)
@@ -118,15 +64,6 @@ def data_url(image_bytes: bytes, mime: str) -> str:
     of one image reuse it (bytes hash once per object, and a hit on the same object compares by
     identity, so a lookup is cheap)."""
     return f"data:{mime};base64,{base64.b64encode(image_bytes).decode('ascii')}"
-
-
-@functools.lru_cache(maxsize=1)
-def shared_ssl_context() -> Any:
-    """One TLS context for every HTTP pool of this process: building one loads the CA bundle
-    (~60 ms of CPU), and a backend opens `pool_shards` pools per event loop."""
-    import httpx2
-
-    return httpx2.create_ssl_context()
 
 
 def _provider_message(body: object) -> tuple[str, str | None]:
@@ -162,6 +99,7 @@ class OpenAIChatBackend:
         max_connections: int = 1024,
         pool_shards: int | None = None,
         sdk_typed_call: bool = False,
+        transport: str | None = None,
     ) -> None:
         """
         model: the model id sent to the server.
@@ -176,7 +114,7 @@ class OpenAIChatBackend:
         image_first: put the image part before the text part of its turn.
         extra_body: extra JSON fields merged into each request (e.g. vLLM's `top_k`).
         max_connections: connection limit per pool (keep >= the engine's max_in_flight).
-        pool_shards: AsyncOpenAI clients used round-robin, each with its own connection pool:
+        pool_shards: (transport "sdk-httpx") AsyncOpenAI clients used round-robin, each with its own connection pool:
             httpx's pool does work linear in its connection count on every request, which
             dominates CPU at hundreds of requests in flight; shards keep each pool small.
             None = one per 16 connections, 8 to 64 (measured at 256 in flight: 8 shards 3.3,
@@ -185,6 +123,16 @@ class OpenAIChatBackend:
             of the messages costs ~2 ms CPU per request); False (default) = the same request
             through the same client's documented `client.post("/chat/completions", ...)`, with
             the JSON body built here and the answer parsed here.
+        transport: how a request travels (CPU per request measured in DEVELOPERS.md, "API
+            runner: client CPU per request"):
+            "direct" (default unless sdk_typed_call): one aiohttp POST per call, with the
+                endpoint and headers taken from an official AsyncOpenAI client and its answers
+                classified as the SDK path's (`inference.vlm.openai_direct`: the SDK's
+                per-request machinery was two thirds of client CPU);
+            "sdk": the official AsyncOpenAI end to end, over its own aiohttp transport
+                (`openai.DefaultAioHttpClient`, the `openai[aiohttp]` extra);
+            "sdk-httpx": the official AsyncOpenAI over its default httpx2 transport, in
+                `pool_shards` pools.
         """
         if not model:
             raise ValueError("OpenAIChatBackend: model must be a non-empty model id")
@@ -206,10 +154,17 @@ class OpenAIChatBackend:
             raise ValueError("OpenAIChatBackend: pool_shards must be >= 1")
         self.pool_shards = int(pool_shards)
         self.sdk_typed_call = bool(sdk_typed_call)
+        transport = transport or ("sdk" if self.sdk_typed_call else "direct")
+        if transport not in ("direct", "sdk", "sdk-httpx"):
+            raise ValueError(f"OpenAIChatBackend: transport must be 'direct', 'sdk' or 'sdk-httpx', got {transport!r}")
+        if transport == "direct" and self.sdk_typed_call:
+            raise ValueError("OpenAIChatBackend: sdk_typed_call needs transport 'sdk' or 'sdk-httpx'")
+        self.transport = transport
         read_api_key(api_key_env, backend=self.name)  # fail fast, naming the variable
         self._clients: list[Any] = []
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._next_shard = 0
+        self._direct: DirectPost | None = None
 
     def __repr__(self) -> str:
         return (f"OpenAIChatBackend(model={self.model!r}, base_url={self.base_url!r}, "
@@ -231,8 +186,12 @@ class OpenAIChatBackend:
 
             key = read_api_key(self.api_key_env, backend=self.name) or NO_KEY_PLACEHOLDER
             self._clients = []
-            for _ in range(self.pool_shards):
-                http_client = openai.DefaultAsyncHttpxClient(
+            sharded = self.transport == "sdk-httpx"
+            for _ in range(self.pool_shards if sharded else 1):
+                # "direct" only reads the endpoint and headers of its client: the httpx2 one is
+                # never used, but the SDK builds one anyway, so it gets the shared TLS context
+                client_class = openai.DefaultAioHttpClient if self.transport == "sdk" else openai.DefaultAsyncHttpxClient
+                http_client = client_class(
                     limits=httpx2.Limits(max_connections=self.max_connections,
                                          max_keepalive_connections=self.max_connections),
                     timeout=httpx2.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
@@ -243,6 +202,10 @@ class OpenAIChatBackend:
                     http_client=http_client,
                 ))
             self._client_loop = loop
+            if self.transport == "direct":
+                self._direct = DirectPost(self._clients[0], "chat/completions", timeout_s=self.timeout_s,
+                                          max_connections=self.max_connections,
+                                          ssl_context=shared_ssl_context(), name=self.name)
         self._next_shard = (self._next_shard + 1) % len(self._clients)
         return self._clients[self._next_shard]
 
@@ -253,6 +216,9 @@ class OpenAIChatBackend:
             self._get_client()
 
     async def aclose(self) -> None:
+        if self._direct is not None:
+            await self._direct.aclose()
+            self._direct = None
         for client in self._clients:
             try:
                 await client.close()
@@ -294,6 +260,8 @@ class OpenAIChatBackend:
 
         client = self._get_client()
         started = time.perf_counter()
+        if self._direct is not None:
+            return await self._complete_direct(self._direct, request, started)
         try:
             if self.sdk_typed_call:
                 completion = await client.chat.completions.create(
@@ -307,7 +275,7 @@ class OpenAIChatBackend:
                         **self.build_params(request), **self.extra_body}
                 completion = await client.post("/chat/completions", cast_to=object, body=body)
         except openai.APIStatusError as exc:
-            raise self._status_error(exc) from None
+            raise self._status_error(exc.status_code, exc.body, exc.response.headers, exc.message) from None
         except openai.APITimeoutError:
             raise TransportError("timeout", f"{self.name}: no answer within {self.timeout_s:g} s") from None
         except openai.APIConnectionError as exc:
@@ -322,21 +290,43 @@ class OpenAIChatBackend:
         latency_ms = (time.perf_counter() - started) * 1000.0
         return self._to_response(completion, latency_ms)
 
+    async def _complete_direct(self, direct: DirectPost, request: ChatRequest, started: float) -> ChatResponse:
+        """The "direct" transport: the same body, one aiohttp POST, the SDK path's mapping."""
+        body = {"model": self.model, "messages": self.build_messages(request),
+                **self.build_params(request), **self.extra_body}
+        status, headers, raw = await direct.post(orjson.dumps(body))
+        if not 200 <= status < 300:
+            text = raw.decode("utf-8", "replace").strip()
+            try:
+                error_body: object = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                error_body = text
+            raise self._status_error(status, error_body, headers, f"Error code: {status} - {text}")
+        try:
+            completion = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise TransportError("bad_response", f"{self.name}: response body is not valid JSON",
+                                 status=status) from None
+        return self._to_response(completion, (time.perf_counter() - started) * 1000.0)
+
     # ------------------------------------------------------------------ mapping
-    def _status_error(self, exc: Any) -> TransportError:
-        status = int(exc.status_code)
-        message, code = _provider_message(exc.body)
-        detail = scrub(message or getattr(exc, "message", "") or "", self._secret())
+    def _status_error(self, status: int, body: object, headers: Mapping[str, str],
+                      fallback: str) -> TransportError:
+        """An HTTP error status as a TransportError (both transports): `body` is the parsed
+        error body (or its text), `fallback` the message when it names none."""
+        status = int(status)
+        message, code = _provider_message(body)
+        detail = scrub(message or fallback or "", self._secret())
         where = f"{self.name}: HTTP {status}"
         if status == 429:
-            retry_after = parse_retry_after(exc.response.headers)
+            retry_after = parse_retry_after(headers)
             hint = f" (retry after {retry_after:g} s)" if retry_after is not None else ""
             return TransportError("rate_limited", f"{where}{hint}: {detail}", retry_after=retry_after, status=status)
         if status == 408:
             return TransportError("timeout", f"{where}: {detail}", status=status)
         if status >= 500:
             return TransportError("server_error", f"{where}: {detail}",
-                                  retry_after=parse_retry_after(exc.response.headers), status=status)
+                                  retry_after=parse_retry_after(headers), status=status)
         if code is not None and code.lower() in _PROMPT_FILTER_CODES:
             return TransportError("safety_block", f"{where}: prompt rejected by the content filter ({code})",
                                   status=status)

@@ -222,6 +222,7 @@ class ScriptedServer:
         self._thread: threading.Thread | None = None
         self._address: tuple[str, int] | None = None
         self._connections: set[asyncio.Task] = set()
+        self._hanging: set[asyncio.Task] = set()  # connection tasks held by a `hang` action
 
     # -- public API
     @property
@@ -271,6 +272,23 @@ class ScriptedServer:
         """Keys answered more than once, with their counts."""
         with self._lock:
             return {k: n for k, n in self.answered.items() if n > 1}
+
+    def wait_for_disconnect(self, timeout_s: float = 10.0) -> None:
+        """After a client process is killed: wait until the server is done with every connection
+        it left (each request it had sent is answered -- to a dead socket -- and counted; only
+        then does the connection see the EOF), hanging requests excepted (they never answer).
+
+        Without it, `reset()` races the dead client's last requests: an answer the server sends
+        a few ms after the reset lands in the *next* client's counts, and when that client
+        (rightly) asks for the same prompt again, it looks like a duplicate it never sent.
+        Only for a client that is gone: a live client's idle keep-alive connection stays open."""
+
+        async def settled() -> None:
+            async with asyncio.timeout(timeout_s):
+                while any(not t.done() and t not in self._hanging for t in self._connections):
+                    await asyncio.sleep(0.005)
+
+        asyncio.run_coroutine_threadsafe(settled(), self._loop).result(timeout=timeout_s + 1)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -451,8 +469,14 @@ class ScriptedServer:
             with self._lock:
                 self.outcomes[action.kind] += 1
             if action.kind == "hang":
-                if await self._sleep(action.hang_s):
-                    return None
+                task = asyncio.current_task()
+                if task is not None:
+                    self._hanging.add(task)
+                try:
+                    if await self._sleep(action.hang_s):
+                        return None
+                finally:
+                    self._hanging.discard(task)  # type: ignore[arg-type]
                 return self._record(recorded, 504, json_headers, b'{"error": "hung"}')
             if await self._sleep(self.latency_s if action.latency_s is None else action.latency_s):
                 return None
