@@ -225,6 +225,9 @@ class BenchmarkConfig(_Strict):
     # None: the embedded layout (raw tables in the warehouse file). A directory (or URL): each
     # evaluation writes its slice as Parquet there, without the warehouse's write lock.
     raw_slices: str | None = None
+    # A dagster.yaml that fer-warehouse copies into $DAGSTER_HOME (e.g. deploy/dagster.yaml:
+    # Postgres storage, Celery workers); None: the embedded instance (SQLite in $DAGSTER_HOME).
+    dagster_instance: Path | None = None
 
     def resolve(self, location: str) -> Path:
         """Resolve a path written in the config relative to the config file."""
@@ -269,7 +272,8 @@ def load_config(path: str | Path | None = None) -> BenchmarkConfig:
 def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{cfg_path}: the top level must be a mapping with 'datasets:' and 'models:'")
-    known = {"warehouse", "reports_dir", "cache_dir", "datasets", "models", "statistics", "raw_slices"}
+    known = {"warehouse", "reports_dir", "cache_dir", "datasets", "models", "statistics", "raw_slices",
+             "dagster_instance"}
     for key in raw:
         if key not in known:
             raise ConfigError(
@@ -309,6 +313,7 @@ def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
         models=model_cfgs,
         statistics=statistics,
         raw_slices=_raw_slices(base, os.environ.get(RAW_SLICES_ENV) or raw.get("raw_slices")),
+        dagster_instance=_under(base, raw["dagster_instance"]) if raw.get("dagster_instance") else None,
     )
 
 
