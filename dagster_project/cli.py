@@ -140,7 +140,7 @@ def cmd_fan_out(args: argparse.Namespace) -> int:
     instance = dg.DagsterInstance.get()
     register_configured_models(instance, benchmark_config())
     keys = args.partition or [str(key) for key in configured_slices(benchmark_config())]
-    run_ids = launch_partition_runs(instance, args.job, keys)
+    run_ids = launch_partition_runs(instance, args.job, keys, submit=args.submit)
     for key, run_id in zip(keys, run_ids):
         print(f"{run_id}  {args.job}  {key}")
     if not args.wait:
@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     fan.add_argument("--job", default="evaluate_model_on_dataset", help="a partitioned job (default: %(default)s)")
     fan.add_argument("--partition", action="append", help="a partition key, repeatable (default: every "
                                                           "configured model version x dataset)")
+    fan.add_argument("--submit", action="store_true", help="to the instance's run queue (the daemon starts them "
+                                                           "within its tag limits) instead of the launcher at once")
     fan.add_argument("--wait", action="store_true", help="wait for the runs; exit 1 if one failed")
     fan.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most")
     fan.set_defaults(func=cmd_fan_out)

@@ -39,8 +39,10 @@ def provider_queue_tags(cfg: ModelConfig) -> dict[str, str]:
     return {**tags, CELERY_QUEUE_TAG: f"fer.{tags[PROVIDER_TAG]}"} if tags else {}
 
 
-def launch_partition_runs(instance: dg.DagsterInstance, job_name: str, partition_keys: Sequence[str]) -> list[str]:
-    """Create one run of `job_name` per partition key and hand each to the instance's run launcher;
+def launch_partition_runs(instance: dg.DagsterInstance, job_name: str, partition_keys: Sequence[str],
+                          submit: bool = False) -> list[str]:
+    """Create one run of `job_name` per partition key and hand each to the instance's run launcher
+    (`submit`: to its run queue instead, where the daemon applies the `fer/provider` limits);
     returns the run ids (the runs go on in the workers)."""
     recon_job = ReconstructableRepository.for_module(
         DEFINITIONS_MODULE, "defs", working_directory=str(REPO_ROOT)).get_reconstructable_job(job_name)
@@ -56,7 +58,10 @@ def launch_partition_runs(instance: dg.DagsterInstance, job_name: str, partition
         plan = create_execution_plan(recon_job, run_config=run_config, instance_ref=instance.get_ref(), tags=tags)
         run = instance.create_run_for_job(job_def=job_def, execution_plan=plan, run_config=run_config, tags=tags,
                                           job_code_origin=recon_job.get_python_origin())
-        instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type] - launchers that need none
+        if submit:
+            instance.submit_run(run.run_id, workspace=None)  # type: ignore[arg-type] - the queue needs none
+        else:
+            instance.launch_run(run.run_id, workspace=None)  # type: ignore[arg-type] - launchers that need none
         run_ids.append(run.run_id)
     return run_ids
 

@@ -19,6 +19,7 @@ from inference.frames import Discovery
 from inference.pipeline import model_quarantine_sources
 from inference.slice_rows import dataset_rows, evaluate_slice
 from tests.support.tae_fixture import build_tae_fixture
+from tests.support.warehouse_compare import relation_frame, schema_tables
 
 # Four slices: two imported models, each under two names (distinct slices, same answers files).
 MODELS = {"gemma_a": "gemma_answers", "gemma_b": "gemma_answers", "fer_a": "fer_answers", "fer_b": "fer_answers"}
@@ -100,24 +101,6 @@ def _write_slice(root: Path, slice_key: dict[str, str], rows: warehouse.Evaluati
     return time.perf_counter() - t0
 
 
-def _query(path: Path, relation: str) -> pd.DataFrame:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        return con.execute(f"select * from {relation} order by all").df()
-    finally:
-        con.close()
-
-
-def _tables(path: Path, schema: str) -> dict[str, pd.DataFrame]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        names = [r[0] for r in con.execute(
-            "select table_name from duckdb_tables() where schema_name = ? order by 1", [schema]).fetchall()]
-        return {n: con.execute(f"select * from {schema}.{n} order by all").df() for n in names}
-    finally:
-        con.close()
-
-
 def test_concurrent_slice_writers_never_wait_and_dbt_builds_the_embedded_marts(tmp_path):
     bench = load_config(_config(tmp_path))
     ds = bench.datasets["tae_sim"]
@@ -157,11 +140,11 @@ def test_concurrent_slice_writers_never_wait_and_dbt_builds_the_embedded_marts(t
         list(pool.map(lambda w: run_dbt(args, warehouse=w, target_dir=tmp_path / w.stem / "target"), [embedded, sliced]))
 
     for table in ("predictions", "model_runs", "model_versions", "dataset_images", "human_ratings", "quarantine"):
-        expected, got = _query(embedded, f"raw.{table}"), _query(sliced, f"raw.{table}")
+        expected, got = relation_frame(embedded, f"raw.{table}"), relation_frame(sliced, f"raw.{table}")
         pd.testing.assert_frame_equal(got, expected, obj=f"raw.{table}")  # nothing lost, same types
-    assert sorted(_query(sliced, "raw.model_runs")["model"]) == sorted(MODELS)
+    assert sorted(relation_frame(sliced, "raw.model_runs")["model"]) == sorted(MODELS)
 
-    expected_marts, got_marts = _tables(embedded, "marts"), _tables(sliced, "marts")
+    expected_marts, got_marts = schema_tables(embedded, "marts"), schema_tables(sliced, "marts")
     assert sorted(got_marts) == sorted(expected_marts) and "group_accuracy" in got_marts
     for name in ("group_accuracy", "confusion_counts", "misclassification_ratios", "answer_status_rates"):
         assert len(expected_marts[name]), f"marts.{name} is empty: the comparison would prove nothing"
