@@ -12,7 +12,7 @@ time each: `max_in_flight: 1`) are evaluated on a Tae-shaped dataset of `--image
    after another in one process (`orchestration.materialize_everything`, as `fer-warehouse demo`);
    timed: the evaluations.
 2. distributed: deploy/dagster.yaml (a fresh Postgres database, CeleryRunLauncher), raw slices in
-   a Parquet slice store, `--workers` Celery workers (`--pool solo`) on the provider's queue; the
+   a Parquet slice store, `--workers` Celery workers (`--pool threads --concurrency 1`) on the provider's queue; the
    dataset is ingested into the store, then `fer-warehouse fan-out --wait`; timed: that command.
    The benchmark holds the distributed warehouse file's write lock the whole time: a writer that
    needed it would wait (lock waits are counted from the runs' duration, see below).
@@ -119,7 +119,7 @@ def run_distributed(root: Path, config: Path, queue: str, workers: int) -> tuple
                                                ratings=data.ratings)
     logs = [open(root / f"worker{i}.log", "w") for i in range(workers)]
     procs = [subprocess.Popen(
-        [sys.executable, "-m", "celery", "--app", "dagster_celery.app", "worker", "--queues", queue, "--pool", "solo",
+        [sys.executable, "-m", "celery", "--app", "dagster_celery.app", "worker", "--queues", queue, "--pool", "threads", "--concurrency", "1",
          "--hostname", f"bench{i}-{uuid.uuid4().hex[:6]}@%h", "--include", "dagster_project.definitions",
          "--without-gossip", "--without-mingle"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
         for i, log in enumerate(logs)]

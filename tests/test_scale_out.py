@@ -153,7 +153,7 @@ def test_celery_workers_run_partitions_concurrently_within_the_provider_pool(tmp
         logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(POOL)]
         workers = [subprocess.Popen(
             [sys.executable, "-m", "celery", "--app", "dagster_celery.app", "worker", "--queues", queue,
-             "--pool", "solo", "--hostname", f"fer{i}-{uuid.uuid4().hex[:6]}@%h", "--include",
+             "--pool", "threads", "--concurrency", "1", "--hostname", f"fer{i}-{uuid.uuid4().hex[:6]}@%h", "--include",
              "dagster_project.definitions", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=log) for i, log in enumerate(logs)]
         try:
