@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from inference.config import BenchmarkConfig, DatasetConfig, ModelConfig
+from inference.datasets.base import DatasetLoad
 from inference.datasets.labels import load_label_map
 from inference.frames import (Discovery, dataset_images_frame, evaluation_rows, human_ratings_frame,
                               quarantined_rows_frame, records_from_rows, utc_now)
@@ -31,6 +32,7 @@ class DatasetRows:
     images: pd.DataFrame
     quarantined: pd.DataFrame
     ratings: pd.DataFrame
+    load: DatasetLoad  # what the adapter loaded (its ratings file, the ratings' own quarantined rows)
 
 
 def dataset_rows(bench: BenchmarkConfig, ds: DatasetConfig) -> DatasetRows:
@@ -42,6 +44,7 @@ def dataset_rows(bench: BenchmarkConfig, ds: DatasetConfig) -> DatasetRows:
         images=dataset_images_frame(ds.name, ds.effective_label_set, load),
         quarantined=quarantined_rows_frame(ds.name, [*load.quarantined, *ratings_quarantined]),
         ratings=human_ratings_frame(ds.name, load.ratings.ratings if load.ratings else []),
+        load=load,
     )
 
 

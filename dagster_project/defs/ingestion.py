@@ -45,7 +45,8 @@ def dataset_images(context: dg.AssetExecutionContext, duckdb: WarehouseResource)
     bench = benchmark_config()
     ds = bench.datasets[context.partition_key]
     loaded = dataset_rows(bench, ds)
-    images, quarantined, ratings = loaded.images, loaded.quarantined, loaded.ratings
+    images, quarantined, ratings, load = loaded.images, loaded.quarantined, loaded.ratings, loaded.load
+    ratings_quarantined = load.ratings.quarantined if load.ratings else []
     # rows quarantined by model assets (imported prediction files) are theirs to replace
     duckdb.write_dataset(ds.name, images=images, quarantined=quarantined, ratings=ratings,
                          keep_sources=model_quarantine_sources(bench, ds.name))
