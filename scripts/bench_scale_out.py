@@ -119,13 +119,16 @@ def run_distributed(root: Path, config: Path, queue: str, workers: int) -> tuple
                                                ratings=data.ratings)
     logs = [open(root / f"worker{i}.log", "w") for i in range(workers)]
     procs = [subprocess.Popen(
-        [sys.executable, "-m", "celery", "--app", "dagster_celery.app", "worker", "--queues", queue, "--pool", "threads", "--concurrency", "1",
-         "--hostname", f"bench{i}-{uuid.uuid4().hex[:6]}@%h", "--include", "dagster_project.definitions",
+        [sys.executable, "-m", "celery", "--app", "dagster_celery.app", "worker", "--queues", queue, "--pool", "threads",
+         "--concurrency", "1", "--hostname", f"bench{i}-{uuid.uuid4().hex[:6]}@%h", "--include", "dagster_project.definitions",
          "--without-gossip", "--without-mingle"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
         for i, log in enumerate(logs)]
     holder = duckdb.connect(str(bench.warehouse))  # the warehouse file's write lock, held throughout
     try:
-        time.sleep(20)  # workers up (they import the code once, before any run)
+        deadline = time.monotonic() + 600  # workers up: they import the code once, before any run
+        while time.monotonic() < deadline and not all(
+                " ready." in (root / f"worker{i}.log").read_text() for i in range(workers)):
+            time.sleep(1)
         t0 = time.perf_counter()
         fan = subprocess.run([sys.executable, "-m", "dagster_project.cli", "fan-out", "--wait"], cwd=REPO_ROOT,
                              env=env, capture_output=True, text=True)
