@@ -97,7 +97,6 @@ def run_serial(config: Path, keys: list[str]) -> float:
 def run_distributed(root: Path, config: Path, queue: str, workers: int) -> tuple[float, float]:
     """(wall seconds of `fan-out --wait`, seconds from the first run's start to the last run's end)."""
     import dagster as dg
-    import duckdb
     import psycopg2
 
     from dagster_project import cli
