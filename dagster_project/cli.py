@@ -5,6 +5,8 @@
     fer-warehouse sql [-c SQL]    ad hoc SQL on a snapshot of the warehouse
     fer-warehouse dry-run         calls, tokens and cost each model x dataset partition would
                                   take (VLMs), without calling or writing anything
+    fer-warehouse fan-out         one run per partition through the instance's run launcher
+                                  (Celery workers: README, "Scaling out")
 """
 
 from __future__ import annotations
@@ -30,21 +32,39 @@ telemetry:
 """
 
 
-def dagster_home() -> Path:
-    """$DAGSTER_HOME, defaulting to data/dagster_home so the UI sees the demo's runs."""
+WRITTEN_MARK = "# Written by fer-warehouse"
+
+
+def dagster_home(instance_yaml: Path | None = None) -> Path:
+    """$DAGSTER_HOME, defaulting to data/dagster_home so the UI sees the demo's runs.
+
+    Its dagster.yaml is written when missing: a copy of `instance_yaml` (the config's
+    `dagster_instance:`, e.g. deploy/dagster.yaml) or the embedded default. A copy that
+    fer-warehouse wrote is refreshed from `instance_yaml`; a file written by hand is never touched.
+    """
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / "data" / "dagster_home")))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    if instance_yaml is not None:
+        if not config.exists() or config.read_text().startswith(WRITTEN_MARK):
+            config.write_text(f"{WRITTEN_MARK} from {instance_yaml}: edit that file, not this copy.\n"
+                              + instance_yaml.read_text())
+    elif not config.exists():
         config.write_text(DAGSTER_YAML)
     return home
+
+
+def configured_dagster_home() -> Path:
+    from dagster_project.settings import benchmark_config
+
+    return dagster_home(benchmark_config().dagster_instance)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from dagster_project.demo_progress import DemoProgress, demo_log_path
     from dagster_project.settings import benchmark_config
 
-    dagster_home()
+    configured_dagster_home()
     log_path = demo_log_path(benchmark_config().reports_dir.parent / "logs")
     with DemoProgress(log_path) as progress:
         # imported here so that import-time warnings of Dagster and the libraries go to the log
@@ -68,7 +88,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from dagster_project.defs.partitions import register_configured_models
     from dagster_project.settings import benchmark_config
 
-    dagster_home()
+    configured_dagster_home()
     register_configured_models(dg.DagsterInstance.get(), benchmark_config())
     command = [
         str(Path(sys.executable).with_name("dagster")), "dev",
@@ -108,6 +128,30 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fan_out(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from dagster_project.defs.partitions import register_configured_models
+    from dagster_project.orchestration import configured_slices
+    from dagster_project.scale_out import launch_partition_runs, wait_for_runs
+    from dagster_project.settings import benchmark_config
+
+    configured_dagster_home()
+    instance = dg.DagsterInstance.get()
+    register_configured_models(instance, benchmark_config())
+    keys = args.partition or [str(key) for key in configured_slices(benchmark_config())]
+    run_ids = launch_partition_runs(instance, args.job, keys, submit=args.submit)
+    for key, run_id in zip(keys, run_ids):
+        print(f"{run_id}  {args.job}  {key}")
+    if not args.wait:
+        return 0
+    statuses = wait_for_runs(instance, run_ids, timeout_s=args.timeout)
+    failed = {run_id: status.value for run_id, status in statuses.items() if status != dg.DagsterRunStatus.SUCCESS}
+    for run_id, status in failed.items():
+        print(f"{run_id}: {status}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-warehouse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,6 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     dry = sub.add_parser("dry-run", help="calls, tokens and cost per model x dataset partition; calls nothing")
     dry.add_argument("--config", help="benchmark file (default: $FER_CONFIG or ./benchmark.yaml)")
     dry.set_defaults(func=cmd_dry_run)
+    fan = sub.add_parser("fan-out", help="one run per partition through the instance's run launcher "
+                                         "(Celery workers, Kubernetes; README 'Scaling out')")
+    fan.add_argument("--job", default="evaluate_model_on_dataset", help="a partitioned job (default: %(default)s)")
+    fan.add_argument("--partition", action="append", help="a partition key, repeatable (default: every "
+                                                          "configured model version x dataset)")
+    fan.add_argument("--submit", action="store_true", help="to the instance's run queue (the daemon starts them "
+                                                           "within its tag limits) instead of the launcher at once")
+    fan.add_argument("--wait", action="store_true", help="wait for the runs; exit 1 if one failed")
+    fan.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most")
+    fan.set_defaults(func=cmd_fan_out)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

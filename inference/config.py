@@ -19,6 +19,7 @@ from inference.watch import WatchConfig
 
 CONFIG_ENV = "FER_CONFIG"
 WAREHOUSE_ENV = "FER_WAREHOUSE"
+RAW_SLICES_ENV = "FER_RAW_SLICES"  # the Parquet slice store (inference/slice_store.py), overriding `raw_slices:`
 DEFAULT_CONFIG = "benchmark.yaml"
 DEFAULT_WAREHOUSE = "data/warehouse.duckdb"
 
@@ -223,6 +224,12 @@ class BenchmarkConfig(_Strict):
     datasets: dict[str, DatasetConfig]
     models: dict[str, ModelConfig]
     statistics: StatisticsConfig = StatisticsConfig()
+    # None: the embedded layout (raw tables in the warehouse file). A directory (or URL): each
+    # evaluation writes its slice as Parquet there, without the warehouse's write lock.
+    raw_slices: str | None = None
+    # A dagster.yaml that fer-warehouse copies into $DAGSTER_HOME (e.g. deploy/dagster.yaml:
+    # Postgres storage, Celery workers); None: the embedded instance (SQLite in $DAGSTER_HOME).
+    dagster_instance: Path | None = None
 
     def resolve(self, location: str) -> Path:
         """Resolve a path written in the config relative to the config file."""
@@ -267,7 +274,8 @@ def load_config(path: str | Path | None = None) -> BenchmarkConfig:
 def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{cfg_path}: the top level must be a mapping with 'datasets:' and 'models:'")
-    known = {"warehouse", "reports_dir", "cache_dir", "datasets", "models", "statistics"}
+    known = {"warehouse", "reports_dir", "cache_dir", "datasets", "models", "statistics", "raw_slices",
+             "dagster_instance"}
     for key in raw:
         if key not in known:
             raise ConfigError(
@@ -306,7 +314,16 @@ def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
         datasets=dataset_cfgs,
         models=model_cfgs,
         statistics=statistics,
+        raw_slices=_raw_slices(base, os.environ.get(RAW_SLICES_ENV) or raw.get("raw_slices")),
+        dagster_instance=_under(base, raw["dagster_instance"]) if raw.get("dagster_instance") else None,
     )
+
+
+def _raw_slices(base: Path, value: str | None) -> str | None:
+    """The slice store's root: a URL as written, a path relative to the config file."""
+    if not value:
+        return None
+    return str(value) if "://" in str(value) else str(_under(base, str(value)))
 
 
 def _build(model: type[BaseModel], where: str, cfg_path: Path, **body: Any) -> Any:

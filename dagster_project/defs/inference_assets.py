@@ -1,11 +1,10 @@
 """Inference: one (model version x dataset) partition -> raw.predictions (+ raw.model_runs,
 raw.transport_failures, raw.image_embeddings, raw.model_versions, the model's raw.quarantine rows).
 
-Thin: the model adapter's `evaluate` does the work, `inference.warehouse.write_evaluation`
-writes the slice in one transaction."""
+Thin: the model adapter's `evaluate` does the work, `WarehouseResource.write_evaluation`
+writes the slice: one transaction in the warehouse file, or its own Parquet files (`raw_slices:`)."""
 
 import sys
-import time
 
 import dagster as dg
 
@@ -13,11 +12,8 @@ from dagster_project.defs.ingestion import DATASET_IMAGES
 from dagster_project.defs.partitions import model_dataset_partitions
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
-from inference import warehouse
-from inference.datasets.labels import load_label_map
-from inference.frames import Discovery, evaluation_rows, records_from_rows, utc_now
-from inference.models import EvaluationContext, build_model
-from inference.pipeline import dataset_for
+from inference.frames import Discovery
+from inference.slice_rows import evaluate_slice
 
 # Run tags the watched-versions sensor sets (how and when a version was discovered).
 DISCOVERED_BY_TAG = "fer/discovered_by"
@@ -63,36 +59,23 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     bench = benchmark_config()
     model_cfg = bench.model_for_partition(keys["model"])
     ds = bench.datasets[keys["dataset"]]
-    with duckdb.get_connection() as con:
-        rows = con.execute("select * from raw.dataset_images where dataset = ? order by image_id", [ds.name]).df()
+    rows = duckdb.dataset_images(ds.name)
     if rows.empty:
         raise dg.Failure(
             f"raw.dataset_images has no rows for dataset {ds.name!r}; materialize "
             f"raw/dataset_images for partition {ds.name!r} first"
         )
-    dataset = dataset_for(bench, ds)
-    images = records_from_rows(rows, dataset.image_root(dataset.locate()))
-    # resolve: paths in model options are relative to the config file; dataset_config: an imported
-    # model reads that dataset's file, a VLM calling an external API checks allow_external_apis
-    model = build_model(model_cfg, bench.cache_dir, resolve=bench.resolve, dataset=ds.name, dataset_config=ds)
-    label_map = load_label_map()
-    run_context = EvaluationContext(
-        true_labels=[label_map.canonical(ds.effective_label_set, r.source_label) for r in images],
+    tags = context.run.tags
+    result = evaluate_slice(
+        bench, model_cfg, ds, rows, run_id=context.run.run_id,
+        discovery=Discovery(tags.get(DISCOVERED_BY_TAG, "config"), tags.get(DISCOVERED_AT_TAG),
+                            tags.get(DISCOVERED_FROM_TAG)),
         progress=_progress_logger(context, f"{model_cfg.partition_key} on {ds.name}"),
         show_progress_bar=sys.stderr.isatty(),
     )
-    started, t0 = utc_now(), time.perf_counter()
-    evaluation = model.evaluate(images, run_context)
-    elapsed = time.perf_counter() - t0
-    tags = context.run.tags
-    out = evaluation_rows(
-        evaluation, run_id=context.run.run_id, model=model_cfg, dataset=ds.name, n_images=len(images),
-        started=started, discovery=Discovery(tags.get(DISCOVERED_BY_TAG, "config"), tags.get(DISCOVERED_AT_TAG),
-                                             tags.get(DISCOVERED_FROM_TAG)),
-    )
+    evaluation, out, elapsed, n_images = result.evaluation, result.rows, result.seconds, result.n_images
     slice_key = {"model": model_cfg.name, "model_version": model_cfg.version, "dataset": ds.name}
-    with duckdb.get_connection() as con:
-        warehouse.write_evaluation(con, slice_key, out)
+    duckdb.write_evaluation(slice_key, out)
     failures, frame = out.transport_failures, out.predictions
     if frame is None:
         raise dg.Failure(
@@ -107,7 +90,7 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     failed_images = int(failures["image_id"].nunique()) if len(failures) else 0
     usage = evaluation.usage
     context.log.info(
-        f"{model_cfg.partition_key} on {ds.name}: {len(answered)}/{len(images)} answered, "
+        f"{model_cfg.partition_key} on {ds.name}: {len(answered)}/{n_images} answered, "
         f"{n_no_face} without a detected face, {elapsed:.1f}s"
         + (f", {len(failures)} transport failures on {failed_images} images" if len(failures) else "")
         + (f", {usage.calls} calls / {usage.cache_hits} cache hits" if usage else "")
@@ -121,8 +104,8 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     }
     yield dg.MaterializeResult(asset_key=PREDICTIONS, metadata={
         "model": model_cfg.name, "model_version": model_cfg.version, "dataset": ds.name,
-        "n_images": len(images), "n_answered": len(answered), "n_no_face": n_no_face,
-        "seconds": round(elapsed, 2), "ms_per_image": round(1000 * elapsed / max(len(images), 1), 2),
+        "n_images": n_images, "n_answered": len(answered), "n_no_face": n_no_face,
+        "seconds": round(elapsed, 2), "ms_per_image": round(1000 * elapsed / max(n_images, 1), 2),
         "predicted_labels": dg.MetadataValue.json(answered["predicted_label"].value_counts().to_dict()),
         "weights_sha256": evaluation.weights_sha256 or "", "n_quarantined": len(out.quarantined),
         "n_transport_failures": len(failures), "n_images_with_transport_failures": failed_images,

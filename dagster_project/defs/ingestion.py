@@ -7,12 +7,8 @@ import dagster as dg
 from dagster_project.defs.partitions import dataset_partitions
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
-from inference import warehouse
-from inference.datasets.labels import load_label_map
-from inference.frames import (
-    dataset_images_frame, exclusions_frame, human_ratings_frame, quarantined_rows_frame,
-)
-from inference.pipeline import dataset_for, model_quarantine_sources
+from inference.pipeline import model_quarantine_sources
+from inference.slice_rows import dataset_rows
 
 DATASET_IMAGES = dg.AssetKey(["raw", "dataset_images"])
 QUARANTINE = dg.AssetKey(["raw", "quarantine"])
@@ -57,17 +53,13 @@ def dataset_images(context: dg.AssetExecutionContext, duckdb: WarehouseResource)
     """Load one dataset (and its human ratings); bad rows are quarantined and the rest still loads."""
     bench = benchmark_config()
     ds = bench.datasets[context.partition_key]
-    dataset = dataset_for(bench, ds)
-    load = dataset.load(dataset.locate(), load_label_map())
-    images = dataset_images_frame(ds.name, ds.effective_label_set, load)
-    exclusions = exclusions_frame(ds.name, load)
+    loaded = dataset_rows(bench, ds)
+    images, quarantined, ratings, load = loaded.images, loaded.quarantined, loaded.ratings, loaded.load
+    exclusions = loaded.exclusions
     ratings_quarantined = load.ratings.quarantined if load.ratings else []
-    ratings = human_ratings_frame(ds.name, load.ratings.ratings if load.ratings else [])
-    quarantined = quarantined_rows_frame(ds.name, [*load.quarantined, *ratings_quarantined])
-    with duckdb.get_connection() as con:
-        # rows quarantined by model assets (imported prediction files) are theirs to replace
-        warehouse.write_dataset(con, ds.name, images=images, quarantined=quarantined, ratings=ratings,
-                                keep_sources=model_quarantine_sources(bench, ds.name), exclusions=exclusions)
+    # rows quarantined by model assets (imported prediction files) are theirs to replace
+    duckdb.write_dataset(ds.name, images=images, quarantined=quarantined, ratings=ratings,
+                         keep_sources=model_quarantine_sources(bench, ds.name), exclusions=exclusions)
     context.log.info(
         f"{ds.name}: {len(images)} images loaded, {len(ratings)} human ratings, "
         f"{len(quarantined)} rows quarantined, {len(exclusions)} images excluded"

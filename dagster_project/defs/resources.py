@@ -13,7 +13,9 @@ from dagster_duckdb import DuckDBResource
 
 from dagster_project.defs.dbt_project import dbt_project
 from dagster_project.settings import benchmark_config
-from inference import warehouse
+import pandas as pd
+
+from inference import slice_store, warehouse
 from inference.config import dbt_vars
 
 
@@ -25,15 +27,48 @@ class WarehouseResource(DuckDBResource):
     """
 
     lock_timeout_s: float = 600.0
+    # "" = embedded raw tables; otherwise the Parquet slice store (`raw_slices:` in the config),
+    # which raw writers use instead of the file and which the file shows as `raw.*` views.
+    raw_slices: str = ""
 
     @contextlib.contextmanager
     def get_connection(self) -> Iterator:  # type: ignore[override]
         con = warehouse.connect(Path(self.database), timeout_s=self.lock_timeout_s)
         try:
-            warehouse.ensure_raw_schema(con)
+            if self.raw_slices:
+                slice_store.attach_views(con, self.raw_slices)
+            else:
+                warehouse.ensure_raw_schema(con)
             yield con
         finally:
             con.close()
+
+    def write_evaluation(self, slice_key: dict[str, str], rows: warehouse.EvaluationRows) -> None:
+        """One evaluation's raw rows: its own Parquet files (no lock) or one transaction in the file."""
+        if self.raw_slices:
+            slice_store.SliceStore(self.raw_slices).write_evaluation(slice_key, rows)
+            return
+        with self.get_connection() as con:
+            warehouse.write_evaluation(con, slice_key, rows)
+
+    def write_dataset(self, dataset: str, *, images: pd.DataFrame, quarantined: pd.DataFrame,
+                      ratings: pd.DataFrame, keep_sources: list[str], exclusions: pd.DataFrame) -> None:
+        """One dataset's raw rows (`keep_sources`: model files whose quarantined rows stay)."""
+        if self.raw_slices:
+            slice_store.SliceStore(self.raw_slices).write_dataset(
+                dataset, images=images, quarantined=quarantined, ratings=ratings, exclusions=exclusions)
+            return
+        with self.get_connection() as con:
+            warehouse.write_dataset(con, dataset, images=images, quarantined=quarantined, ratings=ratings,
+                                    keep_sources=keep_sources, exclusions=exclusions)
+
+    def dataset_images(self, dataset: str) -> pd.DataFrame:
+        """raw.dataset_images rows of one dataset, by image_id; the slice store is read without the file."""
+        if self.raw_slices:
+            rows = slice_store.SliceStore(self.raw_slices).read_table("dataset_images", {"dataset": dataset})
+            return rows.sort_values("image_id", ignore_index=True)
+        with self.get_connection() as con:
+            return con.execute("select * from raw.dataset_images where dataset = ? order by image_id", [dataset]).df()
 
 
 class WarehouseDbtResource(DbtCliResource):
@@ -46,6 +81,16 @@ class WarehouseDbtResource(DbtCliResource):
     # JSON: inference.config.dbt_vars of benchmark.yaml's `statistics:`.
     statistics_vars: str = "{}"
 
+    # The Parquet slice store (`raw_slices:`): its `raw.*` views are (re)made in the warehouse
+    # file before each dbt command, so one build reads every slice however it was written.
+    raw_slices: str = ""
+
+    def cli(self, args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if self.raw_slices:
+            with contextlib.closing(warehouse.connect(Path(self.warehouse))) as con:
+                slice_store.attach_views(con, self.raw_slices)
+        return super().cli(args, **kwargs)
+
     def vars_args(self, **extra_vars: Any) -> list[str]:
         """`--vars` for a dbt command: warehouse, statistics settings, plus `extra_vars` (the slice)."""
         merged = {"warehouse": self.warehouse, **json.loads(self.statistics_vars), **extra_vars}
@@ -57,10 +102,11 @@ def resources() -> dg.Definitions:
     cfg = benchmark_config()
     return dg.Definitions(
         resources={
-            "duckdb": WarehouseResource(database=str(cfg.warehouse)),
+            "duckdb": WarehouseResource(database=str(cfg.warehouse), raw_slices=cfg.raw_slices or ""),
             "dbt": WarehouseDbtResource(
                 project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir), warehouse=str(cfg.warehouse),
                 statistics_vars=json.dumps(dbt_vars(cfg.statistics)),
+                raw_slices=cfg.raw_slices or "",
             ),
         }
     )
