@@ -1,7 +1,8 @@
 """Run the dbt project (dbt/) against a given DuckDB file, isolated from other runs.
 
 Each call runs `dbt` in a subprocess with the warehouse path in FER_WAREHOUSE and its own
-target/ and logs/ folders, so tests running in parallel never share a manifest or a log.
+target/ and logs/ folders, so tests running in parallel never share a manifest or a log. Calls
+with the same target folder reuse its saved parse (dbt's partial parsing), as Dagster's do.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from dagster_project.defs.dbt_runner import SLICE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = REPO_ROOT / "dbt"
@@ -26,20 +29,22 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def run_dbt(args: list[str], warehouse: Path, target_dir: Path, timeout_s: float = 600) -> dict[str, Any]:
-    """Run `dbt <args>` on `warehouse`; return run_results.json (empty dict if none).
+def run_dbt(args: list[str], warehouse: Path, target_dir: Path, timeout_s: float = 600,
+            slice_: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `dbt <args>` on `warehouse` (for `slice_` only, as the Dagster asset does: in
+    SLICE_ENV); return run_results.json (empty dict if none).
 
     Raises DbtError with dbt's output and the non-passing results when dbt fails.
     """
     target_dir.mkdir(parents=True, exist_ok=True)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != SLICE_ENV},
+        **({SLICE_ENV: json.dumps(slice_)} if slice_ is not None else {}),
         "FER_WAREHOUSE": str(warehouse),
         "DBT_TARGET_PATH": str(target_dir),
         "DBT_LOG_PATH": str(target_dir / "logs"),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_USE_COLORS": "false",
-        "DBT_PARTIAL_PARSE": "false",
     }
     cmd = [
         dbt_executable(), *args,

@@ -1,17 +1,21 @@
-"""dbt_build: a real `dbt seed` of one seed, against a warehouse another process holds locked."""
+"""dbt_build: a real `dbt seed` of one seed, against a warehouse another process holds locked;
+the saved parse shared between invocations; the slice in the environment of dbt only."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import dbt_assets
 
 from dagster_project.defs.dbt_project import dbt_project
-from dagster_project.defs.dbt_runner import dbt_build
+from dagster_project.defs.dbt_runner import SLICE_ENV, slice_environment, dbt_build
 from dagster_project.defs.resources import WarehouseDbtResource
 
 LOCKED_NOTE = "warehouse locked by another process"
@@ -73,3 +77,27 @@ def test_another_failure_carries_the_end_of_dbt_log(tmp_path):
         assert message.startswith("`dbt seed` failed; end of dbt.log:")
         assert str(not_a_file) in message  # dbt's own error, naming the path it could not open
         assert not _warnings(instance)  # not a lock: not retried
+
+
+def _invocation_logs(run_id: str) -> list[Path]:
+    """dbt.log of each invocation of a run (dagster-dbt names its target folder after the run)."""
+    return sorted((dbt_project.project_dir / "target").glob(f"one_seed-{run_id[:7]}-*/dbt.log"))
+
+
+def test_the_next_invocation_reuses_the_saved_parse(tmp_path):
+    """Each invocation shares its saved parse; the next one with the same vars parses nothing again."""
+    with dg.instance_for_test() as instance:
+        first, second = (_materialize(instance, tmp_path / "warehouse.duckdb") for _ in range(2))
+        assert first.success and second.success
+        (log,) = _invocation_logs(second.run_id)
+        # The first may parse in full (another config's parse may have been shared last).
+        assert "Unable to do partial parsing" not in log.read_text()
+
+
+def test_the_slice_is_in_the_environment_only_while_dbt_starts(monkeypatch):
+    monkeypatch.setenv(SLICE_ENV, '{"stale": "value"}')  # e.g. left by hand: never leaks into a build
+    with slice_environment({"model": "m", "model_version": "1", "dataset": "d"}):
+        assert json.loads(os.environ[SLICE_ENV]) == {"dataset": "d", "model": "m", "model_version": "1"}
+    with slice_environment(None):
+        assert SLICE_ENV not in os.environ  # a build of every slice
+    assert os.environ[SLICE_ENV] == '{"stale": "value"}'

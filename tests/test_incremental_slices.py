@@ -1,5 +1,6 @@
 """A new model version costs only its own slice: the dbt slice models, built for one partition
-(`--vars '{slice: ...}'`), replace exactly that slice's rows and leave every other slice as it is.
+(FER_DBT_SLICE in dbt's environment), replace exactly that slice's rows and leave every other
+slice as it is, and a slice build reuses the saved parse (no full re-parse per slice).
 
 The test tampers with stored mart rows of an old version: a build for the new version must
 leave them as they are (they were not rebuilt), and a build of the old slice, or of every slice
@@ -7,8 +8,6 @@ leave them as they are (they were not rebuilt), and a build of the old slice, or
 """
 
 from __future__ import annotations
-
-import json
 
 import duckdb
 import pandas as pd
@@ -21,8 +20,13 @@ NEW_SLICE = "model = 'clf' and model_version = '2'"
 TAMPERED = -999
 
 
-def _slice_vars(version: str) -> str:
-    return json.dumps({"slice": {"model": "clf", "model_version": version, "dataset": "synth"}})
+def _slice(version: str) -> dict[str, str]:
+    return {"model": "clf", "model_version": version, "dataset": "synth"}
+
+
+def _full_parses(target) -> int:
+    """How many dbt invocations in `target` could not reuse the saved parse (dbt says why)."""
+    return (target / "logs" / "dbt.log").read_text().count("Unable to do partial parsing")
 
 
 def _add_version_2(path) -> None:
@@ -65,8 +69,7 @@ def test_a_slice_build_replaces_only_its_slice(tmp_path):
     _execute(path, f"update marts.group_accuracy set correct = {TAMPERED} where {OLD_SLICE} and grouping = 'all'")
     _execute(path, f"update marts.confusion_counts set n = {TAMPERED} where {OLD_SLICE}")
     _add_version_2(path)
-    run_dbt(["build", "--select", "tag:slice", "--vars", _slice_vars("2")], warehouse=path,
-            target_dir=tmp_path / "target")
+    run_dbt(["build", "--select", "tag:slice"], warehouse=path, target_dir=tmp_path / "target", slice_=_slice("2"))
 
     # Version 1 was not rebuilt (the tampered rows are still there); version 2 was built from
     # the same answers, so its rows equal version 1's; other models' rows are as they were.
@@ -81,10 +84,11 @@ def test_a_slice_build_replaces_only_its_slice(tmp_path):
     pd.testing.assert_frame_equal(others, _query(path, "select * from marts.group_accuracy where model <> 'clf' order by all"))
 
     # Building version 1's slice restores it from the raw rows.
-    run_dbt(["build", "--select", "tag:slice", "--vars", _slice_vars("1")], warehouse=path,
-            target_dir=tmp_path / "target")
+    run_dbt(["build", "--select", "tag:slice"], warehouse=path, target_dir=tmp_path / "target", slice_=_slice("1"))
     pd.testing.assert_frame_equal(_query(path, f"select * from marts.group_accuracy where {OLD_SLICE} order by all"),
                                   before)
+    # Only the first build parsed the whole project: the slice builds reused its parse.
+    assert _full_parses(tmp_path / "target") == 1
 
 
 def test_a_slice_without_answers_leaves_no_rows_and_a_plain_build_rebuilds_all(tmp_path):
@@ -97,8 +101,7 @@ def test_a_slice_without_answers_leaves_no_rows_and_a_plain_build_rebuilds_all(t
 
     # Version 2's answers are withdrawn: its slice build empties its rows in every slice model.
     _execute(path, "delete from raw.predictions where model_version = '2'")
-    run_dbt(["build", "--select", "tag:slice", "--vars", _slice_vars("2")], warehouse=path,
-            target_dir=tmp_path / "target")
+    run_dbt(["build", "--select", "tag:slice"], warehouse=path, target_dir=tmp_path / "target", slice_=_slice("2"))
     for table in ("intermediate.int_final_answers", "marts.confusion_counts", "marts.group_accuracy"):
         assert _query(path, f"select count(*) as n from {table} where {NEW_SLICE}")["n"].iloc[0] == 0, table
 

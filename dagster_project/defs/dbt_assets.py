@@ -5,8 +5,9 @@
   reloading an unchanged seed) changes nothing downstream, so it never makes a slice stale;
   editing a seed or a view's SQL does, for every slice.
 * `warehouse_slices` (partitioned by model version x dataset): the slice models (dbt tag
-  `slice`). The partition is passed to dbt as `--vars '{"slice": {...}}'` and the models
-  replace exactly that slice (dbt/macros/slices.sql). Each slice model also depends directly
+  `slice`). The partition reaches dbt in its environment (`FER_DBT_SLICE`, see dbt_runner:
+  not `--vars`, which would defeat partial parsing) and the models replace exactly that slice
+  (dbt/macros/slices.sql). Each slice model also depends directly
   on the partition's raw answers and its dataset's raw images and ratings, so Dagster shows
   a slice stale exactly when its own inputs changed.
 * `warehouse_after_stats` (unpartitioned): the views over the statistics tables Python writes
@@ -92,7 +93,7 @@ def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResourc
     """`dbt build` of one evaluated slice (model version x dataset): intermediate answers and
     every mart, replaced for that slice only, with their tests and the metric unit tests."""
     slice_key = slice_of(context.partition_key, benchmark_config())
-    yield from dbt_build(context, dbt, ["build", *dbt.vars_args(slice=slice_key.as_dict())])
+    yield from dbt_build(context, dbt, ["build", *dbt.vars_args()], slice_=slice_key.as_dict())
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, select=f"tag:{READS_STATS_TAG}", dagster_dbt_translator=TRANSLATOR)

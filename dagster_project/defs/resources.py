@@ -92,7 +92,9 @@ class WarehouseDbtResource(DbtCliResource):
         return super().cli(args, **kwargs)
 
     def vars_args(self, **extra_vars: Any) -> list[str]:
-        """`--vars` for a dbt command: warehouse, statistics settings, plus `extra_vars` (the slice)."""
+        """`--vars` for a dbt command: warehouse, statistics settings, plus `extra_vars`. Keep them
+        the same across invocations (the slice goes through dbt_runner.dbt_build): any change of
+        command-line vars makes dbt parse the whole project again."""
         merged = {"warehouse": self.warehouse, **json.loads(self.statistics_vars), **extra_vars}
         return ["--vars", json.dumps(merged, sort_keys=True)]
 

@@ -1,17 +1,24 @@
 {#- The evaluated slice (model, model_version, dataset) is a Dagster partition all the way
     through. The partitioned dbt asset builds the slice models (tag `slice`) for one partition
-    with `--vars '{"slice": {"model": ..., "model_version": ..., "dataset": ...}}'`: each slice
-    model selects only that slice's rows and replaces them (pre-hook delete, then append, in one
-    transaction), leaving every other slice's rows untouched. Without the var (a plain
-    `dbt build` from the command line) every slice is rebuilt. -#}
+    with the slice as JSON in the dbt process's environment,
+    `FER_DBT_SLICE='{"model": ..., "model_version": ..., "dataset": ...}'`: each slice model
+    selects only that slice's rows and replaces them (pre-hook delete, then append, in one
+    transaction), leaving every other slice's rows untouched. Without it (a plain `dbt build`
+    from the command line) every slice is rebuilt.
 
-{#- The slice of `--vars`, or none: a build of every slice, or a unit test (its fixture rows are
-    the whole input, whatever slice the build is for). -#}
+    Why not `--vars`: dbt discards its saved parse whenever the command-line vars change, so a
+    slice var re-parsed the whole project on every slice build. The slice is read only while
+    executing (`execute`), never while parsing: parsing does not depend on it (the filter adds
+    no ref or source), so every slice build reuses the last parse. -#}
+
+{#- The slice of FER_DBT_SLICE, or none: a build of every slice, a unit test (its fixture rows
+    are the whole input, whatever slice the build is for), or parse time. -#}
 {% macro current_slice() -%}
-    {%- if model.resource_type == 'unit_test' -%}
+    {%- if not execute or model.resource_type == 'unit_test' -%}
     {{ return(none) }}
     {%- endif -%}
-    {{ return(var('slice', none)) }}
+    {%- set requested = env_var('FER_DBT_SLICE', '') -%}
+    {{ return(fromjson(requested) if requested else none) }}
 {%- endmacro %}
 
 
