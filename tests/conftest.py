@@ -89,7 +89,7 @@ def _build_session_fixture(root: Path, vlm_base_url: str) -> Path:
         f"""
 warehouse: {root / 'warehouse.duckdb'}
 reports_dir: {root / 'reports'}
-cache_dir: {REPO_ROOT / 'data' / 'cache'}
+cache_dir: {root / 'cache'}
 datasets:
   london_subset:
     kind: london_set
@@ -147,9 +147,20 @@ statistics:
     return config
 
 
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """True in the process that only hands tests to pytest-xdist workers (`-n 2`)."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if not LONDON.is_dir():
         raise pytest.UsageError(f"tests need the shared assets at {SHARED} (London Set, FER models)")
+    if _is_xdist_controller(config):
+        # Parse the dbt project once, before the workers start: each would otherwise run
+        # `dbt parse` into the same dbt/target at import. The controller runs no tests.
+        from dagster_project.defs import dbt_project  # noqa: F401  (parses when stale)
+
+        return
     root = Path(tempfile.mkdtemp(prefix="fer-session-"))
     config._fer_session_root = root  # type: ignore[attr-defined]
     server = OpenAIServer(models=("loopback-1",)).start()
@@ -168,6 +179,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     root = getattr(config, "_fer_session_root", None)
     if root is not None:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`): every test on the materialized demo runs on one
+    worker, in file order (they share and extend one warehouse); every other file stays whole on
+    one worker, so module fixtures are built once."""
+    for item in items:
+        group = "demo" if "demo" in getattr(item, "fixturenames", ()) else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
