@@ -217,15 +217,18 @@ def rating_mixed_models(
                 fit = fit_mixedlm(fitted_formula, subset, "image_id")
                 rows += _mixed_rows(fit, dataset, str(dimension), name, fitted_formula, subset, keys,
                                     chosen if per_model else None)
-                rows += _simple_effect_rows(fit, dataset, str(dimension), name, fitted_formula, subset, keys, chosen)
+                rows += _simple_effect_rows(fit, dataset, str(dimension), name, fitted_formula, subset, keys, chosen,
+                                            per_model)
     frame = _with_extras(rows, min_n, MIXED_EXTRA_COLUMNS)
     return adjust_within_families(frame, correction) if len(frame) else frame
 
 
-def _simple_effect_rows(fit: Fit, dataset, dimension, name, formula, data, keys, raters) -> list[dict]:
+def _simple_effect_rows(fit: Fit, dataset, dimension, name, formula, data, keys, raters, per_model) -> list[dict]:
     """One row per model x by-factor level: the model-minus-human simple effect from `fit`."""
     if fit.result is None:
         return []
+    fitted = {"method": "REML", "optimizer": fit.optimizer, "n_groups": int(data["image_id"].nunique()),
+              **({"raters": [HUMAN, *raters]} if per_model else {})}
     rows = []
     for rater in raters:
         model, version, protocol = keys[rater]
@@ -234,7 +237,7 @@ def _simple_effect_rows(fit: Fit, dataset, dimension, name, formula, data, keys,
                 effects = rater_simple_effects(fit.result, data, formula, rater, HUMAN, by)
             family = "/".join(str(v) for v in (dataset, model, version, protocol, dimension, name, by))
             for e in effects.itertuples():
-                detail = {"se": float(e.se), "raw_mean_difference": float(e.raw_mean_difference),
+                detail = {**fitted, "se": float(e.se), "raw_mean_difference": float(e.raw_mean_difference),
                           "n_images": e.n_images, "weights": e.weights, "df_method": DF_METHOD,
                           "formula": formula + " + (1 | image_id)", "converged": bool(fit.result.converged),
                           "contrast": f"{rater} - {HUMAN} | {by} = {e.level}", "warnings": fit.warnings}
