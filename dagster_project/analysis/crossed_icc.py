@@ -38,7 +38,7 @@ from scipy import sparse
 from scipy.stats import hmean
 from statsmodels.regression.mixed_linear_model import MixedLM, VCSpec
 
-from dagster_project.analysis.results import detail_json, result_row
+from dagster_project.analysis.results import detail_json, dimension_frame, result_row
 
 COMPONENTS = ("image_id", "rater")
 MAX_RATINGS = 6000  # above this, a seeded subset of images is fitted (module docstring)
@@ -124,4 +124,16 @@ def crossed_icc_rows(frame: pd.DataFrame, base: dict[str, Any], *, max_ratings: 
             for measure, value in estimates.items()]
 
 
-__all__ = ["MAX_RATINGS", "crossed_icc_rows", "fit_crossed", "icc_from_components", "variance_components"]
+def crossed_icc(ratings: pd.DataFrame, *, min_n: int = 10, max_ratings: int = MAX_RATINGS,
+                seed: int = 0) -> pd.DataFrame:
+    """crossed_icc_rows for every dataset x numeric dimension of human ratings (RESULT_COLUMNS
+    + dimension); the categorical 'emotion' dimension has no ICC."""
+    numeric = ratings[ratings["dimension"] != "emotion"]
+    rows: list[dict[str, Any]] = []
+    for (dataset, dimension), frame in numeric.groupby(["dataset", "dimension"], sort=True):
+        rows += crossed_icc_rows(frame, {"dataset": str(dataset), "dimension": str(dimension)},
+                                 max_ratings=max_ratings, seed=seed)
+    return dimension_frame(rows, min_n)
+
+
+__all__ = ["MAX_RATINGS", "crossed_icc", "crossed_icc_rows", "fit_crossed", "icc_from_components", "variance_components"]
