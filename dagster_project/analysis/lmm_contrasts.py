@@ -38,6 +38,8 @@ import pandas as pd
 from statsmodels.base.model import LikelihoodModelResults
 from statsmodels.formula._manager import FormulaManager
 
+from dagster_project.analysis.results import detail_json, result_row
+
 CI_LEVEL = 0.95
 DF_METHOD = "asymptotic (Wald z on the REML covariance of the fixed effects; emmeans lmer.df='asymptotic')"
 
@@ -143,6 +145,38 @@ def rater_simple_effects(result, data: pd.DataFrame, formula: str, rater: str, r
     return tests
 
 
+def simple_effect_rows(fit, dataset, dimension, name, formula, data, keys, raters, per_model,
+                       by_factors: tuple[str, ...], human: str = "human") -> list[dict]:
+    """stats.mixed_models rows (analysis 'mixed_model_simple_effect'): per model (`raters`, keyed
+    to (model, version, protocol) by `keys`) x by-factor level, the model-minus-`human` simple
+    effect from `fit` (mixed_models.Fit: result, warnings, optimizer, recording())."""
+    if fit.result is None:
+        return []
+    fitted = {"method": "REML", "optimizer": fit.optimizer, "n_groups": int(data["image_id"].nunique()),
+              **({"raters": [human, *raters]} if per_model else {})}
+    rows = []
+    for rater in raters:
+        model, version, protocol = keys[rater]
+        for by in by_factors:
+            with fit.recording():
+                effects = rater_simple_effects(fit.result, data, formula, rater, human, by)
+            family = "/".join(str(v) for v in (dataset, model, version, protocol, dimension, name, by))
+            for e in effects.itertuples():
+                detail = {**fitted, "se": float(e.se), "raw_mean_difference": float(e.raw_mean_difference),
+                          "n_images": e.n_images, "weights": e.weights, "df_method": DF_METHOD,
+                          "formula": formula + " + (1 | image_id)", "converged": bool(fit.result.converged),
+                          "contrast": f"{rater} - {human} | {by} = {e.level}", "warnings": fit.warnings}
+                rows.append({
+                    **result_row(analysis="mixed_model_simple_effect", model=model, model_version=version,
+                                 dataset=dataset, protocol=protocol, subset_kind=by, subset=str(e.level),
+                                 measure=name, n=e.n, estimate=e.estimate, ci_low=e.ci_low, ci_high=e.ci_high,
+                                 statistic=e.statistic, p_value=e.p_value, family=family,
+                                 detail=detail_json(detail)),
+                    "dimension": dimension, "rater_type": rater, "term": e.label,
+                })
+    return rows
+
+
 __all__ = ["CI_LEVEL", "DF_METHOD", "Contrast", "design_rows", "factor_columns", "fixed_effects_cov",
-           "rater_simple_effects", "marginal_weights", "reference_grid",
+           "rater_simple_effects", "simple_effect_rows", "marginal_weights", "reference_grid",
            "simple_effect_contrasts", "wald_contrasts"]

@@ -56,7 +56,7 @@ import statsmodels.formula.api as smf
 from statsmodels.genmod.cov_struct import Exchangeable
 from statsmodels.genmod.families import Binomial
 
-from dagster_project.analysis.lmm_contrasts import DF_METHOD, rater_simple_effects
+from dagster_project.analysis.lmm_contrasts import simple_effect_rows
 from dagster_project.analysis.results import RESULT_COLUMNS, adjust_within_families, result_frame, result_row
 
 HUMAN = "human"
@@ -217,39 +217,10 @@ def rating_mixed_models(
                 fit = fit_mixedlm(fitted_formula, subset, "image_id")
                 rows += _mixed_rows(fit, dataset, str(dimension), name, fitted_formula, subset, keys,
                                     chosen if per_model else None)
-                rows += _simple_effect_rows(fit, dataset, str(dimension), name, fitted_formula, subset, keys, chosen,
-                                            per_model)
+                rows += simple_effect_rows(fit, dataset, str(dimension), name, fitted_formula, subset, keys, chosen,
+                                           per_model, SIMPLE_EFFECTS_BY.get(name, ()))
     frame = _with_extras(rows, min_n, MIXED_EXTRA_COLUMNS)
     return adjust_within_families(frame, correction) if len(frame) else frame
-
-
-def _simple_effect_rows(fit: Fit, dataset, dimension, name, formula, data, keys, raters, per_model) -> list[dict]:
-    """One row per model x by-factor level: the model-minus-human simple effect from `fit`."""
-    if fit.result is None:
-        return []
-    fitted = {"method": "REML", "optimizer": fit.optimizer, "n_groups": int(data["image_id"].nunique()),
-              **({"raters": [HUMAN, *raters]} if per_model else {})}
-    rows = []
-    for rater in raters:
-        model, version, protocol = keys[rater]
-        for by in SIMPLE_EFFECTS_BY.get(name, ()):
-            with fit.recording():
-                effects = rater_simple_effects(fit.result, data, formula, rater, HUMAN, by)
-            family = "/".join(str(v) for v in (dataset, model, version, protocol, dimension, name, by))
-            for e in effects.itertuples():
-                detail = {**fitted, "se": float(e.se), "raw_mean_difference": float(e.raw_mean_difference),
-                          "n_images": e.n_images, "weights": e.weights, "df_method": DF_METHOD,
-                          "formula": formula + " + (1 | image_id)", "converged": bool(fit.result.converged),
-                          "contrast": f"{rater} - {HUMAN} | {by} = {e.level}", "warnings": fit.warnings}
-                rows.append({
-                    **result_row(analysis="mixed_model_simple_effect", model=model, model_version=version,
-                                 dataset=dataset, protocol=protocol, subset_kind=by, subset=str(e.level),
-                                 measure=name, n=e.n, estimate=e.estimate, ci_low=e.ci_low, ci_high=e.ci_high,
-                                 statistic=e.statistic, p_value=e.p_value, family=family,
-                                 detail=json.dumps(detail)),
-                    "dimension": dimension, "rater_type": rater, "term": e.label,
-                })
-    return rows
 
 
 def _mixed_rows(fit: Fit, dataset, dimension, name, formula, data, keys, only) -> list[dict]:
