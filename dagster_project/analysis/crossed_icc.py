@@ -23,8 +23,9 @@ No interval: the ICC is a ratio of variance components and statsmodels gives no 
 it; the detail keeps the components' Wald SEs. A parametric bootstrap would be the honest
 interval and costs one refit per resample. Large designs are fitted on a seeded random subset
 of images (all their ratings kept, so the components stay unbiased, only less precise): the
-sparse single-group fit grows steeply with the number of ratings (4,800 ratings ~5 s CPU; the
-72,000 of Tae's design did not finish in 15 minutes on this machine). detail says so.
+sparse single-group fit grows steeply with the number of ratings (scripts/bench_crossed_icc.py:
+4,800 ratings ~5 s CPU, 10,000 ~29 s CPU; the 72,000 of Tae's design did not finish within a
+15-minute wall-clock limit on the shared 2-core machine). detail says so.
 """
 
 from __future__ import annotations
