@@ -14,7 +14,9 @@ pairs within an image are dependent, so the interval is a seeded percentile boot
 images (scipy.stats.bootstrap), not pearsonr's Fisher interval. Caveat, recorded in detail: the
 human is compared with n_i - 1 others while a model is compared with all n_i, so with few
 ratings per image the human ceiling is slightly pessimistic (the mean of fewer ratings is
-noisier). Rows: analysis 'human_ceiling', model 'human', subset_kind 'all' / 'emotion' (as
+noisier); and where images do not truly differ (e.g. within one emotion of a stimulus set whose
+images are alike) the leave-one-out r is slightly negative rather than 0, because the pairs of
+one image share its ratings (one rating high -> the rest-means of its neighbours high). Rows: analysis 'human_ceiling', model 'human', subset_kind 'all' / 'emotion' (as
 dimensional_agreement), so `with_human_ceiling` can put the ceiling beside each model row.
 """
 
