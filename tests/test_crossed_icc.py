@@ -122,3 +122,21 @@ def test_keeps_the_best_optimum_when_the_default_optimizer_stops_early():
     rows = _by_measure(crossed_icc_rows(long, BASE))
     assert rows["icc_a1_crossed"]["estimate"] < 0.1
     assert json.loads(rows["icc_a1_crossed"]["detail"])["optimizer_reml_llf"]["powell"] is not None
+
+
+def test_variance_components_given_emotion_separate_emotion_from_image_variance():
+    # 4 emotions far apart, images alike within an emotion: plain image variance is large (it
+    # holds the emotion means), given true_emotion it is the small within-emotion part.
+    rng = np.random.default_rng(2)
+    rows = []
+    for i in range(60):
+        emotion, image = i % 4, rng.normal(0, 0.3)
+        for r in rng.choice(20, 5, replace=False):
+            rows.append({"image_id": f"i{i}", "rater": f"r{r}", "true_emotion": f"e{emotion}",
+                         "value": 2 * emotion + image + rng.normal(0, 1)})
+    long = pd.DataFrame(rows)
+    plain = _by_measure(crossed_icc_rows(long, BASE))
+    given = _by_measure(crossed_icc_rows(long, BASE, given="true_emotion"))
+    assert plain["variance_image"]["estimate"] > 3
+    assert given["variance_image_given_true_emotion"]["estimate"] < 0.5
+    assert "C(true_emotion)" in json.loads(given["icc_a1_crossed_given_true_emotion"]["detail"])["model"]

@@ -53,8 +53,9 @@ MODEL_TEXT = "value ~ 1 + (1 | image_id) + (1 | rater), REML (statsmodels MixedL
 OPTIMIZERS = (("lbfgs",), ("powell",))
 
 
-def fit_crossed(long: pd.DataFrame):
-    """REML fit of value ~ 1 + (1|image_id) + (1|rater); long has image_id, rater, value.
+def fit_crossed(long: pd.DataFrame, given: str | None = None):
+    """REML fit of value ~ 1 [+ C(given)] + (1|image_id) + (1|rater); long has image_id, rater,
+    value (and the column `given`, a fixed factor such as true_emotion, when given).
     Returns the fit with the highest REML log-likelihood over OPTIMIZERS; its attribute
     `optimizer_llf` maps each optimizer tried to its log-likelihood (None when it failed)."""
     n = len(long)
@@ -64,8 +65,10 @@ def fit_crossed(long: pd.DataFrame):
         names.append(component)
         colnames.append([[f"{component}[{level}]" for level in levels]])
         mats.append([sparse.csr_array((np.ones(n), (np.arange(n), codes)), shape=(n, len(levels)))])
-    model = MixedLM(long["value"].to_numpy(float), np.ones((n, 1)), groups=np.zeros(n),
-                    exog_vc=VCSpec(names, colnames, mats))
+    exog = np.ones((n, 1))
+    if given is not None:  # treatment-coded fixed factor: image variance is then within its levels
+        exog = np.hstack([exog, pd.get_dummies(long[given].astype(str), drop_first=True).to_numpy(float)])
+    model = MixedLM(long["value"].to_numpy(float), exog, groups=np.zeros(n), exog_vc=VCSpec(names, colnames, mats))
     best, tried, error = None, {}, None
     for methods in OPTIMIZERS:
         try:
@@ -104,19 +107,25 @@ def _subset(long: pd.DataFrame, max_ratings: int, seed: int) -> tuple[pd.DataFra
 
 
 def crossed_icc_rows(frame: pd.DataFrame, base: dict[str, Any], *, max_ratings: int = MAX_RATINGS,
-                     seed: int = 0) -> list[dict[str, Any]]:
+                     seed: int = 0, given: str | None = None) -> list[dict[str, Any]]:
     """Rows (analysis 'rater_reliability', model 'human') for one dataset x dimension of human
     ratings (image_id, rater, value): 'icc_a1_crossed', 'icc_ak_crossed' and 'variance_image',
-    'variance_rater', 'variance_residual'. n = images in the fit. base: dataset, dimension."""
+    'variance_rater', 'variance_residual'. n = images in the fit. base: dataset, dimension.
+    With `given` (e.g. 'true_emotion') the factor is a fixed effect and every measure is suffixed
+    '_given_<given>': agreement on the images *within* its levels (Tae et al.'s variance
+    decomposition: rater variance against image variance beyond the emotion)."""
     long = pd.DataFrame({"image_id": frame["image_id"].astype(str).to_numpy(),
                          "rater": frame["rater"].astype(str).to_numpy(),
                          "value": pd.to_numeric(frame["value"], errors="coerce").to_numpy(float)})
+    if given is not None:
+        long[given] = frame[given].astype(str).to_numpy()
     long = long.dropna(subset=["value"]).drop_duplicates(["rater", "image_id"], keep="first")
     used, subsampled = _subset(long, max_ratings, seed)
     per_image = used.groupby("image_id").size()
     k = float(hmean(per_image)) if len(per_image) else np.nan
     info: dict[str, Any] = {
-        "model": MODEL_TEXT, "n_ratings": len(used), "n_raters": int(used["rater"].nunique()),
+        "model": MODEL_TEXT if given is None else MODEL_TEXT.replace("~ 1 +", f"~ 1 + C({given}) +"),
+        "n_ratings": len(used), "n_raters": int(used["rater"].nunique()),
         "n_ratings_available": len(long), "n_images_available": int(long["image_id"].nunique()),
         "subsampled_images": subsampled, "subsample_seed": seed if subsampled else None,
         "k_harmonic_mean_ratings_per_image": k, "ci_method": "none (module docstring)",
@@ -131,7 +140,7 @@ def crossed_icc_rows(frame: pd.DataFrame, base: dict[str, Any], *, max_ratings: 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                result = fit_crossed(used)
+                result = fit_crossed(used, given)
                 components = variance_components(result)
                 icc_1, icc_k = icc_from_components(components, k)
                 estimates.update(icc_a1_crossed=icc_1, icc_ak_crossed=icc_k, variance_image=components["image_id"],
@@ -143,8 +152,9 @@ def crossed_icc_rows(frame: pd.DataFrame, base: dict[str, Any], *, max_ratings: 
             except Exception as exc:  # singular design etc.: recorded, not raised
                 info["error"] = f"{type(exc).__name__}: {exc}"
         info["warnings"] = sorted({f"{w.category.__name__}: {w.message}" for w in caught})
+    suffix = "" if given is None else f"_given_{given}"
     return [result_row(analysis="rater_reliability", model="human", dataset=base["dataset"],
-                       dimension=base["dimension"], subset_kind="all", subset="all", measure=measure,
+                       dimension=base["dimension"], subset_kind="all", subset="all", measure=measure + suffix,
                        n=int(len(per_image)), estimate=value, detail=detail_json(info))
             for measure, value in estimates.items()]
 
@@ -152,12 +162,14 @@ def crossed_icc_rows(frame: pd.DataFrame, base: dict[str, Any], *, max_ratings: 
 def crossed_icc(ratings: pd.DataFrame, *, min_n: int = 10, max_ratings: int = MAX_RATINGS,
                 seed: int = 0) -> pd.DataFrame:
     """crossed_icc_rows for every dataset x numeric dimension of human ratings (RESULT_COLUMNS
-    + dimension); the categorical 'emotion' dimension has no ICC."""
+    + dimension), plain and given true_emotion (when it varies); 'emotion' has no ICC."""
     numeric = ratings[ratings["dimension"] != "emotion"]
     rows: list[dict[str, Any]] = []
     for (dataset, dimension), frame in numeric.groupby(["dataset", "dimension"], sort=True):
-        rows += crossed_icc_rows(frame, {"dataset": str(dataset), "dimension": str(dimension)},
-                                 max_ratings=max_ratings, seed=seed)
+        base = {"dataset": str(dataset), "dimension": str(dimension)}
+        rows += crossed_icc_rows(frame, base, max_ratings=max_ratings, seed=seed)
+        if "true_emotion" in frame and frame["true_emotion"].nunique() > 1:
+            rows += crossed_icc_rows(frame, base, max_ratings=max_ratings, seed=seed, given="true_emotion")
     return dimension_frame(rows, min_n)
 
 
