@@ -130,3 +130,26 @@ def test_figures_of_the_statistics_layer_are_metadata(demo, instance):
     for key in ("bland_altman_plots", "strength_inversion", "dimensional_bias_bars", "disparity_forest_plots"):
         event = instance.get_latest_materialization_event(dg.AssetKey(["reports", key]))
         assert "data:image/png;base64," in event.asset_materialization.metadata["preview"].value, key
+
+
+def test_table6_simple_effects_crossed_icc_and_human_ceiling(demo):
+    # Tae's Table 6: one model-minus-human effect per emotion from the fitted mixed model.
+    effects = query(
+        "select * from stats.mixed_models where analysis = 'mixed_model_simple_effect' and model = 'gemma_sim' "
+        "and measure = 'emotion' and dimension = 'arousal'"
+    ).set_index("subset")
+    assert len(effects) == 6 and (effects["subset_kind"] == "true_emotion").all()
+    assert (effects["family_m"] == 6).all() and effects["p_adjusted"].notna().all()
+    for row in effects.itertuples():
+        # every image has 6 human ratings and one gemma answer: the model-based effect is the raw difference
+        assert abs(row.estimate - json.loads(row.detail)["raw_mean_difference"]) < 1e-6
+        assert row.ci_low < row.estimate < row.ci_high
+    # ICC from the crossed model: 6 of 12 raters per image (an incomplete design)
+    icc = query("select * from stats.human_rater_reliability where measure = 'icc_a1_crossed' and dimension = 'valence'")
+    assert len(icc) == 1 and 0.3 < icc["estimate"].iloc[0] < 1
+    assert json.loads(icc["detail"].iloc[0])["design"] == "incomplete"
+    # the human ceiling, with its interval per dataset and beside every model row
+    ceiling = query("select * from stats.human_rater_reliability where analysis = 'human_ceiling' and subset_kind = 'all'")
+    assert set(ceiling["measure"]) == {"pearson_r", "mae"} and ceiling["ci_low"].notna().all()
+    beside = query("select * from stats.dimensional_agreement where measure = 'pearson_r' and subset_kind = 'all'")
+    assert beside["human_ceiling"].notna().all() and (beside["human_ceiling_n"] > 0).all()

@@ -56,7 +56,8 @@ import statsmodels.formula.api as smf
 from statsmodels.genmod.cov_struct import Exchangeable
 from statsmodels.genmod.families import Binomial
 
-from dagster_project.analysis.results import RESULT_COLUMNS, result_frame, result_row
+from dagster_project.analysis.lmm_contrasts import simple_effect_rows
+from dagster_project.analysis.results import RESULT_COLUMNS, adjust_within_families, result_frame, result_row
 
 HUMAN = "human"
 RATER = "C(rater_type, Treatment('human'))"
@@ -64,6 +65,9 @@ RATING_FORMULAS: dict[str, str] = {
     "emotion": f"value ~ {RATER} * C(true_emotion)",
     "demographic": f"value ~ {RATER} * C(race) + {RATER} * C(gender) + C(true_emotion)",
 }
+# Per-level "model minus human" effects reported from each formula's fit (Tae's Table 6 is the
+# 'emotion' formula by true_emotion); each (fit, by-factor) is one family across its levels.
+SIMPLE_EFFECTS_BY: dict[str, tuple[str, ...]] = {"emotion": ("true_emotion",), "demographic": ("race", "gender")}
 CORRECTNESS_FORMULA = "correct ~ C(race) + C(gender) + C(true_emotion)"
 MODEL_KEYS = ["model", "model_version", "dataset", "protocol"]
 MIXED_EXTRA_COLUMNS = ["dimension", "rater_type", "term"]
@@ -175,6 +179,7 @@ def rating_mixed_models(
     min_n: int = 10,
     formulas: dict[str, str] | None = None,
     per_model: bool = False,
+    correction: str = "holm",
 ) -> pd.DataFrame:
     """One row per fixed-effect coefficient of each formula fitted per dataset x dimension.
 
@@ -185,6 +190,17 @@ def rating_mixed_models(
     ('human' for the intercept and the human-reference terms). Extra columns: dimension,
     rater_type, term. detail: se, converged, method ('REML'), n_groups, n_obs,
     random_intercept_var, residual_var, formula, warnings (and error when the fit failed).
+
+    Beside the coefficients, analysis='mixed_model_simple_effect' rows give each model's
+    simple effect "model minus human" at every level of a by-factor (SIMPLE_EFFECTS_BY:
+    true_emotion for 'emotion' -- Tae et al.'s Table 6 --, race and gender for 'demographic'),
+    computed from the same fit as an emmeans-style contrast (analysis/lmm_contrasts.py), never
+    read off one treatment coefficient: subset_kind = the by-factor, subset = its level,
+    estimate / ci / statistic (Wald z) / p_value of the contrast, p_adjusted by `correction`
+    within family = dataset/model/version/protocol/dimension/formula/by-factor (one family
+    across the levels; family_m = its testable contrasts), n = ratings at the level (human +
+    model). detail: se, raw_mean_difference (model mean - human mean at the level, Tae's
+    "Bias"), n_images, weights (the contrast vector), df_method, formula, converged.
     """
     formulas = RATING_FORMULAS if formulas is None else formulas
     long, keys = rating_long_frame(ratings, model_values)
@@ -201,7 +217,10 @@ def rating_mixed_models(
                 fit = fit_mixedlm(fitted_formula, subset, "image_id")
                 rows += _mixed_rows(fit, dataset, str(dimension), name, fitted_formula, subset, keys,
                                     chosen if per_model else None)
-    return _with_extras(rows, min_n, MIXED_EXTRA_COLUMNS)
+                rows += simple_effect_rows(fit, dataset, str(dimension), name, fitted_formula, subset, keys, chosen,
+                                           per_model, SIMPLE_EFFECTS_BY.get(name, ()))
+    frame = _with_extras(rows, min_n, MIXED_EXTRA_COLUMNS)
+    return adjust_within_families(frame, correction) if len(frame) else frame
 
 
 def _mixed_rows(fit: Fit, dataset, dimension, name, formula, data, keys, only) -> list[dict]:

@@ -13,6 +13,8 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.analysis import agreement, dimensional, reliability, response_style, stat_figures
+from dagster_project.analysis.crossed_icc import crossed_icc
+from dagster_project.analysis.human_ceiling import human_ceiling
 from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import (
     ANSWER_COLUMNS,
@@ -65,7 +67,9 @@ def _human_only(frame: pd.DataFrame) -> pd.DataFrame:
         dg.AssetSpec(HUMAN_RELIABILITY, deps=[DATASET_IMAGES, HUMAN_RATINGS, *_DATASET_VIEWS], group_name="stats",
                      kinds={"duckdb", "python"},
                      description="Krippendorff's alpha (and ICC where raters are fully crossed) among the human "
-                                 "raters of a dataset, overall and per race / gender of the faces."),
+                                 "raters of a dataset, overall and per race / gender of the faces; ICC from a crossed "
+                                 "image x rater mixed model (incomplete designs); the human ceiling (one human vs "
+                                 "the other humans: Pearson r, MAE)."),
         dg.AssetSpec(HUMAN_RESPONSE_STYLE, deps=[DATASET_IMAGES, HUMAN_RATINGS, *_DATASET_VIEWS], group_name="stats",
                      kinds={"duckdb", "python"},
                      description="The human raters' own response style (SD per emotion, unique values), the "
@@ -80,8 +84,12 @@ def human_baselines(context: dg.AssetExecutionContext, duckdb: WarehouseResource
         ratings = con.execute(f"select * from ({RATINGS_SQL}) where dataset = ? order by all", [dataset]).df()
     # The humans alone: no model's answers (the slice models need not exist yet).
     if len(ratings):
-        alpha = _human_only(reliability.rater_reliability(
-            ratings, None, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples))
+        alpha = pd.concat([
+            _human_only(reliability.rater_reliability(
+                ratings, None, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples)),
+            crossed_icc(ratings, min_n=cfg.min_cell_n),
+            human_ceiling(ratings, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples),
+        ], ignore_index=True)
         style = _human_only(response_style.response_style(
             pd.DataFrame(columns=MODEL_VALUE_COLUMNS), ratings, pd.DataFrame(columns=ANSWER_COLUMNS),
             min_n=cfg.min_cell_n))
