@@ -5,6 +5,8 @@
     fer-warehouse sql [-c SQL]    ad hoc SQL on a snapshot of the warehouse
     fer-warehouse dry-run         calls, tokens and cost each model x dataset partition would
                                   take (VLMs), without calling or writing anything
+    fer-warehouse report [--out F] one self-contained HTML report of the warehouse (tables,
+                                  figures, method notes); default <reports_dir>/report.html
 """
 
 from __future__ import annotations
@@ -56,8 +58,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 1  # the reporter printed the step, its error and the log path
         progress.finished()
         table = summary_table(result.warehouse)
+    from dagster_project.reporting import report_path
+
     print(table)
-    print(f"\nfigures: {result.reports_dir}\nwarehouse: {result.warehouse}\nfull log: {log_path}")
+    print(f"\nreport: {report_path(benchmark_config())} (open it in a browser; works offline)")
+    print(f"figures: {result.reports_dir}\nwarehouse: {result.warehouse}\nfull log: {log_path}")
     print("query it with: make sql   (or .venv/bin/fer-warehouse sql -c 'select ...')")
     return 0
 
@@ -108,6 +113,27 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from dagster_project.reporting import write_report
+    from dagster_project.settings import benchmark_config
+    from inference.warehouse import snapshot_for_reading
+
+    cfg = benchmark_config()
+    if not cfg.warehouse.exists():
+        raise FileNotFoundError(f"no warehouse at {cfg.warehouse}: run `fer-warehouse demo` first "
+                                "(or point FER_CONFIG / FER_WAREHOUSE at one)")
+    with snapshot_for_reading(cfg.warehouse) as snapshot:  # never blocks a run writing the warehouse
+        con = duckdb.connect(str(snapshot), read_only=True)
+        try:
+            path = write_report(con, cfg, args.out)
+        finally:
+            con.close()
+    print(f"report: {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-warehouse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     dry = sub.add_parser("dry-run", help="calls, tokens and cost per model x dataset partition; calls nothing")
     dry.add_argument("--config", help="benchmark file (default: $FER_CONFIG or ./benchmark.yaml)")
     dry.set_defaults(func=cmd_dry_run)
+    report = sub.add_parser("report", help="write one self-contained HTML report of the warehouse")
+    report.add_argument("--out", type=Path, help="output file (default: <reports_dir>/report.html)")
+    report.set_defaults(func=cmd_report)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
