@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import tempfile
 from pathlib import Path
 
 import duckdb
@@ -61,8 +60,8 @@ def write_report(con: duckdb.DuckDBPyConnection, cfg: BenchmarkConfig, out: Path
         source=f"{cfg.warehouse} (config {cfg.path})",
     )
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=out.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(html)
+    # a plain open (not mkstemp, whose 0600 would hide the report from other users), then rename
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(html, encoding="utf-8")
     os.replace(tmp, out)
     return out
