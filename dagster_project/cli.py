@@ -7,6 +7,8 @@
                                   take (VLMs), without calling or writing anything
     fer-warehouse fan-out         one run per partition through the instance's run launcher
                                   (Celery workers: README, "Scaling out")
+    fer-warehouse report [--out F] one self-contained HTML report of the warehouse (tables,
+                                  figures, method notes); default <reports_dir>/report.html
 """
 
 from __future__ import annotations
@@ -76,8 +78,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return 1  # the reporter printed the step, its error and the log path
         progress.finished()
         table = summary_table(result.warehouse)
+    from dagster_project.reporting import report_path
+
     print(table)
-    print(f"\nfigures: {result.reports_dir}\nwarehouse: {result.warehouse}\nfull log: {log_path}")
+    print(f"\nreport: {report_path(benchmark_config())} (open it in a browser; works offline)")
+    print(f"figures: {result.reports_dir}\nwarehouse: {result.warehouse}\nfull log: {log_path}")
     print("query it with: make sql   (or .venv/bin/fer-warehouse sql -c 'select ...')")
     return 0
 
@@ -151,6 +156,26 @@ def cmd_fan_out(args: argparse.Namespace) -> int:
         print(f"{run_id}: {status}", file=sys.stderr)
     return 1 if failed else 0
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from dagster_project.reporting import write_report
+    from dagster_project.settings import benchmark_config
+    from inference.warehouse import snapshot_for_reading
+
+    cfg = benchmark_config()
+    if not cfg.warehouse.exists():
+        raise FileNotFoundError(f"no warehouse at {cfg.warehouse}: run `fer-warehouse demo` first "
+                                "(or point FER_CONFIG / FER_WAREHOUSE at one)")
+    with snapshot_for_reading(cfg.warehouse) as snapshot:  # never blocks a run writing the warehouse
+        con = duckdb.connect(str(snapshot), read_only=True)
+        try:
+            path = write_report(con, cfg, args.out)
+        finally:
+            con.close()
+    print(f"report: {path}")
+    return 0
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-warehouse", description=__doc__,
@@ -177,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     fan.add_argument("--wait", action="store_true", help="wait for the runs; exit 1 if one failed")
     fan.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most")
     fan.set_defaults(func=cmd_fan_out)
+    report = sub.add_parser("report", help="write one self-contained HTML report of the warehouse")
+    report.add_argument("--out", type=Path, help="output file (default: <reports_dir>/report.html)")
+    report.set_defaults(func=cmd_report)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import duckdb
@@ -86,34 +87,59 @@ def select_in_slices(con: duckdb.DuckDBPyConnection, sql: str, slices: pd.DataFr
         con.unregister("_scope_slices")
 
 
+# The frames of StatsInputs and the SQL of each.
+FRAME_SQL = {
+    "answers": ANSWERS_SQL,
+    "ratings": RATINGS_SQL,
+    "model_values": MODEL_VALUES_SQL,
+    "grouped": GROUPED_ANSWERS_SQL,
+    "group_accuracy": GROUP_ACCURACY_SQL,
+    "misclassification_ratios": MISCLASSIFICATION_RATIOS_SQL,
+}
+
+
+class NotLoaded:
+    """Stands for a frame `load_inputs` was told not to read: any use raises (an empty frame
+    would silently read as "no data")."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _fail(self, *_args, **_kwargs):
+        raise RuntimeError(f"StatsInputs.{self._name} was not loaded: add {self._name!r} to the frames "
+                           "this statistic reads (load_inputs(only=...), stats_asset(reads=...))")
+
+    __getattr__ = __len__ = __iter__ = __getitem__ = __bool__ = _fail
+
+
 def load_inputs(
     con: duckdb.DuckDBPyConnection,
     model_slices: pd.DataFrame | None = None,
     datasets: list[str] | None = None,
+    only: Collection[str] | None = None,
 ) -> StatsInputs:
     """Everything, or only the answers of `model_slices` (model, model_version, dataset) and
-    the human ratings of `datasets` (what an incremental recomputation needs)."""
-    if model_slices is None and datasets is None:
-        return StatsInputs(
-            answers=con.execute(ANSWERS_SQL).df(),
-            ratings=con.execute(RATINGS_SQL).df(),
-            model_values=con.execute(MODEL_VALUES_SQL).df(),
-            grouped=con.execute(GROUPED_ANSWERS_SQL).df(),
-            group_accuracy=con.execute(GROUP_ACCURACY_SQL).df(),
-            misclassification_ratios=con.execute(MISCLASSIFICATION_RATIOS_SQL).df(),
-        )
+    the human ratings of `datasets` (what an incremental recomputation needs). `only`: the
+    frames to read (default all); the others are NotLoaded -- at 100,000 images a slice's
+    answers once per grouping are 400,000 rows, read only by the statistics that use them."""
+    wanted = set(FRAME_SQL) if only is None else set(only)
+    if wanted - set(FRAME_SQL):
+        raise ValueError(f"unknown frames {sorted(wanted - set(FRAME_SQL))}; use some of {sorted(FRAME_SQL)}")
+    everything = model_slices is None and datasets is None
     if model_slices is None:
         model_slices = pd.DataFrame(columns=["model", "model_version", "dataset"])
-    return StatsInputs(
-        answers=select_in_slices(con, ANSWERS_SQL, model_slices),
-        ratings=con.execute(
-            f"select * from ({RATINGS_SQL}) where list_contains(?, dataset) order by all", [list(datasets or [])]
-        ).df(),
-        model_values=select_in_slices(con, MODEL_VALUES_SQL, model_slices),
-        grouped=select_in_slices(con, GROUPED_ANSWERS_SQL, model_slices),
-        group_accuracy=select_in_slices(con, GROUP_ACCURACY_SQL, model_slices),
-        misclassification_ratios=select_in_slices(con, MISCLASSIFICATION_RATIOS_SQL, model_slices),
-    )
+
+    def read(name: str) -> pd.DataFrame | NotLoaded:
+        if name not in wanted:
+            return NotLoaded(name)
+        if everything:
+            return con.execute(FRAME_SQL[name]).df()
+        if name == "ratings":
+            return con.execute(f"select * from ({RATINGS_SQL}) where list_contains(?, dataset) order by all",
+                               [list(datasets or [])]).df()
+        return select_in_slices(con, FRAME_SQL[name], model_slices)
+
+    return StatsInputs(**{name: read(name) for name in FRAME_SQL})
 
 
 def with_race_gender(frame: pd.DataFrame) -> pd.DataFrame:

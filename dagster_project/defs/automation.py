@@ -5,6 +5,7 @@ slice (partition) is refreshed through its marts, statistics and figures."""
 import dagster as dg
 
 from dagster_project.defs import cross_slice, figures, stat_reports, statistics
+from dagster_project.defs.html_report import html_report
 from dagster_project.defs.cross_slice import HUMAN_RELIABILITY, HUMAN_RESPONSE_STYLE
 from dagster_project.defs.dbt_assets import warehouse_after_stats, warehouse_foundation, warehouse_slices
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
@@ -38,11 +39,12 @@ refresh_slice_job = dg.define_asset_job(
     "refresh_slice", selection=SLICE_ASSETS, partitions_def=model_dataset_partitions,
 )
 # What spans slices: McNemar between versions, per-dataset figures comparing models, and the
-# views over every slice's statistics (papers.*, lineage.stat_lineage).
+# views over every slice's statistics (papers.*, lineage.stat_lineage), then the HTML report of
+# the whole warehouse (last: it reads every table and figure).
 refresh_cross_slice_job = dg.define_asset_job(
     "refresh_cross_slice", selection=dg.AssetSelection.assets(
         cross_slice.mcnemar_tests, cross_slice.strength_inversion, cross_slice.strength_inversion_figure,
-        *stat_reports.CROSS_SLICE_FIGURES, warehouse_after_stats,
+        *stat_reports.CROSS_SLICE_FIGURES, warehouse_after_stats, html_report,
     ),
 )
 

@@ -18,9 +18,9 @@ from dagster_project.analysis.human_ceiling import human_ceiling
 from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import (
     ANSWER_COLUMNS,
+    ANSWERS_SQL,
     MODEL_VALUE_COLUMNS,
     RATINGS_SQL,
-    load_inputs,
 )
 from dagster_project.analysis.results import adjust_within_families, empty_result
 from dagster_project.defs.figures import figure_result
@@ -47,8 +47,8 @@ _DATASET_VIEWS = [dg.AssetKey(["intermediate", name]) for name in ("int_images_l
 )
 def mcnemar_tests(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     cfg = benchmark_config().statistics
-    with duckdb.get_connection() as con:
-        answers = load_inputs(con).answers
+    with duckdb.get_connection() as con:  # the final answers only: every version's answer x grouping is 4x that
+        answers = con.execute(ANSWERS_SQL).df()
     pairs = agreement.mcnemar_between_models(answers, correction=cfg.corrections[0], min_n=cfg.min_cell_n)
     if len(pairs):
         pairs = adjust_within_families(pairs, cfg.corrections[0])

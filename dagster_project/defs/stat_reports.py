@@ -13,7 +13,7 @@ import pandas as pd
 from dagster_project.analysis import stat_figures
 from dagster_project.analysis.dimensional import image_level_pairs
 from dagster_project.analysis.figures import slug
-from dagster_project.analysis.inputs import load_inputs
+from dagster_project.analysis.inputs import MODEL_VALUES_SQL, RATINGS_SQL, load_inputs
 from dagster_project.analysis.response_style import per_emotion_means
 from dagster_project.defs.figures import draw_per_protocol, figure_result, read_slice
 from dagster_project.defs.partitions import model_dataset_partitions, slice_of
@@ -32,10 +32,14 @@ def _out(*parts: str):
 def _pairs(duckdb: WarehouseResource, model_slices: pd.DataFrame | None = None,
            datasets: list[str] | None = None) -> pd.DataFrame:
     with duckdb.get_connection() as con:
-        inputs = load_inputs(con, model_slices, datasets)
-    if not inputs.has_ratings or inputs.model_values.empty:
+        if model_slices is None:  # every slice: only the two frames the pairs need, not every answer
+            ratings, values = con.execute(RATINGS_SQL).df(), con.execute(MODEL_VALUES_SQL).df()
+        else:
+            inputs = load_inputs(con, model_slices, datasets)
+            ratings, values = inputs.ratings, inputs.model_values
+    if ratings.empty or values.empty:
         return pd.DataFrame()
-    return image_level_pairs(inputs.model_values, inputs.ratings)
+    return image_level_pairs(values, ratings)
 
 
 @dg.asset(key=["reports", "bland_altman_plots"], deps=SLICE_STATS_DEPS, partitions_def=model_dataset_partitions,

@@ -59,7 +59,10 @@ def materialize_slice(context: dg.AssetExecutionContext, warehouse: WarehouseRes
     return SliceResult(own, {"note": note, **slice_key.as_dict(), **summary_metadata(own)})
 
 
-def stats_asset(name: str, description: str, compute: Compute, *, needs_ratings: bool = False) -> dg.AssetsDefinition:
+def stats_asset(name: str, description: str, compute: Compute, reads: tuple[str, ...], *,
+                needs_ratings: bool = False) -> dg.AssetsDefinition:
+    """A per-slice stats.<name> asset; `reads`: the StatsInputs frames `compute` uses (only
+    those are read from the warehouse)."""
     @dg.asset(
         key=["stats", name],
         deps=SLICE_STATS_DEPS,
@@ -74,7 +77,7 @@ def stats_asset(name: str, description: str, compute: Compute, *, needs_ratings:
 
         def run() -> tuple[pd.DataFrame, str]:
             with duckdb.get_connection() as con:
-                inputs = load_inputs(con, slice_frame(slice_key), [slice_key.dataset])
+                inputs = load_inputs(con, slice_frame(slice_key), [slice_key.dataset], only=reads)
             if needs_ratings and not inputs.has_ratings:
                 return empty_result(bench.statistics.min_cell_n), NO_RATINGS
             return compute(inputs, bench.statistics), "computed"
@@ -182,18 +185,21 @@ misclassification = stats_asset(
     "every pair of race / gender / race x gender groups, per true emotion and pooled; Holm within family, "
     "Benjamini-Hochberg alongside.",
     _misclassification,
+    ("misclassification_ratios",),
 )
 categorical_agreement = stats_asset(
     "categorical_agreement",
     "Accuracy (Wilson CI), macro F1 (bootstrap CI) and Cohen's kappa (asymptotic CI) per model version x dataset, "
     "overall and per group.",
     _categorical,
+    ("grouped", "group_accuracy"),
 )
 rater_reliability = stats_asset(
     "rater_reliability",
     "Krippendorff's alpha (nominal / ordinal / interval) of the human raters with the model version added as a "
     "rater; the humans alone are in stats.human_rater_reliability.",
     _reliability,
+    ("ratings", "model_values"),
     needs_ratings=True,
 )
 dimensional_agreement = stats_asset(
@@ -201,12 +207,14 @@ dimensional_agreement = stats_asset(
     "Pearson r, MAE, RMSE, Bland-Altman bias and 95 % limits of agreement of model valence/arousal vs the mean "
     "human rating, overall and per emotion; beside r and MAE the human ceiling (one human vs the other humans).",
     _dimensional,
+    ("ratings", "model_values"),
     needs_ratings=True,
 )
 wilcoxon_tests = stats_asset(
     "wilcoxon_tests",
     "Wilcoxon signed-rank test of model vs mean human rating per emotion and dimension, Bonferroni within family.",
     _wilcoxon,
+    ("ratings", "model_values"),
     needs_ratings=True,
 )
 mixed_model_fits = stats_asset(
@@ -216,12 +224,14 @@ mixed_model_fits = stats_asset(
     "effect per emotion / race / gender from that fit (Tae's Table 6 'LMM p'; Holm within family), and a GEE (binomial, "
     "exchangeable, clustered by identity) of correctness on race, gender and emotion.",
     _mixed,
+    ("answers", "ratings", "model_values"),
 )
 response_style_summary = stats_asset(
     "response_style",
     "Stereotyped responding (unique values, SD per emotion), polarity exaggeration (SD ratio to humans), "
     "per-emotion affine calibration (cross-validated MAE before/after), neutral absorption, strength inversion.",
     _response_style,
+    ("answers", "ratings", "model_values"),
 )
 
 SLICE_STATS = [error_rate_ztests, misclassification, categorical_agreement, rater_reliability, dimensional_agreement,

@@ -1,0 +1,317 @@
+"""The HTML report a person reads: warehouse tables and figures in one self-contained file.
+
+Pure: frames and PNG bytes in, an HTML string out (no SQL, no files, no Dagster). The page
+needs nothing outside itself -- figures are inlined as base64 `data:` URLs, the style is
+inline, there is no script -- so it opens offline and can be mailed as one file.
+
+What it shows, in order:
+1. how to read it: families, multiplicity correction, intervals and denominators, from the
+   statistics settings and, per table and measure, the methods the rows themselves record in
+   `detail` (so the notes cannot drift from what was computed);
+2. accuracy per model version x dataset (over answered images and intent-to-treat), then per
+   demographic group (marts.group_accuracy, Wilson intervals);
+3. every stats.* table in the common result shape (results.RESULT_COLUMNS): estimate with its
+   interval, p-value, adjusted p-value with its correction and family size m, n and the
+   min-n flag; rows sorted by adjusted p-value and capped, the cap stated;
+4. the seed papers' tables (schema papers), when the warehouse has them: every column as is,
+   the published value and our difference side by side;
+5. the figures.
+
+The template is a Jinja2 file (templates/report.html.j2) with autoescaping on; tables are
+rendered by pandas (`to_html`, cells escaped).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+import jinja2
+import pandas as pd
+from markupsafe import Markup
+
+from dagster_project.analysis.results import RESULT_COLUMNS
+
+MAX_ROWS = 60  # rows shown per stats table (the full table is named beside it)
+MAX_PAPER_ROWS = 300
+# Methods recorded per row in `detail` that the notes collect (key -> what it says).
+METHOD_KEYS = ("ci_method", "denominator", "method", "average", "test", "estimate")
+OVERVIEW_COLUMNS = ["model", "model_version", "dataset", "protocol", "n_images", "n_answered", "accuracy",
+                    "ci_low", "ci_high", "accuracy_itt", "itt_ci_low", "itt_ci_high", "coverage"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # file name, shown as the caption
+    png: bytes
+
+    @property
+    def data_url(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the notes say about families and thresholds (inference.config.StatisticsConfig)."""
+
+    alpha: float = 0.05
+    min_cell_n: int = 10
+    corrections: tuple[str, ...] = ("holm", "fdr_bh")
+    family: str = "grouping"
+    bootstrap_resamples: int = 200
+    tie_policy: str = "status"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str  # schema.table
+    title: str
+    html: Markup
+    note: str = ""
+
+
+FAMILY_TEXT = {
+    "grouping": "one family per model x version x dataset x protocol x grouping (race, gender or race x gender), "
+                "across the true emotions; the pooled emotion 'all' is a family of its own (it re-tests the "
+                "same images)",
+    "emotion": "one family per model x version x dataset x protocol x grouping x true emotion (narrow: a "
+               "two-level grouping then has m = 1 per emotion)",
+}
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _p(value) -> str:
+    if value is None or pd.isna(value):
+        return ""
+    if value < 1e-300:  # underflow: the library returned 0
+        return "< 1e-300"
+    return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def _table_html(frame: pd.DataFrame) -> Markup:
+    """Cells are escaped by pandas; the result is marked safe for the template."""
+    if frame.empty:
+        return Markup("<p class='empty'>no rows</p>")
+    return Markup(frame.to_html(index=False, escape=True, na_rep="", border=0, classes="data"))
+
+
+def accuracy_overview(group_accuracy: pd.DataFrame) -> pd.DataFrame:
+    """One row per model version x dataset x protocol: accuracy over answered images and
+    intent-to-treat accuracy over every image, each with its Wilson interval."""
+    if group_accuracy.empty:
+        return pd.DataFrame(columns=OVERVIEW_COLUMNS)
+    pooled = group_accuracy[(group_accuracy["grouping"] == "all") & (group_accuracy["true_emotion"] == "all")]
+    frame = pooled.reindex(columns=OVERVIEW_COLUMNS).sort_values(OVERVIEW_COLUMNS[:4])
+    return pd.DataFrame({
+        **{c: frame[c] for c in OVERVIEW_COLUMNS[:6]},
+        "accuracy (answered) [95 % CI]": [_interval(r.accuracy, r.ci_low, r.ci_high) for r in frame.itertuples()],
+        "accuracy ITT [95 % CI]": [_interval(r.accuracy_itt, r.itt_ci_low, r.itt_ci_high) for r in frame.itertuples()],
+        "answered share": frame["coverage"].map(_fmt),
+    })
+
+
+def group_accuracy_table(group_accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Per demographic group (all emotions pooled): n, accuracy and ITT accuracy with intervals."""
+    if group_accuracy.empty:
+        return pd.DataFrame()
+    rows = group_accuracy[(group_accuracy["grouping"] != "all") & (group_accuracy["true_emotion"] == "all")]
+    rows = rows.sort_values(["model", "model_version", "dataset", "protocol", "grouping", "group_value"])
+    return pd.DataFrame({
+        **{c: rows[c] for c in ("model", "model_version", "dataset", "protocol", "grouping", "group_value",
+                                "n_images", "n_answered")},
+        "accuracy (answered) [95 % CI]": [_interval(r.accuracy, r.ci_low, r.ci_high) for r in rows.itertuples()],
+        "accuracy ITT [95 % CI]": [_interval(r.accuracy_itt, r.itt_ci_low, r.itt_ci_high) for r in rows.itertuples()],
+    })
+
+
+def _interval(estimate, low, high) -> str:
+    if estimate is None or pd.isna(estimate):
+        return ""
+    if low is None or pd.isna(low):
+        return _fmt(estimate)
+    return f"{_fmt(estimate)} [{_fmt(low)}, {_fmt(high)}]"
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Family-adjusted tests first, smallest adjusted p first; then the other rows in key order
+    (a raw p-value of an unadjusted test, e.g. kappa = 0, says little about bias)."""
+    keys = [c for c in ("model", "model_version", "dataset", "protocol", "grouping", "subset_kind", "subset",
+                        "measure", "true_emotion") if c in frame]
+    adjusted = pd.to_numeric(frame["p_adjusted"], errors="coerce") if "p_adjusted" in frame else None
+    if adjusted is None:
+        return frame.sort_values(keys, kind="stable") if keys else frame
+    return frame.assign(_adj=adjusted).sort_values(["_adj", *keys], na_position="last", kind="stable")
+
+
+def _significant(p_adjusted, below_min_n, alpha: float) -> str:
+    if p_adjusted is None or pd.isna(p_adjusted):
+        return ""
+    if not pd.isna(below_min_n) and bool(below_min_n):
+        return "n < min"
+    return "yes" if p_adjusted < alpha else "no"
+
+
+def result_table(frame: pd.DataFrame, max_rows: int = MAX_ROWS, alpha: float = 0.05) -> tuple[pd.DataFrame, str]:
+    """A stats.* table in the common shape, readable: family-adjusted tests first (smallest
+    adjusted p first), at most `max_rows` rows; returns the rows and a note on what was cut."""
+    if frame.empty:
+        return pd.DataFrame(), "0 rows"
+    shown = _ordered(frame).head(max_rows)
+    extra = [c for c in frame.columns if c not in RESULT_COLUMNS]
+    out = pd.DataFrame({
+        **{c: shown[c] for c in ("model", "model_version", "dataset", "protocol", "subset_kind", "subset")},
+        **{c: shown[c] for c in extra},
+        "measure": shown["measure"],
+        "n": shown["n"],
+        "estimate [CI]": [_interval(r.estimate, r.ci_low, r.ci_high) for r in shown.itertuples()],
+        "p": shown["p_value"].map(_p),
+        "p adjusted": shown["p_adjusted"].map(_p),
+        "correction": shown["correction"],
+        "family (m)": [f"{r.family} (m={r.family_m})" if r.family and not pd.isna(r.family_m) else (r.family or "")
+                       for r in shown.itertuples()],
+        f"significant (alpha {alpha})": [_significant(r.p_adjusted, r.below_min_n, alpha) for r in shown.itertuples()],
+        "n < min": shown["below_min_n"],
+    })
+    return out, _cut_note(len(shown), len(frame))
+
+
+def plain_table(frame: pd.DataFrame, max_rows: int = MAX_ROWS) -> tuple[pd.DataFrame, str]:
+    """A table in its own shape (e.g. stats.error_rate_ztests): its columns as they are, minus
+    `detail`, ordered like result_table, capped."""
+    shown = _ordered(frame).head(max_rows).drop(columns=["_adj", "detail"], errors="ignore")
+    for column in ("p_value", "p_adjusted", "p_bh"):
+        if column in shown:
+            shown[column] = pd.to_numeric(shown[column], errors="coerce").map(_p)
+    return shown, _cut_note(len(shown), len(frame))
+
+
+def _cut_note(shown: int, total: int) -> str:
+    return f"{shown} of {total} rows shown: family-adjusted tests, smallest adjusted p first" if total > shown \
+        else f"{total} rows"
+
+
+def recorded_methods(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per table and measure, the distinct methods its rows record in `detail` (intervals,
+    denominators, tests): the notes quote the data, not a description of it."""
+    rows = []
+    for key, frame in sorted(tables.items()):
+        if not {"measure", "detail"} <= set(frame.columns) or frame.empty:
+            continue
+        for measure, part in frame.groupby("measure", sort=True):
+            seen: dict[str, set[str]] = {}
+            for text in part["detail"].dropna().unique()[:500]:  # details repeat; a sample suffices
+                try:
+                    detail = json.loads(text) if text else {}
+                except (TypeError, ValueError):
+                    continue
+                for k in METHOD_KEYS:
+                    if isinstance(detail.get(k), str):
+                        seen.setdefault(k, set()).add(detail[k])
+            families = part["family"].replace("", pd.NA).dropna() if "family" in part else pd.Series(dtype=str)
+            m = pd.to_numeric(part.get("family_m"), errors="coerce").dropna() if "family_m" in part else pd.Series()
+            rows.append({
+                "table": key, "measure": measure, "rows": len(part),
+                "methods": "; ".join(f"{k}: {' | '.join(sorted(v))}" for k, v in sorted(seen.items())),
+                "families": f"{families.nunique()} (m {int(m.min())}-{int(m.max())})" if len(m) else
+                            (str(families.nunique()) if len(families) else "not adjusted"),
+                "corrections": ", ".join(sorted(set(part.get("correction", pd.Series(dtype=str))) - {""})),
+            })
+    return pd.DataFrame(rows)
+
+
+def method_notes(settings: Settings) -> list[tuple[str, str]]:
+    """The fixed notes: how families, intervals and denominators are defined."""
+    first, *others = settings.corrections
+    return [
+        ("Families", f"{FAMILY_TEXT.get(settings.family, settings.family)}. m = the tests of a family that have a "
+                     "p-value (untestable pairs, e.g. with a zero count or below min n, are not counted). "
+                     "McNemar tests between versions: one family per dataset x protocol."),
+        ("Multiplicity", f"'p adjusted' is {first} within the family"
+                         + (f"; {', '.join(others)} is stored in its own column of the table" if others else "")
+                         + f". Significance reads p adjusted < alpha = {settings.alpha}."),
+        ("Small cells", f"'n < min' marks estimates resting on fewer than min_cell_n = {settings.min_cell_n} "
+                        "units; their p-values are not to be read as evidence."),
+        ("Denominators", "accuracy (answered) counts only images the model answered; accuracy ITT "
+                         "(intent-to-treat) counts every image and scores no face found, refusals, unparsable "
+                         "answers and maj@k ties as errors, so a face detector that misses one group cannot make "
+                         f"a model look fair. maj@k ties: tie_policy = {settings.tie_policy}."),
+        ("Intervals", "accuracy: Wilson score 95 % (SQL, marts.group_accuracy); error-rate ratios: Katz log "
+                      f"interval; macro F1: percentile bootstrap over images ({settings.bootstrap_resamples} "
+                      "resamples, seeded); Cohen's kappa: asymptotic Wald 95 %. Each table's rows record their "
+                      "own method below."),
+        *settings.extra.items(),
+    ]
+
+
+def _result_sections(tables: Mapping[str, pd.DataFrame], max_rows: int, alpha: float) -> list[Section]:
+    """Every stats.* table: the common result shape through result_table, others as they are."""
+    sections = []
+    for key, frame in sorted(tables.items()):
+        if not key.startswith("stats."):
+            continue
+        common = set(RESULT_COLUMNS) <= set(frame.columns)
+        shown, note = result_table(frame, max_rows, alpha) if common else plain_table(frame, max_rows)
+        sections.append(Section(key, key.removeprefix("stats.").replace("_", " "), _table_html(shown), note))
+    return sections
+
+
+def _paper_sections(tables: Mapping[str, pd.DataFrame]) -> list[Section]:
+    """Every papers.* table as it is (it holds published_value / difference where the paper
+    has a number); capped at MAX_PAPER_ROWS."""
+    sections = []
+    for key, frame in sorted(tables.items()):
+        if not key.startswith("papers."):
+            continue
+        has = {"published_value", "difference"} & set(frame.columns)
+        note = f"{len(frame)} rows" + (f", {MAX_PAPER_ROWS} shown" if len(frame) > MAX_PAPER_ROWS else "")
+        if has:
+            note += "; published value and our difference beside each number the paper reports"
+        sections.append(Section(key, key.removeprefix("papers."), _table_html(frame.head(MAX_PAPER_ROWS)), note))
+    return sections
+
+
+@cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("dagster_project.analysis", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.get_template("report.html.j2")
+
+
+def render_report(
+    tables: Mapping[str, pd.DataFrame],
+    figures: Sequence[Figure],
+    settings: Settings,
+    *,
+    title: str = "FER bias warehouse report",
+    generated_at: str = "",
+    source: str = "",
+    max_rows: int = MAX_ROWS,
+) -> str:
+    """The report as one HTML string. `tables`: frames keyed "schema.table" (marts.group_accuracy,
+    stats.*, papers.*; any may be missing); `figures`: PNGs to inline."""
+    accuracy = tables.get("marts.group_accuracy", pd.DataFrame())
+    return _template().render(
+        title=title, generated_at=generated_at, source=source,
+        notes=method_notes(settings),
+        recorded=_table_html(recorded_methods({k: v for k, v in tables.items() if k.startswith("stats.")})),
+        overview=_table_html(accuracy_overview(accuracy)),
+        groups=_table_html(group_accuracy_table(accuracy)),
+        results=_result_sections(tables, max_rows, settings.alpha),
+        papers=_paper_sections(tables),
+        figures=list(figures),
+    )
+
+
+__all__ = ["Figure", "Section", "Settings", "accuracy_overview", "group_accuracy_table", "method_notes",
+           "plain_table", "recorded_methods", "render_report", "result_table"]
