@@ -1,5 +1,12 @@
-"""Jobs and sensors: configured model versions become partitions, get evaluated, and each evaluated
-slice (partition) is refreshed through its marts, statistics and figures."""
+"""Jobs and sensors: configured model versions become partitions and get evaluated; each
+evaluated slice (partition) then follows through its marts, statistics and figures by
+declarative automation (defs/conditions.py, `default_automation_condition_sensor`).
+
+Every job runs in one process (`in_process_executor`): its steps share one DuckDB file that
+admits one writer at a time, so separate step processes would only add a code-location load
+(~15 s CPU) per step. The same holds for runs the UI launches outside a job (asset page,
+backfills, automation): definitions.py makes it the code location's default executor.
+"""
 
 
 import dagster as dg
@@ -18,6 +25,10 @@ from dagster_project.defs.partitions import (
 from dagster_project.settings import benchmark_config
 from inference.vlm.run_tags import provider_run_tags
 
+EXECUTOR = dg.in_process_executor
+# Seconds between evaluations of the automation conditions (Dagster's default is 30).
+AUTOMATION_INTERVAL_S = 10
+
 RAW_ANSWERS = dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS, TRANSPORT_FAILURES)
 # A dataset: its raw tables, the (unpartitioned) seeds and views over them, its human baselines.
 ingest_job = dg.define_asset_job(
@@ -25,9 +36,11 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(DATASET_IMAGES, QUARANTINE, HUMAN_RATINGS, HUMAN_RELIABILITY, HUMAN_RESPONSE_STYLE)
     | dg.AssetSelection.assets(warehouse_foundation),
     partitions_def=dataset_partitions,
+    executor_def=EXECUTOR,
 )
 evaluate_job = dg.define_asset_job(
     "evaluate_model_on_dataset", selection=RAW_ANSWERS, partitions_def=model_dataset_partitions,
+    executor_def=EXECUTOR,
 )
 # One slice (model version x dataset): its dbt slice models, statistics and figures.
 SLICE_ASSETS = dg.AssetSelection.assets(
@@ -35,6 +48,7 @@ SLICE_ASSETS = dg.AssetSelection.assets(
 )
 refresh_slice_job = dg.define_asset_job(
     "refresh_slice", selection=SLICE_ASSETS, partitions_def=model_dataset_partitions,
+    executor_def=EXECUTOR,
 )
 # What spans slices: McNemar between versions, per-dataset figures comparing models.
 refresh_cross_slice_job = dg.define_asset_job(
@@ -42,6 +56,7 @@ refresh_cross_slice_job = dg.define_asset_job(
         cross_slice.mcnemar_tests, cross_slice.strength_inversion, cross_slice.strength_inversion_figure,
         *stat_reports.CROSS_SLICE_FIGURES,
     ),
+    executor_def=EXECUTOR,
 )
 
 
@@ -85,43 +100,12 @@ def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorR
     )
 
 
-PARTITION_TAG = "dagster/partition"
-
-
-def evaluated_slices_of(instance: dg.DagsterInstance, dataset: str) -> list[str]:
-    """Partition keys of the model versions evaluated on `dataset` (their slices read its images)."""
-    materialized = instance.get_materialized_partitions(PREDICTIONS)
-    return sorted(key for key in materialized if model_dataset_partitions.get_partition_key_from_str(key)
-                  .keys_by_dimension["dataset"] == dataset)
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[evaluate_job, ingest_job],
-    request_job=refresh_slice_job,
+# Everything downstream of the raw tables follows them by declarative automation: each asset's
+# automation condition (defs/conditions.py), evaluated per partition by this sensor, requests a
+# slice's marts, statistics and figures when its raw tables were materialized, whichever way.
+default_automation_condition_sensor = dg.AutomationConditionSensorDefinition(
+    "default_automation_condition_sensor",
+    target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=AUTOMATION_INTERVAL_S,
 )
-def refresh_after_evaluation(context: dg.RunStatusSensorContext) -> dg.SensorResult:
-    """New raw answers of a slice -> rebuild that slice's marts, statistics and figures; a
-    re-ingested dataset -> rebuild the slices evaluated on it."""
-    run = context.dagster_run
-    partition = run.tags.get(PARTITION_TAG)
-    if partition is None:
-        return dg.SensorResult(skip_reason=dg.SkipReason(f"run {run.run_id} has no partition"))
-    slices = [partition] if run.job_name == evaluate_job.name else evaluated_slices_of(context.instance, partition)
-    return dg.SensorResult(run_requests=[
-        dg.RunRequest(run_key=f"refresh-{key}-after-{run.run_id}",
-                      partition_key=model_dataset_partitions.get_partition_key_from_str(key))
-        for key in slices
-    ])
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[refresh_slice_job],
-    request_job=refresh_cross_slice_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def refresh_across_slices(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-    """A refreshed slice -> McNemar between versions and the figures comparing models."""
-    return dg.RunRequest(run_key=f"cross-slice-after-{context.dagster_run.run_id}")

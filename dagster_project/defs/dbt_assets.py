@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, dbt_assets
 
+from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_project import dbt_project
 from dagster_project.defs.dbt_runner import dbt_build
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
@@ -51,7 +52,8 @@ class WarehouseTranslator(DagsterDbtTranslator):
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         if SLICE_TAG in manifest["nodes"].get(unique_id, {}).get("tags", []):
-            return spec.merge_attributes(deps=SLICE_INPUTS)
+            # its slice's raw tables changed -> rebuilt (declarative automation, defs/conditions.py)
+            return spec.merge_attributes(deps=SLICE_INPUTS).replace_attributes(automation_condition=SLICE_RESULTS)
         return spec
 
 

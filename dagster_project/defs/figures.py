@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.analysis import figures
+from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_assets import SLICE_INPUTS
 from dagster_project.defs.partitions import SliceKey, model_dataset_partitions, slice_of
 from dagster_project.defs.resources import WarehouseResource
@@ -64,7 +65,8 @@ def draw_per_protocol(frame: pd.DataFrame, draw: Draw, stem: str, subtitle: str 
 def slice_figure_asset(name: str, stem: str, source: dg.AssetKey, sql: str, draw: Draw,
                        description: str) -> dg.AssetsDefinition:
     @dg.asset(key=["reports", name], deps=[source, *SLICE_INPUTS], partitions_def=model_dataset_partitions,
-              group_name="reports", kinds={"matplotlib"}, description=description)
+              group_name="reports", kinds={"matplotlib"}, description=description,
+              automation_condition=SLICE_RESULTS)
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
         frame = read_slice(duckdb, sql, slice_of(context.partition_key, benchmark_config()))
         return figure_result(draw_per_protocol(frame, draw, stem))

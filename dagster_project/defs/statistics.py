@@ -18,6 +18,7 @@ from dagster_project.analysis import agreement, dimensional, mixed_models, relia
 from dagster_project.analysis.inputs import StatsInputs, load_inputs
 from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
 from dagster_project.analysis.results import empty_result
+from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_assets import SLICE_INPUTS
 from dagster_project.defs.partitions import SliceKey, model_dataset_partitions, slice_of
 from dagster_project.defs.resources import WarehouseResource
@@ -66,6 +67,7 @@ def stats_asset(name: str, description: str, compute: Compute, *, needs_ratings:
         group_name="stats",
         kinds={"duckdb", "python"},
         description=description,
+        automation_condition=SLICE_RESULTS,
     )
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
         bench = benchmark_config()
@@ -89,6 +91,7 @@ def stats_asset(name: str, description: str, compute: Compute, *, needs_ratings:
     partitions_def=model_dataset_partitions,
     group_name="stats",
     kinds={"duckdb", "statsmodels"},
+    automation_condition=SLICE_RESULTS,
     description=(
         "Two-proportion z-tests of error rate between every pair of race / gender / race x gender "
         "groups, per model version, dataset, protocol and true emotion ('all' = pooled); "
