@@ -20,10 +20,11 @@ from dagster_dbt import DagsterDbtTranslator, dbt_assets
 from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_project import dbt_project
 from dagster_project.defs.dbt_runner import dbt_build
+from dagster_project.defs.headline_metadata import with_slice_headlines
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
 from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS
 from dagster_project.defs.partitions import model_dataset_partitions, slice_of
-from dagster_project.defs.resources import WarehouseDbtResource
+from dagster_project.defs.resources import WarehouseDbtResource, WarehouseResource
 from dagster_project.settings import benchmark_config
 
 SLICE_TAG = "slice"
@@ -84,8 +85,9 @@ def warehouse_foundation(context: dg.AssetExecutionContext, dbt: WarehouseDbtRes
     dagster_dbt_translator=TRANSLATOR,
     partitions_def=model_dataset_partitions,
 )
-def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
+def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource, duckdb: WarehouseResource):
     """`dbt build` of one evaluated slice (model version x dataset): intermediate answers and
     every mart, replaced for that slice only, with their tests and the metric unit tests."""
     slice_key = slice_of(context.partition_key, benchmark_config())
-    yield from dbt_build(context, dbt, ["build", *dbt.vars_args(slice=slice_key.as_dict())])
+    events = dbt_build(context, dbt, ["build", *dbt.vars_args(slice=slice_key.as_dict())])
+    yield from with_slice_headlines(context, duckdb, slice_key, events)

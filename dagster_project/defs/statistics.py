@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.analysis import agreement, dimensional, mixed_models, reliability, response_style
+from dagster_project.analysis.headlines import largest_significant_disparity
 from dagster_project.analysis.inputs import StatsInputs, load_inputs
 from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
 from dagster_project.analysis.results import empty_result
@@ -124,6 +125,7 @@ def error_rate_ztests(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         "n_tests": len(tests),
         "n_families": int(tests["family"].nunique()) if len(tests) else 0,
         "n_significant": len(significant),
+        "largest_significant_disparity": largest_significant_disparity(tests),
         "significant_pairs": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "none"),
     })
 
