@@ -17,10 +17,14 @@ from dagster_project.defs.dbt_assets import warehouse_foundation, warehouse_slic
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
 from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS, QUARANTINE
 from dagster_project.defs.partitions import (
+    DATASET_DIMENSION,
+    MODEL_DIMENSION,
     MODEL_PARTITIONS_NAME,
     configured_model_keys,
     dataset_partitions,
     model_dataset_partitions,
+    slice_partition,
+    unconfigured_model_keys,
 )
 from dagster_project.settings import benchmark_config
 from inference.vlm.run_tags import provider_run_tags
@@ -60,6 +64,11 @@ refresh_cross_slice_job = dg.define_asset_job(
 )
 
 
+def _model_and_dataset(partition_key: str) -> tuple[str, str]:
+    by_dimension = model_dataset_partitions.get_partition_key_from_str(partition_key).keys_by_dimension
+    return by_dimension[MODEL_DIMENSION], by_dimension[DATASET_DIMENSION]
+
+
 @dg.sensor(jobs=[ingest_job, evaluate_job], minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
 def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """Add each model version pinned in benchmark.yaml as a partition and evaluate it once.
@@ -76,16 +85,25 @@ def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorR
                 for ds in missing
             ]
         )
-    known = set(context.instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME))
-    new = [key for key in configured_model_keys(benchmark_config()) if key not in known]
-    if not new:
-        return dg.SkipReason("every configured model version is already a partition")
     cfg = benchmark_config()
+    known = set(context.instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME))
+    # Dagster's "Add a partition" accepts any key: one naming no configured model, never
+    # evaluated, is removed here (the tick log says why) instead of failing every run of it.
+    evaluated = {_model_and_dataset(key)[0] for key in context.instance.get_materialized_partitions(PREDICTIONS)}
+    stray = {key: reason for key, reason in unconfigured_model_keys(known, cfg).items() if key not in evaluated}
+    for key, reason in stray.items():
+        context.log.warning(f"removing partition {key!r}: {reason}")
+    removals = [dg.DeleteDynamicPartitionsRequest(MODEL_PARTITIONS_NAME, sorted(stray))] if stray else []
+    new = [key for key in configured_model_keys(cfg) if key not in known]
+    if not new:
+        if removals:
+            return dg.SensorResult(dynamic_partitions_requests=removals)
+        return dg.SkipReason("every configured model version is already a partition")
     requests = [
         dg.RunRequest(
             run_key=f"{model}|{dataset}",
             job_name=evaluate_job.name,
-            partition_key=dg.MultiPartitionKey({"model": model, "dataset": dataset}),
+            partition_key=slice_partition(model, dataset),
             # one provider's runs share its quota: a tag concurrency limit keys on this
             tags=provider_run_tags(cfg.model_for_partition(model)),
         )
@@ -96,7 +114,7 @@ def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorR
     ]
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(MODEL_PARTITIONS_NAME, new)],
+        dynamic_partitions_requests=[*removals, dg.AddDynamicPartitionsRequest(MODEL_PARTITIONS_NAME, new)],
     )
 
 

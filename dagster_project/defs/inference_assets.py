@@ -10,7 +10,7 @@ import time
 import dagster as dg
 
 from dagster_project.defs.ingestion import DATASET_IMAGES
-from dagster_project.defs.partitions import model_dataset_partitions
+from dagster_project.defs.partitions import DATASET_DIMENSION, MODEL_DIMENSION, model_dataset_partitions
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 from inference import warehouse
@@ -61,8 +61,8 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     """Run one model version on one dataset and replace that slice of the raw tables."""
     keys = context.partition_key.keys_by_dimension
     bench = benchmark_config()
-    model_cfg = bench.model_for_partition(keys["model"])
-    ds = bench.datasets[keys["dataset"]]
+    model_cfg = bench.model_for_partition(keys[MODEL_DIMENSION])
+    ds = bench.datasets[keys[DATASET_DIMENSION]]
     with duckdb.get_connection() as con:
         rows = con.execute("select * from raw.dataset_images where dataset = ? order by image_id", [ds.name]).df()
     if rows.empty:

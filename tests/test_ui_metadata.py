@@ -55,3 +55,15 @@ def test_images_by_race_counts_images_not_identities() -> None:
     assert meta["images_by_race"].data == {"black": 4, "white": 2}
     assert meta["identities_by_race"].data == {"black": 2, "white": 1}
     assert meta["n_identities"] == 3
+
+
+def test_unconfigured_model_partitions_are_named_with_the_reason(session_config_path) -> None:
+    from dagster_project.defs.partitions import configured_model_keys, unconfigured_model_keys
+    from inference.config import load_config
+
+    cfg = load_config(session_config_path)
+    keys = [*configured_model_keys(cfg), "mini_xception@new-weights", "no_such_model@v1", "mini_xception"]
+    stray = unconfigured_model_keys(keys, cfg)
+    assert set(stray) == {"no_such_model@v1", "mini_xception"}
+    assert "no model named 'no_such_model'" in stray["no_such_model@v1"]
+    assert "no version after '@'" in stray["mini_xception"]
