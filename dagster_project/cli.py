@@ -78,7 +78,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     # `dg dev` (Dagster's recommended CLI) reads the project from pyproject.toml's [tool.dg]:
     # the code location `fer_bias_warehouse`, served from this virtual environment.
     command = [str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port", str(args.port)]
-    return run_until_signalled(command, cwd=REPO_ROOT)
+    # dg checks that the project's .venv is the active one: it is (we run from it), say so
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix}
+    return run_until_signalled(command, cwd=REPO_ROOT, env=env)
 
 
 # `dagster dev` alone waits up to 60 s for each of its children after a SIGTERM / SIGINT.
@@ -90,7 +92,8 @@ class _Stop(Exception):
         self.signum = signum
 
 
-def run_until_signalled(command: list[str], cwd: Path, grace_s: float = STOP_GRACE_S) -> int:
+def run_until_signalled(command: list[str], cwd: Path, env: dict[str, str] | None = None,
+                        grace_s: float = STOP_GRACE_S) -> int:
     """Run `command` in a process group of its own; a SIGTERM / SIGINT to us stops the whole
     group (the webserver, the daemon, code servers, run workers) within `grace_s` seconds,
     first politely (SIGTERM to every member at once), then with SIGKILL."""
@@ -98,7 +101,7 @@ def run_until_signalled(command: list[str], cwd: Path, grace_s: float = STOP_GRA
     def stop(signum: int, frame: object) -> None:
         raise _Stop(signum)
 
-    process = subprocess.Popen(command, cwd=cwd, start_new_session=True)
+    process = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         return process.wait()

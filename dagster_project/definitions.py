@@ -1,10 +1,16 @@
 """Entry point for `dagster dev` / workspace.yaml: everything lives in the defs/ tree."""
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
 
-from dagster_project.defs.automation import EXECUTOR
+# Beta / preview notices about Dagster APIs we chose (e.g. MultiToSingleDimensionPartitionMapping)
+# say nothing a user of the UI can act on; every code-location load would repeat them in its log.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+from dagster_project.defs.automation import EXECUTOR  # noqa: E402 - after the filters above
 
 
 @dg.definitions

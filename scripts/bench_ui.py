@@ -90,7 +90,7 @@ def ui_timings(model: str, dataset: str, log: Path, timeout_s: float) -> dict[st
     tags = [{"key": "dagster/partition", "value": str(key)},
             {"key": f"dagster/partition/{MODEL_DIMENSION}", "value": model_key},
             {"key": f"dagster/partition/{DATASET_DIMENSION}", "value": dataset}]
-    with dagster_ui(dict(os.environ), log) as ui:
+    with dagster_ui(dict(os.environ), log, timeout_s=timeout_s) as ui:
         # `dg dev` runs in a process group of its own, as the child of `fer-warehouse ui`
         pgid = next(int(p.name) for p in Path("/proc").glob("[0-9]*")
                     if (p / "stat").exists() and _ppid(p) == ui.process.pid)
@@ -136,6 +136,7 @@ def main() -> int:
 
     dagster_home()
     cli_t = cli(args.model, args.dataset)
+    print("CLI (wall s, CPU s):", {name: (round(w, 1), round(c, 1)) for name, (w, c) in cli_t.items()}, flush=True)
     ui_t = ui_timings(args.model, args.dataset, args.log, args.timeout_s)
     print(f"{'':18} {'CLI wall s':>10} {'CLI CPU s':>10} {'UI wall s':>10} {'UI CPU s':>10} {'UI/CLI wall':>11} {'UI/CLI CPU':>10}")
     for name in ("evaluate", "refresh"):

@@ -40,6 +40,16 @@ def latest_materialization(ui, key: str, partition: str) -> float:
     return float(found[0]["timestamp"]) / 1000 if found else 0.0
 
 
+def dismiss_welcome(page) -> None:
+    """The UI greets a new browser profile with a newsletter dialog; skip it."""
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(timeout=10_000)
+    except Exception:  # noqa: BLE001 - Playwright's TimeoutError: no dialog this time
+        return
+    skip.click()
+
+
 def group_members(pgid: int) -> list[int]:
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -62,18 +72,25 @@ def test_materialize_from_asset_page_and_results_follow(tmp_path: Path) -> None:
         assert ui.location_names() == ["fer_bias_warehouse"]
         page.set_default_timeout(120_000)
         page.goto(f"{ui.url}/asset-groups", wait_until="domcontentloaded")
-        page.get_by_text("predictions", exact=True).first.wait_for()
+        page.get_by_text("Global asset lineage").wait_for()
+        dismiss_welcome(page)
+        page.get_by_text("inference", exact=True).first.wait_for()
         page.screenshot(path=str(shots / "1-asset-graph.png"))
 
         page.goto(f"{ui.url}/assets/raw/predictions", wait_until="domcontentloaded")
         launched_at = time.time()
-        page.get_by_role("button", name="Materialize", exact=True).click()
+        page.get_by_role("button", name="Materialize…").click()
+        # raw/predictions is one multi-asset with raw/model_runs and raw/transport_failures
+        page.get_by_role("button", name="Confirm").click()
+        select_all = page.get_by_role("button", name="All", exact=True)
+        select_all.first.wait_for()
+        for i in range(select_all.count()):  # dataset, model_version: one partition each here
+            select_all.nth(i).click()
         launch = page.get_by_role("button", name="Launch 1 run")
         launch.wait_for()
         page.screenshot(path=str(shots / "2-materialize-dialog.png"))
         launch.click()
-        page.wait_for_timeout(2000)
-        page.screenshot(path=str(shots / "3-launched.png"))
+        page.get_by_text("Launching").first.wait_for(state="detached")
 
         deadline = time.monotonic() + FOLLOW_TIMEOUT_S
         waiting = list(FOLLOWERS)
