@@ -84,7 +84,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 # `dagster dev` alone waits up to 60 s for each of its children after a SIGTERM / SIGINT.
-STOP_GRACE_S = 5.0
+STOP_GRACE_S = 3.0
 
 
 class _Stop(Exception):

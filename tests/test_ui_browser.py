@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -31,7 +32,7 @@ FOLLOWERS = [
 ]
 LATEST = """query($key: AssetKeyInput!, $partitions: [String!]) { assetOrError(assetKey: $key) {
   ... on Asset { assetMaterializations(partitions: $partitions, limit: 1) { timestamp runId } } } }"""
-FOLLOW_TIMEOUT_S = 600
+FOLLOW_TIMEOUT_S = 1200
 
 
 def latest_materialization(ui, key: str, partition: str) -> float:
@@ -61,6 +62,9 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+# Six code-location loads (ingest, the UI's code server, two runs...) of ~19 s CPU each: about
+# 2-3 minutes on a quiet 2-core machine, far more on a shared one.
+@pytest.mark.timeout(1800)
 def test_materialize_from_asset_page_and_results_follow(tmp_path: Path) -> None:
     if chromium_path() is None:
         pytest.skip("no Chromium (see tests/support/browser.py)")
@@ -100,7 +104,8 @@ def test_materialize_from_asset_page_and_results_follow(tmp_path: Path) -> None:
         assert latest_materialization(ui, "raw/predictions", PARTITION) > launched_at
         assert not waiting, f"not materialized by automation within {FOLLOW_TIMEOUT_S} s: {waiting}; see {tmp_path / 'ui.log'}"
 
-        page.goto(f"{ui.url}/assets/reports/confusion_matrices?partition={PARTITION}", wait_until="domcontentloaded")
+        page.goto(f"{ui.url}/assets/reports/confusion_matrices?partition={quote(PARTITION)}",
+                  wait_until="domcontentloaded")
         page.get_by_text("figure", exact=True).first.wait_for()
         page.screenshot(path=str(shots / "4-figure-asset.png"))
         page.get_by_text("[Show Markdown]").first.click()
@@ -115,11 +120,12 @@ def test_materialize_from_asset_page_and_results_follow(tmp_path: Path) -> None:
         stop = time.monotonic()
         ui.process.send_signal(signal.SIGTERM)
         ui.process.wait(timeout=30)
-        while group_members(group) and time.monotonic() - stop < 30:
+        while group_members(group) and time.monotonic() - stop < 60:
             time.sleep(0.2)
         stopped_after = time.monotonic() - stop
         assert not group_members(group), f"still running after SIGTERM: {group_members(group)}"
-        assert stopped_after < 15, stopped_after
+        # grace 3 s then SIGKILL (cli.STOP_GRACE_S); the rest is a busy machine's scheduling
+        assert stopped_after < 25, stopped_after
 
 
 def _child_group(pid: int) -> int:
