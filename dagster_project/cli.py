@@ -77,9 +77,13 @@ def cmd_ui(args: argparse.Namespace) -> int:
     register_configured_models(dg.DagsterInstance.get(), benchmark_config())
     # `dg dev` (Dagster's recommended CLI) reads the project from pyproject.toml's [tool.dg]:
     # the code location `fer_bias_warehouse`, served from this virtual environment.
-    command = [str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port", str(args.port)]
+    # Warnings and errors only: at INFO the daemon logs every sensor tick (thousands of lines a day).
+    command = [str(Path(sys.executable).with_name("dg")), "dev", "--host", "127.0.0.1", "--port", str(args.port),
+               "--log-level", "warning"]
     # dg checks that the project's .venv is the active one: it is (we run from it), say so
     env = {**os.environ, "VIRTUAL_ENV": sys.prefix}
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (code location fer_bias_warehouse); Ctrl-C stops it",
+          flush=True)
     return run_until_signalled(command, cwd=REPO_ROOT, env=env)
 
 
