@@ -27,6 +27,15 @@ DISCOVERED_FROM_TAG = "fer/discovered_from"
 PREDICTIONS = dg.AssetKey(["raw", "predictions"])
 MODEL_RUNS = dg.AssetKey(["raw", "model_runs"])
 TRANSPORT_FAILURES = dg.AssetKey(["raw", "transport_failures"])
+MODEL_VERSIONS = dg.AssetKey(["raw", "model_versions"])
+
+# Written by model_predictions beside the answers, keyed by model version rather than by slice,
+# so it is declared (grouped and described in the UI) but not materialized on its own.
+model_versions = dg.AssetSpec(
+    MODEL_VERSIONS, group_name="inference", kinds={"duckdb"},
+    description="Every model version seen, with when and how it was discovered (config, sensor, schedule); "
+                "one row per (model, model_version), written by each evaluation (raw/predictions).",
+)
 
 
 def _progress_logger(context: dg.AssetExecutionContext, label: str):
