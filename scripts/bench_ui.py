@@ -12,6 +12,7 @@ this process's (and its dbt children's) CPU, for the UI the CPU of every process
 process group (webserver, daemon, code servers, run workers and their children) over the window.
 
     .venv/bin/python scripts/bench_ui.py [--model mini_xception] [--dataset london_set]
+        [--attach http://127.0.0.1:3000,<pgid of dg dev>] [--cli ew,ec,rw,rc]
 Needs a warehouse with the dataset ingested and the model evaluated (`make demo`).
 """
 
@@ -81,7 +82,20 @@ def wait_for_run(ui: DagsterUI, run_filter: dict, timeout_s: float) -> dict:
     raise TimeoutError(f"no finished run matching {run_filter} in {timeout_s} s")
 
 
-def ui_timings(model: str, dataset: str, log: Path, timeout_s: float) -> dict[str, tuple[float, float]]:
+def ui_timings(model: str, dataset: str, log: Path, timeout_s: float, attach: str | None = None
+               ) -> dict[str, tuple[float, float]]:
+    if attach:  # a UI already running: URL, its `dg dev` process group
+        url, pgid = attach.rsplit(",", 1)
+        return measure_ui(DagsterUI(None, url), int(pgid), model, dataset, timeout_s)
+    with dagster_ui(dict(os.environ), log, timeout_s=timeout_s) as ui:
+        # `dg dev` runs in a process group of its own, as the child of `fer-warehouse ui`
+        pgid = next(int(p.name) for p in Path("/proc").glob("[0-9]*")
+                    if (p / "stat").exists() and _ppid(p) == ui.process.pid)
+        time.sleep(15)  # let the first automation tick and the webserver settle
+        return measure_ui(ui, pgid, model, dataset, timeout_s)
+
+
+def measure_ui(ui: DagsterUI, pgid: int, model: str, dataset: str, timeout_s: float) -> dict[str, tuple[float, float]]:
     from dagster_project.defs.partitions import DATASET_DIMENSION, MODEL_DIMENSION, slice_partition
     from dagster_project.settings import benchmark_config
 
@@ -90,30 +104,25 @@ def ui_timings(model: str, dataset: str, log: Path, timeout_s: float) -> dict[st
     tags = [{"key": "dagster/partition", "value": str(key)},
             {"key": f"dagster/partition/{MODEL_DIMENSION}", "value": model_key},
             {"key": f"dagster/partition/{DATASET_DIMENSION}", "value": dataset}]
-    with dagster_ui(dict(os.environ), log, timeout_s=timeout_s) as ui:
-        # `dg dev` runs in a process group of its own, as the child of `fer-warehouse ui`
-        pgid = next(int(p.name) for p in Path("/proc").glob("[0-9]*")
-                    if (p / "stat").exists() and _ppid(p) == ui.process.pid)
-        time.sleep(15)  # let the first automation tick and the webserver settle
-        timings = {}
-        wall, cpu = time.perf_counter(), group_cpu_s(pgid)
-        launched = ui.graphql(LAUNCH, {"params": {
-            "selector": {"repositoryLocationName": "fer_bias_warehouse", "repositoryName": "__repository__",
-                         "jobName": "evaluate_model_on_dataset"},
-            "executionMetadata": {"tags": tags}}})["launchRun"]
-        if launched["__typename"] != "LaunchRunSuccess":
-            raise RuntimeError(f"launchRun: {launched}")
-        run_id = launched["run"]["runId"]
-        run = wait_for_run(ui, {"runIds": [run_id]}, timeout_s)
-        timings["evaluate"] = (time.perf_counter() - wall, group_cpu_s(pgid) - cpu)
-        ended = time.time()
-        wall, cpu = time.perf_counter(), group_cpu_s(pgid)
-        refresh = wait_for_run(ui, {"tags": [{"key": "dagster/partition", "value": str(key)}],
-                                    "createdAfter": run["endTime"]}, timeout_s)
-        timings["refresh"] = (refresh["endTime"] - refresh["creationTime"], group_cpu_s(pgid) - cpu)
-        timings["automation delay"] = (refresh["creationTime"] - ended, 0.0)
-        timings["evaluate+refresh"] = (refresh["endTime"] - run["creationTime"], 0.0)
-        print(f"runs: evaluate {run_id} {run['status']}, refresh {refresh['runId']} {refresh['status']}")
+    timings = {}
+    wall, cpu = time.perf_counter(), group_cpu_s(pgid)
+    launched = ui.graphql(LAUNCH, {"params": {
+        "selector": {"repositoryLocationName": "fer_bias_warehouse", "repositoryName": "__repository__",
+                     "jobName": "evaluate_model_on_dataset"},
+        "executionMetadata": {"tags": tags}}})["launchRun"]
+    if launched["__typename"] != "LaunchRunSuccess":
+        raise RuntimeError(f"launchRun: {launched}")
+    run_id = launched["run"]["runId"]
+    run = wait_for_run(ui, {"runIds": [run_id]}, timeout_s)
+    timings["evaluate"] = (time.perf_counter() - wall, group_cpu_s(pgid) - cpu)
+    print(f"UI evaluate {run_id} {run['status']}: {timings['evaluate']}", flush=True)
+    cpu = group_cpu_s(pgid)
+    refresh = wait_for_run(ui, {"tags": [{"key": "dagster/partition", "value": str(key)}],
+                                "createdAfter": run["endTime"]}, timeout_s)
+    timings["refresh"] = (refresh["endTime"] - refresh["creationTime"], group_cpu_s(pgid) - cpu)
+    timings["automation delay"] = (refresh["creationTime"] - run["endTime"], 0.0)
+    timings["evaluate+refresh"] = (refresh["endTime"] - run["creationTime"], 0.0)
+    print(f"UI refresh {refresh['runId']} {refresh['status']}: {timings['refresh']}", flush=True)
     return timings
 
 
@@ -130,14 +139,20 @@ def main() -> int:
     parser.add_argument("--dataset", default="london_set")
     parser.add_argument("--timeout-s", type=float, default=1800)
     parser.add_argument("--log", type=Path, default=Path("data/logs/bench_ui.log"))
+    parser.add_argument("--attach", help="URL,PGID of a running `fer-warehouse ui` (its dg dev group); skips the CLI")
+    parser.add_argument("--cli", help="CLI numbers measured before, as evaluate_wall,evaluate_cpu,refresh_wall,refresh_cpu")
     args = parser.parse_args()
     args.log.parent.mkdir(parents=True, exist_ok=True)
     from dagster_project.cli import dagster_home
 
     dagster_home()
-    cli_t = cli(args.model, args.dataset)
+    if args.cli:
+        ew, ec, rw, rc = map(float, args.cli.split(","))
+        cli_t = {"evaluate": (ew, ec), "refresh": (rw, rc)}
+    else:
+        cli_t = cli(args.model, args.dataset)
     print("CLI (wall s, CPU s):", {name: (round(w, 1), round(c, 1)) for name, (w, c) in cli_t.items()}, flush=True)
-    ui_t = ui_timings(args.model, args.dataset, args.log, args.timeout_s)
+    ui_t = ui_timings(args.model, args.dataset, args.log, args.timeout_s, args.attach)
     print(f"{'':18} {'CLI wall s':>10} {'CLI CPU s':>10} {'UI wall s':>10} {'UI CPU s':>10} {'UI/CLI wall':>11} {'UI/CLI CPU':>10}")
     for name in ("evaluate", "refresh"):
         (cw, cc), (uw, uc) = cli_t[name], ui_t[name]
