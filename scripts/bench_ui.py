@@ -27,27 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.dagster_ui import DagsterUI, dagster_ui  # noqa: E402
+from tests.support.dagster_ui import DagsterUI, child_group, dagster_ui, group_cpu_s  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
 RUNS = """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs { results {
   runId jobName status creationTime startTime endTime tags { key value } } } } }"""
 DONE = {"SUCCESS", "FAILURE", "CANCELED"}
-
-
-def group_cpu_s(pgid: int) -> float:
-    """CPU seconds of every live process in the group, with their reaped children's."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # fields after ')' start at state: pgrp is the 3rd
-            total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-    return total / TICKS
 
 
 def self_cpu_s() -> float:
@@ -89,8 +75,7 @@ def ui_timings(model: str, dataset: str, log: Path, timeout_s: float, attach: st
         return measure_ui(DagsterUI(None, url), int(pgid), model, dataset, timeout_s)
     with dagster_ui(dict(os.environ), log, timeout_s=timeout_s) as ui:
         # `dg dev` runs in a process group of its own, as the child of `fer-warehouse ui`
-        pgid = next(int(p.name) for p in Path("/proc").glob("[0-9]*")
-                    if (p / "stat").exists() and _ppid(p) == ui.process.pid)
+        pgid = child_group(ui.process.pid)
         time.sleep(15)  # let the first automation tick and the webserver settle
         return measure_ui(ui, pgid, model, dataset, timeout_s)
 
@@ -124,13 +109,6 @@ def measure_ui(ui: DagsterUI, pgid: int, model: str, dataset: str, timeout_s: fl
     timings["evaluate+refresh"] = (refresh["endTime"] - run["creationTime"], 0.0)
     print(f"UI refresh {refresh['runId']} {refresh['status']}: {timings['refresh']}", flush=True)
     return timings
-
-
-def _ppid(proc: Path) -> int:
-    try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1
 
 
 def main() -> int:

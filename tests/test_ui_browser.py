@@ -17,7 +17,9 @@ import pytest
 from tests.support.browser import artifacts_dir, chromium_page, chromium_path
 from tests.support.dagster_ui import (
     MINI_XCEPTION,
+    child_group,
     dagster_ui,
+    group_members,
     run_steps_in_subprocess,
     tiny_benchmark,
     warehouse_env,
@@ -49,17 +51,6 @@ def dismiss_welcome(page) -> None:
     except Exception:  # noqa: BLE001 - Playwright's TimeoutError: no dialog this time
         return
     skip.click()
-
-
-def group_members(pgid: int) -> list[int]:
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
-                members.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return members
 
 
 # Six code-location loads (ingest, the UI's code server, two runs...) of ~19 s CPU each: about
@@ -115,7 +106,7 @@ def test_materialize_from_asset_page_and_results_follow(tmp_path: Path) -> None:
         page.screenshot(path=str(shots / "5-figure.png"))
 
         # Stopping the UI stops all of it promptly (dagster dev alone waits up to 60 s per child).
-        group = _child_group(ui.process.pid)
+        group = child_group(ui.process.pid)
         assert len(group_members(group)) >= 3  # dg dev, webserver, daemon, code servers
         stop = time.monotonic()
         ui.process.send_signal(signal.SIGTERM)
@@ -127,14 +118,3 @@ def test_materialize_from_asset_page_and_results_follow(tmp_path: Path) -> None:
         # grace 3 s then SIGKILL (cli.STOP_GRACE_S); the rest is a busy machine's scheduling
         assert stopped_after < 25, stopped_after
 
-
-def _child_group(pid: int) -> int:
-    """The process group `fer-warehouse ui` started `dg dev` in (its child leads it)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            return int(fields[2])
-    raise AssertionError(f"fer-warehouse ui ({pid}) has no child process")

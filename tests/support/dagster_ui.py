@@ -69,6 +69,35 @@ def run_steps_in_subprocess(env: dict[str, str], steps: list[tuple[str, str, str
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, fields after the command name) of every process: state, ppid, pgrp, ..."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            yield int(stat.parent.name), stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError, ValueError):
+            continue
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of process group `pgid`."""
+    return [pid for pid, fields in _proc_stats() if int(fields[2]) == pgid]
+
+
+def child_group(pid: int) -> int:
+    """The process group of `pid`'s child: `fer-warehouse ui` starts `dg dev` leading its own."""
+    for _, fields in _proc_stats():
+        if int(fields[1]) == pid:
+            return int(fields[2])
+    raise LookupError(f"process {pid} has no child process")
+
+
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds of every live process in the group, with their reaped children's."""
+    ticks = sum(sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+                for _, fields in _proc_stats() if int(fields[2]) == pgid)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
