@@ -130,7 +130,7 @@ class DagsterUI:
 
 
 @contextmanager
-def dagster_ui(env: dict[str, str], log: Path, timeout_s: float = 240) -> Iterator[DagsterUI]:
+def dagster_ui(env: dict[str, str], log: Path, timeout_s: float = 900) -> Iterator[DagsterUI]:
     """`fer-warehouse ui` on a free port until the code location is loaded; stopped with SIGTERM."""
     port = free_port()
     command = [str(Path(sys.executable).with_name("fer-warehouse")), "ui", "--port", str(port)]
