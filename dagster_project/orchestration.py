@@ -17,7 +17,12 @@ from typing import Protocol
 import dagster as dg
 import duckdb
 
-from dagster_project.defs.partitions import model_dataset_partitions, register_configured_models
+from dagster_project.defs.partitions import (
+    MODEL_DIMENSION,
+    model_dataset_partitions,
+    register_configured_models,
+    slice_partition,
+)
 from dagster_project.settings import REPO_ROOT, benchmark_config
 from inference.config import BenchmarkConfig
 from inference.warehouse import snapshot_for_reading
@@ -65,7 +70,7 @@ def load_definitions() -> dg.Definitions:
 def configured_slices(cfg: BenchmarkConfig) -> list[dg.MultiPartitionKey]:
     """Every (configured model version, dataset) partition the model covers."""
     return [
-        dg.MultiPartitionKey({"model": model.partition_key, "dataset": dataset})
+        slice_partition(model.partition_key, dataset)
         for model in sorted(cfg.models.values(), key=lambda m: m.partition_key)
         for dataset in sorted(cfg.datasets)
         if model.covers(dataset)  # an imported model without a file for it does not
@@ -74,7 +79,7 @@ def configured_slices(cfg: BenchmarkConfig) -> list[dg.MultiPartitionKey]:
 
 def _slice_label(key: dg.MultiPartitionKey) -> str:
     by_dimension = key.keys_by_dimension
-    return f"{by_dimension['model']} on {by_dimension['dataset']}"
+    return f"{by_dimension[MODEL_DIMENSION]} on {by_dimension['dataset']}"
 
 
 def refresh_steps(slices: Sequence[dg.MultiPartitionKey]) -> list[Step]:

@@ -76,7 +76,7 @@ def in_process_run_config(job_def: dg.JobDefinition) -> dict:
 
 
 def _dimensions(job_def: dg.JobDefinition, key: str) -> list[str]:
-    """['dataset=<d>', 'model=<m>'] of a multi-dimensional partition key, [] otherwise."""
+    """['dataset=<d>', 'model_version=<m>'] of a multi-dimensional partition key, [] otherwise."""
     partitions_def = job_def.partitions_def
     if not isinstance(partitions_def, dg.MultiPartitionsDefinition):
         return []

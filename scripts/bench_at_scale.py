@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> tuple[Phases, collections.Counter]:
     import dagster as dg
 
     from dagster_project.defs.dbt_assets import warehouse_foundation
-    from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME
+    from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME, slice_partition
     from dagster_project.defs.resources import resources
     from dagster_project.orchestration import load_definitions, refresh
     from dagster_project.settings import benchmark_config
@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> tuple[Phases, collections.Counter]:
         instance.add_dynamic_partitions(MODEL_PARTITIONS_NAME, [f"{MODEL}@v{k:02d}" for k in versions])
 
     def slices(versions: range) -> list[dg.MultiPartitionKey]:
-        return [dg.MultiPartitionKey({"model": f"{MODEL}@v{k:02d}", "dataset": DATASET}) for k in versions]
+        return [slice_partition(f"{MODEL}@v{k:02d}", DATASET) for k in versions]
 
     def foundation() -> None:
         result = dg.materialize([warehouse_foundation], instance=instance,

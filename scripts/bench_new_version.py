@@ -7,8 +7,8 @@ A Tae-shaped dataset (tests/support/tae_fixture.py: 3 races x 2 genders x 6 emot
 OpenAI-compatible server (tests/support/openai_server.py) lists one more version of the model
 `vlm` before each step; the real `watched_model_versions` sensor discovers it, and its run
 request is executed in-process exactly as the daemon would: `evaluate_model_on_dataset` for the
-new partition (three-step context-carry prompt: emotion, valence, arousal), then what the
-run-status sensors request after it: `refresh_slice` for that partition (dbt slice models,
+new partition (three-step context-carry prompt: emotion, valence, arousal), then what
+declarative automation runs after it: `refresh_slice` for that partition (dbt slice models,
 statistics, figures, the bias regression gate) and `refresh_cross_slice` (McNemar between
 versions, the per-dataset figures).
 

@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 RUN = """
 import dagster as dg
-from dagster_project.defs.partitions import register_configured_models
+from dagster_project.defs.partitions import MODEL_DIMENSION, register_configured_models
 from dagster_project.orchestration import load_definitions
 from dagster_project.settings import benchmark_config
 
@@ -30,7 +30,7 @@ defs = load_definitions()
 register_configured_models(instance, cfg)
 defs.resolve_job_def("ingest_dataset").execute_in_process(instance=instance, partition_key="london_subset")
 for model in sorted(cfg.models.values(), key=lambda m: m.partition_key):
-    key = dg.MultiPartitionKey({"model": model.partition_key, "dataset": "london_subset"})
+    key = dg.MultiPartitionKey({MODEL_DIMENSION: model.partition_key, "dataset": "london_subset"})
     result = defs.resolve_job_def("evaluate_model_on_dataset").execute_in_process(instance=instance, partition_key=key)
     assert result.success
 """

@@ -15,6 +15,7 @@ import dagster as dg
 import duckdb
 import pytest
 
+from dagster_project.defs.partitions import MODEL_DIMENSION
 from dagster_project.orchestration import load_definitions
 from dagster_project.settings import benchmark_config
 from dagster_project.sql_shell import run_sql
@@ -114,7 +115,7 @@ def test_rematerializing_a_partition_replaces_its_slice(demo, instance):
     defs = load_definitions()
     cfg = benchmark_config()
     key = dg.MultiPartitionKey(
-        {"model": cfg.models["mini_xception"].partition_key, "dataset": next(iter(cfg.datasets))}
+        {MODEL_DIMENSION: cfg.models["mini_xception"].partition_key, "dataset": next(iter(cfg.datasets))}
     )
     defs.resolve_job_def("evaluate_model_on_dataset").execute_in_process(instance=instance, partition_key=key)
     after = query("select count(*) as n, count(distinct run_id) as runs from raw.predictions")
@@ -163,7 +164,7 @@ def test_vlm_answers_reach_the_marts_and_transport_failures_are_counted(demo, in
 
     # Re-materializing the finished partition makes no call: every answer is in the cache.
     before = vlm_server.generation_count
-    key = dg.MultiPartitionKey({"model": benchmark_config().models["loopback_vlm"].partition_key, "dataset": "tae_sim"})
+    key = dg.MultiPartitionKey({MODEL_DIMENSION: benchmark_config().models["loopback_vlm"].partition_key, "dataset": "tae_sim"})
     load_definitions().resolve_job_def("evaluate_model_on_dataset").execute_in_process(instance=instance, partition_key=key)
     # (the blocked images are asked again: failures are never cached)
     assert vlm_server.generation_count - before == len(blocked)

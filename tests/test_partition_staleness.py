@@ -12,14 +12,15 @@ import duckdb
 import pandas as pd
 import pytest
 
+from dagster_project.defs.partitions import MODEL_DIMENSION
 from dagster_project.orchestration import load_definitions
 from dagster_project.settings import REPO_ROOT, benchmark_config
 from tests.test_end_to_end import query
 
 pytestmark = pytest.mark.slow
 
-PARTITION = dg.MultiPartitionKey({"model": "gemma_sim@sim-1", "dataset": "tae_sim"})
-OTHER = dg.MultiPartitionKey({"model": "fer_sim@sim-1", "dataset": "tae_sim"})
+PARTITION = dg.MultiPartitionKey({MODEL_DIMENSION: "gemma_sim@sim-1", "dataset": "tae_sim"})
+OTHER = dg.MultiPartitionKey({MODEL_DIMENSION: "fer_sim@sim-1", "dataset": "tae_sim"})
 MART = dg.AssetKey(["marts", "group_accuracy"])
 STATS = dg.AssetKey(["stats", "categorical_agreement"])
 TAMPERED = -999
@@ -83,7 +84,7 @@ def _rows(table: str, where: str) -> pd.DataFrame:
 
 
 def _slice_where(key: dg.MultiPartitionKey) -> str:
-    model, version = key.keys_by_dimension["model"].split("@")
+    model, version = key.keys_by_dimension[MODEL_DIMENSION].split("@")
     return f"model = '{model}' and model_version = '{version}' and dataset = '{key.keys_by_dimension['dataset']}'"
 
 

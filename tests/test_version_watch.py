@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME
+from dagster_project.defs.partitions import MODEL_DIMENSION, MODEL_PARTITIONS_NAME
 from dagster_project.orchestration import load_definitions, refresh, slices_to_refresh
 from tests.test_end_to_end import query
 
@@ -61,7 +61,7 @@ def test_new_version_discovered_once_evaluated_and_gated(demo, instance, vlm_ser
     added = set(instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME)) - partitions_before
     assert added == {"loopback_vlm@loopback-2"}
     assert [r.partition_key.keys_by_dimension for r in second.run_requests] == [
-        {"model": "loopback_vlm@loopback-2", "dataset": "tae_sim"}
+        {MODEL_DIMENSION: "loopback_vlm@loopback-2", "dataset": "tae_sim"}
     ]
     request = second.run_requests[0]
     assert request.tags["fer/discovered_by"] == "sensor:openai"
@@ -99,7 +99,7 @@ def test_new_version_discovered_once_evaluated_and_gated(demo, instance, vlm_ser
     # loopback-3 answers like loopback-1 again: compared with loopback-2 the gaps shrink, the gate passes.
     vlm_server.models = ("loopback-1", "loopback-2", "loopback-3")
     fourth = _tick(sensor, instance, defs, third.cursor)
-    assert [r.partition_key.keys_by_dimension["model"] for r in fourth.run_requests] == ["loopback_vlm@loopback-3"]
+    assert [r.partition_key.keys_by_dimension[MODEL_DIMENSION] for r in fourth.run_requests] == ["loopback_vlm@loopback-3"]
     _evaluate_and_refresh(defs, instance, fourth.run_requests[0])
     status, evaluation = _gate_record(instance)
     assert status == "SUCCEEDED", json.dumps({k: str(v.value) for k, v in evaluation.metadata.items()})
@@ -120,7 +120,7 @@ def test_schedule_reevaluates_a_pinned_model_as_a_dated_snapshot(demo, instance)
         result = schedule.evaluate_tick(context)
     key = "loopback_vlm@loopback-1+202611230300"
     assert key in instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME)
-    assert [r.partition_key.keys_by_dimension for r in result.run_requests] == [{"model": key, "dataset": "tae_sim"}]
+    assert [r.partition_key.keys_by_dimension for r in result.run_requests] == [{MODEL_DIMENSION: key, "dataset": "tae_sim"}]
     assert result.run_requests[0].tags["fer/discovered_by"] == "schedule"
     # The snapshot asks the provider for the pinned model itself, not for the snapshot name.
     from dagster_project.settings import benchmark_config
@@ -143,7 +143,7 @@ def test_refreshing_one_partition_changes_only_its_slice(demo, instance):
     """By now loopback-2, then loopback-3, were added one at a time: the last refresh was a run
     of loopback-3's partition alone; re-running it changes no other version's statistics."""
     defs = load_definitions()
-    key = dg.MultiPartitionKey({"model": "loopback_vlm@loopback-3", "dataset": "tae_sim"})
+    key = dg.MultiPartitionKey({MODEL_DIMENSION: "loopback_vlm@loopback-3", "dataset": "tae_sim"})
     for table in STATS_TABLES:
         latest = instance.get_latest_materialization_event(dg.AssetKey(["stats", table]))
         assert latest.dagster_event.partition == str(key), table

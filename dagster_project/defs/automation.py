@@ -1,5 +1,12 @@
-"""Jobs and sensors: configured model versions become partitions, get evaluated, and each evaluated
-slice (partition) is refreshed through its marts, statistics and figures."""
+"""Jobs and sensors: configured model versions become partitions and get evaluated; each
+evaluated slice (partition) then follows through its marts, statistics and figures by
+declarative automation (defs/conditions.py, `default_automation_condition_sensor`).
+
+Every job runs in one process (`in_process_executor`): its steps share one DuckDB file that
+admits one writer at a time, so separate step processes would only add a code-location load
+(~15 s CPU) per step. The same holds for runs the UI launches outside a job (asset page,
+backfills, automation): definitions.py makes it the code location's default executor.
+"""
 
 
 import dagster as dg
@@ -11,13 +18,22 @@ from dagster_project.defs.dbt_assets import warehouse_after_stats, warehouse_fou
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
 from dagster_project.defs.ingestion import DATASET_EXCLUSIONS, DATASET_IMAGES, HUMAN_RATINGS, QUARANTINE
 from dagster_project.defs.partitions import (
+    DATASET_DIMENSION,
+    MODEL_DIMENSION,
     MODEL_PARTITIONS_NAME,
     configured_model_keys,
     dataset_partitions,
     model_dataset_partitions,
+    slice_partition,
+    unconfigured_model_keys,
 )
 from dagster_project.settings import benchmark_config
 from inference.vlm.run_tags import provider_run_tags
+
+EXECUTOR = dg.in_process_executor
+# Seconds between evaluations of the automation conditions (Dagster's default): each tick costs
+# the daemon CPU (the whole daemon took ~6.5 s of CPU a minute with 10 s ticks on this graph).
+AUTOMATION_INTERVAL_S = 30
 
 RAW_ANSWERS = dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS, TRANSPORT_FAILURES)
 # A dataset: its raw tables, the (unpartitioned) seeds and views over them, its human baselines.
@@ -27,9 +43,11 @@ ingest_job = dg.define_asset_job(
                                         HUMAN_RELIABILITY, HUMAN_RESPONSE_STYLE)
     | dg.AssetSelection.assets(warehouse_foundation),
     partitions_def=dataset_partitions,
+    executor_def=EXECUTOR,
 )
 evaluate_job = dg.define_asset_job(
     "evaluate_model_on_dataset", selection=RAW_ANSWERS, partitions_def=model_dataset_partitions,
+    executor_def=EXECUTOR,
 )
 # One slice (model version x dataset): its dbt slice models, statistics and figures.
 SLICE_ASSETS = dg.AssetSelection.assets(
@@ -37,6 +55,7 @@ SLICE_ASSETS = dg.AssetSelection.assets(
 )
 refresh_slice_job = dg.define_asset_job(
     "refresh_slice", selection=SLICE_ASSETS, partitions_def=model_dataset_partitions,
+    executor_def=EXECUTOR,
 )
 # What spans slices: McNemar between versions, per-dataset figures comparing models, and the
 # views over every slice's statistics (papers.*, lineage.stat_lineage), then the HTML report of
@@ -46,7 +65,13 @@ refresh_cross_slice_job = dg.define_asset_job(
         cross_slice.mcnemar_tests, cross_slice.strength_inversion, cross_slice.strength_inversion_figure,
         *stat_reports.CROSS_SLICE_FIGURES, warehouse_after_stats, html_report,
     ),
+    executor_def=EXECUTOR,
 )
+
+
+def _model_and_dataset(partition_key: str) -> tuple[str, str]:
+    by_dimension = model_dataset_partitions.get_partition_key_from_str(partition_key).keys_by_dimension
+    return by_dimension[MODEL_DIMENSION], by_dimension[DATASET_DIMENSION]
 
 
 @dg.sensor(jobs=[ingest_job, evaluate_job], minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -65,16 +90,25 @@ def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorR
                 for ds in missing
             ]
         )
-    known = set(context.instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME))
-    new = [key for key in configured_model_keys(benchmark_config()) if key not in known]
-    if not new:
-        return dg.SkipReason("every configured model version is already a partition")
     cfg = benchmark_config()
+    known = set(context.instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME))
+    # Dagster's "Add a partition" accepts any key: one naming no configured model, never
+    # evaluated, is removed here (the tick log says why) instead of failing every run of it.
+    evaluated = {_model_and_dataset(key)[0] for key in context.instance.get_materialized_partitions(PREDICTIONS)}
+    stray = {key: reason for key, reason in unconfigured_model_keys(known, cfg).items() if key not in evaluated}
+    for key, reason in stray.items():
+        context.log.warning(f"removing partition {key!r}: {reason}")
+    removals = [dg.DeleteDynamicPartitionsRequest(MODEL_PARTITIONS_NAME, sorted(stray))] if stray else []
+    new = [key for key in configured_model_keys(cfg) if key not in known]
+    if not new:
+        if removals:
+            return dg.SensorResult(dynamic_partitions_requests=removals)
+        return dg.SkipReason("every configured model version is already a partition")
     requests = [
         dg.RunRequest(
             run_key=f"{model}|{dataset}",
             job_name=evaluate_job.name,
-            partition_key=dg.MultiPartitionKey({"model": model, "dataset": dataset}),
+            partition_key=slice_partition(model, dataset),
             # one provider's runs share its quota: a tag concurrency limit keys on this
             tags=provider_run_tags(cfg.model_for_partition(model)),
         )
@@ -85,47 +119,16 @@ def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorR
     ]
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(MODEL_PARTITIONS_NAME, new)],
+        dynamic_partitions_requests=[*removals, dg.AddDynamicPartitionsRequest(MODEL_PARTITIONS_NAME, new)],
     )
 
 
-PARTITION_TAG = "dagster/partition"
-
-
-def evaluated_slices_of(instance: dg.DagsterInstance, dataset: str) -> list[str]:
-    """Partition keys of the model versions evaluated on `dataset` (their slices read its images)."""
-    materialized = instance.get_materialized_partitions(PREDICTIONS)
-    return sorted(key for key in materialized if model_dataset_partitions.get_partition_key_from_str(key)
-                  .keys_by_dimension["dataset"] == dataset)
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[evaluate_job, ingest_job],
-    request_job=refresh_slice_job,
+# Everything downstream of the raw tables follows them by declarative automation: each asset's
+# automation condition (defs/conditions.py), evaluated per partition by this sensor, requests a
+# slice's marts, statistics and figures when its raw tables were materialized, whichever way.
+default_automation_condition_sensor = dg.AutomationConditionSensorDefinition(
+    "default_automation_condition_sensor",
+    target=dg.AssetSelection.all(),
     default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=AUTOMATION_INTERVAL_S,
 )
-def refresh_after_evaluation(context: dg.RunStatusSensorContext) -> dg.SensorResult:
-    """New raw answers of a slice -> rebuild that slice's marts, statistics and figures; a
-    re-ingested dataset -> rebuild the slices evaluated on it."""
-    run = context.dagster_run
-    partition = run.tags.get(PARTITION_TAG)
-    if partition is None:
-        return dg.SensorResult(skip_reason=dg.SkipReason(f"run {run.run_id} has no partition"))
-    slices = [partition] if run.job_name == evaluate_job.name else evaluated_slices_of(context.instance, partition)
-    return dg.SensorResult(run_requests=[
-        dg.RunRequest(run_key=f"refresh-{key}-after-{run.run_id}",
-                      partition_key=model_dataset_partitions.get_partition_key_from_str(key))
-        for key in slices
-    ])
-
-
-@dg.run_status_sensor(
-    run_status=dg.DagsterRunStatus.SUCCESS,
-    monitored_jobs=[refresh_slice_job],
-    request_job=refresh_cross_slice_job,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def refresh_across_slices(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-    """A refreshed slice -> McNemar between versions and the figures comparing models."""
-    return dg.RunRequest(run_key=f"cross-slice-after-{context.dagster_run.run_id}")

@@ -23,6 +23,7 @@ from dagster_project.analysis.inputs import (
     RATINGS_SQL,
 )
 from dagster_project.analysis.results import adjust_within_families, empty_result
+from dagster_project.defs.conditions import ACROSS_SLICES, SLICE_RESULTS
 from dagster_project.defs.figures import figure_result
 from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS
 from dagster_project.defs.partitions import dataset_partitions
@@ -42,6 +43,7 @@ _DATASET_VIEWS = [dg.AssetKey(["intermediate", name]) for name in ("int_images_l
     deps=[FINAL_ANSWERS, *_DATASET_VIEWS],
     group_name="stats",
     kinds={"duckdb", "statsmodels"},
+    automation_condition=ACROSS_SLICES,
     description="McNemar test between every pair of model versions on the images both answered; Holm within "
                 "dataset/protocol (the family spans versions, so it is adjusted whole).",
 )
@@ -65,13 +67,13 @@ def _human_only(frame: pd.DataFrame) -> pd.DataFrame:
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(HUMAN_RELIABILITY, deps=[DATASET_IMAGES, HUMAN_RATINGS, *_DATASET_VIEWS], group_name="stats",
-                     kinds={"duckdb", "python"},
+                     kinds={"duckdb", "python"}, automation_condition=SLICE_RESULTS,
                      description="Krippendorff's alpha (and ICC where raters are fully crossed) among the human "
                                  "raters of a dataset, overall and per race / gender of the faces; ICC from a crossed "
                                  "image x rater mixed model (incomplete designs); the human ceiling (one human vs "
                                  "the other humans: Pearson r, MAE)."),
         dg.AssetSpec(HUMAN_RESPONSE_STYLE, deps=[DATASET_IMAGES, HUMAN_RATINGS, *_DATASET_VIEWS], group_name="stats",
-                     kinds={"duckdb", "python"},
+                     kinds={"duckdb", "python"}, automation_condition=SLICE_RESULTS,
                      description="The human raters' own response style (SD per emotion, unique values), the "
                                  "baseline of stats.response_style."),
     ],
@@ -117,6 +119,7 @@ def _model_kinds(duckdb: WarehouseResource) -> dict[str, str]:
     deps=[DIMENSIONAL_AGREEMENT],
     group_name="stats",
     kinds={"duckdb", "python"},
+    automation_condition=ACROSS_SLICES,
     description="Tae et al.'s strength inversion per dataset: best VLM r minus best FER-model r with the mean human "
                 "rating, per dimension, and whether FER models lead on valence while VLMs lead on arousal.",
 )
@@ -130,7 +133,7 @@ def strength_inversion(context: dg.AssetExecutionContext, duckdb: WarehouseResou
 
 
 @dg.asset(key=["reports", "strength_inversion"], deps=[DIMENSIONAL_AGREEMENT], group_name="reports",
-          kinds={"matplotlib"},
+          kinds={"matplotlib"}, automation_condition=ACROSS_SLICES,
           description="Tae et al.'s Figure 3: each model's valence r vs arousal r with the mean human rating, "
                       "FER models and VLMs apart, per dataset.")
 def strength_inversion_figure(duckdb: WarehouseResource) -> dg.MaterializeResult:

@@ -22,12 +22,14 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, dbt_assets
 
+from dagster_project.defs.conditions import ACROSS_SLICES, SLICE_RESULTS
 from dagster_project.defs.dbt_project import dbt_project
 from dagster_project.defs.dbt_runner import dbt_build
+from dagster_project.defs.headline_metadata import with_slice_headlines
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
 from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS
 from dagster_project.defs.partitions import model_dataset_partitions, slice_of
-from dagster_project.defs.resources import WarehouseDbtResource
+from dagster_project.defs.resources import WarehouseDbtResource, WarehouseResource
 from dagster_project.settings import benchmark_config
 
 SLICE_TAG = "slice"
@@ -57,7 +59,11 @@ class WarehouseTranslator(DagsterDbtTranslator):
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: Any) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
         if SLICE_TAG in manifest["nodes"].get(unique_id, {}).get("tags", []):
-            return spec.merge_attributes(deps=SLICE_INPUTS)
+            # its slice's raw tables changed -> rebuilt (declarative automation, defs/conditions.py)
+            return spec.merge_attributes(deps=SLICE_INPUTS).replace_attributes(automation_condition=SLICE_RESULTS)
+        if READS_STATS_TAG in manifest["nodes"].get(unique_id, {}).get("tags", []):
+            # papers.* / lineage views over every slice's statistics: rebuilt after the slices' stats
+            return spec.replace_attributes(automation_condition=ACROSS_SLICES)
         return spec
 
 
@@ -89,15 +95,16 @@ def warehouse_foundation(context: dg.AssetExecutionContext, dbt: WarehouseDbtRes
     dagster_dbt_translator=TRANSLATOR,
     partitions_def=model_dataset_partitions,
 )
-def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
+def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource, duckdb: WarehouseResource):
     """`dbt build` of one evaluated slice (model version x dataset): intermediate answers and
     every mart, replaced for that slice only, with their data tests. The metric unit tests are
     left out: they check the SQL on fixed fixture rows, not the slice's data, so they say the
     same for every slice (measured: 17.6 -> 15.3 s CPU per slice build, scripts/bench_at_scale.py
     notes); `make test` runs them (tests/test_dbt_project.py builds every node)."""
     slice_key = slice_of(context.partition_key, benchmark_config())
-    yield from dbt_build(context, dbt, ["build", "--exclude-resource-type", "unit_test", *dbt.vars_args()],
-                          slice_=slice_key.as_dict())
+    events = dbt_build(context, dbt, ["build", "--exclude-resource-type", "unit_test", *dbt.vars_args()],
+                       slice_=slice_key.as_dict())
+    yield from with_slice_headlines(context, duckdb, slice_key, events)
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, select=f"tag:{READS_STATS_TAG}", dagster_dbt_translator=TRANSLATOR)

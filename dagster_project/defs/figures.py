@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.analysis import figures
+from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_assets import SLICE_INPUTS
 from dagster_project.defs.partitions import SliceKey, model_dataset_partitions, slice_of
 from dagster_project.defs.resources import WarehouseResource
@@ -24,13 +25,21 @@ SLICE = ["model", "model_version", "dataset", "protocol"]
 MAX_INLINE = 8  # images embedded in the metadata markdown; the rest are listed as paths
 
 
-def figure_result(paths: list[Path], empty_reason: str = "no data") -> dg.MaterializeResult:
+NO_ROWS = "no figure: the slice has no rows to draw (no answered images for this model version and dataset)"
+
+
+def figure_result(paths: list[Path], empty_reason: str = NO_ROWS) -> dg.MaterializeResult:
+    """Figures as metadata: the first one inline (`figure`, the entry the UI lists first), all
+    of them in `preview`, their paths; when there is none, `note` says why in plain text."""
     blocks = []
     for path in paths[:MAX_INLINE]:
         data = base64.b64encode(path.read_bytes()).decode()
         blocks.append(f"**{path.name}**\n\n![{path.name}](data:image/png;base64,{data})")
+    shown: dict = {"figure": dg.MetadataValue.md(blocks[0]), "first_file": dg.MetadataValue.path(str(paths[0]))} \
+        if blocks else {"note": empty_reason}
     return dg.MaterializeResult(
         metadata={
+            **shown,
             "n_figures": len(paths),
             "files": dg.MetadataValue.json([str(p) for p in paths]),
             "preview": dg.MetadataValue.md("\n\n".join(blocks) or empty_reason),
@@ -64,7 +73,8 @@ def draw_per_protocol(frame: pd.DataFrame, draw: Draw, stem: str, subtitle: str 
 def slice_figure_asset(name: str, stem: str, source: dg.AssetKey, sql: str, draw: Draw,
                        description: str) -> dg.AssetsDefinition:
     @dg.asset(key=["reports", name], deps=[source, *SLICE_INPUTS], partitions_def=model_dataset_partitions,
-              group_name="reports", kinds={"matplotlib"}, description=description)
+              group_name="reports", kinds={"matplotlib"}, description=description,
+              automation_condition=SLICE_RESULTS)
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
         frame = read_slice(duckdb, sql, slice_of(context.partition_key, benchmark_config()))
         return figure_result(draw_per_protocol(frame, draw, stem))

@@ -5,6 +5,7 @@ warehouse. Unpartitioned: it reads every slice's statistics and figures."""
 import dagster as dg
 
 from dagster_project.defs import cross_slice, figures, stat_reports, statistics
+from dagster_project.defs.conditions import ACROSS_SLICES
 from dagster_project.defs.dbt_assets import warehouse_after_stats
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.reporting import write_report
@@ -22,6 +23,7 @@ REPORT_UPSTREAM = [
     deps=REPORT_UPSTREAM,
     group_name="reports",
     kinds={"html"},
+    automation_condition=ACROSS_SLICES,
     description="One self-contained HTML file (tables, figures, method notes: families, intervals, denominators) "
                 "under reports_dir; opens offline. Also written by `fer-warehouse report`.",
 )

@@ -9,7 +9,7 @@ import sys
 import dagster as dg
 
 from dagster_project.defs.ingestion import DATASET_IMAGES
-from dagster_project.defs.partitions import model_dataset_partitions
+from dagster_project.defs.partitions import DATASET_DIMENSION, MODEL_DIMENSION, model_dataset_partitions
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 from inference.frames import Discovery
@@ -23,6 +23,15 @@ DISCOVERED_FROM_TAG = "fer/discovered_from"
 PREDICTIONS = dg.AssetKey(["raw", "predictions"])
 MODEL_RUNS = dg.AssetKey(["raw", "model_runs"])
 TRANSPORT_FAILURES = dg.AssetKey(["raw", "transport_failures"])
+MODEL_VERSIONS = dg.AssetKey(["raw", "model_versions"])
+
+# Written by model_predictions beside the answers, keyed by model version rather than by slice,
+# so it is declared (grouped and described in the UI) but not materialized on its own.
+model_versions = dg.AssetSpec(
+    MODEL_VERSIONS, group_name="inference", kinds={"duckdb"},
+    description="Every model version seen, with when and how it was discovered (config, sensor, schedule); "
+                "one row per (model, model_version), written by each evaluation (raw/predictions).",
+)
 
 
 def _progress_logger(context: dg.AssetExecutionContext, label: str):
@@ -57,8 +66,8 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     """Run one model version on one dataset and replace that slice of the raw tables."""
     keys = context.partition_key.keys_by_dimension
     bench = benchmark_config()
-    model_cfg = bench.model_for_partition(keys["model"])
-    ds = bench.datasets[keys["dataset"]]
+    model_cfg = bench.model_for_partition(keys[MODEL_DIMENSION])
+    ds = bench.datasets[keys[DATASET_DIMENSION]]
     rows = duckdb.dataset_images(ds.name)
     if rows.empty:
         raise dg.Failure(

@@ -12,12 +12,20 @@ from dagster_project.settings import benchmark_config
 from inference.config import BenchmarkConfig
 
 MODEL_PARTITIONS_NAME = "model_version"
+# The dimensions as the UI names them (and README): "<model>@<version>" x dataset.
+MODEL_DIMENSION = MODEL_PARTITIONS_NAME
+DATASET_DIMENSION = "dataset"
 
 model_partitions = dg.DynamicPartitionsDefinition(name=MODEL_PARTITIONS_NAME)
 dataset_partitions = dg.StaticPartitionsDefinition(sorted(benchmark_config().datasets))
 model_dataset_partitions = dg.MultiPartitionsDefinition(
-    {"model": model_partitions, "dataset": dataset_partitions}
+    {MODEL_DIMENSION: model_partitions, DATASET_DIMENSION: dataset_partitions}
 )
+
+
+def slice_partition(model_key: str, dataset: str) -> dg.MultiPartitionKey:
+    """The partition of model version `model_key` ("<model>@<version>") on `dataset`."""
+    return dg.MultiPartitionKey({MODEL_DIMENSION: model_key, DATASET_DIMENSION: dataset})
 
 
 @dataclass(frozen=True)
@@ -37,13 +45,25 @@ def slice_of(partition_key: dg.MultiPartitionKey | str, cfg: BenchmarkConfig) ->
     if not isinstance(partition_key, dg.MultiPartitionKey):  # e.g. "dataset|model@version"
         partition_key = model_dataset_partitions.get_partition_key_from_str(partition_key)
     by_dimension = partition_key.keys_by_dimension
-    model = cfg.model_for_partition(by_dimension["model"])
-    return SliceKey(model=model.name, model_version=model.version, dataset=by_dimension["dataset"])
+    model = cfg.model_for_partition(by_dimension[MODEL_DIMENSION])
+    return SliceKey(model=model.name, model_version=model.version, dataset=by_dimension[DATASET_DIMENSION])
 
 
 def configured_model_keys(cfg: BenchmarkConfig) -> list[str]:
     """Partition keys of the model versions pinned in the config."""
     return sorted(model.partition_key for model in cfg.models.values())
+
+
+def unconfigured_model_keys(keys: set[str] | list[str], cfg: BenchmarkConfig) -> dict[str, str]:
+    """Model-version partition keys that name no configured model (or no version), with why."""
+    stray = {}
+    for key in sorted(keys):
+        name, at, version = key.partition("@")
+        if name not in cfg.models:
+            stray[key] = f"no model named {name!r} under 'models:' in {cfg.path}; keys read '<model>@<version>'"
+        elif not at or not version:
+            stray[key] = f"no version after '@' (keys read '{name}@<version>')"
+    return stray
 
 
 def register_configured_models(instance: dg.DagsterInstance, cfg: BenchmarkConfig) -> list[str]:

@@ -10,7 +10,7 @@ import dagster as dg
 
 from dagster_project.defs.automation import evaluate_job
 from dagster_project.defs.inference_assets import DISCOVERED_AT_TAG, DISCOVERED_BY_TAG
-from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME, dataset_partitions
+from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME, dataset_partitions, slice_partition
 from dagster_project.settings import benchmark_config
 from inference.config import ModelConfig, model_partition_key
 from inference.vlm.run_tags import provider_run_tags
@@ -35,7 +35,7 @@ def reevaluation_schedule(model: ModelConfig) -> dg.ScheduleDefinition:
         tags = {**provider_run_tags(model), DISCOVERED_BY_TAG: "schedule",
                 DISCOVERED_AT_TAG: when.isoformat(timespec="seconds")}
         return [
-            dg.RunRequest(run_key=f"{key}|{dataset}", partition_key=dg.MultiPartitionKey({"model": key, "dataset": dataset}),
+            dg.RunRequest(run_key=f"{key}|{dataset}", partition_key=slice_partition(key, dataset),
                           tags=tags)
             for dataset in dataset_partitions.get_partition_keys()
             if model.covers(dataset)

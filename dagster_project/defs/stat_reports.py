@@ -15,6 +15,7 @@ from dagster_project.analysis.dimensional import image_level_pairs
 from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import MODEL_VALUES_SQL, RATINGS_SQL, load_inputs
 from dagster_project.analysis.response_style import per_emotion_means
+from dagster_project.defs.conditions import ACROSS_SLICES, SLICE_RESULTS
 from dagster_project.defs.figures import draw_per_protocol, figure_result, read_slice
 from dagster_project.defs.partitions import model_dataset_partitions, slice_of
 from dagster_project.defs.resources import WarehouseResource
@@ -43,7 +44,7 @@ def _pairs(duckdb: WarehouseResource, model_slices: pd.DataFrame | None = None,
 
 
 @dg.asset(key=["reports", "bland_altman_plots"], deps=SLICE_STATS_DEPS, partitions_def=model_dataset_partitions,
-          group_name="reports", kinds={"matplotlib"},
+          group_name="reports", kinds={"matplotlib"}, automation_condition=SLICE_RESULTS,
           description="Bland-Altman plot (model vs mean human rating) per model version, dataset and dimension.")
 def bland_altman_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     slice_key = slice_of(context.partition_key, benchmark_config())
@@ -59,6 +60,7 @@ def bland_altman_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResou
 
 @dg.asset(key=["reports", "disparity_forest_plots"], deps=[dg.AssetKey(["stats", "misclassification_tests"])],
           partitions_def=model_dataset_partitions, group_name="reports", kinds={"matplotlib"},
+          automation_condition=SLICE_RESULTS,
           description="Forest plot of error-rate ratios between groups (all emotions pooled) with Katz CIs; "
                       "filled markers are significant after the configured correction.")
 def disparity_forest_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
@@ -73,7 +75,7 @@ def disparity_forest_plots(context: dg.AssetExecutionContext, duckdb: WarehouseR
 
 
 @dg.asset(key=["reports", "dimensional_bias_bars"], deps=[dg.AssetKey(["stats", "dimensional_agreement"])],
-          group_name="reports", kinds={"matplotlib"},
+          group_name="reports", kinds={"matplotlib"}, automation_condition=ACROSS_SLICES,
           description="Per-emotion Bland-Altman bias with 95 % CI for every model, per dataset.")
 def dimensional_bias_bars(duckdb: WarehouseResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
@@ -86,7 +88,7 @@ def dimensional_bias_bars(duckdb: WarehouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(key=["reports", "strength_arousal_order"], deps=[dg.AssetKey(["stats", "response_style"])],
-          group_name="reports", kinds={"matplotlib"},
+          group_name="reports", kinds={"matplotlib"}, automation_condition=ACROSS_SLICES,
           description="Per-emotion valence strength (|valence - 5|) vs arousal, humans and each model: whether a "
                       "model orders emotions by strength as humans do (not Tae et al.'s strength inversion, which "
                       "is in stats.strength_inversion).")

@@ -16,9 +16,11 @@ import pandas as pd
 
 from dagster_project.analysis import agreement, dimensional, mixed_models, reliability, response_style
 from dagster_project.analysis.human_ceiling import human_ceiling, with_human_ceiling
+from dagster_project.analysis.headlines import largest_significant_disparity
 from dagster_project.analysis.inputs import StatsInputs, load_inputs
 from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
 from dagster_project.analysis.results import empty_result
+from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_assets import SLICE_INPUTS
 from dagster_project.defs.partitions import SliceKey, model_dataset_partitions, slice_of
 from dagster_project.defs.resources import WarehouseResource
@@ -70,6 +72,7 @@ def stats_asset(name: str, description: str, compute: Compute, reads: tuple[str,
         group_name="stats",
         kinds={"duckdb", "python"},
         description=description,
+        automation_condition=SLICE_RESULTS,
     )
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
         bench = benchmark_config()
@@ -93,6 +96,7 @@ def stats_asset(name: str, description: str, compute: Compute, reads: tuple[str,
     partitions_def=model_dataset_partitions,
     group_name="stats",
     kinds={"duckdb", "statsmodels"},
+    automation_condition=SLICE_RESULTS,
     description=(
         "Two-proportion z-tests of error rate between every pair of race / gender / race x gender "
         "groups, per model version, dataset, protocol and true emotion ('all' = pooled); "
@@ -125,6 +129,7 @@ def error_rate_ztests(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         "n_tests": len(tests),
         "n_families": int(tests["family"].nunique()) if len(tests) else 0,
         "n_significant": len(significant),
+        "largest_significant_disparity": largest_significant_disparity(tests),
         "significant_pairs": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "none"),
     })
 

@@ -18,7 +18,7 @@ from dagster_project.defs.inference_assets import (
     DISCOVERED_BY_TAG,
     DISCOVERED_FROM_TAG,
 )
-from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME, dataset_partitions
+from dagster_project.defs.partitions import MODEL_PARTITIONS_NAME, dataset_partitions, slice_partition
 from dagster_project.settings import benchmark_config
 from inference.config import model_partition_key
 from inference.vlm.run_tags import provider_run_tags
@@ -66,7 +66,7 @@ def watched_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorResu
                 if model.covers(dataset):
                     requests.append(dg.RunRequest(
                         run_key=f"{key}|{dataset}",
-                        partition_key=dg.MultiPartitionKey({"model": key, "dataset": dataset}),
+                        partition_key=slice_partition(key, dataset),
                         tags=tags,
                     ))
     cursor_text = json.dumps(cursor, sort_keys=True)

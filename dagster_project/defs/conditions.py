@@ -1,0 +1,42 @@
+"""Declarative automation: when a slice's inputs change, its results follow, however the
+inputs were materialized (asset page, job, backfill, sensor).
+
+Two conditions, evaluated per partition by `default_automation_condition_sensor`
+(defs/automation.py):
+
+* `SLICE_RESULTS` on everything partitioned downstream of the raw tables (dbt slice models,
+  statistics, figures) and on the per-dataset human baselines: Dagster's `eager()`, except that
+  the unpartitioned dbt foundation (seeds, staging and dataset views, rebuilt by every
+  ingestion with an unchanged data version) does not count as an update; otherwise one
+  ingestion would refresh every slice of every dataset. A whole chain (marts -> stats ->
+  figures) is requested in one tick, so it runs as one run per slice.
+* `ACROSS_SLICES` on the unpartitioned results that compare slices: requested once the slices
+  they read were updated and none of them is still in progress, so a refresh of one slice
+  triggers one comparison run after it, not one per materialized step.
+"""
+
+import dagster as dg
+
+# The dbt foundation: dbt models without the `slice` tag (dagster-dbt turns dbt tags into asset tags).
+DBT_FOUNDATION = dg.AssetSelection.kind("dbt") - dg.AssetSelection.tag("slice", "")
+
+_UPDATED = dg.AutomationCondition.any_deps_updated().ignore(DBT_FOUNDATION)
+
+SLICE_RESULTS = (
+    (dg.AutomationCondition.newly_missing() | _UPDATED).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("eager, ignoring the dbt foundation")
+
+# any_deps_updated() without "will be requested": a comparison waits for the slice run to finish
+# (a run of it launched alongside would read the slice before it is rebuilt, then run again).
+_SLICES_UPDATED = dg.AutomationCondition.any_deps_match(
+    dg.AutomationCondition.newly_updated() & ~dg.AutomationCondition.executed_with_root_target()
+).ignore(DBT_FOUNDATION)
+
+ACROSS_SLICES = (
+    _SLICES_UPDATED.since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after the slices it compares")

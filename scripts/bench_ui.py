@@ -1,0 +1,144 @@
+"""UI vs CLI: the cost of re-running one model on a dataset and of the refresh that follows.
+
+CLI: `evaluate_model_on_dataset` then `refresh_slice` for the slice, `execute_in_process` in
+this process after the definitions are loaded (what `fer-warehouse demo` times per step).
+UI: `fer-warehouse ui` on the same warehouse and DAGSTER_HOME; the evaluation is launched through
+the UI's GraphQL API (`launchRun`, what the Materialize button sends) and timed from the launch
+to its end; the refresh is the run that declarative automation launches for the slice, timed
+from its launch to its end (the automation tick comes on top and is reported apart).
+
+Wall times depend on the machine's load, so CPU seconds are reported beside them: for the CLI
+this process's (and its dbt children's) CPU, for the UI the CPU of every process of the UI's
+process group (webserver, daemon, code servers, run workers and their children) over the window.
+
+    .venv/bin/python scripts/bench_ui.py [--model mini_xception] [--dataset london_set]
+        [--attach http://127.0.0.1:3000,<pgid of dg dev>] [--cli ew,ec,rw,rc]
+Needs a warehouse with the dataset ingested and the model evaluated (`make demo`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.dagster_ui import DagsterUI, child_group, dagster_ui, group_cpu_s  # noqa: E402
+
+LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+RUNS = """query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs { results {
+  runId jobName status creationTime startTime endTime tags { key value } } } } }"""
+DONE = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+def self_cpu_s() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def cli(model: str, dataset: str) -> dict[str, tuple[float, float]]:
+    import dagster as dg
+
+    from dagster_project.defs.partitions import slice_partition
+    from dagster_project.orchestration import Step, load_definitions, run_step
+    from dagster_project.settings import benchmark_config
+
+    defs, instance = load_definitions(), dg.DagsterInstance.get()
+    key = slice_partition(benchmark_config().models[model].partition_key, dataset)
+    timings = {}
+    for label, job in (("evaluate", "evaluate_model_on_dataset"), ("refresh", "refresh_slice")):
+        wall, cpu = time.perf_counter(), self_cpu_s()
+        run_step(defs, instance, Step(label, job, key))
+        timings[label] = (time.perf_counter() - wall, self_cpu_s() - cpu)
+    return timings
+
+
+def wait_for_run(ui: DagsterUI, run_filter: dict, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = ui.graphql(RUNS, {"filter": run_filter})["runsOrError"]["results"]
+        if runs and runs[0]["status"] in DONE:
+            return runs[0]
+        time.sleep(0.5)
+    raise TimeoutError(f"no finished run matching {run_filter} in {timeout_s} s")
+
+
+def ui_timings(model: str, dataset: str, log: Path, timeout_s: float, attach: str | None = None
+               ) -> dict[str, tuple[float, float]]:
+    if attach:  # a UI already running: URL, its `dg dev` process group
+        url, pgid = attach.rsplit(",", 1)
+        return measure_ui(DagsterUI(None, url), int(pgid), model, dataset, timeout_s)
+    with dagster_ui(dict(os.environ), log, timeout_s=timeout_s) as ui:
+        # `dg dev` runs in a process group of its own, as the child of `fer-warehouse ui`
+        pgid = child_group(ui.process.pid)
+        time.sleep(15)  # let the first automation tick and the webserver settle
+        return measure_ui(ui, pgid, model, dataset, timeout_s)
+
+
+def measure_ui(ui: DagsterUI, pgid: int, model: str, dataset: str, timeout_s: float) -> dict[str, tuple[float, float]]:
+    from dagster_project.defs.partitions import DATASET_DIMENSION, MODEL_DIMENSION, slice_partition
+    from dagster_project.settings import benchmark_config
+
+    model_key = benchmark_config().models[model].partition_key
+    key = slice_partition(model_key, dataset)
+    tags = [{"key": "dagster/partition", "value": str(key)},
+            {"key": f"dagster/partition/{MODEL_DIMENSION}", "value": model_key},
+            {"key": f"dagster/partition/{DATASET_DIMENSION}", "value": dataset}]
+    timings = {}
+    wall, cpu = time.perf_counter(), group_cpu_s(pgid)
+    launched = ui.graphql(LAUNCH, {"params": {
+        "selector": {"repositoryLocationName": "fer_bias_warehouse", "repositoryName": "__repository__",
+                     "jobName": "evaluate_model_on_dataset"},
+        "executionMetadata": {"tags": tags}}})["launchRun"]
+    if launched["__typename"] != "LaunchRunSuccess":
+        raise RuntimeError(f"launchRun: {launched}")
+    run_id = launched["run"]["runId"]
+    run = wait_for_run(ui, {"runIds": [run_id]}, timeout_s)
+    timings["evaluate"] = (time.perf_counter() - wall, group_cpu_s(pgid) - cpu)
+    print(f"UI evaluate {run_id} {run['status']}: {timings['evaluate']}", flush=True)
+    cpu = group_cpu_s(pgid)
+    refresh = wait_for_run(ui, {"tags": [{"key": "dagster/partition", "value": str(key)}],
+                                "createdAfter": run["endTime"]}, timeout_s)
+    timings["refresh"] = (refresh["endTime"] - refresh["creationTime"], group_cpu_s(pgid) - cpu)
+    timings["automation delay"] = (refresh["creationTime"] - run["endTime"], 0.0)
+    timings["evaluate+refresh"] = (refresh["endTime"] - run["creationTime"], 0.0)
+    print(f"UI refresh {refresh['runId']} {refresh['status']}: {timings['refresh']}", flush=True)
+    return timings
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="mini_xception")
+    parser.add_argument("--dataset", default="london_set")
+    parser.add_argument("--timeout-s", type=float, default=1800)
+    parser.add_argument("--log", type=Path, default=Path("data/logs/bench_ui.log"))
+    parser.add_argument("--attach", help="URL,PGID of a running `fer-warehouse ui` (its dg dev group); skips the CLI")
+    parser.add_argument("--cli", help="CLI numbers measured before, as evaluate_wall,evaluate_cpu,refresh_wall,refresh_cpu")
+    args = parser.parse_args()
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    from dagster_project.cli import dagster_home
+
+    dagster_home()
+    if args.cli:
+        ew, ec, rw, rc = map(float, args.cli.split(","))
+        cli_t = {"evaluate": (ew, ec), "refresh": (rw, rc)}
+    else:
+        cli_t = cli(args.model, args.dataset)
+    print("CLI (wall s, CPU s):", {name: (round(w, 1), round(c, 1)) for name, (w, c) in cli_t.items()}, flush=True)
+    ui_t = ui_timings(args.model, args.dataset, args.log, args.timeout_s, args.attach)
+    print(f"{'':18} {'CLI wall s':>10} {'CLI CPU s':>10} {'UI wall s':>10} {'UI CPU s':>10} {'UI/CLI wall':>11} {'UI/CLI CPU':>10}")
+    for name in ("evaluate", "refresh"):
+        (cw, cc), (uw, uc) = cli_t[name], ui_t[name]
+        print(f"{name:18} {cw:10.1f} {cc:10.1f} {uw:10.1f} {uc:10.1f} {uw / cw:11.2f} {uc / cc:10.2f}")
+    for name in ("automation delay", "evaluate+refresh"):
+        print(f"{name:18} {'':10} {'':10} {ui_t[name][0]:10.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
