@@ -56,7 +56,8 @@ def test_fer_baselines_reach_group_accuracy_and_the_dimensional_answers(tmp_path
     done = subprocess.run([sys.executable, "-c", RUN], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    run_dbt(["build", "--select", "+group_accuracy", "+int_model_dimensional_answers"], warehouse=warehouse,
+    # `run`, not `build`: the seeds and models are data-tested by the dbt project tests; this saves ~17 s CPU
+    run_dbt(["run", "--select", "+group_accuracy", "+int_model_dimensional_answers"], warehouse=warehouse,
             target_dir=tmp_path / "target")
 
     con = duckdb.connect(str(warehouse), read_only=True)
