@@ -19,6 +19,8 @@ MODEL_ADAPTERS: dict[str, str] = {
     "transformers": "inference.models.vlm:VLMAdapter",
     "mlx": "inference.models.vlm:VLMAdapter",
     "clip": "inference.models.clip:ClipModel",
+    "image_classifier": "inference.models.image_classifier:ImageClassifier",
+    "hsemotion": "inference.models.hsemotion:HSEmotion",
 }
 
 DATASET_ADAPTERS: dict[str, str] = {
