@@ -20,6 +20,10 @@ Time runs in rounds of one round-trip (the EWMA latency of answers). At each rou
   round (a quota's bandwidth-delay product, as BBR sizes cwnd), and paces call starts at
   admitted rate x (1 + headroom): a quota refuses bursts, so calls are spread evenly; clean
   rounds raise the pace by the headroom until it cannot bind, then drop it;
+- except in an app-limited round (more than the tolerance share of the window parked on a
+  Retry-After at once): its admitted rate measures the client's own retry burst, not the
+  provider, so the window steps down by at most the tolerance (x0.8) and the pace keeps the
+  new window busy; the next rounds, less parked, measure again (BBR's app-limited rule);
 - a clean round in which the window was full grows it by `headroom` (multiplicative, so a
   transient dip recovers in a few round-trips; a round that did not fill the window says
   nothing about more capacity, RFC 7661);
