@@ -20,6 +20,10 @@ Time runs in rounds of one round-trip (the EWMA latency of answers). At each rou
   round (a quota's bandwidth-delay product, as BBR sizes cwnd), and paces call starts at
   admitted rate x (1 + headroom): a quota refuses bursts, so calls are spread evenly; clean
   rounds raise the pace by the headroom until it cannot bind, then drop it;
+- except in an app-limited round (more than the tolerance share of the window parked on a
+  Retry-After at once): its admitted rate measures the client's own retry burst, not the
+  provider, so the window steps down by at most the tolerance (x0.8) and the pace keeps the
+  new window busy; the next rounds, less parked, measure again (BBR's app-limited rule);
 - a clean round in which the window was full grows it by `headroom` (multiplicative, so a
   transient dip recovers in a few round-trips; a round that did not fill the window says
   nothing about more capacity, RFC 7661);
@@ -81,6 +85,7 @@ class _Round:
     rate_limited: int = 0
     peak_owned: int = 0
     peak_active: int = 0
+    peak_parked: int = 0  # most tickets at once not in a call: waiting out a Retry-After
 
 
 @dataclass(eq=False)  # identity semantics (and hashable, for the weak registry)
@@ -281,6 +286,7 @@ class AdaptiveLimiter:
                     self.latency_s = latency_s if self.latency_s is None else 0.8 * self.latency_s + 0.2 * latency_s
             elif kind == "rate_limited":
                 self._round.rate_limited += 1
+            self._round.peak_parked = max(self._round.peak_parked, self.owned - self.active)
             if self.latency_s is not None and now - self._round.started >= max(self.min_round_s, self.latency_s):
                 self._end_round(now)
                 self._dispatch()
@@ -301,13 +307,22 @@ class AdaptiveLimiter:
             self.rate_limited_rounds += 1
             event = "rate_limited"
             # admitted rate x RTT x (1 + headroom): what the provider takes, plus room to probe
-            target = admitted * (self.latency_s or elapsed) * (1.0 + self.headroom)
+            rtt = self.latency_s or elapsed
+            target = admitted * rtt * (1.0 + self.headroom)
             if refused <= self.tolerance:  # 429s within the probing share: not shrinking
                 self.window = max(old, target) if full else old
             else:
-                self.window = max(min(target, old), old * self.max_decrease)
-                # a quota refuses bursts: start calls evenly at the rate it admitted
-                self._set_pace(admitted * (1.0 + self.headroom))
+                # app-limited (BBR's rule): when more than the tolerance share of the window sat
+                # parked on Retry-After, those requests were not at the provider and come back as
+                # one burst (Retry-After ~ one round-trip), so the admitted rate measures the
+                # client's own burst, a lower bound on the provider's limit: step down by at most
+                # the tolerance per round and let the next, less parked rounds measure again
+                app_limited = r.peak_parked > self.tolerance * old
+                floor = 1.0 - self.tolerance if app_limited else self.max_decrease
+                self.window = max(min(target, old), old * floor)
+                # a quota refuses bursts: start calls evenly at the rate it admitted (for an
+                # app-limited round, at least the rate that keeps the new window busy)
+                self._set_pace(max(admitted * (1.0 + self.headroom), self.window / rtt if app_limited else 0.0))
         elif self.adaptive and full:
             self.window = old * (1.0 + self.headroom)
             event = "grow"
