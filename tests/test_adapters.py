@@ -40,9 +40,13 @@ def test_every_model_kind_is_a_model_adapter_that_builds(kind):
     assert issubclass(cls, ModelAdapter) and "build" in vars(cls) and "evaluate" in vars(cls)
 
 
+# Options a kind cannot do without (the generic kinds have no preset to fall back on).
+REQUIRED_OPTIONS = {"filename_pattern": {"pattern": r"(?P<emotion>[^/]+)/[^/]+\.jpg"}}
+
+
 @pytest.mark.parametrize("kind", sorted(DATASET_ADAPTERS))
 def test_every_dataset_kind_is_a_dataset_adapter(kind):
-    adapter = dataset_adapter(DatasetConfig(name="d", kind=kind, location="x"))
+    adapter = dataset_adapter(DatasetConfig(name="d", kind=kind, location="x", options=REQUIRED_OPTIONS.get(kind, {})))
     assert isinstance(adapter, DatasetAdapter) and adapter.kind == kind
 
 

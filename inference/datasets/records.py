@@ -98,6 +98,7 @@ class LayoutAdapter(DatasetAdapter):
 
     def __init__(self, cfg: DatasetConfig, ctx: DatasetContext | None = None) -> None:
         super().__init__(cfg, ctx)
+        self.kind = cfg.kind  # a preset (chicago_face, caer, ...) answers with its own name
         self.options, self.exclude_configured = kind_options(self, self.options_model)
 
     def locate(self) -> Path:
