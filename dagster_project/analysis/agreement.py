@@ -34,9 +34,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, f1_score
-from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.inter_rater import cohens_kappa
 
 from dagster_project.analysis.results import (
     adjust_within_families,
@@ -132,6 +129,9 @@ def _accuracy_rows(mart, base, subset_kind, subset) -> list[dict]:
 
 
 def _agreement_rows(frame, labels, base, subset_kind, subset, resamples, seed, alpha):
+    from sklearn.metrics import confusion_matrix
+    from sklearn.metrics import f1_score
+    from statsmodels.stats.inter_rater import cohens_kappa
     answered = frame[frame["_answered"]]
     n = len(answered)
     # Integer codes once (hashing, not sorting strings): the dataset's labels are 0..K-1, any
@@ -282,6 +282,7 @@ def mcnemar_between_models(
 
 
 def _mcnemar_row(dataset, protocol, key_a, correct_a, key_b, correct_b, exact_below, continuity):
+    from statsmodels.stats.contingency_tables import mcnemar
     joined = pd.concat([correct_a.rename("a"), correct_b.rename("b")], axis=1, join="inner")
     a, b = joined["a"].to_numpy(bool), joined["b"].to_numpy(bool)
     n = len(joined)

@@ -35,9 +35,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.stats import hmean
-from statsmodels.regression.mixed_linear_model import MixedLM, VCSpec
 
 from dagster_project.analysis.results import detail_json, dimension_frame, result_row
 
@@ -58,6 +55,9 @@ def fit_crossed(long: pd.DataFrame, given: str | None = None):
     value (and the column `given`, a fixed factor such as true_emotion, when given).
     Returns the fit with the highest REML log-likelihood over OPTIMIZERS; its attribute
     `optimizer_llf` maps each optimizer tried to its log-likelihood (None when it failed)."""
+    from scipy import sparse
+    from statsmodels.regression.mixed_linear_model import MixedLM
+    from statsmodels.regression.mixed_linear_model import VCSpec
     n = len(long)
     names, colnames, mats = [], [], []
     for component in COMPONENTS:
@@ -114,6 +114,7 @@ def crossed_icc_rows(frame: pd.DataFrame, base: dict[str, Any], *, max_ratings: 
     With `given` (e.g. 'true_emotion') the factor is a fixed effect and every measure is suffixed
     '_given_<given>': agreement on the images *within* its levels (Tae et al.'s variance
     decomposition: rater variance against image variance beyond the emotion)."""
+    from scipy.stats import hmean
     long = pd.DataFrame({"image_id": frame["image_id"].astype(str).to_numpy(),
                          "rater": frame["rater"].astype(str).to_numpy(),
                          "value": pd.to_numeric(frame["value"], errors="coerce").to_numpy(float)})

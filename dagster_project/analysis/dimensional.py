@@ -18,9 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pingouin as pg
-from scipy import stats
-from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
 from inference.config import VLM_KINDS
 
@@ -130,6 +127,9 @@ def _cells(pairs: pd.DataFrame):
 
 
 def _agreement_rows(base: dict, dimension: str, cell: pd.DataFrame) -> list[dict]:
+    from scipy import stats
+    from sklearn.metrics import mean_absolute_error
+    from sklearn.metrics import root_mean_squared_error
     model = cell["model_value"].to_numpy(float)
     human = cell["human_mean"].to_numpy(float)
     diff = model - human
@@ -180,6 +180,7 @@ def _icc_vs_human_mean(row, cell: pd.DataFrame) -> dict:
     Human raters rarely rate every image (Tae et al.: 72 of 1,440 each), so an ICC among
     individual raters has no fully crossed design; model vs human mean always does.
     """
+    import pingouin as pg
     long = pd.concat(
         [
             pd.DataFrame({"image": cell["image_id"].to_numpy(), "rater": "model", "value": cell["model_value"].to_numpy(float)}),
@@ -216,6 +217,7 @@ def wilcoxon_by_emotion(
     dataset x protocol x dimension (its emotions); p-values adjusted within it by `correction`
     (Bonferroni as in Tae et al.).
     """
+    from scipy import stats
     pairs = image_level_pairs(model_values, ratings)
     rows: list[dict[str, Any]] = []
     for (model_keys, dimension, kind, subset), cell in _cells(pairs):

@@ -5,12 +5,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (PNG files, no display), imported on first use: the
+    import costs ~1.5 s CPU, which every load of the code location (each UI run) need not pay."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
 
 BASIC_SEVEN = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 EMOTION_ORDER = [
@@ -59,6 +67,7 @@ def _draw_confusion(ax, table: pd.DataFrame, fontsize: int = 7):
 
 def confusion_matrix_png(counts: pd.DataFrame, title: str, path: Path) -> Path:
     """Row-normalised confusion matrix (true emotion x predicted emotion) with counts."""
+    plt = pyplot()
     truth, predicted = _axes_labels(counts)
     fig, ax = plt.subplots(figsize=(max(6.5, 1.0 + 0.8 * len(predicted)), 2.0 + 0.6 * len(truth)))
     image = _draw_confusion(ax, confusion_table(counts, truth, predicted))
@@ -71,6 +80,7 @@ def group_confusion_matrices_png(counts: pd.DataFrame, title: str, path: Path) -
     """One row-normalised confusion matrix per group of ONE grouping (rows of
     marts.confusion_counts with a single grouping: race, gender or race_gender), side by
     side on the same axes, so a confusion that only one group suffers is visible."""
+    plt = pyplot()
     truth, predicted = _axes_labels(counts)
     groups = sorted(counts["group_value"].astype(str).unique())
     columns = min(3, max(len(groups), 1))
@@ -89,6 +99,7 @@ def group_confusion_matrices_png(counts: pd.DataFrame, title: str, path: Path) -
 
 def accuracy_heatmap_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path:
     """Accuracy per group (rows) x true emotion (columns), annotated with n."""
+    plt = pyplot()
     groups = sorted(accuracy["group_value"].unique())
     emotions = _ordered(set(accuracy["true_emotion"]) - {"all"}) + ["all"]
     acc = accuracy.pivot_table(index="group_value", columns="true_emotion", values="accuracy").reindex(
@@ -112,6 +123,7 @@ def accuracy_heatmap_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path
 
 def forest_plot_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path:
     """Error rate per group with its Wilson 95 % interval, one panel row per group."""
+    plt = pyplot()
     frame = accuracy.sort_values(["grouping", "group_value"]).reset_index(drop=True)
     error = 1 - frame["accuracy"].astype(float)
     low = 1 - frame["ci_high"].astype(float)
@@ -134,6 +146,7 @@ def forest_plot_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path:
 
 
 def _save(fig, path: Path) -> Path:
+    plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -27,8 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap, pearsonr
-from sklearn.metrics import mean_absolute_error
 
 from dagster_project.analysis.results import detail_json, dimension_frame, result_row
 
@@ -51,6 +49,8 @@ def leave_one_out_pairs(ratings: pd.DataFrame) -> pd.DataFrame:
 
 
 def _estimate(measure: str, x: np.ndarray, y: np.ndarray) -> float:
+    from scipy.stats import pearsonr
+    from sklearn.metrics import mean_absolute_error
     if measure == "mae":
         return float(mean_absolute_error(x, y))
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -60,6 +60,7 @@ def _estimate(measure: str, x: np.ndarray, y: np.ndarray) -> float:
 
 def _image_bootstrap(measure, x, y, image_codes, resamples, seed) -> tuple[float, float]:
     """Percentile bootstrap over images: each resample takes whole images (all their ratings)."""
+    from scipy.stats import bootstrap
     n_images = int(image_codes.max()) + 1
     counts = np.bincount(image_codes, minlength=n_images)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

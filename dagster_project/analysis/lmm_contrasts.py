@@ -35,8 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from statsmodels.base.model import LikelihoodModelResults
-from statsmodels.formula._manager import FormulaManager
 
 from dagster_project.analysis.results import detail_json, result_row
 
@@ -60,6 +58,7 @@ def reference_grid(data: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
 
 def design_rows(result, grid: pd.DataFrame) -> pd.DataFrame:
     """Fixed-effects design rows of `grid` under the fitted formula (what `predict` builds)."""
+    from statsmodels.formula._manager import FormulaManager
     spec = getattr(result.model, "model_spec", None) or result.model.data.model_spec
     rows = FormulaManager().get_matrices(spec, grid, pandas=True, prediction=True)
     return pd.DataFrame(np.asarray(rows, float), columns=list(result.fe_params.index), index=grid.index)
@@ -101,6 +100,7 @@ def fixed_effects_cov(result) -> np.ndarray:
 def wald_contrasts(result, contrasts: list[Contrast]) -> pd.DataFrame:
     """estimate, se, statistic (z), p_value, ci_low, ci_high per contrast (statsmodels
     `t_test`, normal reference, with `fixed_effects_cov`)."""
+    from statsmodels.base.model import LikelihoodModelResults
     columns = ["label", "estimate", "se", "statistic", "p_value", "ci_low", "ci_high"]
     if not contrasts:
         return pd.DataFrame(columns=columns)

@@ -52,9 +52,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
-from statsmodels.genmod.cov_struct import Exchangeable
-from statsmodels.genmod.families import Binomial
 
 from dagster_project.analysis.lmm_contrasts import simple_effect_rows
 from dagster_project.analysis.results import RESULT_COLUMNS, adjust_within_families, result_frame, result_row
@@ -111,6 +108,7 @@ def fit_mixedlm(formula: str, data: pd.DataFrame, group: str, *, re_formula: str
     an exception becomes Fit.error. When the default optimizer does not converge, the
     derivative-free FALLBACK_OPTIMIZERS are tried; Fit.optimizer names the one kept.
     """
+    import statsmodels.formula.api as smf
     fit = Fit()
     with fit.recording():
         try:
@@ -130,6 +128,9 @@ def fit_mixedlm(formula: str, data: pd.DataFrame, group: str, *, re_formula: str
 
 def fit_gee(formula: str, data: pd.DataFrame, group: str) -> Fit:
     """statsmodels GEE, Binomial (logit) family, exchangeable working correlation, robust SEs."""
+    from statsmodels.genmod.cov_struct import Exchangeable
+    from statsmodels.genmod.families import Binomial
+    import statsmodels.formula.api as smf
     fit = Fit()
     with fit.recording():
         try:

@@ -27,8 +27,6 @@ import json
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from dagster_project.analysis.results import (
     RESULT_COLUMNS,
@@ -76,6 +74,7 @@ def pairwise_error_ztests(
     family (see the module docstring); family_size = pairs in the family, family_m = those
     with a test (the m of the adjustment).
     """
+    from statsmodels.stats.multitest import multipletests
     cells = accuracy[accuracy["grouping"].isin(groupings) & (accuracy["n"] > 0)]
     results = []
     for cell_values, cell in cells.groupby(FAMILY_KEYS, sort=True):
@@ -103,6 +102,8 @@ def pairwise_error_ztests(
 
 
 def _pair_test(a, b) -> dict:
+    from statsmodels.stats.proportion import confint_proportions_2indep
+    from statsmodels.stats.proportion import proportions_ztest
     errors_a, errors_b = int(a.n - a.correct), int(b.n - b.correct)
     n_a, n_b = int(a.n), int(b.n)
     z = p = low = high = np.nan
@@ -204,6 +205,7 @@ def misclassification_tests(
 
 
 def _misclassification_row(r, family: str, alpha: float) -> dict:
+    from statsmodels.stats.proportion import proportions_ztest
     count_a, n_a, count_b, n_b = int(r.count_a), int(r.n_a), int(r.count_b), int(r.n_b)
     z = p = np.nan
     notes = []

@@ -30,9 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
-from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.proportion import confint_proportions_2indep
 
 KEYS = ["dataset", "protocol", "grouping", "true_emotion", "group_a", "group_b"]
 CI_METHOD = "newcomb"
@@ -44,6 +41,7 @@ OFFENDER_COLUMNS = [*KEYS, "n_a_new", "n_b_new", "gap_new", "ci_low_new", "ci_hi
 def disparities(accuracy: pd.DataFrame, *, groupings=("race", "gender", "race_gender")) -> pd.DataFrame:
     """Error-rate gap between every pair of groups, per model version x dataset x protocol x
     grouping x true emotion, from rows shaped like marts.group_accuracy (n, correct)."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
     cells = accuracy[accuracy["grouping"].isin(groupings) & (accuracy["n"] > 0)]
     rows = []
     unit = ["model", "model_version", "dataset", "protocol", "grouping", "true_emotion"]
@@ -63,6 +61,7 @@ def disparities(accuracy: pd.DataFrame, *, groupings=("race", "gender", "race_ge
 
 def gap_changes(new: pd.DataFrame, old: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
     """new.join(old) on KEYS with the change in gap, its Wald interval and z-test p-value."""
+    from scipy.stats import norm
     both = new.join(old, how="inner", lsuffix="_new", rsuffix="_previous")
     both["change"] = both["gap_new"] - both["gap_previous"]
     se = np.sqrt(both["gap_variance_new"] + both["gap_variance_previous"])
@@ -101,6 +100,7 @@ def regression_gate(
     correction: str = "holm",
 ) -> GateResult:
     """Compare `new_version` of `model` with `previous_version` (see module docstring)."""
+    from statsmodels.stats.multitest import multipletests
     family = accuracy[(accuracy["model"] == model) & accuracy["model_version"].isin([new_version, previous_version])]
     gaps = disparities(family, groupings=groupings)
     if gaps.empty:

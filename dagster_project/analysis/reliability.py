@@ -24,11 +24,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import krippendorff
 import numpy as np
 import pandas as pd
-import pingouin
-from scipy.stats import bootstrap
 
 from dagster_project.analysis.inputs import with_race_gender
 from dagster_project.analysis.results import (
@@ -194,6 +191,7 @@ def value_counts(matrix: np.ndarray, domain: np.ndarray) -> np.ndarray:
 
 
 def _alpha(counts: np.ndarray, domain: np.ndarray, level: str) -> float:
+    import krippendorff
     return float(krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=level))
 
 
@@ -207,6 +205,7 @@ def _alpha_or_nan(counts, domain, level) -> float:
 def _alpha_rows(matrix, domain, levels, base, model, version, protocol, subset_kind, subset,
                 resamples, seed, duplicates, alpha_humans=None) -> list[dict[str, Any]]:
     """One row per level of measurement for one raters x images matrix."""
+    from scipy.stats import bootstrap
     counts = value_counts(matrix, domain)
     # only pairable images (>= 2 ratings) carry information; dropping the rest leaves alpha unchanged
     counts = counts[counts.sum(axis=1) >= 2]
@@ -247,6 +246,7 @@ def _alpha_rows(matrix, domain, levels, base, model, version, protocol, subset_k
 
 
 def _icc_rows(frame: pd.DataFrame, base, model, version, protocol) -> list[dict[str, Any]]:
+    import pingouin
     long = pd.DataFrame({"image_id": frame["image_id"].astype(str).to_numpy(),
                          "rater": frame["rater"].astype(str).to_numpy(),
                          "value": pd.to_numeric(frame["value"], errors="coerce").to_numpy(float)})

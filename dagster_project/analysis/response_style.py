@@ -56,11 +56,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from sklearn.linear_model import LinearRegression
-from sklearn.metrics import mean_absolute_error
-from sklearn.model_selection import GroupKFold, KFold, cross_val_predict
-from statsmodels.stats.proportion import proportion_confint
 
 from .dimensional import (
     MODEL_KEYS,
@@ -185,6 +180,7 @@ def _sd_ratio(model: np.ndarray, human: np.ndarray, axis: int = -1) -> np.ndarra
 
 
 def _exaggeration_rows(pairs: pd.DataFrame, *, seed: int, n_resamples: int) -> list[dict]:
+    from scipy import stats
     rows = []
     for keys, group in pairs.groupby([*MODEL_KEYS, "dimension"], sort=True, dropna=False):
         base = dict(zip(MODEL_KEYS, keys[:-1]), analysis=ANALYSIS, dimension=keys[-1])
@@ -221,6 +217,8 @@ def _exaggeration_rows(pairs: pd.DataFrame, *, seed: int, n_resamples: int) -> l
 
 def _splitter(cell: pd.DataFrame, cv_folds: int, seed: int):
     """(splitter, groups, description) or None when the cell is too small to cross-validate."""
+    from sklearn.model_selection import GroupKFold
+    from sklearn.model_selection import KFold
     identity = cell["identity"] if "identity" in cell else pd.Series(dtype=object)
     if len(identity) and identity.notna().all() and identity.nunique() >= 2:
         k = min(cv_folds, identity.nunique())
@@ -232,6 +230,8 @@ def _splitter(cell: pd.DataFrame, cv_folds: int, seed: int):
 
 
 def _calibration_rows(pairs: pd.DataFrame, *, cv_folds: int, seed: int) -> list[dict]:
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import cross_val_predict
     rows = []
     labelled = pairs[pairs["true_emotion"].notna()]
     for keys, group in labelled.groupby([*MODEL_KEYS, "dimension"], sort=True, dropna=False):
@@ -264,6 +264,8 @@ def _calibration_rows(pairs: pd.DataFrame, *, cv_folds: int, seed: int) -> list[
 
 
 def _mae_rows(base, kind, subset, human, before, after, detail) -> list[dict]:
+    from scipy import stats
+    from sklearn.metrics import mean_absolute_error
     n = len(human)
     rows = [result_row(**base, subset_kind=kind, subset=subset, measure="mae_before_calibration", n=n,
                        estimate=mean_absolute_error(human, before), detail=_json(detail))]
@@ -300,6 +302,7 @@ def _absorption_rows(answers: pd.DataFrame, ratings: pd.DataFrame) -> list[dict]
 
 
 def _rate_rows(base: dict, truth: pd.Series, predicted: pd.Series, unit: str) -> list[dict]:
+    from statsmodels.stats.proportion import proportion_confint
     truth = truth.astype(str).str.strip().str.lower()
     is_neutral = predicted.astype(str).str.strip().str.lower() == NEUTRAL
     keep = truth != NEUTRAL
@@ -320,6 +323,7 @@ def _rate_rows(base: dict, truth: pd.Series, predicted: pd.Series, unit: str) ->
 # --------------------------------------------------------------------------- strength / arousal ordering
 
 def _spearman(a, b) -> tuple[float | None, float | None]:
+    from scipy import stats
     a, b = np.asarray(a, float), np.asarray(b, float)
     ok = ~(np.isnan(a) | np.isnan(b))
     a, b = a[ok], b[ok]

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.multitest import multipletests
 
 RESULT_COLUMNS = [
     "analysis",      # e.g. 'categorical_agreement', 'rater_reliability'
@@ -105,6 +104,7 @@ def dimension_frame(rows: Iterable[Mapping[str, Any]], min_n: int) -> pd.DataFra
 def adjust_within_families(frame: pd.DataFrame, method: str, alpha: float = 0.05) -> pd.DataFrame:
     """Fill p_adjusted by `method` (statsmodels multipletests) within each non-empty family,
     and family_m = the number of p-values adjusted together (untestable rows not counted)."""
+    from statsmodels.stats.multitest import multipletests
     frame = frame.copy()
     for family, idx in frame[frame["family"] != ""].groupby("family").groups.items():
         p = frame.loc[idx, "p_value"]

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy.stats import norm  # noqa: E402
+from .figures import pyplot
 
 EMOTION_ORDER = [
     "anger", "angry", "disgust", "fear", "happy", "neutral", "sad", "surprise", "calm", "contempt", "confusion",
@@ -30,11 +27,13 @@ def _ordered(labels) -> list[str]:
 
 
 def _colours(labels: list[str]) -> dict[str, tuple]:
+    plt = pyplot()
     cmap = plt.get_cmap("tab10")
     return {label: cmap(i % 10) for i, label in enumerate(labels)}
 
 
 def _save(fig, path: Path) -> Path:
+    plt = pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -52,6 +51,7 @@ def _empty(ax, message: str = "no data") -> None:
 def bland_altman_png(pairs: pd.DataFrame, title: str, path: Path) -> Path:
     """Bland-Altman plot: mean of (model, human mean) vs difference model - human, coloured by
     intended emotion, with the bias and the 95 % limits of agreement (bias +- 1.96 SD)."""
+    plt = pyplot()
     frame = pairs.dropna(subset=["model_value", "human_mean"])
     fig, ax = plt.subplots(figsize=(7, 5))
     if frame.empty:
@@ -80,6 +80,7 @@ def bland_altman_png(pairs: pd.DataFrame, title: str, path: Path) -> Path:
 def bias_bars_png(dimensional_frame: pd.DataFrame, title: str, path: Path) -> Path:
     """Per-emotion Bland-Altman bias (model - human) with its 95 % CI, one panel per dimension,
     one bar per model (rows measure 'bland_altman_bias', subset_kind 'emotion')."""
+    plt = pyplot()
     frame = dimensional_frame[(dimensional_frame["measure"] == "bland_altman_bias")
                               & (dimensional_frame["subset_kind"] == "emotion")].copy()
     if "dimension" not in frame:
@@ -120,6 +121,7 @@ def strength_arousal_order_png(per_emotion_means: pd.DataFrame, title: str, path
     per rater type (humans vs model), points labelled with the emotion, and an arrow from the
     humans' point to each model's point for the same emotion. (Not Tae et al.'s strength
     inversion: that is strength_inversion_png.)"""
+    plt = pyplot()
     frame = per_emotion_means.dropna(subset=["valence", "arousal"]).copy()
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     if frame.empty:
@@ -153,6 +155,7 @@ def strength_arousal_order_png(per_emotion_means: pd.DataFrame, title: str, path
 def adjusted_forest_png(tests: pd.DataFrame, title: str, path: Path, alpha: float = 0.05) -> Path:
     """Forest plot of estimates with their CI (any frame with estimate / ci_low / ci_high /
     subset / p_adjusted); filled red markers where p_adjusted < alpha, hollow grey otherwise."""
+    plt = pyplot()
     frame = tests.reset_index(drop=True)
     label_parts = [c for c in ("model", "dimension") if c in frame and frame[c].nunique() > 1]
     labels = [" / ".join([*(str(row[c]) for c in label_parts), str(row["subset"])]) for _, row in frame.iterrows()]
@@ -182,6 +185,7 @@ def adjusted_forest_png(tests: pd.DataFrame, title: str, path: Path, alpha: floa
 def strength_inversion_png(dimensional: pd.DataFrame, model_kinds: dict[str, str], title: str, path: Path) -> Path:
     """Tae et al.'s Figure 3: each model's valence r (x) vs arousal r (y) with the mean human
     rating (dimensional_agreement pearson_r, subset 'all'), FER models and VLMs coloured apart."""
+    plt = pyplot()
     from dagster_project.analysis.dimensional import model_family
 
     r = dimensional[(dimensional["measure"] == "pearson_r") & (dimensional["subset_kind"] == "all")]
@@ -214,6 +218,7 @@ def ratio_forest_rows(tests: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     interval excludes 1, so a drawn whisker never contradicts the drawn significance. Rows
     without a ratio or interval (a zero count) are kept, with `note` saying why.
     """
+    from scipy.stats import norm
     frame = tests.reset_index(drop=True)
     m = pd.to_numeric(frame.get("family_m"), errors="coerce").fillna(1).clip(lower=1).to_numpy(float)
     est = pd.to_numeric(frame["estimate"], errors="coerce").to_numpy(float)
@@ -272,6 +277,7 @@ def ratio_forest_axes(rows: pd.DataFrame, ax, alpha: float = 0.05) -> None:
 
 def ratio_forest_png(tests: pd.DataFrame, title: str, path: Path, alpha: float = 0.05) -> Path:
     """Forest plot of stats.misclassification_tests rate ratios (see ratio_forest_rows)."""
+    plt = pyplot()
     rows = ratio_forest_rows(tests, alpha)
     fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.35 * max(len(rows), 1)))
     if rows.empty:

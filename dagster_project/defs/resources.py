@@ -16,7 +16,7 @@ from dagster_project.settings import benchmark_config
 import pandas as pd
 
 from inference import slice_store, warehouse
-from inference.config import dbt_vars
+from inference.config import StatisticsConfig, dbt_vars
 
 
 class WarehouseResource(DuckDBResource):
@@ -77,9 +77,11 @@ class WarehouseDbtResource(DbtCliResource):
 
     warehouse: str
 
-    # The statistics settings SQL shares with Python (interval level, groupings, tie rule), as
-    # JSON: inference.config.dbt_vars of benchmark.yaml's `statistics:`.
-    statistics_vars: str = "{}"
+    # benchmark.yaml's `statistics:` as JSON (StatisticsConfig; "" = the SQL macros' defaults).
+    # The vars SQL shares with Python (interval level, groupings, tie rule) are derived from it
+    # per dbt command, not here: inference.config.dbt_vars imports scipy (~2 s CPU), which every
+    # load of the code location -- each run launched from the UI -- would otherwise pay.
+    statistics_config: str = ""
 
     # The Parquet slice store (`raw_slices:`): its `raw.*` views are (re)made in the warehouse
     # file before each dbt command, so one build reads every slice however it was written.
@@ -95,7 +97,9 @@ class WarehouseDbtResource(DbtCliResource):
         """`--vars` for a dbt command: warehouse, statistics settings, plus `extra_vars`. Keep them
         the same across invocations (the slice goes through dbt_runner.dbt_build): any change of
         command-line vars makes dbt parse the whole project again."""
-        merged = {"warehouse": self.warehouse, **json.loads(self.statistics_vars), **extra_vars}
+        statistics = (dbt_vars(StatisticsConfig.model_validate_json(self.statistics_config))
+                      if self.statistics_config else {})
+        merged = {"warehouse": self.warehouse, **statistics, **extra_vars}
         return ["--vars", json.dumps(merged, sort_keys=True)]
 
 
@@ -107,7 +111,7 @@ def resources() -> dg.Definitions:
             "duckdb": WarehouseResource(database=str(cfg.warehouse), raw_slices=cfg.raw_slices or ""),
             "dbt": WarehouseDbtResource(
                 project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir), warehouse=str(cfg.warehouse),
-                statistics_vars=json.dumps(dbt_vars(cfg.statistics)),
+                statistics_config=cfg.statistics.model_dump_json(),
                 raw_slices=cfg.raw_slices or "",
             ),
         }
