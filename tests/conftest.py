@@ -169,6 +169,10 @@ def pytest_configure(config: pytest.Config) -> None:
     server.responder = LoopbackVLM(root / "tae_sim" / "manifest.csv")
     os.environ.pop("FER_WAREHOUSE", None)
     os.environ["DAGSTER_HOME"] = str(root / "dagster_home")
+    # dagster-dbt's invocation folders, and the saved parse each invocation shares with the next
+    # (defs/dbt_runner), per session: a parallel worker's parse (another warehouse path, so
+    # another profile) would otherwise replace this one's between two invocations.
+    os.environ["DBT_TARGET_PATH"] = str(root / "dbt_target")
     (root / "dagster_home").mkdir()
 
 

@@ -81,7 +81,9 @@ def test_another_failure_carries_the_end_of_dbt_log(tmp_path):
 
 def _invocation_logs(run_id: str) -> list[Path]:
     """dbt.log of each invocation of a run (dagster-dbt names its target folder after the run)."""
-    return sorted((dbt_project.project_dir / "target").glob(f"one_seed-{run_id[:7]}-*/dbt.log"))
+    shared = Path(os.environ.get("DBT_TARGET_PATH", "target"))  # where dagster-dbt puts them
+    shared = shared if shared.is_absolute() else dbt_project.project_dir / shared
+    return sorted(shared.glob(f"one_seed-{run_id[:7]}-*/dbt.log"))
 
 
 def test_the_next_invocation_reuses_the_saved_parse(tmp_path):
