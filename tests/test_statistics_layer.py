@@ -127,9 +127,13 @@ def test_mcnemar_compares_models_on_the_same_images(demo):
 
 
 def test_figures_of_the_statistics_layer_are_metadata(demo, instance):
+    # Partitioned figures: some slices legitimately draw nothing (e.g. no numeric answers) and say
+    # why in `preview`; at least one materialization of each must carry its inline figure.
     for key in ("bland_altman_plots", "strength_inversion", "dimensional_bias_bars", "disparity_forest_plots"):
-        event = instance.get_latest_materialization_event(dg.AssetKey(["reports", key]))
-        assert "data:image/png;base64," in event.asset_materialization.metadata["preview"].value, key
+        records = instance.fetch_materializations(dg.AssetKey(["reports", key]), limit=200).records
+        previews = [str(r.asset_materialization.metadata.get("preview").value) for r in records
+                    if r.asset_materialization and r.asset_materialization.metadata.get("preview")]
+        assert any("data:image/png;base64," in p for p in previews), (key, previews[:3])
 
 
 def test_table6_simple_effects_crossed_icc_and_human_ceiling(demo):
