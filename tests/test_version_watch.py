@@ -144,13 +144,14 @@ def test_refreshing_one_partition_changes_only_its_slice(demo, instance):
     of loopback-3's partition alone; re-running it changes no other version's statistics."""
     defs = load_definitions()
     key = dg.MultiPartitionKey({MODEL_DIMENSION: "loopback_vlm@loopback-3", "dataset": "tae_sim"})
-    for table in STATS_TABLES:
-        latest = instance.get_latest_materialization_event(dg.AssetKey(["stats", table]))
-        assert latest.dagster_event.partition == str(key), table
     before = {table: _stats_rows(table, "<> 'loopback-3'") for table in STATS_TABLES}
     new_slice = {table: _stats_rows(table, "= 'loopback-3'") for table in STATS_TABLES}
-    defs.resolve_job_def("refresh_slice").execute_in_process(instance=instance, partition_key=key)
+    result = defs.resolve_job_def("refresh_slice").execute_in_process(instance=instance, partition_key=key)
     for table in STATS_TABLES:
+        # the run materialized this partition of each statistic, and only this one
+        partitions = {e.partition for e in result.get_asset_materialization_events()
+                      if e.asset_key == dg.AssetKey(["stats", table])}
+        assert partitions == {str(key)}, (table, partitions)
         pd.testing.assert_frame_equal(before[table], _stats_rows(table, "<> 'loopback-3'"), obj=table)
         again = _stats_rows(table, "= 'loopback-3'")
         pd.testing.assert_frame_equal(new_slice[table], again, obj=table)
