@@ -23,8 +23,9 @@ import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.execution.api import create_execution_plan
 
+from dagster_project.defs.partitions import MODEL_DIMENSION
 from dagster_project.settings import REPO_ROOT, benchmark_config
-from inference.config import ModelConfig
+from inference.config import BenchmarkConfig, ModelConfig
 from inference.vlm.run_tags import PROVIDER_TAG, provider_run_tags
 
 DEFINITIONS_MODULE = "dagster_project.definitions"
@@ -50,10 +51,7 @@ def launch_partition_runs(instance: dg.DagsterInstance, job_name: str, partition
     bench = benchmark_config()
     run_ids = []
     for key in partition_keys:
-        tags = dict(job_def.get_tags_for_partition_key(key, None))
-        model_key = dict(part.split("=", 1) for part in _dimensions(job_def, key)).get("model")
-        if model_key:
-            tags.update(provider_queue_tags(bench.model_for_partition(model_key)))
+        tags = partition_run_tags(job_def, key, bench)
         run_config = in_process_run_config(job_def)
         plan = create_execution_plan(recon_job, run_config=run_config, instance_ref=instance.get_ref(), tags=tags)
         run = instance.create_run_for_job(job_def=job_def, execution_plan=plan, run_config=run_config, tags=tags,
@@ -75,13 +73,21 @@ def in_process_run_config(job_def: dg.JobDefinition) -> dict:
     return {}
 
 
-def _dimensions(job_def: dg.JobDefinition, key: str) -> list[str]:
-    """['dataset=<d>', 'model_version=<m>'] of a multi-dimensional partition key, [] otherwise."""
+def partition_run_tags(job_def: dg.JobDefinition, key: str, bench: BenchmarkConfig) -> dict[str, str]:
+    """The partition's own tags, plus its provider's queue when the partition's model calls an API."""
+    tags = dict(job_def.get_tags_for_partition_key(key, None))
+    model_key = _model_key(job_def, key)
+    if model_key:
+        tags.update(provider_queue_tags(bench.model_for_partition(model_key)))
+    return tags
+
+
+def _model_key(job_def: dg.JobDefinition, key: str) -> str | None:
+    """The "<model>@<version>" of a model version x dataset partition key; None for other jobs."""
     partitions_def = job_def.partitions_def
     if not isinstance(partitions_def, dg.MultiPartitionsDefinition):
-        return []
-    parsed = partitions_def.get_partition_key_from_str(key)
-    return [f"{dim}={value}" for dim, value in parsed.keys_by_dimension.items()]
+        return None
+    return partitions_def.get_partition_key_from_str(key).keys_by_dimension.get(MODEL_DIMENSION)
 
 
 def wait_for_runs(instance: dg.DagsterInstance, run_ids: Sequence[str], timeout_s: float = 600.0,

@@ -20,7 +20,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from dagster_project import cli
+from dagster_project import cli, scale_out
 from inference.config import load_config
 from inference.slice_rows import dataset_rows
 from inference.slice_store import SliceStore
@@ -104,6 +104,22 @@ def test_a_handwritten_dagster_yaml_is_never_replaced(tmp_path, monkeypatch):
     assert (tmp_path / "dagster.yaml").read_text() == "telemetry: {enabled: false}\n"
 
 
+def test_fan_out_puts_api_partitions_on_their_provider_queue_and_local_ones_on_the_default():
+    """No services needed: the tags a fanned-out run carries decide the Celery queue it waits on."""
+    from dagster_project.orchestration import load_definitions
+    from dagster_project.settings import benchmark_config
+
+    job = load_definitions().resolve_job_def("evaluate_model_on_dataset")
+    bench = benchmark_config()
+    api = scale_out.partition_run_tags(job, "tae_sim|loopback_vlm@loopback-1", bench)
+    base_url = bench.models["loopback_vlm"].options["base_url"]
+    assert api[scale_out.CELERY_QUEUE_TAG] == f"fer.{provider_tag('openai', base_url, None)}"
+    assert api["fer/provider"] == provider_tag("openai", base_url, None)
+    local = scale_out.partition_run_tags(job, "london_subset|mini_xception@fer2013_mini_XCEPTION.102-0.66", bench)
+    assert scale_out.CELERY_QUEUE_TAG not in local and "fer/provider" not in local
+    assert local["dagster/partition/dataset"] == "london_subset"
+
+
 def _config(root: Path, base_url: str) -> Path:
     tae = build_tae_fixture(root / "tae_sim", identities_per_cell=1)
     lines = tae.manifest.read_text().splitlines()
@@ -177,7 +193,7 @@ def test_celery_workers_run_partitions_concurrently_within_the_provider_pool(tmp
     with dg.DagsterInstance.get() as instance:
         records = instance.get_run_records(dg.RunsFilter(run_ids=run_ids))
         assert {r.dagster_run.status for r in records} == {dg.DagsterRunStatus.SUCCESS}
-        assert {r.dagster_run.tags["dagster-celery/queue"] for r in records} == {queue}
+        assert {r.dagster_run.tags[scale_out.CELERY_QUEUE_TAG] for r in records} == {queue}
         overlap = _overlap([(r.start_time, r.end_time) for r in records])
     assert overlap == POOL, f"{overlap} runs at once; the provider's pool is {POOL} workers"
     # never more of the provider's requests at once than its pool (whether the two runs' requests
