@@ -185,6 +185,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`): every test on the materialized demo runs on one
     worker, in file order (they share and extend one warehouse); every other file stays whole on
@@ -192,6 +193,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         group = "demo" if "demo" in getattr(item, "fixturenames", ()) else item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail loudly if pytest-xdist ignored the groups (it did, silently, under pytest 9): the demo
+    would then be built once per worker and its tests, which extend one warehouse, run apart."""
+    if session.config.getvalue("loadgroup") and any("@" not in item.nodeid for item in session.items):
+        raise pytest.UsageError("pytest-xdist did not group the tests (`--dist loadgroup`); "
+                                "see the pytest pin in pyproject.toml")
 
 
 @pytest.fixture(scope="session")

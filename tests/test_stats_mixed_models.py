@@ -171,6 +171,23 @@ def test_convergence_problems_are_recorded_not_raised():
     assert all(not d["converged"] or d["optimizer"] in ("powell", "nm") for d in details)
 
 
+def test_a_fallback_optimizer_out_of_budget_is_recorded_and_not_kept(monkeypatch):
+    # On a flat likelihood a derivative-free fallback may wander for many minutes; each gets a
+    # hard budget of likelihood evaluations and one that runs out is named in the warnings.
+    from dagster_project.analysis import mixed_models
+
+    monkeypatch.setattr(mixed_models, "FALLBACK_EVALUATIONS", 3)
+    humans, models = _ratings(seed=6)
+    data = pd.concat([humans.assign(value=humans["true_emotion"].map(MEANS), rater_type="human"),
+                      models.assign(value=models["true_emotion"].map(MEANS) - 1.0, rater_type="model")])
+    fit = mixed_models.fit_mixedlm("value ~ C(rater_type) * C(true_emotion)", data, "image_id")
+    stopped = [w for w in fit.warnings if w.startswith("FallbackStopped")]
+    assert not fit.error, fit.error
+    assert not fit.result.converged and fit.optimizer.startswith("default")
+    assert stopped == ["FallbackStopped: powell did not converge within 3 likelihood evaluations",
+                       "FallbackStopped: nm did not converge within 3 likelihood evaluations"]
+
+
 # ----------------------------------------------------------------------------------------------
 # Correctness: known race log-odds effect, clustered by identity
 # ----------------------------------------------------------------------------------------------

@@ -99,6 +99,44 @@ class Fit:
 # emotion: a flat likelihood along the random-intercept variance); derivative-free ones then
 # converge to the same fixed effects. Like lme4's allFit, try them in turn and record which won.
 FALLBACK_OPTIMIZERS = (("powell",), ("nm",))
+# A derivative-free fallback on a degenerate (boundary) likelihood can wander for many minutes
+# (scipy's Powell line search, recovering from bracket errors, does not stop at `maxfun`), so each
+# fallback gets a hard budget of likelihood evaluations; one that runs out is recorded, not kept.
+FALLBACK_EVALUATIONS = 600
+
+
+class _BudgetSpent(Exception):
+    """A fallback optimizer used up FALLBACK_EVALUATIONS likelihood evaluations."""
+
+
+@contextmanager
+def _evaluation_budget(model: Any, budget: int) -> Iterator[None]:
+    """Make `model.loglike` raise _BudgetSpent on its (budget+1)-th call inside the block."""
+    calls = 0
+    loglike = model.loglike
+
+    def counted(*args: Any, **kwargs: Any) -> float:
+        nonlocal calls
+        calls += 1
+        if calls > budget:
+            raise _BudgetSpent(f"{budget} likelihood evaluations")
+        return loglike(*args, **kwargs)
+
+    model.loglike = counted  # statsmodels' objective looks the method up on the instance
+    try:
+        yield
+    finally:
+        del model.loglike
+
+
+def _fallback_fit(model: Any, methods: tuple[str, ...], fit: Fit) -> Any | None:
+    """One fallback fit within its budget; None (and a recorded note) when the budget ran out."""
+    try:
+        with _evaluation_budget(model, FALLBACK_EVALUATIONS):
+            return model.fit(reml=True, method=list(methods), maxiter=FALLBACK_EVALUATIONS)
+    except _BudgetSpent as spent:
+        fit.warnings.append(f"FallbackStopped: {'+'.join(methods)} did not converge within {spent}")
+        return None
 
 
 def fit_mixedlm(formula: str, data: pd.DataFrame, group: str, *, re_formula: str | None = None) -> Fit:
@@ -118,8 +156,8 @@ def fit_mixedlm(formula: str, data: pd.DataFrame, group: str, *, re_formula: str
             for methods in FALLBACK_OPTIMIZERS:
                 if fit.result.converged:
                     break
-                retry = model.fit(reml=True, method=list(methods), maxiter=10000)
-                if retry.converged:
+                retry = _fallback_fit(model, methods, fit)
+                if retry is not None and retry.converged:
                     fit.result, fit.optimizer = retry, "+".join(methods)
         except Exception as exc:  # singular design, too few groups, ...
             fit.error = f"{type(exc).__name__}: {exc}"
