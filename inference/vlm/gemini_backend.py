@@ -150,6 +150,7 @@ class GeminiBackend:
                 options["api_version"] = self.api_version
             self._client = genai.Client(api_key=key, vertexai=False, http_options=types.HttpOptions(**options))
             self._client_loop = loop
+            self._file_locks = {}  # asyncio locks belong to a loop; finished uploads stay valid
         return self._client
 
     def prepare(self) -> None:
