@@ -6,7 +6,8 @@
   loopback server (resumable upload, PROCESSING -> ACTIVE, referenced by URI; once per clip).
 - a model that takes images gets sampled frames through `evaluate_slice` (the one place models
   receive images): mini-Xception on `frames: middle` and `{k: 3}`, an openai VLM whose scripted
-  per-frame answers make a real vote; each answer records the frames used and the vote.
+  per-frame answers make a real vote; each answer records the frames used and the vote;
+  `evaluate_media` with a scripted model: the tie rule, failed frames, an unanswered clip.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from inference import warehouse
-from inference.config import ConfigError, DatasetConfig, ModelConfig, parse_config
+from inference.config import ConfigError, DatasetConfig, FrameSampling, ModelConfig, parse_config
 from inference.datasets import dataset_adapter, load_label_map
 from inference.frames import Discovery
+from inference.models.base import Answer, Evaluation, EvaluationContext, ModelAdapter
+from inference.models.frame_vote import evaluate_media
 from inference.models.video_frames import frame_indices
 from inference.models.vlm import VLMAdapter
 from inference.slice_rows import dataset_rows, evaluate_slice
@@ -167,3 +170,45 @@ def test_an_openai_vlm_votes_over_frames_it_receives_as_png(caer, tmp_path, monk
         v = a.preprocessing["video"]
         assert v["votes"] == {"happy": 2, "sad": 1} and a.predicted_label == "happy"
         assert v["decision"] == "majority" and v["used_frame"] in (0, 2) and a.raw_text == "happy"
+
+
+class _Scripted(ModelAdapter):
+    """An image model whose answer about each frame is scripted by frame index (None: the
+    request failed), to check the vote's tie rule and what happens to failures."""
+
+    kind = "scripted"
+    label_set = "canonical"
+    weights_sha256 = None
+
+    def __init__(self, script: dict[str, dict[int, str | None]]) -> None:
+        self.script = script
+
+    def evaluate(self, images, context) -> Evaluation:
+        answers, failures = [], []
+        for r in images:
+            label = self.script[r.extra["clip"]][r.extra["frame_index"]]
+            if label is None:
+                failures.append({"image_id": r.image_id, "image_hash": r.image_hash, "protocol": "single",
+                                 "step": 1, "step_name": "emotion", "sample_index": 0, "attempt": 1,
+                                 "kind": "timeout", "status": None, "message": "no answer"})
+            else:
+                answers.append(Answer(r.image_id, r.image_hash, "ok", label, protocol="single"))
+        return Evaluation(answers=answers, label_set=self.label_set, weights_sha256=None,
+                          transport_failures=failures)
+
+
+def test_a_tie_goes_to_the_middle_most_frame_and_only_unanswered_clips_keep_failures(caer, tmp_path):
+    clips = _clips(caer)
+    script = {CLIPS[0]: {0: "sad", 1: None, 2: "happy"}, CLIPS[1]: {0: None, 1: None, 2: None},
+              CLIPS[2]: {0: "fear", 1: "fear", 2: "happy"}}
+    result = evaluate_media(_Scripted(script), clips, EvaluationContext(), frames=FrameSampling(k=3),
+                            cache_dir=tmp_path)
+    tie, majority = result.answers
+    assert (tie.image_id, tie.predicted_label) == (CLIPS[0], "sad")  # frames 0 and 2 are as near the middle
+    video = tie.preprocessing["video"]
+    assert video["decision"] == "tie: the middle-most frame's label" and video["no_answer_frames"] == [1]
+    assert video["votes"] == {"sad": 1, "happy": 1} and video["frame_indices"] == [0, 2]
+    assert (majority.image_id, majority.predicted_label) == (CLIPS[2], "fear")
+    (failure,) = result.transport_failures  # the clip none of whose frames answered
+    assert failure["image_id"] == CLIPS[1] and failure["message"] == "frame 0: no answer"
+    assert failure["image_hash"] == clips[1].image_hash
