@@ -109,6 +109,19 @@ class DatasetConfig(_Strict):
         return self.label_set or ("canonical" if self.kind in GENERIC_DATASET_KINDS else self.kind)
 
 
+class FrameSampling(_Strict):
+    """How a model that takes images sees a video clip (`models.<name>.frames`): `middle` (the
+    default: k = 1) or `{k: 5}`, k evenly spaced frames whose answers are put to a majority vote
+    (inference/models/frame_vote.py)."""
+
+    k: int = Field(1, ge=1, le=100)
+
+    @property
+    def label(self) -> str | dict[str, int]:
+        """As written in the config, for the answers' preprocessing record."""
+        return "middle" if self.k == 1 else {"k": self.k}
+
+
 class ModelConfig(_Strict):
     name: str
     kind: str  # a key of inference.kinds.MODEL_ADAPTERS
@@ -121,6 +134,19 @@ class ModelConfig(_Strict):
     # Evaluate only on these datasets (default: every configured dataset).
     datasets: tuple[str, ...] | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    # Video clips: which frames a model that takes images answers on (None: `middle`, and a
+    # model that takes clips -- gemini -- gets the clip itself).
+    frames: FrameSampling | None = None
+
+    @field_validator("frames", mode="before")
+    @classmethod
+    def _frames_spelling(cls, value: Any) -> Any:
+        if value == "middle":
+            return {"k": 1}
+        if value is None or isinstance(value, (dict, FrameSampling)):
+            return value
+        raise ValueError(f"{value!r}: use 'middle' (the middle frame) or {{k: 5}} (5 evenly spaced "
+                         f"frames, majority vote)")
 
     @field_validator("kind")
     @classmethod

@@ -21,6 +21,7 @@ from inference.frames import (Discovery, dataset_images_frame, evaluation_rows, 
                               human_ratings_frame, quarantined_rows_frame, records_from_rows, utc_now)
 from inference.models import EvaluationContext, build_model
 from inference.models.base import Evaluation
+from inference.models.frame_vote import evaluate_media
 from inference.pipeline import dataset_for
 from inference.warehouse import EvaluationRows
 
@@ -77,7 +78,8 @@ def evaluate_slice(bench: BenchmarkConfig, model_cfg: ModelConfig, ds: DatasetCo
         progress=progress, show_progress_bar=show_progress_bar,
     )
     started, t0 = utc_now(), time.perf_counter()
-    evaluation = model.evaluate(images, context)
+    # clips reach a model that takes images as sampled frames (models.<name>.frames)
+    evaluation = evaluate_media(model, images, context, frames=model_cfg.frames, cache_dir=bench.cache_dir)
     seconds = time.perf_counter() - t0
     rows = evaluation_rows(evaluation, run_id=run_id, model=model_cfg, dataset=ds.name, n_images=len(images),
                            started=started, discovery=discovery)

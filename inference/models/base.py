@@ -112,6 +112,9 @@ class ModelAdapter(ABC):
     kind: ClassVar[str]
     label_set: str
     weights_sha256: str | None
+    # Whether `evaluate` takes video clips (ImageRecord.media_type 'video') as they are. Kinds
+    # that take images get sampled frames instead (inference.models.frame_vote.evaluate_media).
+    accepts_video: bool = False
 
     @classmethod
     def build(cls, cfg: ModelConfig, ctx: BuildContext) -> ModelAdapter:

@@ -70,6 +70,7 @@ class ImportedPredictions(ModelAdapter):
     """Adapter over one imported predictions file (one model version on one dataset)."""
 
     kind = "imported"
+    accepts_video = True  # answers come from a file keyed by image id; no pixels are read
 
     def __init__(
         self,

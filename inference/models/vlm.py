@@ -63,11 +63,12 @@ from inference.vlm.engine import Engine, estimate_tokens, limit_key, run_all
 from inference.vlm.openai_backend import scrub
 from inference.vlm.prompts import LABEL_SET, PromptTemplate, load_template
 from inference.vlm.protocols import ProtocolConfig, check_template, run_protocol
-from inference.vlm.types import ChatBackend, ChatRequest, ChatResponse, GenerationParams, Turn
+from inference.vlm.types import VIDEO_MIMES, ChatBackend, ChatRequest, ChatResponse, GenerationParams, Turn
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "responses.sqlite"
+VIDEO_KINDS = ("gemini",)  # kinds whose backend takes a clip itself; the others get its frames
 IMAGE_TOKENS_ESTIMATE = 800  # per attached image, for plans and the token bucket (deliberately high)
 _STEPS_PER_SAMPLE = {"context_carry": 3, "two_stage": 2}
 
@@ -197,8 +198,15 @@ class _CachedEngine:
 
 
 def image_payload(image: ImageRecord) -> tuple[bytes, str]:
-    """The bytes sent for an image (the file itself for JPEG/PNG, else a PNG conversion) and
-    their mime type."""
+    """The bytes sent for an image (the file itself for JPEG/PNG, else a PNG conversion) or a
+    clip (the file itself), and their mime type."""
+    if image.media_type == "video":
+        mime = VIDEO_MIMES.get(Path(image.path).suffix.lower())
+        if mime is None:
+            raise ValueError(f"{image.path}: no video type for {Path(image.path).suffix!r} (known: "
+                             f"{', '.join(VIDEO_MIMES)}); convert the clip, or set the model's "
+                             f"`frames: middle` to send frames instead")
+        return Path(image.path).read_bytes(), mime
     data = Path(image.path).read_bytes()
     if data[:3] == b"\xff\xd8\xff":
         return data, "image/jpeg"
@@ -256,6 +264,7 @@ class VLMAdapter(ModelAdapter):
         of the one built from the kind (local backends, tests)."""
         self.cfg = cfg
         self.kind = cfg.kind
+        self.accepts_video = cfg.kind in VIDEO_KINDS
         self.options = options or vlm_options(cfg)
         self.model_id = self.options.model_id or cfg.provider_version
         self.cache_path = Path(cache_dir) / CACHE_FILE

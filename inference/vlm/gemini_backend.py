@@ -6,8 +6,12 @@
 - Uses the real `google.genai.Client` (`client.aio.models.generate_content`) with
   `HttpOptions(base_url=..., timeout=<ms>, retry_options=HttpRetryOptions(attempts=1))`:
   the SDK's own retries are off; retrying is the engine's job.
-- System turns become `system_instruction`, assistant turns role "model"; the image is an
-  inline-data part of the turn marked `with_image`.
+- System turns become `system_instruction`, assistant turns role "model"; the image (or clip:
+  a video mime type) is a part of the turn marked `with_image`: inline data while the request
+  stays under the API's inline request limit (`inline_limit_bytes`, default
+  INLINE_REQUEST_LIMIT_BYTES), else a Files API upload (`client.aio.files.upload`, polled with
+  `files.get` until ACTIVE) referenced by its URI. Each upload is made once per content hash and
+  backend (maj@k samples and retries reuse it).
 - The API key comes from the environment variable `api_key_env` only, is read when the client
   is built, is not kept on this object, and is scrubbed from every error message raised here
   (SDK exceptions are not chained: they carry the request).
@@ -42,6 +46,10 @@ SAFETY_FINISH_REASONS = frozenset({
     "SAFETY", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT",
 })
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)s\s*$")
+# The Gemini API refuses a generateContent request over 20 MB in total (inline data counted as
+# sent: base64, 4/3 of the bytes; prompt and system text included); larger media must go through
+# the Files API. Documented at ai.google.dev "Video understanding" / "File input methods".
+INLINE_REQUEST_LIMIT_BYTES = 20 * 1024 * 1024
 
 
 def _enum_name(value: Any) -> str | None:
@@ -76,6 +84,9 @@ class GeminiBackend:
         api_version: str | None = "v1beta",
         max_connections: int = 1024,
         extra_config: dict[str, Any] | None = None,
+        inline_limit_bytes: int = INLINE_REQUEST_LIMIT_BYTES,
+        file_poll_s: float = 2.0,
+        file_wait_s: float = 600.0,
     ) -> None:
         """
         model: e.g. "gemini-2.0-flash-001".
@@ -84,6 +95,8 @@ class GeminiBackend:
         timeout_s: HTTP timeout per request.
         api_version: "v1beta" (default; the API's most complete surface) or "v1"; None = the SDK's default.
         extra_config: more `GenerateContentConfig` fields (e.g. safety_settings, thinking_config).
+        inline_limit_bytes: requests whose image/clip would make them larger go through the Files API.
+        file_poll_s, file_wait_s: how often, and how long at most, to ask whether an upload is ACTIVE.
         """
         if not model:
             raise ValueError("GeminiBackend: model must be a non-empty model id")
@@ -95,6 +108,11 @@ class GeminiBackend:
         self.api_version = api_version
         self.max_connections = int(max_connections)
         self.extra_config = dict(extra_config or {})
+        self.inline_limit_bytes = int(inline_limit_bytes)
+        self.file_poll_s = float(file_poll_s)
+        self.file_wait_s = float(file_wait_s)
+        self._files: dict[str, Any] = {}  # sha256 of uploaded bytes -> its types.File (name, uri, state)
+        self._file_locks: dict[str, asyncio.Lock] = {}
         read_api_key(api_key_env, backend=self.name)  # fail fast, naming the variable
         self._client: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
@@ -132,6 +150,7 @@ class GeminiBackend:
                 options["api_version"] = self.api_version
             self._client = genai.Client(api_key=key, vertexai=False, http_options=types.HttpOptions(**options))
             self._client_loop = loop
+            self._file_locks = {}  # asyncio locks belong to a loop; finished uploads stay valid
         return self._client
 
     def prepare(self) -> None:
@@ -139,7 +158,52 @@ class GeminiBackend:
         self._get_client()
 
     # ------------------------------------------------------------------ request
-    def build_contents(self, request: ChatRequest) -> tuple[list[Any], str | None]:
+    def fits_inline(self, request: ChatRequest) -> bool:
+        """Whether the request, with the media base64-encoded inline, stays under the limit."""
+        text = sum(len(turn.text.encode("utf-8")) for turn in request.turns)
+        return 4 * -(-len(request.image_bytes) // 3) + text < self.inline_limit_bytes
+
+    async def media_part(self, request: ChatRequest) -> Any:
+        """The request's image or clip as a Part: inline bytes, or an ACTIVE Files API upload."""
+        from google.genai import types
+
+        if self.fits_inline(request):
+            return types.Part.from_bytes(data=request.image_bytes, mime_type=request.image_mime)
+        file = await self._uploaded(request.image_bytes, request.image_mime)
+        return types.Part.from_uri(file_uri=file.uri, mime_type=file.mime_type or request.image_mime)
+
+    async def _uploaded(self, data: bytes, mime: str) -> Any:
+        """The ACTIVE upload of `data`: uploaded once per content (a retry after a timeout goes
+        on waiting for the same file), then polled until the API has processed it."""
+        import hashlib
+        import io
+
+        from google.genai import types
+
+        digest = hashlib.sha256(data).hexdigest()
+        client = self._get_client()
+        async with self._file_locks.setdefault(digest, asyncio.Lock()):
+            file = self._files.get(digest)
+            if file is None:
+                file = await client.aio.files.upload(file=io.BytesIO(data), config=types.UploadFileConfig(
+                    mime_type=mime, display_name=f"sha256-{digest[:16]}"))
+                self._files[digest] = file
+            deadline = time.monotonic() + self.file_wait_s
+            while _enum_name(file.state) == "PROCESSING":
+                if time.monotonic() > deadline:
+                    raise TransportError("timeout", f"{self.name}: uploaded file {file.name} still PROCESSING "
+                                         f"after {self.file_wait_s:g} s")
+                await asyncio.sleep(self.file_poll_s)
+                file = self._files[digest] = await client.aio.files.get(name=file.name)
+            if _enum_name(file.state) != "ACTIVE":
+                del self._files[digest]  # a failed upload is not reused
+                reason = getattr(getattr(file, "error", None), "message", None) or "no reason given"
+                raise TransportError("client_error", f"{self.name}: the API could not process uploaded file "
+                                     f"{file.name} ({_enum_name(file.state)}: {scrub(str(reason), self._secret())})")
+            return file
+
+    def build_contents(self, request: ChatRequest, media: Any = None) -> tuple[list[Any], str | None]:
+        """The request's turns as contents; `media`: the image/clip part (default: inline bytes)."""
         from google.genai import types
 
         system: list[str] = []
@@ -152,7 +216,8 @@ class GeminiBackend:
             if turn.text:
                 parts.append(types.Part.from_text(text=turn.text))
             if turn.with_image:
-                parts.append(types.Part.from_bytes(data=request.image_bytes, mime_type=request.image_mime))
+                parts.append(media if media is not None else
+                             types.Part.from_bytes(data=request.image_bytes, mime_type=request.image_mime))
             contents.append(types.Content(role="model" if turn.role == "assistant" else "user", parts=parts))
         return contents, ("\n\n".join(system) if system else None)
 
@@ -177,10 +242,10 @@ class GeminiBackend:
         from google.genai import errors
 
         client = self._get_client()
-        contents, system = self.build_contents(request)
-        config = self.build_config(request, system)
         started = time.perf_counter()
         try:
+            contents, system = self.build_contents(request, await self.media_part(request))
+            config = self.build_config(request, system)
             response = await client.aio.models.generate_content(model=self.model, contents=contents, config=config)
         except errors.APIError as exc:
             raise self._status_error(exc) from None

@@ -72,7 +72,7 @@ from inference.scales import mapping_formula
 from inference.vlm.parsing import ParsedLabel, ParsedValue, parse_label, parse_scale
 from inference.vlm.prompts import LABEL_SET, PromptStep, PromptTemplate, load_template
 from inference.vlm.types import (
-    ChatBackend, ChatRequest, ChatResponse, GenerationParams, TransportError, Turn,
+    IMAGE_MIMES, VIDEO_MIMES, ChatBackend, ChatRequest, ChatResponse, GenerationParams, TransportError, Turn,
 )
 
 PROTOCOL_NAMES = (
@@ -385,8 +385,9 @@ async def run_protocol(
         if unknown:
             raise ValueError(f"label_set has {unknown}, which template {template.id!r} does not "
                              f"offer ({sorted(offered)})")
-    if mime not in ("image/jpeg", "image/png"):
-        raise ValueError(f"image mime must be image/jpeg or image/png; got {mime!r}")
+    if mime not in IMAGE_MIMES and mime not in VIDEO_MIMES.values():
+        raise ValueError(f"image mime must be image/jpeg or image/png (or a video type of "
+                         f"inference.vlm.types.VIDEO_MIMES); got {mime!r}")
     run = _Run(backend, protocol, template, image, image_bytes, mime, labels)
     for sample_index in range(protocol.k):
         if protocol.name == "context_carry":

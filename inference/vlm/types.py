@@ -16,6 +16,10 @@ from typing import Protocol, runtime_checkable
 
 ROLES = ("system", "user", "assistant")
 IMAGE_MIMES = ("image/jpeg", "image/png")
+# Clips, for backends that take video (gemini), by file extension: the Gemini API's spellings.
+VIDEO_MIMES = {".mp4": "video/mp4", ".mpeg": "video/mpeg", ".mpg": "video/mpg", ".mov": "video/mov",
+               ".avi": "video/avi", ".flv": "video/x-flv", ".webm": "video/webm", ".wmv": "video/wmv",
+               ".3gp": "video/3gpp"}
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,8 @@ class GenerationParams:
 @dataclass(frozen=True)
 class ChatRequest:
     turns: tuple[Turn, ...]
-    image_bytes: bytes
-    image_mime: str  # 'image/jpeg' | 'image/png'
+    image_bytes: bytes  # the image, or the clip for a backend that takes video
+    image_mime: str  # 'image/jpeg' | 'image/png', or one of VIDEO_MIMES
     params: GenerationParams
     # Optional additions (defaults keep the interface above unchanged): which of the k samples
     # of maj@k (0-based) and which try of retry-until-valid (1-based) this request is. They tell

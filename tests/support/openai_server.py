@@ -180,10 +180,12 @@ class RecordedRequest:
     raw_body: bytes
     images: list[bytes] = field(default_factory=list)  # decoded inline images
     image_mimes: list[str] = field(default_factory=list)
+    parts: list[dict[str, Any]] = field(default_factory=list)  # gemini: each part, in order (kind, mime, ...)
     prompt: str = ""  # all text parts, joined with newlines
     started: float = 0.0
     finished: float | None = None
     status: int | None = None
+    route: str | None = None  # what the server took it for: 'generate', 'models', a subclass's own
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
@@ -235,7 +237,7 @@ class ScriptedServer:
     @property
     def generation_requests(self) -> list[RecordedRequest]:
         with self._lock:
-            return [r for r in self.requests if r.method == "POST"]
+            return [r for r in self.requests if r.route == "generate"]
 
     @property
     def generation_count(self) -> int:
@@ -360,6 +362,10 @@ class ScriptedServer:
     def _extract(self, recorded: RecordedRequest) -> None:
         """Fill `images`, `image_mimes` and `prompt` from the parsed body."""
 
+    def _serve(self, route: str, recorded: RecordedRequest) -> tuple[int, dict[str, str], bytes] | None:
+        """A subclass's own routes besides 'generate' and 'models' (None: 404)."""
+        return None
+
     # -- internals
     def _next_action(self, recorded: RecordedRequest) -> Action:
         with self._lock:
@@ -446,6 +452,7 @@ class ScriptedServer:
                 self.configure(**(body or {}))
             return 200, json_headers, json.dumps(self.stats()).encode()
         route = self._route(method, path)
+        recorded.route = route
         if self.keep_records:
             with self._lock:
                 self.requests.append(recorded)
@@ -454,6 +461,9 @@ class ScriptedServer:
                 return self._record(recorded, self.models_status, json_headers, json.dumps(
                     {"error": {"message": "model listing unavailable", "code": self.models_status}}).encode())
             return self._record(recorded, 200, json_headers, self._models_body())
+        served = self._serve(route, recorded) if route not in (None, "generate") else None
+        if served is not None:
+            return self._record(recorded, *served)
         if route != "generate":
             return self._record(recorded, 404, json_headers, json.dumps(
                 {"error": {"message": f"no route for {method} {path}", "code": 404}}).encode())
