@@ -21,7 +21,8 @@ from inference.frames import (Discovery, dataset_images_frame, evaluation_rows, 
                               human_ratings_frame, quarantined_rows_frame, records_from_rows, utc_now)
 from inference.models import EvaluationContext, build_model
 from inference.models.base import Evaluation
-from inference.pipeline import dataset_for
+from inference.pipeline import dataset_for, dataset_preprocessing
+from inference.preprocessing import Preprocessor, evaluate_preprocessed
 from inference.warehouse import EvaluationRows
 
 
@@ -76,8 +77,13 @@ def evaluate_slice(bench: BenchmarkConfig, model_cfg: ModelConfig, ds: DatasetCo
         true_labels=[label_map.canonical(ds.effective_label_set, r.source_label) for r in images],
         progress=progress, show_progress_bar=show_progress_bar,
     )
+    # Every model that reads images gets the dataset's preprocessed images (the step records
+    # itself in each answer); built before the clock starts (MTCNN loads its weights).
+    step = (Preprocessor.build(dataset_preprocessing(bench, ds), bench.cache_dir, bench.resolve,
+                               f"datasets.{ds.name}.preprocessing") if model.reads_images else None)
     started, t0 = utc_now(), time.perf_counter()
-    evaluation = model.evaluate(images, context)
+    evaluation = (evaluate_preprocessed(model, images, context, step) if step is not None
+                  else model.evaluate(images, context))
     seconds = time.perf_counter() - t0
     rows = evaluation_rows(evaluation, run_id=run_id, model=model_cfg, dataset=ds.name, n_images=len(images),
                            started=started, discovery=discovery)

@@ -70,6 +70,7 @@ class ImportedPredictions(ModelAdapter):
     """Adapter over one imported predictions file (one model version on one dataset)."""
 
     kind = "imported"
+    reads_images = False  # the answers come from a file: no image is sent, so none is preprocessed
 
     def __init__(
         self,
