@@ -23,49 +23,30 @@ images as (
 
 ),
 
-dataset_step as (
-
-    select
-        model,
-        model_version,
-        dataset,
-        image_id,
-        created_at,
-        'dataset' as stage,
-        json_extract_string(preprocessing, '$.input.face_detector') as detector,
-        json_extract_string(preprocessing, '$.input.detector') as detector_config,
-        cast(json_extract(preprocessing, '$.input.n_faces_detected') as integer) as n_faces_detected
-
-    from predictions
-
-    where coalesce(json_extract_string(preprocessing, '$.input.face_detector'), 'none') <> 'none'
-
-),
-
-model_step as (
-
-    select
-        model,
-        model_version,
-        dataset,
-        image_id,
-        created_at,
-        'model' as stage,
-        json_extract_string(preprocessing, '$.face_detection') as detector,
-        json_extract_string(preprocessing, '$.detector') as detector_config,
-        cast(json_extract(preprocessing, '$.n_faces_detected') as integer) as n_faces_detected
-
-    from predictions
-
-    where coalesce(json_extract_string(preprocessing, '$.face_detection'), 'none') <> 'none'
-
-),
-
 detections as (
+    {#- (stage, JSON root, the key naming the detector there) -#}
+    {%- set stages = [('dataset', '$.input.', 'face_detector'), ('model', '$.', 'face_detection')] %}
+    {%- for stage, root, name_key in stages %}
 
-    select * from dataset_step
+    select
+        model,
+        model_version,
+        dataset,
+        image_id,
+        created_at,
+        '{{ stage }}' as stage,
+        json_extract_string(preprocessing, '{{ root ~ name_key }}') as detector,
+        json_extract_string(preprocessing, '{{ root }}detector') as detector_config,
+        cast(json_extract(preprocessing, '{{ root }}n_faces_detected') as integer) as n_faces_detected
+
+    from predictions
+
+    where coalesce(json_extract_string(preprocessing, '{{ root ~ name_key }}'), 'none') <> 'none'
+    {%- if not loop.last %}
+
     union all
-    select * from model_step
+    {%- endif %}
+    {%- endfor %}
 
 ),
 
