@@ -31,7 +31,7 @@ FACENET_KEYS = {
 }
 
 
-def london_rgb(side: int = 256) -> np.ndarray:
+def london_rgb(side: int = 160) -> np.ndarray:
     with Image.open(LONDON_IMAGE) as im:
         return np.asarray(im.convert("RGB").resize((side, side), Image.Resampling.BILINEAR))
 
@@ -71,7 +71,7 @@ def test_cascade_runs_end_to_end_on_a_london_image():
     assert len(boxes) > 0 and boxes.shape == (len(scores), 4)
     assert ((scores >= 0) & (scores <= 1)).all()
     faces = open_gate.detect(rgb)
-    assert faces and all(0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 256 and y + h <= 256
+    assert faces and all(0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= 160 and y + h <= 160
                          for x, y, w, h in faces)
     assert [w * h for _, _, w, h in faces] == sorted((w * h for _, _, w, h in faces), reverse=True)
     closed = MtcnnDetector(MtcnnNets.random(), min_face_size=60, thresholds=(1.1, 1.1, 1.1))
@@ -82,7 +82,7 @@ def test_cascade_runs_end_to_end_on_a_london_image():
 def test_the_step_crops_mtcnn_faces_and_records_misses(tmp_path):
     path = tmp_path / "london.png"
     Image.fromarray(london_rgb()).save(path)
-    image = ImageRecord("london.png", path, "h" * 64, "neutral", None, "white", "female", None, 256, 256)
+    image = ImageRecord("london.png", path, "h" * 64, "neutral", None, "white", "female", None, 160, 160)
     spec = PreprocessingConfig(face_detector="mtcnn", crop="square_center", size=64)
     found = Preprocessor(spec, tmp_path / "a", MtcnnDetector(MtcnnNets.random(), 60, (0.0, 0.0, 0.0))).prepare_one(image)
     assert found.sent is not None and found.record["face_found"] is True

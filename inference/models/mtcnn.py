@@ -202,7 +202,7 @@ class MtcnnDetector:
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"MTCNN needs an RGB (h, w, 3) image, got shape {rgb.shape}")
         with torch.inference_mode():
-            img = torch.as_tensor(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).float()
+            img = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
             boxes = self._proposals(img)
             if len(boxes):
                 boxes = self._refine(img, boxes, self.nets.rnet, 24, self.thresholds[1], "union")
