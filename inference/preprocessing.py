@@ -8,7 +8,7 @@ kind receives (VLMs and CLIP included), configured per dataset:
 
 Order: decode (PIL, EXIF orientation applied, RGB) -> face detector (`haar` | `mtcnn` | `none`:
 the largest face, grown by `face_margin` x its width / height on each side, clipped) -> crop
-(`square_center` of what is left | `none`) -> resize (`size`: a square to size x size, else the
+(`square_center`: the centre square of the image, or the square around the face region | `none`) -> resize (`size`: a square to size x size, else the
 shorter side to size, aspect kept; PIL bicubic) -> PNG. With nothing to apply the JPEG / PNG
 file itself is sent. What a model does on top (Xception's grayscale 64x64 in [-1, 1], CLIP's
 transform) stays in the model.
@@ -143,8 +143,8 @@ class Preprocessor:
             if not faces:
                 return {**record, "crop_box": None, "sha256": None}, None
             region = grow(faces[0], self.spec.face_margin, width, height)
-        if self.spec.crop == "square_center":
-            region = centre_square(region)
+        if self.spec.crop == "square_center":  # a face box is squared outwards: no part of the face is cut
+            region = square_around(region, width, height) if self.detector is not None else centre_square(region)
         x, y, w, h = region
         out = Image.fromarray(rgb[y:y + h, x:x + w])
         if self.spec.size is not None:
@@ -170,6 +170,16 @@ def centre_square(region: Box) -> Box:
     x, y, w, h = region
     side = min(w, h)
     return (x + (w - side) // 2, y + (h - side) // 2, side, side)
+
+
+def square_around(region: Box, width: int, height: int) -> Box:
+    """The square of side max(w, h) (at most the image's shorter side) centred on `region`,
+    shifted to lie inside the image."""
+    x, y, w, h = region
+    side = min(max(w, h), width, height)
+    left = min(max(0, x + (w - side) // 2), width - side)
+    top = min(max(0, y + (h - side) // 2), height - side)
+    return (left, top, side, side)
 
 
 def resized(width: int, height: int, size: int) -> tuple[int, int]:

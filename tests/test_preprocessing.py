@@ -19,7 +19,7 @@ from inference.datasets.base import ImageRecord
 from inference.datasets.manifest import inspect_image
 from inference.frames import Discovery
 from inference.pipeline import dataset_preprocessing
-from inference.preprocessing import Preprocessor, centre_square, grow, resized, to_source_box
+from inference.preprocessing import Preprocessor, centre_square, grow, resized, square_around, to_source_box
 from inference.preprocessing_config import PreprocessingConfig
 from inference.slice_rows import dataset_rows, evaluate_slice
 from support.openai_server import OpenAIServer
@@ -69,6 +69,8 @@ def test_settings_are_validated_where_written_and_kinds_bring_defaults(tmp_path)
 def test_geometry_helpers():
     assert grow((10, 20, 100, 50), 0.1, 115, 200) == (0, 15, 115, 60)  # clipped left and right
     assert centre_square((10, 0, 100, 60)) == (30, 0, 60, 60)
+    assert square_around((100, 100, 60, 100), 512, 512) == (80, 100, 100, 100)  # the face is not cut
+    assert square_around((0, 400, 60, 100), 512, 450) == (0, 350, 100, 100)  # shifted inside the image
     assert resized(300, 300, 224) == (224, 224) and resized(400, 200, 100) == (200, 100)
     rec = {"applied": True, "crop_box": [100, 50, 200, 200], "size_sent": [100, 100]}
     assert to_source_box((10, 10, 20, 30), rec) == (120, 70, 40, 60)
