@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from inference.kinds import DATASET_ADAPTERS, MODEL_ADAPTERS
+from inference.preprocessing_config import PreprocessingConfig
 from inference.watch import WatchConfig
 
 CONFIG_ENV = "FER_CONFIG"
@@ -98,6 +99,9 @@ class DatasetConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     # Optional human ratings of the dataset's images (-> raw.human_ratings).
     human_ratings: HumanRatingsConfig | None = None
+    # What every model that reads images receives (inference.preprocessing): crop, size, face
+    # detector. None: the kind's default (presets.yaml), else the images as stored.
+    preprocessing: PreprocessingConfig | None = None
 
     @field_validator("kind")
     @classmethod

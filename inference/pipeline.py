@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inference.config import BenchmarkConfig, DatasetConfig
+from pydantic import ValidationError
+
+from inference.config import BenchmarkConfig, ConfigError, DatasetConfig, explain_errors
 from inference.datasets import DatasetAdapter, DatasetContext, dataset_adapter
+from inference.preprocessing_config import PreprocessingConfig
 
 
 def dataset_for(bench: BenchmarkConfig, ds: DatasetConfig) -> DatasetAdapter:
@@ -23,6 +26,20 @@ def dataset_location(bench: BenchmarkConfig, ds: DatasetConfig) -> Path:
 def dataset_root(ds: DatasetConfig, location: Path) -> Path:
     """The folder image paths are relative to."""
     return dataset_adapter(ds).image_root(location)
+
+
+def dataset_preprocessing(bench: BenchmarkConfig, ds: DatasetConfig) -> PreprocessingConfig:
+    """`datasets.<name>.preprocessing`, else the kind's default (presets.yaml, or the dataset's
+    options.preprocessing), else none (the images as stored)."""
+    if ds.preprocessing is not None:
+        return ds.preprocessing
+    default = dataset_for(bench, ds).preprocessing()
+    try:
+        return PreprocessingConfig(**(default or {}))
+    except ValidationError as exc:
+        raise ConfigError(explain_errors(exc, bench.path, f"datasets.{ds.name}.options.preprocessing")
+                          + f"\n(the {ds.kind} kind's default is in inference/datasets/presets.yaml; "
+                          f"datasets.{ds.name}.preprocessing replaces it)") from None
 
 
 def human_ratings_location(bench: BenchmarkConfig, ds: DatasetConfig) -> Path | None:

@@ -7,7 +7,7 @@ or Parquet slice store); tests and scripts call them the same way in plain proce
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,14 +15,15 @@ from typing import Any
 import pandas as pd
 
 from inference.config import BenchmarkConfig, DatasetConfig, ModelConfig
-from inference.datasets.base import DatasetLoad
+from inference.datasets.base import DatasetLoad, ImageRecord
 from inference.datasets.labels import load_label_map
 from inference.frames import (Discovery, dataset_images_frame, evaluation_rows, exclusions_frame,
                               human_ratings_frame, quarantined_rows_frame, records_from_rows, utc_now)
 from inference.models import EvaluationContext, build_model
 from inference.models.base import Evaluation
 from inference.models.frame_vote import evaluate_media
-from inference.pipeline import dataset_for
+from inference.pipeline import dataset_for, dataset_preprocessing
+from inference.preprocessing import Preprocessor, evaluate_preprocessed
 from inference.warehouse import EvaluationRows
 
 
@@ -77,9 +78,21 @@ def evaluate_slice(bench: BenchmarkConfig, model_cfg: ModelConfig, ds: DatasetCo
         true_labels=[label_map.canonical(ds.effective_label_set, r.source_label) for r in images],
         progress=progress, show_progress_bar=show_progress_bar,
     )
+    # Every model that reads images gets the dataset's preprocessed images (the step records
+    # itself in each answer); built before the clock starts (MTCNN loads its weights).
+    step = (Preprocessor.build(dataset_preprocessing(bench, ds), bench.cache_dir, bench.resolve,
+                               f"datasets.{ds.name}.preprocessing") if model.reads_images else None)
     started, t0 = utc_now(), time.perf_counter()
+
+    def ask(records: Sequence[ImageRecord], ctx: EvaluationContext) -> Evaluation:
+        # the dataset's preprocessing applies to images and to sampled frames; a clip goes as it is
+        if step is None or any(r.media_type == "video" for r in records):
+            return model.evaluate(records, ctx)
+        return evaluate_preprocessed(model, records, ctx, step)
+
     # clips reach a model that takes images as sampled frames (models.<name>.frames)
-    evaluation = evaluate_media(model, images, context, frames=model_cfg.frames, cache_dir=bench.cache_dir)
+    evaluation = evaluate_media(model, images, context, frames=model_cfg.frames, cache_dir=bench.cache_dir,
+                                evaluate=ask)
     seconds = time.perf_counter() - t0
     rows = evaluation_rows(evaluation, run_id=run_id, model=model_cfg, dataset=ds.name, n_images=len(images),
                            started=started, discovery=discovery)

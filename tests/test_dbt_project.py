@@ -9,6 +9,7 @@ Expected values are computed here independently with pandas and statsmodels.
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import datetime
 from pathlib import Path
@@ -70,8 +71,10 @@ def synthetic_images() -> pd.DataFrame:
 
 
 def _prediction(run_id, model, version, kind, label_set, image, protocol, *, step=1,
-                step_name="emotion", sample=0, attempt=1, status="ok", label=None, value=None):
+                step_name="emotion", sample=0, attempt=1, status="ok", label=None, value=None,
+                preprocessing=None):
     return {
+        "preprocessing": json.dumps(preprocessing) if preprocessing is not None else None,
         "run_id": run_id, "model": model, "model_version": version, "model_kind": kind,
         "label_set": label_set, "dataset": DATASET, "image_id": image["image_id"],
         "image_hash": image["image_hash"], "protocol": protocol, "step": step,
@@ -79,6 +82,11 @@ def _prediction(run_id, model, version, kind, label_set, image, protocol, *, ste
         "parse_status": status, "predicted_label": label, "predicted_value": value,
         "face_found": status != "no_face", "created_at": NOW,
     }
+
+
+def haar(n_faces: int) -> dict:
+    """The classifier's own detector, recorded as fer_xception records it (inference/models/faces.py)."""
+    return {"face_detection": "haar", "detector": {"name": "opencv_haar_cascade"}, "n_faces_detected": n_faces}
 
 
 def synthetic_predictions(images: pd.DataFrame) -> pd.DataFrame:
@@ -90,12 +98,12 @@ def synthetic_predictions(images: pd.DataFrame) -> pd.DataFrame:
         race = RACES.get(image["race"]) if image["race"] else None
         if rng.random() < NO_FACE_RATE.get(race, 0.1):
             rows.append(_prediction("run-clf", "clf", "1", "classifier", "fer2013", image,
-                                    "classify", status="no_face"))
+                                    "classify", status="no_face", preprocessing=haar(0)))
             continue
         truth = image["source_label"]
         label = truth if rng.random() < 0.6 else rng.choice([x for x in FER2013_VOCAB if x != truth])
         rows.append(_prediction("run-clf", "clf", "1", "classifier", "fer2013", image, "classify",
-                                label=label))
+                                label=label, preprocessing=haar(1)))
     # model 2: a VLM answering canonical labels, maj@3 with retries and refusals, plus a
     # valence step that the emotion models must ignore
     for i, (_, image) in enumerate(images.iterrows()):
@@ -254,7 +262,7 @@ def test_models_land_in_their_schemas(warehouse):
             "int_human_ratings_labeled", "int_model_dimensional_answers"} <= by_schema["intermediate"]
     assert "stg_human_ratings" in by_schema["staging"]
     assert {"confusion_counts", "group_accuracy", "misclassification_ratios",
-            "answer_status_rates"} <= by_schema["marts"]
+            "answer_status_rates", "face_detection_rates"} <= by_schema["marts"]
     assert {"emotion_label_map", "emotions", "race_map", "gender_map"} <= by_schema["seeds"]
 
 
@@ -400,6 +408,23 @@ def test_answer_status_rates_show_face_detection_gaps(warehouse):
     assert set(clf["group_value"]) <= {"black", "white", "latino"} and len(clf) > 0
     vlm = got[(got["model"] == "vlm") & (got["grouping"] == "all")].set_index("answer_status")
     assert vlm.loc["refused", "n"] >= 1
+
+
+def test_face_detection_rates_match_the_no_face_answers_and_statsmodels(warehouse):
+    got = mart(warehouse, "marts.face_detection_rates")
+    assert set(got["model"]) == {"clf"} and set(got["stage"]) == {"model"} and set(got["detector"]) == {"haar"}
+    status = mart(warehouse, "marts.answer_status_rates")
+    missed = status[(status["model"] == "clf") & (status["answer_status"] == "no_face")]
+    rates = got.set_index(["grouping", "group_value"])
+    for row in missed.itertuples():
+        assert rates.loc[(row.grouping, row.group_value), "n_missed"] == row.n
+        assert rates.loc[(row.grouping, row.group_value), "n_images"] == row.n_images
+    for row in got.itertuples():
+        low, high = proportion_confint(row.n_detected, row.n_images, alpha=0.05, method="wilson")
+        assert row.detection_rate == pytest.approx(row.n_detected / row.n_images)
+        assert (row.ci_low, row.ci_high) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    race = rates.loc["race"]
+    assert race.loc["black", "detection_rate"] < race.loc["white", "detection_rate"]  # NO_FACE_RATE
 
 
 def test_human_ratings_map_labels_through_the_dataset_vocabulary(warehouse):

@@ -115,6 +115,9 @@ class ModelAdapter(ABC):
     # Whether `evaluate` takes video clips (ImageRecord.media_type 'video') as they are. Kinds
     # that take images get sampled frames instead (inference.models.frame_vote.evaluate_media).
     accepts_video: bool = False
+    # Whether `evaluate` reads the images (False: answers made elsewhere, kind `imported`). Only
+    # such adapters get the dataset's preprocessing step (inference.preprocessing).
+    reads_images: ClassVar[bool] = True
 
     @classmethod
     def build(cls, cfg: ModelConfig, ctx: BuildContext) -> ModelAdapter:
@@ -124,6 +127,17 @@ class ModelAdapter(ABC):
     @abstractmethod
     def evaluate(self, images: Sequence[ImageRecord], context: EvaluationContext) -> Evaluation:
         """Answer about every image (in image order) and report what else the run produced."""
+
+    def answer_protocol(self) -> str:
+        """The protocol label of its answers (kinds whose `protocol` is not that label override)."""
+        return str(self.protocol)  # type: ignore[attr-defined]
+
+    def no_face_answer(self, image: ImageRecord, preprocessing: dict[str, Any]) -> Answer:
+        """The answer recorded, without asking the model, for an image in which the dataset's face
+        detector found no face: `no_face` on the protocol's first (emotion) step; nothing guessed."""
+        return Answer(image_id=image.image_id, image_hash=image.image_hash, parse_status="no_face",
+                      predicted_label=None, face_found=False, preprocessing=preprocessing,
+                      protocol=self.answer_protocol(), step=1, step_name="emotion")
 
 
 class KindOptions(BaseModel):

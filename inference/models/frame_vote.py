@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,14 @@ class _Clip:
 
 
 def evaluate_media(model: ModelAdapter, images: Sequence[ImageRecord], context: EvaluationContext, *,
-                   frames: FrameSampling | None, cache_dir: Path) -> Evaluation:
-    """`model.evaluate(images, context)`, with clips turned into frames where the model needs it."""
+                   frames: FrameSampling | None, cache_dir: Path,
+                   evaluate: Callable[[Sequence[ImageRecord], EvaluationContext], Evaluation] | None = None,
+                   ) -> Evaluation:
+    """`evaluate(images, context)` (default `model.evaluate`), with clips turned into frames where
+    the model needs it."""
+    evaluate = evaluate or model.evaluate
     if not any(r.media_type == "video" for r in images) or (model.accepts_video and frames is None):
-        return model.evaluate(images, context)
+        return evaluate(images, context)
     spec = frames or FrameSampling()
     expanded: list[ImageRecord] = []
     truth: list[str | None] = []
@@ -69,7 +73,7 @@ def evaluate_media(model: ModelAdapter, images: Sequence[ImageRecord], context: 
             expanded.append(frame.record)
             truth.append(label)
     inner = dataclasses.replace(context, true_labels=truth if context.true_labels is not None else None)
-    evaluation = model.evaluate(expanded, inner)
+    evaluation = evaluate(expanded, inner)
     return _fold(evaluation, images, clips, spec)
 
 

@@ -71,6 +71,7 @@ class ImportedPredictions(ModelAdapter):
 
     kind = "imported"
     accepts_video = True  # answers come from a file keyed by image id; no pixels are read
+    reads_images = False  # the answers come from a file: no image is sent, so none is preprocessed
 
     def __init__(
         self,

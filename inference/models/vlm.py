@@ -304,6 +304,9 @@ class VLMAdapter(ModelAdapter):
         return Evaluation(answers=answers, label_set=self.label_set, weights_sha256=self.weights_sha256,
                           transport_failures=list(self.transport_failures), usage=Usage(**self.usage))
 
+    def answer_protocol(self) -> str:
+        return self.protocol.label
+
     def __repr__(self) -> str:
         return f"VLMAdapter({self.cfg.partition_key!r}, kind={self.kind!r}, protocol={self.protocol.label!r})"
 
