@@ -171,7 +171,17 @@ def write_raw(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 # --------------------------------------------------------------------------- expected values
 
+def with_single_of_sampled(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The stored answers plus, for a protocol with several samples per image in a slice, its
+    sample-0 rows again as protocol 'single_of_<protocol>' (int_predictions)."""
+    key = ["model", "model_version", "dataset", "protocol"]
+    sampled = predictions.groupby(key)["sample_index"].transform("max") > 0
+    first = predictions[sampled & (predictions["sample_index"] == 0)]
+    return pd.concat([predictions, first.assign(protocol="single_of_" + first["protocol"])], ignore_index=True)
+
+
 def expected_final_answers(predictions: pd.DataFrame) -> pd.DataFrame:
+    predictions = with_single_of_sampled(predictions)
     emo = predictions[predictions["step_name"] == "emotion"]
     key = ["model", "model_version", "dataset", "protocol", "image_id"]
     last = emo.sort_values(["step", "attempt"]).groupby(key + ["sample_index"]).tail(1)
@@ -415,10 +425,26 @@ def test_human_ratings_map_labels_through_the_dataset_vocabulary(warehouse):
     assert (got["true_emotion"] == images.loc[got["image_id"], "true_emotion"].to_numpy()).all()
 
 
+def test_single_is_sample_zero_of_the_maj_at_k_run_in_every_mart(warehouse):
+    finals = mart(warehouse, "intermediate.int_final_answers")
+    assert set(finals.groupby("model")["protocol"].unique().map(frozenset)) == {
+        frozenset({"classify"}), frozenset({"maj_at_k", "single_of_maj_at_k"})}  # a one-sample run derives none
+    single = finals[finals["protocol"] == "single_of_maj_at_k"].set_index("image_id")
+    majority = finals[finals["protocol"] == "maj_at_k"].set_index("image_id")
+    assert (single["n_samples"] == 1).all() and not single["is_tie"].any()
+    assert single.index.sort_values().equals(majority.index.sort_values())
+    # img/000: samples sad, happy, refused -> maj@3 is a tie, its single answer is sample 0's 'sad'
+    assert single.loc["img/000.png", "predicted_emotion"] == "sad" and majority.loc["img/000.png", "answer_status"] == "tie"
+    accuracy = mart(warehouse, "marts.group_accuracy")
+    assert {"maj_at_k", "single_of_maj_at_k"} <= set(accuracy.loc[accuracy["model"] == "vlm", "protocol"])
+
+
 def test_model_dimensional_answers_take_the_valence_steps(warehouse):
     got = mart(warehouse, "intermediate.int_model_dimensional_answers")
     preds = warehouse["predictions"]
     valence = preds[preds["step_name"] == "valence"]
-    assert len(got) == valence["image_id"].nunique() > 0
+    # the valence steps were asked in sample 0: the derived single protocol has the same answers
+    assert set(got["protocol"]) == {"maj_at_k", "single_of_maj_at_k"}
+    assert (got.groupby("protocol").size() == valence["image_id"].nunique()).all()
     assert set(got["dimension"]) == {"valence"} and set(got["model"]) == {"vlm"}
     assert (got["value"] == 0.25).all() and (got["n_valid"] == 1).all()
