@@ -30,8 +30,8 @@ PUBLISHED_SHAPES = {
 
 
 def _model(path: Path, **options):
-    cfg = ModelConfig(name="emo", kind="emonet", version="v1", options={"path": str(path), "device": "cpu", **options})
-    return build_model(cfg, Path("unused-cache"))
+    options = {"path": str(path), "device": "cpu", **options}
+    return build_model(ModelConfig(name="emo", kind="emonet", version="v1", options=options), Path("unused-cache"))
 
 
 def test_our_emonet_has_the_published_state_dict_layout():

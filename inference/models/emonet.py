@@ -40,7 +40,8 @@ from inference.models.base import (
     BuildContext, Evaluation, EvaluationContext, KindOptions, ModelAdapter, parse_options,
 )
 from inference.models.fer_baselines import (
-    FerModelError, check_labels, classify_batches, read_state_dict, rgb_array, torch_device, weights_digest,
+    FerModelError, check_labels, classify_batches, forward_batch, read_state_dict, rgb_array, torch_device,
+    weights_digest,
 )
 from inference.models.emonet_net import INPUT_SIZE, EmoNet
 
@@ -124,11 +125,8 @@ class EmoNetModel(ModelAdapter):
                    batch_size=opts.batch_size, device=opts.device, where=where)
 
     def _outputs(self, batch: Sequence[ImageRecord]) -> np.ndarray:
-        import torch
-
-        x = np.stack([rgb_array(r.path, INPUT_SIZE).transpose(2, 0, 1) for r in batch])
-        with torch.inference_mode():
-            return self.net(torch.from_numpy(x).to(self.device)).float().cpu().numpy().astype(np.float64)
+        # the official demo's input: RGB / 255, no mean / std
+        return forward_batch(self.net, [rgb_array(r.path, INPUT_SIZE).transpose(2, 0, 1) for r in batch], self.device)
 
     def evaluate(self, images: Sequence[ImageRecord], context: EvaluationContext) -> Evaluation:
         preprocessing = {"input": "whole image", "resize": INPUT_SIZE, "normalize": "[0, 1]",

@@ -179,6 +179,15 @@ def classify_batches(images: Sequence[ImageRecord], context: EvaluationContext,
     return answers
 
 
+def forward_batch(net: Any, arrays: Sequence[np.ndarray], device: Any) -> np.ndarray:
+    """A torch network's outputs for a batch of CHW float32 arrays, as float64 rows."""
+    import torch
+
+    x = torch.from_numpy(np.stack(arrays)).to(device)
+    with torch.inference_mode():
+        return net(x).float().cpu().numpy().astype(np.float64)
+
+
 def torch_device(name: str | None) -> Any:
     import torch
 

@@ -44,7 +44,8 @@ from inference.models.base import (
     BuildContext, Evaluation, EvaluationContext, KindOptions, ModelAdapter, parse_options,
 )
 from inference.models.fer_baselines import (
-    FerModelError, check_labels, classify_batches, read_state_dict, rgb_array, torch_device, weights_digest,
+    FerModelError, check_labels, classify_batches, forward_batch, read_state_dict, rgb_array, torch_device,
+    weights_digest,
 )
 
 LABELS_8 = ("Anger", "Contempt", "Disgust", "Fear", "Happiness", "Neutral", "Sadness", "Surprise")
@@ -146,11 +147,7 @@ class HSEmotion(ModelAdapter):
         return x.transpose(2, 0, 1)
 
     def _outputs(self, batch: Sequence[ImageRecord]) -> np.ndarray:
-        import torch
-
-        x = torch.from_numpy(np.stack([self._tensor(r) for r in batch])).to(self.device)
-        with torch.inference_mode():
-            return self.net(x).float().cpu().numpy().astype(np.float64)
+        return forward_batch(self.net, [self._tensor(r) for r in batch], self.device)
 
     def evaluate(self, images: Sequence[ImageRecord], context: EvaluationContext) -> Evaluation:
         preprocessing = {"input": "whole image", "resize": self.variant.image_size, "normalize": "imagenet",
