@@ -28,18 +28,20 @@ sampled_protocols as (
 first_samples as (
 
     select
-        predictions.* replace ('single_of_' || predictions.protocol as protocol),
-        predictions.protocol as sampled_from
+        * replace ('single_of_' || protocol as protocol),
+        protocol as sampled_from
 
     from predictions
 
-    inner join sampled_protocols
-        on sampled_protocols.model = predictions.model
-        and sampled_protocols.model_version = predictions.model_version
-        and sampled_protocols.dataset = predictions.dataset
-        and sampled_protocols.protocol = predictions.protocol
-
-    where predictions.sample_index = 0
+    where sample_index = 0
+        and exists (
+            select 1
+            from sampled_protocols
+            where sampled_protocols.model = predictions.model
+                and sampled_protocols.model_version = predictions.model_version
+                and sampled_protocols.dataset = predictions.dataset
+                and sampled_protocols.protocol = predictions.protocol
+        )
 
 ),
 
