@@ -70,3 +70,7 @@ def test_missing_or_mismatched_weights_say_what_to_download_and_where(tmp_path):
     other = hsemotion_weights(tmp_path / "enet_b0_7.pt")
     with pytest.raises(FerModelError, match=r"not an EmoNet state dict: missing \['conv1.weight'"):
         _model(other)
+    pickled = tmp_path / "emonet_5_module.pth"
+    torch.save(EmoNet(n_classes=5), pickled)  # a whole module: never unpickled
+    with pytest.raises(FerModelError, match="is a pickled model, not a state dict; this kind loads state dicts only"):
+        _model(pickled)

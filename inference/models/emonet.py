@@ -73,7 +73,7 @@ def classes_of(path: Path, classes: int | None) -> int:
 
 def emonet_state_dict(path: Path, where: str) -> dict[str, Any]:
     """The file's state dict with the DataParallel prefix removed (never unpickles code)."""
-    return {_WRAPPER_PREFIX.sub("", k): v for k, v in read_state_dict(path, allow_pickle=False, where=where).items()}
+    return {_WRAPPER_PREFIX.sub("", k): v for k, v in read_state_dict(path, allow_pickle=None, where=where).items()}
 
 
 def load_emonet(path: Path, classes: int, where: str) -> Any:

@@ -83,8 +83,9 @@ def rgb_array(path: Path, size: int) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
-def read_state_dict(path: Path, allow_pickle: bool, where: str) -> dict[str, Any]:
-    """A state dict from a safetensors / torch file; a pickled module only with allow_pickle."""
+def read_state_dict(path: Path, allow_pickle: bool | None, where: str) -> dict[str, Any]:
+    """A state dict from a safetensors / torch file; a pickled module only with allow_pickle
+    (None: the kind has no such option and never unpickles)."""
     import pickle
 
     import torch
@@ -96,6 +97,11 @@ def read_state_dict(path: Path, allow_pickle: bool, where: str) -> dict[str, Any
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
+        if allow_pickle is None:
+            raise FerModelError(
+                f"{where}.path: {path} is a pickled model, not a state dict; this kind loads state dicts only "
+                f"(save one with torch.save(model.state_dict(), path))"
+            ) from None
         if not allow_pickle:
             raise FerModelError(
                 f"{where}.path: {path} is a pickled model, not a state dict; loading it runs code from the "
