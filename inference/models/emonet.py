@@ -77,17 +77,21 @@ def emonet_state_dict(path: Path, where: str) -> dict[str, Any]:
 
 
 def load_emonet(path: Path, classes: int, where: str) -> Any:
-    """EmoNet with `classes` outputs and the file's weights, strictly: every key and shape must
-    match (an older file without BatchNorm's `num_batches_tracked` counters is also accepted:
-    inference never reads them)."""
+    """EmoNet with `classes` outputs and the file's weights, strictly: first the key names (a file
+    of another network is named as such), then the shapes (load_state_dict raises RuntimeError).
+    An older file without BatchNorm's `num_batches_tracked` counters is also accepted: inference
+    never reads them."""
     net = EmoNet(n_classes=classes)
-    missing, unexpected = net.load_state_dict(emonet_state_dict(path, where), strict=False)
-    missing = [k for k in missing if not k.endswith(".num_batches_tracked")]
+    state = emonet_state_dict(path, where)
+    expected = list(net.state_dict())
+    missing = [k for k in expected if k not in state and not k.endswith(".num_batches_tracked")]
+    unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise FerModelError(
             f"{where}.path: {path} is not an EmoNet state dict: missing {missing[:5]}"
             f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
             f"{' ...' if len(unexpected) > 5 else ''}; {DOWNLOAD_HINT}")
+    net.load_state_dict(state, strict=False)
     return net
 
 
