@@ -260,6 +260,9 @@ class BenchmarkConfig(_Strict):
     # A dagster.yaml that fer-warehouse copies into $DAGSTER_HOME (e.g. deploy/dagster.yaml:
     # Postgres storage, Celery workers); None: the embedded instance (SQLite in $DAGSTER_HOME).
     dagster_instance: Path | None = None
+    # Pooled analyses: group name -> member datasets (Chhua et al. pool RADIATE and Tarr); the
+    # marts' *_pooled models answer for each group as one dataset (dbt var `dataset_groups`).
+    dataset_groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     def resolve(self, location: str) -> Path:
         """Resolve a path written in the config relative to the config file."""
@@ -305,7 +308,7 @@ def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{cfg_path}: the top level must be a mapping with 'datasets:' and 'models:'")
     known = {"warehouse", "reports_dir", "cache_dir", "datasets", "models", "statistics", "raw_slices",
-             "dagster_instance"}
+             "dagster_instance", "dataset_groups"}
     for key in raw:
         if key not in known:
             raise ConfigError(
@@ -346,7 +349,33 @@ def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
         statistics=statistics,
         raw_slices=_raw_slices(base, os.environ.get(RAW_SLICES_ENV) or raw.get("raw_slices")),
         dagster_instance=_under(base, raw["dagster_instance"]) if raw.get("dagster_instance") else None,
+        dataset_groups=_dataset_groups(raw.get("dataset_groups"), dataset_cfgs, cfg_path),
     )
+
+
+def _dataset_groups(value: Any, datasets: dict[str, DatasetConfig], cfg_path: Path) -> dict[str, tuple[str, ...]]:
+    """`dataset_groups: {radiate_tarr: [radiate, tarr]}`: each group names two or more configured
+    datasets and is not itself a dataset's name (its pooled rows carry it as `dataset`)."""
+    if value is None:
+        return {}
+    example = "e.g. 'dataset_groups: {radiate_tarr: [radiate, tarr]}'"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{cfg_path}: dataset_groups: must map a group name to a list of datasets, {example}")
+    groups = {}
+    for name, members in value.items():
+        where = f"{cfg_path}: dataset_groups.{name}"
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ConfigError(f"{where}: name must be lower-case letters, digits and '_' starting with a letter")
+        if name in datasets:
+            raise ConfigError(f"{where}: {name!r} is also a dataset's name; pooled rows carry the group's name "
+                              f"as their dataset, so give the group another name")
+        if not isinstance(members, list) or len(set(map(str, members))) < 2 or len(set(members)) != len(members):
+            raise ConfigError(f"{where}: list two or more different datasets to pool, {example}; got {members!r}")
+        unknown = [m for m in members if m not in datasets]
+        if unknown:
+            raise ConfigError(f"{where}: {unknown} are not configured datasets; use some of {sorted(datasets)}")
+        groups[name] = tuple(members)
+    return groups
 
 
 def _raw_slices(base: Path, value: str | None) -> str | None:

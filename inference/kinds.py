@@ -21,6 +21,7 @@ MODEL_ADAPTERS: dict[str, str] = {
     "clip": "inference.models.clip:ClipModel",
     "image_classifier": "inference.models.image_classifier:ImageClassifier",
     "hsemotion": "inference.models.hsemotion:HSEmotion",
+    "emonet": "inference.models.emonet:EmoNetModel",
 }
 
 DATASET_ADAPTERS: dict[str, str] = {

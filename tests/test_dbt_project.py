@@ -179,7 +179,17 @@ def write_raw(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 # --------------------------------------------------------------------------- expected values
 
+def with_single_of_sampled(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The stored answers plus, for a protocol with several samples per image in a slice, its
+    sample-0 rows again as protocol 'single_of_<protocol>' (int_predictions)."""
+    key = ["model", "model_version", "dataset", "protocol"]
+    sampled = predictions.groupby(key)["sample_index"].transform("max") > 0
+    first = predictions[sampled & (predictions["sample_index"] == 0)]
+    return pd.concat([predictions, first.assign(protocol="single_of_" + first["protocol"])], ignore_index=True)
+
+
 def expected_final_answers(predictions: pd.DataFrame) -> pd.DataFrame:
+    predictions = with_single_of_sampled(predictions)
     emo = predictions[predictions["step_name"] == "emotion"]
     key = ["model", "model_version", "dataset", "protocol", "image_id"]
     last = emo.sort_values(["step", "attempt"]).groupby(key + ["sample_index"]).tail(1)
@@ -241,6 +251,11 @@ def mart(warehouse, name: str) -> pd.DataFrame:
     return warehouse["con"].execute(f"select * from {name}").df()
 
 
+def stored(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the stored protocols (one per model here), without the derived single_of_* ones."""
+    return frame[~frame["protocol"].str.startswith("single_of_")]
+
+
 # --------------------------------------------------------------------------- tests
 
 def test_build_passes_every_node(warehouse):
@@ -283,7 +298,7 @@ def test_final_answers_match_majority_vote(warehouse):
     for col in ["is_tie", "n_samples", "n_valid", "answer_status"]:
         assert (merged[f"{col}_want"] == merged[f"{col}_got"]).all(), col
     assert (merged["predicted_emotion_want"].fillna("-") == merged["predicted_emotion_got"].fillna("-")).all()
-    vlm = got[got.model == "vlm"].set_index("image_id")
+    vlm = got[(got.model == "vlm") & (got.protocol == "maj_at_k")].set_index("image_id")
     # issue 11 fix 9: a maj@k tie is its own status (before: 'happy', the alphabetically first)
     assert vlm.loc["img/000.png", "answer_status"] == "tie" and vlm.loc["img/000.png", "is_tie"]
     assert pd.isna(vlm.loc["img/000.png", "predicted_emotion"])
@@ -327,7 +342,7 @@ def test_group_accuracy_counts_and_wilson_intervals(warehouse):
 
 
 def test_misclassification_ratios_and_katz_intervals(warehouse):
-    everything = mart(warehouse, "marts.misclassification_ratios")
+    everything = stored(mart(warehouse, "marts.misclassification_ratios"))
     # issue 11 fix 5: both orientations of every pair (before: only group_a < group_b)
     mirror = everything.merge(everything, left_on=["model", "grouping", "true_emotion", "predicted_emotion", "group_a",
                                                    "group_b"],
@@ -342,7 +357,7 @@ def test_misclassification_ratios_and_katz_intervals(warehouse):
     assert (errors.set_index(summed.index.names)["count_a"].sort_index() == summed.sort_index()).all()
     pooled = everything[everything["true_emotion"] == "all"]
     assert set(pooled["predicted_emotion"]) == {"error"}
-    groups = expected_groups(warehouse["images"], expected_final_answers(warehouse["predictions"]))
+    groups = stored(expected_groups(warehouse["images"], expected_final_answers(warehouse["predictions"])))
     wrong = groups[groups["is_answered"] & ~groups["is_correct"]].groupby(["model", "grouping", "group_value"]).size()
     for r in pooled.itertuples():
         assert r.count_a == wrong.get((r.model, r.grouping, r.group_a), 0)
@@ -357,7 +372,7 @@ def test_misclassification_ratios_and_katz_intervals(warehouse):
             ["model", "grouping", "true_emotion", "group_a", "group_b"]):
         assert set(grp["predicted_emotion"]) == vocab[model] - {true}
     # counts and rates against the expected answers
-    groups = expected_groups(warehouse["images"], expected_final_answers(warehouse["predictions"]))
+    groups = stored(expected_groups(warehouse["images"], expected_final_answers(warehouse["predictions"])))
     answered = groups[groups["is_answered"] & (groups["grouping"] != "all")]
     key = ["model", "grouping", "true_emotion"]
     n = answered.groupby(key + ["group_value"]).size()
@@ -400,7 +415,7 @@ def test_confusion_counts_sum_to_answered_images(warehouse):
 
 
 def test_answer_status_rates_show_face_detection_gaps(warehouse):
-    got = mart(warehouse, "marts.answer_status_rates")
+    got = stored(mart(warehouse, "marts.answer_status_rates"))
     shares = got.groupby(["model", "grouping", "group_value"])["share"].sum()
     assert np.allclose(shares, 1.0)
     assert (got["n_images"] == got.groupby(["model", "grouping", "group_value"])["n"].transform("sum")).all()
@@ -440,10 +455,26 @@ def test_human_ratings_map_labels_through_the_dataset_vocabulary(warehouse):
     assert (got["true_emotion"] == images.loc[got["image_id"], "true_emotion"].to_numpy()).all()
 
 
+def test_single_is_sample_zero_of_the_maj_at_k_run_in_every_mart(warehouse):
+    finals = mart(warehouse, "intermediate.int_final_answers")
+    assert set(finals.groupby("model")["protocol"].unique().map(frozenset)) == {
+        frozenset({"classify"}), frozenset({"maj_at_k", "single_of_maj_at_k"})}  # a one-sample run derives none
+    single = finals[finals["protocol"] == "single_of_maj_at_k"].set_index("image_id")
+    majority = finals[finals["protocol"] == "maj_at_k"].set_index("image_id")
+    assert (single["n_samples"] == 1).all() and not single["is_tie"].any()
+    assert single.index.sort_values().equals(majority.index.sort_values())
+    # img/000: samples sad, happy, refused -> maj@3 is a tie, its single answer is sample 0's 'sad'
+    assert single.loc["img/000.png", "predicted_emotion"] == "sad" and majority.loc["img/000.png", "answer_status"] == "tie"
+    accuracy = mart(warehouse, "marts.group_accuracy")
+    assert {"maj_at_k", "single_of_maj_at_k"} <= set(accuracy.loc[accuracy["model"] == "vlm", "protocol"])
+
+
 def test_model_dimensional_answers_take_the_valence_steps(warehouse):
     got = mart(warehouse, "intermediate.int_model_dimensional_answers")
     preds = warehouse["predictions"]
     valence = preds[preds["step_name"] == "valence"]
-    assert len(got) == valence["image_id"].nunique() > 0
+    # the valence steps were asked in sample 0: the derived single protocol has the same answers
+    assert set(got["protocol"]) == {"maj_at_k", "single_of_maj_at_k"}
+    assert (got.groupby("protocol").size() == valence["image_id"].nunique()).all()
     assert set(got["dimension"]) == {"valence"} and set(got["model"]) == {"vlm"}
     assert (got["value"] == 0.25).all() and (got["n_valid"] == 1).all()

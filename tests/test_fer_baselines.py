@@ -3,32 +3,18 @@ seed, the offline error, valence/arousal on [1, 9], weight loading; random-initi
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from fer_baseline_support import hsemotion_weights, tiny_vit
+from fer_baseline_support import face_records, hsemotion_weights, tiny_vit
 from inference.config import ModelConfig
-from inference.datasets.base import ImageRecord
 from inference.datasets.labels import load_label_map
 from inference.models import EvaluationContext, build_model
 from inference.models.fer_baselines import FerModelError, va_value
 from inference.models.hsemotion import LABELS_7, LABELS_8, parse_variant
 
 MAPPING = "[-1, 1] -> [1, 9]: v' = (v + 1) / 2 * 8 + 1"
-
-
-def _records(root: Path, n: int = 3) -> list[ImageRecord]:
-    out = []
-    for i in range(n):
-        path = root / f"{i}.png"
-        Image.new("RGB", (40, 52), (70 * i, 90, 200)).save(path)
-        out.append(ImageRecord(image_id=path.name, path=path, image_hash=hashlib.sha256(path.read_bytes()).hexdigest(),
-                               source_label="happy", identity=None, race=None, gender=None, age=None,
-                               width=40, height=52))
-    return out
 
 
 def _model(name: str, kind: str, **options):
@@ -83,7 +69,7 @@ def test_image_classifier_refuses_labels_the_seed_cannot_map(tmp_path):
 def test_image_classifier_stores_the_full_probability_vector_in_batches(tmp_path):
     folder = tiny_vit(tmp_path / "vit")
     model = _model("vitfer", "image_classifier", model=str(folder), batch_size=2, device="cpu")
-    ev = model.evaluate(_records(tmp_path, 3), EvaluationContext())
+    ev = model.evaluate(face_records(tmp_path, 3), EvaluationContext())
     assert ev.label_set == "hf_fer" and len(ev.weights_sha256) == 64
     assert [a.image_id for a in ev.answers] == ["0.png", "1.png", "2.png"]
     for a in ev.answers:
@@ -94,7 +80,7 @@ def test_image_classifier_stores_the_full_probability_vector_in_batches(tmp_path
 
 def test_hsemotion_va_variant_answers_emotion_valence_and_arousal(tmp_path):
     path = hsemotion_weights(tmp_path / "enet_b0_8_va_mtl.pt")
-    ev = _model("hse", "hsemotion", path=str(path), device="cpu").evaluate(_records(tmp_path, 2), EvaluationContext())
+    ev = _model("hse", "hsemotion", path=str(path), device="cpu").evaluate(face_records(tmp_path, 2), EvaluationContext())
     assert [(a.step, a.step_name) for a in ev.answers] == [(1, "emotion"), (2, "valence"), (3, "arousal")] * 2
     assert set(ev.answers[0].probabilities) == set(LABELS_8)
     for a in ev.answers:
@@ -107,7 +93,7 @@ def test_hsemotion_pickled_module_needs_allow_pickle_and_a_wrong_variant_is_name
     path = hsemotion_weights(tmp_path / "enet_b0_7.pt", whole_module=True)
     with pytest.raises(FerModelError, match="pickled model.*allow_pickle: true"):
         _model("hse", "hsemotion", path=str(path))
-    ev = _model("hse", "hsemotion", path=str(path), allow_pickle=True).evaluate(_records(tmp_path, 1), EvaluationContext())
+    ev = _model("hse", "hsemotion", path=str(path), allow_pickle=True).evaluate(face_records(tmp_path, 1), EvaluationContext())
     assert set(ev.answers[0].probabilities) == set(LABELS_7) and len(ev.answers) == 1
     with pytest.raises(FerModelError, match="does not fit tf_efficientnet_b0 with 8 outputs"):
         _model("hse", "hsemotion", path=str(path), variant="enet_b0_8", allow_pickle=True)

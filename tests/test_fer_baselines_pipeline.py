@@ -1,7 +1,8 @@
-"""The FER baselines through Dagster and dbt: a tiny random-initialised ViT (`image_classifier`)
-and an HSEmotion EfficientNet-B0 VA-MTL (`hsemotion`) answer on a six-image manifest dataset as
+"""The FER baselines through Dagster and dbt: a tiny random-initialised ViT (`image_classifier`),
+an HSEmotion EfficientNet-B0 VA-MTL (`hsemotion`) and EmoNet (`emonet`, 8 classes + valence and
+arousal) answer on a six-image manifest dataset as
 model x dataset partitions (a separate process: the definitions read their config at import);
-dbt then builds `marts.group_accuracy` and, for the VA variant, the dimensional answers that the
+dbt then builds `marts.group_accuracy` and, for the VA models, the dimensional answers that the
 dimensional statistics read."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from dbt_support import run_dbt
-from fer_baseline_support import hsemotion_weights, tiny_vit
+from fer_baseline_support import emonet_weights, hsemotion_weights, tiny_vit
 from inference.models.fer_baselines import VA_MAPPING
 from tests.test_clip_pipeline import RUN
 
@@ -40,6 +41,7 @@ def test_fer_baselines_reach_group_accuracy_and_the_dimensional_answers(tmp_path
     manifest = _dataset(tmp_path / "faces")
     vit = tiny_vit(tmp_path / "vit")
     hse = hsemotion_weights(tmp_path / "enet_b0_8_va_mtl.pt")
+    emonet = emonet_weights(tmp_path / "emonet_8.pth")
     warehouse = tmp_path / "warehouse.duckdb"
     config = tmp_path / "benchmark.yaml"
     config.write_text(json.dumps({  # JSON is YAML
@@ -49,6 +51,7 @@ def test_fer_baselines_reach_group_accuracy_and_the_dimensional_answers(tmp_path
             "vit_fer": {"kind": "image_classifier", "version": "tiny-random",
                         "options": {"model": str(vit), "device": "cpu", "batch_size": 4}},
             "hse_va": {"kind": "hsemotion", "version": "random-b0", "options": {"path": str(hse), "device": "cpu"}},
+            "emonet8": {"kind": "emonet", "version": "random-8", "options": {"path": str(emonet), "device": "cpu"}},
         },
     }))
     env = {**os.environ, "FER_CONFIG": str(config), "DAGSTER_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
@@ -71,11 +74,12 @@ def test_fer_baselines_reach_group_accuracy_and_the_dimensional_answers(tmp_path
         labels = con.execute("select distinct model, label_set from raw.predictions order by all").fetchall()
     finally:
         con.close()
-    assert labels == [("hse_va", "hsemotion"), ("vit_fer", "hf_fer")]
-    for model in ("hse_va", "vit_fer"):
+    assert labels == [("emonet8", "emonet"), ("hse_va", "hsemotion"), ("vit_fer", "hf_fer")]
+    for model in ("emonet8", "hse_va", "vit_fer"):
         race = accuracy[(accuracy["model"] == model) & (accuracy["grouping"] == "race")]
         assert dict(zip(race["group_value"], race["n_images"])) == {"black": 2, "east_asian": 2, "white": 2}
-    assert set(dims["model"]) == {"hse_va"}  # only the VA variant answers valence / arousal
-    assert dims.groupby("dimension").size().to_dict() == {"arousal": 6, "valence": 6}
+    assert set(dims["model"]) == {"emonet8", "hse_va"}  # only the VA models answer valence / arousal
+    assert dims.groupby(["model", "dimension"]).size().to_dict() == {
+        (m, d): 6 for m in ("emonet8", "hse_va") for d in ("arousal", "valence")}
     assert dims["value"].between(1, 9).all() and (dims["n_valid"] == 1).all()
     assert set(dims["value_mapping"]) == {VA_MAPPING}

@@ -58,8 +58,8 @@ refresh_slice_job = dg.define_asset_job(
     executor_def=EXECUTOR,
 )
 # What spans slices: McNemar between versions, per-dataset figures comparing models, and the
-# views over every slice's statistics (papers.*, lineage.stat_lineage), then the HTML report of
-# the whole warehouse (last: it reads every table and figure).
+# views over every slice's statistics (papers.*, lineage.stat_lineage) and the pooled marts of
+# dataset groups, then the HTML report of the whole warehouse (last: it reads every table and figure).
 refresh_cross_slice_job = dg.define_asset_job(
     "refresh_cross_slice", selection=dg.AssetSelection.assets(
         cross_slice.mcnemar_tests, cross_slice.strength_inversion, cross_slice.strength_inversion_figure,

@@ -13,7 +13,8 @@
 * `warehouse_after_stats` (unpartitioned): the views over the statistics tables Python writes
   (dbt tag `reads_stats`: papers.* -- the seed papers' tables beside their published values --
   and lineage.stat_lineage). Their dbt sources stats.* are the statistics assets, so they
-  follow every slice's statistics; the cross-slice job rebuilds them.
+  follow every slice's statistics; the cross-slice job rebuilds them. With them, the marts
+  that span slices (dbt tag `across_slices`: a dataset group's pooled group_accuracy).
 """
 
 from collections.abc import Iterator, Mapping
@@ -34,6 +35,8 @@ from dagster_project.settings import benchmark_config
 
 SLICE_TAG = "slice"
 READS_STATS_TAG = "reads_stats"
+ACROSS_SLICES_TAG = "across_slices"
+AFTER_SLICES_TAGS = (READS_STATS_TAG, ACROSS_SLICES_TAG)
 # The partition's own raw answers (same partitions: identity) and its dataset's raw tables.
 _DATASET_DIMENSION = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset")
 SLICE_INPUTS = [
@@ -61,8 +64,8 @@ class WarehouseTranslator(DagsterDbtTranslator):
         if SLICE_TAG in manifest["nodes"].get(unique_id, {}).get("tags", []):
             # its slice's raw tables changed -> rebuilt (declarative automation, defs/conditions.py)
             return spec.merge_attributes(deps=SLICE_INPUTS).replace_attributes(automation_condition=SLICE_RESULTS)
-        if READS_STATS_TAG in manifest["nodes"].get(unique_id, {}).get("tags", []):
-            # papers.* / lineage views over every slice's statistics: rebuilt after the slices' stats
+        if set(AFTER_SLICES_TAGS) & set(manifest["nodes"].get(unique_id, {}).get("tags", [])):
+            # papers.* / lineage / pooled views over every slice: rebuilt after the slices' stats
             return spec.replace_attributes(automation_condition=ACROSS_SLICES)
         return spec
 
@@ -82,7 +85,8 @@ def _code_versioned(context: dg.AssetExecutionContext, events: Iterator[Any]) ->
         yield event
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, exclude=f"tag:{SLICE_TAG} tag:{READS_STATS_TAG}",
+@dbt_assets(manifest=dbt_project.manifest_path,
+            exclude=" ".join(f"tag:{tag}" for tag in (SLICE_TAG, *AFTER_SLICES_TAGS)),
             dagster_dbt_translator=TRANSLATOR)
 def warehouse_foundation(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
     """`dbt build` of the label-map seeds, staging views and dataset-level views, with their tests."""
@@ -107,8 +111,9 @@ def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResourc
     yield from with_slice_headlines(context, duckdb, slice_key, events)
 
 
-@dbt_assets(manifest=dbt_project.manifest_path, select=f"tag:{READS_STATS_TAG}", dagster_dbt_translator=TRANSLATOR)
+@dbt_assets(manifest=dbt_project.manifest_path, select=" ".join(f"tag:{tag}" for tag in AFTER_SLICES_TAGS),
+            dagster_dbt_translator=TRANSLATOR)
 def warehouse_after_stats(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
-    """`dbt build` of the views over the statistics: papers.* and lineage.stat_lineage, with their
-    tests and unit tests (they read stats.*, so they run after the statistics)."""
+    """`dbt build` of the views over the statistics (papers.*, lineage.stat_lineage) and over
+    every slice (the pooled marts), with their tests and unit tests (after the statistics)."""
     yield from dbt_build(context, dbt, ["build", *dbt.vars_args()])

@@ -87,6 +87,10 @@ class WarehouseDbtResource(DbtCliResource):
     # file before each dbt command, so one build reads every slice however it was written.
     raw_slices: str = ""
 
+    # benchmark.yaml's `dataset_groups:` as JSON ({group: [datasets]}), the dbt var of the pooled
+    # marts (macros/dataset_groups.sql); "" = no groups.
+    dataset_groups: str = ""
+
     def cli(self, args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         if self.raw_slices:
             with contextlib.closing(warehouse.connect(Path(self.warehouse))) as con:
@@ -99,7 +103,8 @@ class WarehouseDbtResource(DbtCliResource):
         command-line vars makes dbt parse the whole project again."""
         statistics = (dbt_vars(StatisticsConfig.model_validate_json(self.statistics_config))
                       if self.statistics_config else {})
-        merged = {"warehouse": self.warehouse, **statistics, **extra_vars}
+        groups = {"dataset_groups": json.loads(self.dataset_groups)} if self.dataset_groups else {}
+        merged = {"warehouse": self.warehouse, **statistics, **groups, **extra_vars}
         return ["--vars", json.dumps(merged, sort_keys=True)]
 
 
@@ -113,6 +118,7 @@ def resources() -> dg.Definitions:
                 project_dir=dbt_project, profiles_dir=str(dbt_project.project_dir), warehouse=str(cfg.warehouse),
                 statistics_config=cfg.statistics.model_dump_json(),
                 raw_slices=cfg.raw_slices or "",
+                dataset_groups=json.dumps(cfg.dataset_groups) if cfg.dataset_groups else "",
             ),
         }
     )

@@ -1,6 +1,7 @@
-"""What the local FER baselines (`image_classifier`, `hsemotion`) share: checking a model's
-labels against the label-map seed, batching images, turning a probability vector into an
-`Answer`, and valence/arousal outputs in [-1, 1] into `Answer`s on the [1, 9] rating scale.
+"""What the local FER baselines (`image_classifier`, `hsemotion`, `emonet`) share: checking a
+model's labels against the label-map seed, reading a weights file, batching images, turning a
+probability vector into an `Answer`, and valence/arousal outputs in [-1, 1] into `Answer`s on
+the [1, 9] rating scale.
 
 Valence and arousal are stored like VLM ratings and imported predictions (steps 2 'valence'
 and 3 'arousal' of the same protocol): `raw_value` is the network's output, `predicted_value`
@@ -12,7 +13,7 @@ says so ("(clamped from 1.07)"), never silently.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 from inference.datasets.base import ImageRecord
 from inference.datasets.labels import LabelMap, load_label_map
 from inference.download import sha256_file
-from inference.models.base import Answer
+from inference.models.base import Answer, EvaluationContext
 from inference.scales import mapping_formula, rescale
 
 VA_SOURCE_SCALE = (-1.0, 1.0)  # AffectNet's valence / arousal range, what the VA heads predict
@@ -74,6 +75,49 @@ def load_rgb(path: Path) -> Any:
         return im.convert("RGB")
 
 
+def rgb_array(path: Path, size: int) -> np.ndarray:
+    """The whole image resized (bilinear) to size x size, RGB, float32 in [0, 1], HWC."""
+    from PIL import Image
+
+    rgb = load_rgb(path).resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def read_state_dict(path: Path, allow_pickle: bool | None, where: str) -> dict[str, Any]:
+    """A state dict from a safetensors / torch file; a pickled module only with allow_pickle
+    (None: the kind has no such option and never unpickles)."""
+    import pickle
+
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        if allow_pickle is None:
+            raise FerModelError(
+                f"{where}.path: {path} is a pickled model, not a state dict; this kind loads state dicts only "
+                f"(save one with torch.save(model.state_dict(), path))"
+            ) from None
+        if not allow_pickle:
+            raise FerModelError(
+                f"{where}.path: {path} is a pickled model, not a state dict; loading it runs code from the "
+                f"file. If you trust it (the HSEmotion repository's .pt files are such), set "
+                f"{where}.allow_pickle: true"
+            ) from None
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if hasattr(obj, "state_dict"):
+        obj = obj.state_dict()
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise FerModelError(f"{where}.path: {path} holds a {type(obj).__name__}, not a state dict")
+    return obj
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     from scipy.special import softmax as _softmax
 
@@ -116,6 +160,38 @@ def va_answers(record: ImageRecord, valence: float, arousal: float, *, protocol:
             preprocessing=preprocessing, protocol=protocol, step=step, step_name=dim,
         ))
     return out
+
+
+def classify_batches(images: Sequence[ImageRecord], context: EvaluationContext,
+                     outputs: Callable[[Sequence[ImageRecord]], np.ndarray], labels: Sequence[str], *,
+                     valence_arousal: bool, batch_size: int, protocol: str,
+                     preprocessing: dict[str, Any]) -> list[Answer]:
+    """`outputs(batch)` gives one row per image: the class logits (in `labels` order), then, with
+    `valence_arousal`, valence and arousal in [-1, 1]. Step 1 is the softmax of the logits."""
+    n = len(labels)
+    answers: list[Answer] = []
+    done = 0
+    for batch in batches(images, batch_size):
+        out, ms = timed(outputs, batch)
+        done += len(batch)
+        for record, row in zip(batch, out):
+            answers.append(emotion_answer(record, labels, softmax(row[:n]), protocol=protocol,
+                                          preprocessing=preprocessing, latency_ms=ms / len(batch)))
+            if valence_arousal:
+                answers.extend(va_answers(record, row[n], row[n + 1], protocol=protocol,
+                                          preprocessing=preprocessing))
+        if context.progress is not None:
+            context.progress(done, len(images))
+    return answers
+
+
+def forward_batch(net: Any, arrays: Sequence[np.ndarray], device: Any) -> np.ndarray:
+    """A torch network's outputs for a batch of CHW float32 arrays, as float64 rows."""
+    import torch
+
+    x = torch.from_numpy(np.stack(arrays)).to(device)
+    with torch.inference_mode():
+        return net(x).float().cpu().numpy().astype(np.float64)
 
 
 def torch_device(name: str | None) -> Any:

@@ -44,8 +44,8 @@ from inference.models.base import (
     BuildContext, Evaluation, EvaluationContext, KindOptions, ModelAdapter, parse_options,
 )
 from inference.models.fer_baselines import (
-    FerModelError, batches, check_labels, emotion_answer, load_rgb, softmax, timed, torch_device,
-    va_answers, weights_digest,
+    FerModelError, check_labels, classify_batches, forward_batch, read_state_dict, rgb_array, torch_device,
+    weights_digest,
 )
 
 LABELS_8 = ("Anger", "Contempt", "Disgust", "Fear", "Happiness", "Neutral", "Sadness", "Surprise")
@@ -101,34 +101,11 @@ def build_network(variant: Variant) -> Any:
     return timm.create_model(variant.architecture, pretrained=False, num_classes=variant.outputs)
 
 
-def read_state_dict(path: Path, allow_pickle: bool, where: str) -> dict[str, Any]:
-    """A state dict from a safetensors / torch file; a pickled module only with allow_pickle."""
-    import pickle
-
-    import torch
-
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        if not allow_pickle:
-            raise FerModelError(
-                f"{where}.path: {path} is a pickled model, not a state dict; loading it runs code from the "
-                f"file. If you trust it (the HSEmotion repository's .pt files are such), set "
-                f"{where}.allow_pickle: true"
-            ) from None
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    if hasattr(obj, "state_dict"):
-        obj = obj.state_dict()
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise FerModelError(f"{where}.path: {path} holds a {type(obj).__name__}, not a state dict")
-    # the training notebooks wrap the head as nn.Sequential(nn.Linear): classifier.0.* -> classifier.*
-    return {re.sub(r"^classifier\.0\.", "classifier.", k): v for k, v in obj.items()}
+def hsemotion_state_dict(path: Path, allow_pickle: bool, where: str) -> dict[str, Any]:
+    """The file's state dict; the training notebooks wrap the head as nn.Sequential(nn.Linear):
+    classifier.0.* -> classifier.*"""
+    state = read_state_dict(path, allow_pickle, where)
+    return {re.sub(r"^classifier\.0\.", "classifier.", k): v for k, v in state.items()}
 
 
 class HSEmotion(ModelAdapter):
@@ -148,7 +125,7 @@ class HSEmotion(ModelAdapter):
         self.device = torch_device(device)
         net = build_network(variant)
         try:
-            net.load_state_dict(read_state_dict(self.path, allow_pickle, where), strict=True)
+            net.load_state_dict(hsemotion_state_dict(self.path, allow_pickle, where), strict=True)
         except RuntimeError as exc:
             raise FerModelError(f"{where}.path: {self.path} does not fit {variant.architecture} with "
                                 f"{variant.outputs} outputs (variant {variant.name}): {exc}") from None
@@ -166,34 +143,16 @@ class HSEmotion(ModelAdapter):
                    batch_size=opts.batch_size, device=opts.device, where=where)
 
     def _tensor(self, record: ImageRecord) -> np.ndarray:
-        from PIL import Image
-
-        size = self.variant.image_size
-        rgb = load_rgb(record.path).resize((size, size), Image.Resampling.BILINEAR)
-        x = (np.asarray(rgb, dtype=np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        x = (rgb_array(record.path, self.variant.image_size) - IMAGENET_MEAN) / IMAGENET_STD
         return x.transpose(2, 0, 1)
 
     def _outputs(self, batch: Sequence[ImageRecord]) -> np.ndarray:
-        import torch
-
-        x = torch.from_numpy(np.stack([self._tensor(r) for r in batch])).to(self.device)
-        with torch.inference_mode():
-            return self.net(x).float().cpu().numpy().astype(np.float64)
+        return forward_batch(self.net, [self._tensor(r) for r in batch], self.device)
 
     def evaluate(self, images: Sequence[ImageRecord], context: EvaluationContext) -> Evaluation:
-        n = len(self.variant.labels)
         preprocessing = {"input": "whole image", "resize": self.variant.image_size, "normalize": "imagenet",
                          "variant": self.variant.name, "batch_size": self.batch_size, "device": self.device.type}
-        answers, done = [], 0
-        for batch in batches(images, self.batch_size):
-            out, ms = timed(self._outputs, batch)
-            done += len(batch)
-            for record, row in zip(batch, out):
-                answers.append(emotion_answer(record, self.variant.labels, softmax(row[:n]), protocol=self.protocol,
-                                              preprocessing=preprocessing, latency_ms=ms / len(batch)))
-                if self.variant.valence_arousal:
-                    answers.extend(va_answers(record, row[n], row[n + 1], protocol=self.protocol,
-                                              preprocessing=preprocessing))
-            if context.progress is not None:
-                context.progress(done, len(images))
+        answers = classify_batches(images, context, self._outputs, self.variant.labels,
+                                   valence_arousal=self.variant.valence_arousal, batch_size=self.batch_size,
+                                   protocol=self.protocol, preprocessing=preprocessing)
         return Evaluation(answers=answers, label_set=self.label_set, weights_sha256=self.weights_sha256)

@@ -16,7 +16,7 @@ with
 
 predictions as (
 
-    select * from {{ ref('stg_predictions') }}
+    select * from {{ ref('int_predictions') }}
     where step_name = 'emotion'
     {{ slice_filter('and') }}
 

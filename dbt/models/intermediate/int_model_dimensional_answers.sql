@@ -8,7 +8,7 @@ with
 
 predictions as (
 
-    select * from {{ ref('stg_predictions') }}
+    select * from {{ ref('int_predictions') }}
     where step_name in ('valence', 'arousal')
     {{ slice_filter('and') }}
 

@@ -44,7 +44,7 @@ images as (
 
 predictions as (
 
-    select * from {{ ref('stg_predictions') }}
+    select * from {{ ref('int_predictions') }}
 
 ),
 
