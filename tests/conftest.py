@@ -198,7 +198,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Fail loudly if pytest-xdist ignored the groups (it did, silently, under pytest 9): the demo
     would then be built once per worker and its tests, which extend one warehouse, run apart."""
-    if session.config.getvalue("loadgroup") and any("@" not in item.nodeid for item in session.items):
+    if getattr(session.config.option, "loadgroup", False) and any("@" not in item.nodeid for item in session.items):
         raise pytest.UsageError("pytest-xdist did not group the tests (`--dist loadgroup`); "
                                 "see the pytest pin in pyproject.toml")
 
