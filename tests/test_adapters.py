@@ -51,7 +51,7 @@ def test_every_dataset_kind_is_a_dataset_adapter(kind):
 
 
 def test_unknown_kinds_name_the_entry_and_the_choices():
-    with pytest.raises(ValueError, match="models.m: no adapter for kind 'resnet'; known kinds: clip, fer_xception"):
+    with pytest.raises(ValueError, match="models.m: no adapter for kind 'resnet'; known kinds: clip, emonet, fer_xception"):
         adapter_class(MODEL_ADAPTERS, "resnet", "models.m")
     with pytest.raises(ValueError, match="'resnet' is not a known kind; use one of: fer_xception"):
         ModelConfig(name="m", kind="resnet", version="v1")

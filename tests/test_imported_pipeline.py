@@ -183,7 +183,11 @@ def test_ratings_get_canonical_labels_and_image_attributes(built):
 
 
 def test_model_dimensional_answers_average_samples_on_the_target_scale(built):
-    got = q(built, "select * from intermediate.int_model_dimensional_answers order by image_id, dimension")
+    every = q(built, "select * from intermediate.int_model_dimensional_answers order by image_id, dimension")
+    got = every[every["protocol"] == "imported"]
+    # sample 0 of the two-sample file is also its own protocol ("single", Chhua's Table 1)
+    single = every[every["protocol"] == "single_of_imported"]
+    assert set(every["protocol"]) == {"imported", "single_of_imported"} and set(single["n_samples"]) == {1}
     rows = {(r.image_id, r.dimension): r for r in got.itertuples()}
     assert set(rows) == {("img/0.png", "arousal"), ("img/0.png", "valence"),
                          ("img/1.png", "arousal"), ("img/1.png", "valence")}
@@ -196,7 +200,8 @@ def test_model_dimensional_answers_average_samples_on_the_target_scale(built):
     assert rows[("img/0.png", "valence")].race == "black" and rows[("img/0.png", "valence")].true_emotion == "happy"
     assert set(got["value_mapping"].dropna()) == {MAPPING}
     # the emotion step of the same file feeds the classification marts
-    finals = q(built, "select image_id, predicted_emotion, answer_status from intermediate.int_final_answers order by image_id")
+    finals = q(built, "select image_id, predicted_emotion, answer_status from intermediate.int_final_answers "
+                      "where protocol = 'imported' order by image_id")
     assert finals.fillna("-").values.tolist() == [["img/0.png", "happy", "answered"],
                                                   ["img/1.png", "-", "unparseable"]]
 
