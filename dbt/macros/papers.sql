@@ -43,7 +43,12 @@ regexp_replace(lower(coalesce({{ expr }}, '')), '[^a-z0-9]', '', 'g')
     {%- else -%}
         {%- set found = adapter.get_relation(database=relation.database, schema=relation.schema,
                                              identifier=relation.identifier) -%}
-        {%- if found is not none -%}
+        {#- A stats table written before any slice had data for it (e.g. no human ratings on the
+            London demo) may lack the extra columns: then it holds no rows the view could use. -#}
+        {%- set stored = adapter.get_columns_in_relation(found) | map(attribute='name') | map('lower') | list
+                         if found is not none else [] -%}
+        {%- set missing = columns.keys() | reject('in', stored) | list -%}
+        {%- if found is not none and not missing -%}
     {{ relation }}
         {%- else -%}
     (select {% for name, type in columns.items() %}cast(null as {{ type }}) as {{ name }}{{ ', ' if not loop.last }}{% endfor %} where false)
