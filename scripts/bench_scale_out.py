@@ -120,7 +120,7 @@ def run_distributed(root: Path, config: Path, queue: str, workers: int) -> tuple
     procs = [subprocess.Popen(
         [sys.executable, "-m", "celery", "--app", "dagster_celery.app", "worker", "--queues", queue, "--pool", "threads",
          "--concurrency", "1", "--hostname", f"bench{i}-{uuid.uuid4().hex[:6]}@%h", "--include", "dagster_project.definitions",
-         "--without-gossip", "--without-mingle"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
+         "--without-gossip", "--without-mingle", "--loglevel", "INFO"], cwd=REPO_ROOT, env=env, stdout=log, stderr=log)
         for i, log in enumerate(logs)]
     try:
         deadline = time.monotonic() + 600  # workers up: they import the code once, before any run

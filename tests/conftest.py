@@ -185,14 +185,29 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+# The groups that take longest (`--durations`), longest first.
+LONGEST_GROUPS = ("demo", "tests/test_ui_browser.py", "tests/test_incremental_slices.py",
+                  "tests/test_fer_baselines_pipeline.py", "tests/test_clip_pipeline.py", "tests/test_dbt_runner.py",
+                  "tests/test_slice_store.py", "tests/test_scale_out.py", "tests/test_papers_tables.py",
+                  "tests/test_dbt_project.py", "tests/test_imported_pipeline.py")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the marks into groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`--dist loadgroup`): every test on the materialized demo runs on one
     worker, in file order (they share and extend one warehouse); every other file stays whole on
     one worker, so module fixtures are built once."""
+    groups = {}
     for item in items:
         group = "demo" if "demo" in getattr(item, "fixturenames", ()) else item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item] = group
+    # Longest first: with `--no-loadscope-reorder` (pyproject's addopts) xdist hands groups out in
+    # this order, so the long ones start at once and the many short files fill in around them;
+    # its default re-sorts groups by their number of tests, which left the one-test browser
+    # group (~300 s) for last on one worker while the other idled.
+    items.sort(key=lambda item: LONGEST_GROUPS.index(groups[item]) if groups[item] in LONGEST_GROUPS
+               else len(LONGEST_GROUPS))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

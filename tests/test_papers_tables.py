@@ -167,3 +167,33 @@ def test_lineage_of_a_whole_slice_statistic(warehouse):
     assert len(kappa) == 1 and kappa["images"].iloc[0] == 1440
     raw = warehouse["raw"]["predictions"]
     assert kappa["answers"].iloc[0] == (raw["model"] == "llama_vision").sum()
+
+
+def test_a_stats_table_without_a_column_the_view_reads_is_read_as_empty(warehouse, tmp_path):
+    """The London demo has no human ratings: its stats.dimensional_agreement and stats.mixed_models
+    are written without `dimension`. Tables 3-6 then hold the paper's cells only, rather than
+    failing to bind (make demo failed on them)."""
+    import shutil
+
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(warehouse["con"].execute("select path from duckdb_databases() where database_name = current_database()")
+                .fetchone()[0], copy)
+    con = duckdb.connect(str(copy))
+    try:
+        for name in ("dimensional_agreement", "mixed_models"):
+            con.execute(f"create or replace table stats.{name} (analysis varchar, model varchar, n bigint)")
+    finally:
+        con.close()
+    results = run_dbt(["build", "--select", "tae_table3", "tae_table4", "tae_table5", "tae_table6"], warehouse=copy,
+                      target_dir=tmp_path / "t")
+    assert all(r["status"] in ("success", "pass") for r in results["results"])
+    con = duckdb.connect(str(copy), read_only=True)
+    try:
+        # Pearson r and MAE come from stats.dimensional_agreement only: now paper cells alone.
+        for name in ("tae_table3",):
+            sources = con.execute(f"select distinct row_source from papers.{name} "
+                                  f"where measure in ('pearson_r', 'mae')").fetchall()
+            assert sources == [("paper only",)], (name, sources)
+        assert con.execute("select count(*) from papers.tae_table6").fetchone()[0] > 0
+    finally:
+        con.close()
