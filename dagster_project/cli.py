@@ -59,10 +59,16 @@ def dagster_home(instance_yaml: Path | None = None) -> Path:
         if not config.exists() or config.read_text().startswith(WRITTEN_MARK):
             config.write_text(f"{WRITTEN_MARK} from {instance_yaml}: edit that file, not this copy.\n"
                               + instance_yaml.read_text())
-    elif not config.exists() or (config.read_text().startswith(WRITTEN_MARK)
-                                 and config.read_text() != DAGSTER_YAML):
+    elif not config.exists() or _older_embedded_default(config.read_text()):
         config.write_text(DAGSTER_YAML)
     return home
+
+
+def _older_embedded_default(text: str) -> bool:
+    """An embedded default written by an earlier fer-warehouse (replaced, so new defaults reach
+    existing homes); not a copy of a configured instance file (`... from <path>`), which is kept
+    for users who point DAGSTER_HOME at it."""
+    return text.startswith(f"{WRITTEN_MARK}.") and text != DAGSTER_YAML
 
 
 def configured_dagster_home() -> Path:

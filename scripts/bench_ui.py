@@ -1,7 +1,9 @@
 """UI vs CLI: the cost of re-running one model on a dataset and of the refresh that follows.
 
 CLI: `evaluate_model_on_dataset` then `refresh_slice` for the slice, `execute_in_process` in
-this process after the definitions are loaded (what `fer-warehouse demo` times per step).
+this process after the definitions are loaded (what `fer-warehouse demo` times per step); and
+the same two runs as `dg launch --job ... --partition ...` commands (process start-up and the
+code location's load included, as for a UI run).
 UI: `fer-warehouse ui` on the same warehouse and DAGSTER_HOME; the evaluation is launched through
 the UI's GraphQL API (`launchRun`, what the Materialize button sends) and timed from the launch
 to its end; the refresh is the run that declarative automation launches for the slice, timed
@@ -25,7 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from tests.support.dagster_ui import DagsterUI, child_group, dagster_ui, group_cpu_s  # noqa: E402
 
@@ -54,6 +57,27 @@ def cli(model: str, dataset: str) -> dict[str, tuple[float, float]]:
     for label, job in (("evaluate", "evaluate_model_on_dataset"), ("refresh", "refresh_slice")):
         wall, cpu = time.perf_counter(), self_cpu_s()
         run_step(defs, instance, Step(label, job, key))
+        timings[label] = (time.perf_counter() - wall, self_cpu_s() - cpu)
+    return timings
+
+
+def cli_command(model: str, dataset: str) -> dict[str, tuple[float, float]]:
+    """The same two runs as `dg launch --job ... --partition ...` from a shell: a process of its
+    own that loads the code location, then executes in process (what a CLI user types for one
+    run; the UI's run worker pays the same start-up)."""
+    import subprocess
+
+    from dagster_project.defs.partitions import slice_partition
+    from dagster_project.settings import benchmark_config
+
+    key = str(slice_partition(benchmark_config().models[model].partition_key, dataset))
+    dg_cli = str(Path(sys.executable).with_name("dg"))
+    env = {**os.environ, "VIRTUAL_ENV": sys.prefix}
+    timings = {}
+    for label, job in (("evaluate", "evaluate_model_on_dataset"), ("refresh", "refresh_slice")):
+        wall, cpu = time.perf_counter(), self_cpu_s()
+        subprocess.run([dg_cli, "launch", "--job", job, "--partition", key], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
         timings[label] = (time.perf_counter() - wall, self_cpu_s() - cpu)
     return timings
 
@@ -130,11 +154,18 @@ def main() -> int:
     else:
         cli_t = cli(args.model, args.dataset)
     print("CLI (wall s, CPU s):", {name: (round(w, 1), round(c, 1)) for name, (w, c) in cli_t.items()}, flush=True)
+    command_t = cli_command(args.model, args.dataset)
+    print("dg launch (wall s, CPU s):", {name: (round(w, 1), round(c, 1)) for name, (w, c) in command_t.items()},
+          flush=True)
     ui_t = ui_timings(args.model, args.dataset, args.log, args.timeout_s, args.attach)
-    print(f"{'':18} {'CLI wall s':>10} {'CLI CPU s':>10} {'UI wall s':>10} {'UI CPU s':>10} {'UI/CLI wall':>11} {'UI/CLI CPU':>10}")
+    print("CLI = in process after the definitions are loaded (a `make demo` step); dg launch = one command "
+          "from a shell, start-up included")
+    print(f"{'':18} {'CLI wall s':>10} {'CLI CPU s':>10} {'dg launch s':>11} {'UI wall s':>10} {'UI CPU s':>10} "
+          f"{'UI/CLI wall':>11} {'UI/CLI CPU':>10} {'UI/dg launch':>12}")
     for name in ("evaluate", "refresh"):
-        (cw, cc), (uw, uc) = cli_t[name], ui_t[name]
-        print(f"{name:18} {cw:10.1f} {cc:10.1f} {uw:10.1f} {uc:10.1f} {uw / cw:11.2f} {uc / cc:10.2f}")
+        (cw, cc), (lw, _), (uw, uc) = cli_t[name], command_t[name], ui_t[name]
+        print(f"{name:18} {cw:10.1f} {cc:10.1f} {lw:11.1f} {uw:10.1f} {uc:10.1f} {uw / cw:11.2f} {uc / cc:10.2f} "
+              f"{uw / lw:12.2f}")
     for name in ("automation delay", "evaluate+refresh"):
         print(f"{name:18} {'':10} {'':10} {ui_t[name][0]:10.1f}")
     return 0

@@ -38,3 +38,7 @@ def test_a_configured_instance_file_is_copied_with_its_origin(tmp_path, monkeypa
     text = (home / "dagster.yaml").read_text()
     assert text.startswith(f"{cli.WRITTEN_MARK} from {source}")
     assert yaml.safe_load(text) == {"telemetry": {"enabled": False}}
+
+    # Later, with no instance configured (DAGSTER_HOME is how the deployment is chosen): kept.
+    cli.dagster_home()
+    assert (home / "dagster.yaml").read_text() == text
