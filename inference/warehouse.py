@@ -12,6 +12,7 @@ breaks a materialization.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ import duckdb
 import pandas as pd
 import tenacity
 
+log = logging.getLogger(__name__)
 RAW_SCHEMA = "raw"
 
 # One row per image of a dataset. Grain: (dataset, image_id).
@@ -213,6 +215,16 @@ ADDED_COLUMNS = (
 )
 
 
+# Logged once per wait (at its first retry), so a deployment can count its lock waits
+# (scripts/bench_scale_out.py does); the later retries of the same wait only at DEBUG.
+LOCK_WAIT_MESSAGE = "waiting for another process's lock on the warehouse"
+
+
+def _log_lock_wait(state: tenacity.RetryCallState) -> None:
+    level = logging.WARNING if state.attempt_number == 1 else logging.DEBUG
+    log.log(level, "%s (try %d, %.1f s so far)", LOCK_WAIT_MESSAGE, state.attempt_number, state.seconds_since_start)
+
+
 def lock_retrying(timeout_s: float) -> tenacity.Retrying:
     """Wait out another process's lock for up to `timeout_s`: the one lock-wait policy.
 
@@ -224,6 +236,7 @@ def lock_retrying(timeout_s: float) -> tenacity.Retrying:
         retry=tenacity.retry_if_exception(
             lambda exc: isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
         ),
+        before_sleep=_log_lock_wait,
         reraise=True,
     )
 

@@ -12,6 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from dagster_project.defs.resources import WarehouseResource
 from dbt_support import run_dbt
 from inference import slice_store, warehouse
 from inference.config import load_config
@@ -129,9 +130,14 @@ def test_concurrent_slice_writers_never_wait_and_dbt_builds_the_embedded_marts(t
         with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(_write_slice, root, key, rows) for key, rows in slices.values()]
             seconds = [f.result(timeout=WRITER_TIMEOUT_S) for f in futures]
+        # The raw tables' asset checks read the slices without the file too (lock still held).
+        resource = WarehouseResource(database=str(sliced), raw_slices=str(root), lock_timeout_s=0.5)
+        with resource.raw_connection() as con:
+            n_answers = con.execute("select count(*) from raw.predictions").fetchone()[0]
     finally:
         holder.close()
     assert len(seconds) == 4
+    assert n_answers == sum(len(rows.predictions) for _, rows in slices.values())
 
     con = duckdb.connect(str(sliced))
     slice_store.attach_views(con, root)

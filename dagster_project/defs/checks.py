@@ -1,4 +1,5 @@
-"""Asset checks: preconditions the marts and statistics rely on."""
+"""Asset checks: preconditions the marts and statistics rely on. They read `raw.*` only, through
+`WarehouseResource.raw_connection` (with the slice store, without opening the warehouse file)."""
 
 
 import dagster as dg
@@ -12,7 +13,7 @@ MAX_QUARANTINE_SHARE = 0.05
 
 @dg.asset_check(asset=DATASET_IMAGES, description="Few rows quarantined: a high share means a broken manifest or copy.")
 def quarantine_share_is_small(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    with duckdb.get_connection() as con:
+    with duckdb.raw_connection() as con:
         rows = con.execute(
             """
             with images as (select dataset, count(*) as n from raw.dataset_images group by dataset),
@@ -39,7 +40,7 @@ def quarantine_share_is_small(duckdb: WarehouseResource) -> dg.AssetCheckResult:
     "Every image of an evaluated dataset has an answer from each evaluated model version, or a "
     "recorded transport failure (raw.transport_failures)."))
 def every_image_answered_or_recorded(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    with duckdb.get_connection() as con:
+    with duckdb.raw_connection() as con:
         missing = con.execute(
             """
             with slices as (select distinct model, model_version, dataset from raw.predictions)
@@ -64,7 +65,7 @@ def every_image_answered_or_recorded(duckdb: WarehouseResource) -> dg.AssetCheck
 
 @dg.asset_check(asset=PREDICTIONS, description="Stored probability vectors are distributions (sum to 1, within [0, 1]).")
 def probabilities_are_distributions(duckdb: WarehouseResource) -> dg.AssetCheckResult:
-    with duckdb.get_connection() as con:
+    with duckdb.raw_connection() as con:
         bad = con.execute(
             """
             with vectors as (

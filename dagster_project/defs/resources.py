@@ -43,6 +43,24 @@ class WarehouseResource(DuckDBResource):
         finally:
             con.close()
 
+    @contextlib.contextmanager
+    def raw_connection(self) -> Iterator:
+        """A connection for queries on `raw.*` only (the raw tables' asset checks). With the slice
+        store: an in-memory database whose `raw.*` views read the Parquet files, so runs on many
+        machines never open the warehouse file nor wait for its lock; otherwise the warehouse."""
+        if not self.raw_slices:
+            with self.get_connection() as con:
+                yield con
+            return
+        import duckdb
+
+        con = duckdb.connect(":memory:")
+        try:
+            slice_store.attach_views(con, self.raw_slices)
+            yield con
+        finally:
+            con.close()
+
     def write_evaluation(self, slice_key: dict[str, str], rows: warehouse.EvaluationRows) -> None:
         """One evaluation's raw rows: its own Parquet files (no lock) or one transaction in the file."""
         if self.raw_slices:
