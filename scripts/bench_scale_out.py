@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 from tests.dbt_support import run_dbt  # noqa: E402
+from tests.support.lock_holder import hold_write_lock  # noqa: E402
 from tests.support.openai_server import OpenAIServer  # noqa: E402
 from tests.support.tae_fixture import build_tae_fixture  # noqa: E402
 from tests.support.warehouse_compare import differing_tables, schema_tables  # noqa: E402
@@ -133,10 +134,7 @@ def run_distributed(root: Path, config: Path, queue: str, workers: int, hold_loc
                 " ready." in (root / f"worker{i}.log").read_text() for i in range(workers)):
             time.sleep(1)
         if hold_lock_s:  # another process holds the warehouse's write lock meanwhile
-            holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-                                       "print('locked', flush=True); time.sleep(float(sys.argv[2]))",
-                                       str(root / "warehouse.duckdb"), str(hold_lock_s)], stdout=subprocess.PIPE, text=True)
-            holder.stdout.readline()
+            hold_write_lock(root / "warehouse.duckdb", hold_lock_s)
         t0 = time.perf_counter()
         fan = subprocess.run([sys.executable, "-m", "dagster_project.cli", "fan-out", "--wait"], cwd=REPO_ROOT,
                              env=env, capture_output=True, text=True)

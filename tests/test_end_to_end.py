@@ -7,8 +7,6 @@ asset checks, idempotent re-materialization, SQL while a writer holds the file, 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import dagster as dg
@@ -20,6 +18,7 @@ from dagster_project.orchestration import load_definitions
 from dagster_project.settings import benchmark_config
 from dagster_project.sql_shell import run_sql
 from inference import warehouse
+from tests.support.lock_holder import hold_write_lock
 
 pytestmark = pytest.mark.slow
 
@@ -174,13 +173,7 @@ def test_vlm_answers_reach_the_marts_and_transport_failures_are_counted(demo, in
 def test_sql_waits_for_a_writer_instead_of_failing(demo, capsys):
     # Another process (a materialization) holds the write lock for 1.5 s.
     path = benchmark_config().warehouse
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
-         "time.sleep(1.5); c.close()", str(path)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert holder.stdout.readline().strip() == "locked"
+    holder = hold_write_lock(path, 1.5)
     start = time.monotonic()
     assert run_sql("select count(*) as n from marts.group_accuracy", csv=True) == 0
     waited = time.monotonic() - start

@@ -4,23 +4,18 @@ lock out, and the wait is logged once (what a deployment counts as a lock wait).
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import time
 
 from inference import warehouse
+from tests.support.lock_holder import hold_write_lock
 
 HOLD_S = 1.5
 
 
 def test_a_held_lock_is_waited_out_and_logged_once(tmp_path, caplog):
     path = tmp_path / "warehouse.duckdb"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-         f"print('locked', flush=True); time.sleep({HOLD_S})", str(path)],
-        stdout=subprocess.PIPE, text=True)
+    holder = hold_write_lock(path, HOLD_S)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
         with caplog.at_level(logging.DEBUG, logger="inference.warehouse"):
             con = warehouse.connect(path, timeout_s=30)
