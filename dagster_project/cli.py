@@ -34,6 +34,23 @@ run_coordinator:
     # The daemon looks at the queue every 5 s by default: up to 5 s between a click on
     # Materialize and the run's start; 1 s costs nothing measurable.
     dequeue_interval_seconds: 1
+# A run whose process dies (kill -9, out of memory) is noticed within ~10 s by run monitoring
+# (the launcher checks the run worker's pid; Dagster's default launcher cannot) and marked failed;
+# run retries then start it again (up to twice), from the step that did not finish. Only runs
+# that failed that way are retried: a step that raised fails for a reason a retry would repeat.
+# An evaluation retried this way asks the provider only what its response cache lacks.
+run_launcher:
+  module: dagster_project.run_launcher
+  class: MonitoredRunLauncher
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 10
+  start_timeout_seconds: 600
+  max_resume_run_attempts: 0
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
 telemetry:
   enabled: false
 # Loading the code location takes ~3.5 s of CPU, far longer on a busy machine; the default

@@ -246,6 +246,16 @@ def dbt_vars(statistics: StatisticsConfig) -> dict[str, Any]:
     }
 
 
+class AutomationConfig(_Strict):
+    """How often the daemon looks for work (`automation:` in benchmark.yaml). Shorter intervals
+    start work sooner and cost the daemon CPU at every tick (tests use a few seconds)."""
+
+    # configured_model_versions: pinned versions without answers on a dataset they cover
+    sensor_interval_s: int = Field(60, ge=1)
+    # declarative automation: a slice's marts, statistics and figures after its raw answers
+    automation_interval_s: int = Field(30, ge=1)
+
+
 class BenchmarkConfig(_Strict):
     path: Path
     warehouse: Path
@@ -254,6 +264,7 @@ class BenchmarkConfig(_Strict):
     datasets: dict[str, DatasetConfig]
     models: dict[str, ModelConfig]
     statistics: StatisticsConfig = StatisticsConfig()
+    automation: AutomationConfig = AutomationConfig()
     # None: the embedded layout (raw tables in the warehouse file). A directory (or URL): each
     # evaluation writes its slice as Parquet there, without the warehouse's write lock.
     raw_slices: str | None = None
@@ -308,7 +319,7 @@ def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{cfg_path}: the top level must be a mapping with 'datasets:' and 'models:'")
     known = {"warehouse", "reports_dir", "cache_dir", "datasets", "models", "statistics", "raw_slices",
-             "dagster_instance", "dataset_groups"}
+             "dagster_instance", "dataset_groups", "automation"}
     for key in raw:
         if key not in known:
             raise ConfigError(
@@ -327,6 +338,7 @@ def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
         for n, body in models.items()
     }
     statistics = _build(StatisticsConfig, "statistics", cfg_path, **(raw.get("statistics") or {}))
+    automation = _build(AutomationConfig, "automation", cfg_path, **(raw.get("automation") or {}))
     for model in model_cfgs.values():
         if model.kind in VLM_KINDS:
             # Lazy: inference.models imports this module (a cycle at import time).
@@ -347,6 +359,7 @@ def parse_config(raw: Any, cfg_path: Path) -> BenchmarkConfig:
         datasets=dataset_cfgs,
         models=model_cfgs,
         statistics=statistics,
+        automation=automation,
         raw_slices=_raw_slices(base, os.environ.get(RAW_SLICES_ENV) or raw.get("raw_slices")),
         dagster_instance=_under(base, raw["dagster_instance"]) if raw.get("dagster_instance") else None,
         dataset_groups=_dataset_groups(raw.get("dataset_groups"), dataset_cfgs, cfg_path),

@@ -40,9 +40,12 @@ class DatasetRows:
 
 
 def dataset_rows(bench: BenchmarkConfig, ds: DatasetConfig) -> DatasetRows:
-    """Load one dataset (and its human ratings); bad rows become quarantine rows."""
+    """Load one dataset (and its human ratings); bad rows become quarantine rows. A dataset that
+    loads no image raises `NoImagesLoaded` (naming the reasons and the fix) before any write."""
     dataset = dataset_for(bench, ds)
-    load = dataset.load(dataset.locate(), load_label_map())
+    location = dataset.locate()
+    load = dataset.load(location, load_label_map())
+    dataset.require_images(location, load)
     ratings_quarantined = load.ratings.quarantined if load.ratings else []
     return DatasetRows(
         images=dataset_images_frame(ds.name, ds.effective_label_set, load),

@@ -28,12 +28,14 @@ from dagster_project.defs.partitions import (
     unconfigured_model_keys,
 )
 from dagster_project.settings import benchmark_config
+from inference.config import BenchmarkConfig
 from inference.vlm.run_tags import provider_run_tags
 
 EXECUTOR = dg.in_process_executor
-# Seconds between evaluations of the automation conditions (Dagster's default): each tick costs
-# the daemon CPU (the whole daemon took ~6.5 s of CPU a minute with 10 s ticks on this graph).
-AUTOMATION_INTERVAL_S = 30
+# Seconds between evaluations of the automation conditions (default 30, Dagster's; benchmark.yaml
+# `automation.automation_interval_s`): each tick costs the daemon CPU (the whole daemon took
+# ~6.5 s of CPU a minute with 10 s ticks on this graph).
+AUTOMATION_INTERVAL_S = benchmark_config().automation.automation_interval_s
 
 RAW_ANSWERS = dg.AssetSelection.assets(PREDICTIONS, MODEL_RUNS, TRANSPORT_FAILURES)
 # A dataset: its raw tables, the (unpartitioned) seeds and views over them, its human baselines.
@@ -74,12 +76,31 @@ def _model_and_dataset(partition_key: str) -> tuple[str, str]:
     return by_dimension[MODEL_DIMENSION], by_dimension[DATASET_DIMENSION]
 
 
-@dg.sensor(jobs=[ingest_job, evaluate_job], minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def unevaluated_slices(cfg: BenchmarkConfig, datasets: list[str], evaluated: set[str]) -> list[tuple[str, str]]:
+    """(model key, dataset) of each configured model version on each dataset it covers that has
+    no answers yet (`evaluated`: the materialized slice partitions of raw/predictions).
+
+    Whether the version is already a partition does not matter: `fer-warehouse ui`, the CLI or
+    the UI's "Add partition" may have added it before any run asked the model."""
+    return [
+        (key, dataset)
+        for key in configured_model_keys(cfg)
+        for dataset in datasets
+        # an imported model answers only on the datasets it has a file for
+        if cfg.model_for_partition(key).covers(dataset) and slice_partition(key, dataset) not in evaluated
+    ]
+
+
+@dg.sensor(jobs=[ingest_job, evaluate_job], minimum_interval_seconds=benchmark_config().automation.sensor_interval_s,
+           default_status=dg.DefaultSensorStatus.RUNNING)
 def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    """Add each model version pinned in benchmark.yaml as a partition and evaluate it once.
+    """Evaluate each model version pinned in benchmark.yaml once on each dataset it covers.
 
     Datasets are ingested first: while one is not, the sensor requests its ingestion and
-    leaves the model versions for a later tick.
+    leaves the model versions for a later tick. A slice is requested once (its run key): a run
+    that dies is retried by the instance (run monitoring and run retries), not by this sensor.
+    A partition added by hand for a version that is not configured is never evaluated by itself
+    (an API model costs money): it is removed unless it already has answers.
     """
     ingested = context.instance.get_materialized_partitions(DATASET_IMAGES)
     missing = [ds for ds in dataset_partitions.get_partition_keys() if ds not in ingested]
@@ -92,18 +113,22 @@ def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorR
         )
     cfg = benchmark_config()
     known = set(context.instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME))
+    evaluated_slices = set(context.instance.get_materialized_partitions(PREDICTIONS))
     # Dagster's "Add a partition" accepts any key: one naming no configured model, never
     # evaluated, is removed here (the tick log says why) instead of failing every run of it.
-    evaluated = {_model_and_dataset(key)[0] for key in context.instance.get_materialized_partitions(PREDICTIONS)}
+    evaluated = {_model_and_dataset(key)[0] for key in evaluated_slices}
     stray = {key: reason for key, reason in unconfigured_model_keys(known, cfg).items() if key not in evaluated}
     for key, reason in stray.items():
         context.log.warning(f"removing partition {key!r}: {reason}")
-    removals = [dg.DeleteDynamicPartitionsRequest(MODEL_PARTITIONS_NAME, sorted(stray))] if stray else []
-    new = [key for key in configured_model_keys(cfg) if key not in known]
-    if not new:
-        if removals:
-            return dg.SensorResult(dynamic_partitions_requests=removals)
-        return dg.SkipReason("every configured model version is already a partition")
+    partition_requests: list = [dg.DeleteDynamicPartitionsRequest(MODEL_PARTITIONS_NAME, sorted(stray))] if stray else []
+    new_keys = [key for key in configured_model_keys(cfg) if key not in known]
+    if new_keys:
+        partition_requests.append(dg.AddDynamicPartitionsRequest(MODEL_PARTITIONS_NAME, new_keys))
+    todo = unevaluated_slices(cfg, dataset_partitions.get_partition_keys(), evaluated_slices)
+    if not todo:
+        if partition_requests:
+            return dg.SensorResult(dynamic_partitions_requests=partition_requests)
+        return dg.SkipReason("every configured model version has answers on every dataset it covers")
     requests = [
         dg.RunRequest(
             run_key=f"{model}|{dataset}",
@@ -112,15 +137,9 @@ def configured_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorR
             # one provider's runs share its quota: a tag concurrency limit keys on this
             tags=provider_run_tags(cfg.model_for_partition(model)),
         )
-        for model in new
-        for dataset in dataset_partitions.get_partition_keys()
-        # an imported model answers only on the datasets it has a file for
-        if cfg.model_for_partition(model).covers(dataset)
+        for model, dataset in todo
     ]
-    return dg.SensorResult(
-        run_requests=requests,
-        dynamic_partitions_requests=[*removals, dg.AddDynamicPartitionsRequest(MODEL_PARTITIONS_NAME, new)],
-    )
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=partition_requests)
 
 
 # Everything downstream of the raw tables follows them by declarative automation: each asset's

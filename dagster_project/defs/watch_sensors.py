@@ -29,7 +29,11 @@ def _load_cursor(raw: str | None) -> dict:
     return json.loads(raw) if raw else {}
 
 
-@dg.sensor(job=evaluate_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+# Providers are polled at each model's own `watch.interval_s`; the tick only looks whose turn it is.
+WATCH_TICK_S = min(30, benchmark_config().automation.sensor_interval_s)
+
+
+@dg.sensor(job=evaluate_job, minimum_interval_seconds=WATCH_TICK_S, default_status=dg.DefaultSensorStatus.RUNNING)
 def watched_model_versions(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     cfg = benchmark_config()
     watched = {name: m for name, m in cfg.models.items() if m.watch is not None}

@@ -75,6 +75,14 @@ class DatasetContext:
     config_path: Path | None = None  # the benchmark file, named in errors
 
 
+class NoImagesLoaded(ValueError):
+    """An ingestion that found no loadable image: nothing is written, the run fails."""
+
+
+# How many quarantine reasons an empty load's error quotes (the rest are counted).
+QUOTED_REASONS = 3
+
+
 class DatasetAdapter(ABC):
     """A dataset kind: where its data is (`locate`) and what it holds (`load_images`); `load`
     adds the configured human ratings."""
@@ -119,3 +127,21 @@ class DatasetAdapter(ABC):
                 image_ids={img.image_id for img in load.images}, columns=spec.columns, scale=spec.scale,
             )
         return load
+
+    def empty_load_hint(self, location: Path, load: DatasetLoad) -> str:
+        """What to change when `load` holds no image (the kind knows its layout best)."""
+        return f"check that datasets.{self.cfg.name}.location points at the {self.kind} data"
+
+    def require_images(self, location: Path, load: DatasetLoad) -> None:
+        """Fail, naming the first quarantine reasons and a fix, when nothing loaded: a dataset of
+        zero images is a wrong layout or location, never a result."""
+        if load.images:
+            return
+        reasons = [row.reason for row in load.quarantined[:QUOTED_REASONS]]
+        more = len(load.quarantined) - len(reasons)
+        found = (f"{len(load.quarantined)} rows quarantined, e.g.: " + "; ".join(reasons)
+                 + (f" (and {more} more)" if more > 0 else "")) if reasons else "no row quarantined"
+        excluded = f", {len(load.excluded)} excluded by its rules" if load.excluded else ""
+        raise NoImagesLoaded(
+            f"datasets.{self.cfg.name} (kind {self.kind}): no image loaded from {location}{excluded}; nothing "
+            f"was written. Fix: {self.empty_load_hint(location, load)}. What was found: {found}")

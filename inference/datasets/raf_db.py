@@ -69,6 +69,17 @@ class RafDbAdapter(LayoutAdapter):
         return build_load(candidates, rules, quarantined)
 
 
+    def empty_load_hint(self, location: Path, load: DatasetLoad) -> str:
+        opts = self.options
+        assert isinstance(opts, RafDbOptions)
+        images = self.image_root(Path(location)) / "Image"
+        other = "original" if opts.images == "aligned" else "aligned"
+        if not (images / opts.images).is_dir() and (images / other).is_dir():
+            return (f"only Image/{other}/ is unpacked and datasets.{self.cfg.name}.options.images is "
+                    f"{opts.images!r}: set `options.images: {other}`, or unpack Image/{opts.images}/ too")
+        return super().empty_load_hint(location, load)
+
+
 def _attributes(path: Path) -> tuple[dict[str, str], str | None]:
     """Gender, race and age-bin codes of one image, or the problem with its annotation file."""
     try:

@@ -104,6 +104,34 @@ class LayoutAdapter(DatasetAdapter):
     def locate(self) -> Path:
         return folder_location(self, self.folder_hint)
 
+    def empty_load_hint(self, location: Path, load: DatasetLoad) -> str:
+        """A folder below `location` that does load (a copy unpacked one level deeper), else
+        which folder the location must be."""
+        where = f"datasets.{self.cfg.name}.location"
+        loads = self._subfolder_that_loads(location)
+        if loads is not None:
+            return f"{loads} holds the {self.kind} layout: point {where} at it"
+        return f"point {where} at the folder {self.folder_hint} (it is {location} now)"
+
+    def _subfolder_that_loads(self, location: Path, depth: int = 2, limit: int = 20) -> Path | None:
+        """The first folder under `location` (breadth first, `depth` levels, `limit` folders)
+        from which this kind loads an image; only asked after a load found none."""
+        from inference.datasets.labels import load_label_map
+
+        frontier, tried = [Path(location)], 0
+        for _ in range(depth):
+            frontier = [sub for folder in frontier for sub in sorted(folder.iterdir()) if sub.is_dir()]
+            for folder in frontier:
+                if tried >= limit:
+                    return None
+                tried += 1
+                try:
+                    if self.load_images(folder, load_label_map()).images:
+                        return folder
+                except Exception:  # noqa: BLE001 - a folder that is not the layout: try the next
+                    continue
+        return None
+
     def preprocessing(self) -> dict[str, Any] | None:
         return self.options.preprocessing
 
