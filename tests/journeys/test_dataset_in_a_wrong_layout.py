@@ -19,7 +19,7 @@ MODEL = f"  mini: {{kind: fer_xception, version: {MINI_XCEPTION}}}\n"
 
 
 def rows_of(work: Workspace, dataset: str) -> int:
-    if not (work.root / "warehouse.duckdb").exists() or not work.table_exists("raw", "dataset_images"):
+    if not work.table_exists("raw", "dataset_images"):
         return 0
     return int(work.scalar(f"select count(*) from raw.dataset_images where dataset = '{dataset}'"))
 

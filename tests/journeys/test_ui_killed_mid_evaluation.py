@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.journey import Workspace, london_subset, provider, ui, wait_until
+from tests.support.journey import UI, Workspace, london_subset, provider, ui, wait_until
 
 IN_FLIGHT = 2
 TIMEOUT_S = 900
@@ -29,8 +29,9 @@ def test_a_run_killed_with_the_ui_is_retried_and_stores_each_answer_once(tmp_pat
             f"  loop_vlm:\n    kind: openai\n    version: loop-1\n"
             f"    options: {{base_url: '{api.base_url}', api_key_env: null, max_in_flight: {IN_FLIGHT}, "
             f"timeout_s: 30}}\n")
-        first = ui(work, tmp_path / "ui.log").__enter__()
+        first = UI(work, tmp_path / "ui.log")
         try:
+            first.wait_loaded()
             wait_until("a few answers", lambda: sum(api.stats()["ledger"].values()) >= 4, TIMEOUT_S, 0.5,
                        alive=first.alive)
         finally:

@@ -94,6 +94,8 @@ class Workspace:
         return next(iter(rows[0].values())) if rows else None
 
     def table_exists(self, schema: str, table: str) -> bool:
+        if not (self.root / "warehouse.duckdb").exists():  # nothing written yet
+            return False
         return self.scalar(f"select count(*) from information_schema.tables where table_schema = '{schema}' "
                            f"and table_name = '{table}'") == "1"
 
