@@ -298,7 +298,8 @@ def test_secrets_never_leak(monkeypatch, tmp_path, caplog):
         for b, (backend, srv) in enumerate(backends):
             engine = Engine(backend, max_in_flight=2, max_retries=1, base_delay_s=0.01, max_delay_s=0.02,
                             cache=cache)
-            srv.enqueue(rate_limited("0.01"), rate_limited("0.01"),      # gives up
+            srv.enqueue(rate_limited("0.01"), server_error(503),         # a 429 is no failed attempt:
+                        server_error(502),                                #   two errors, gives up
                         client_error(401, "Incorrect API key provided"),
                         server_error(500), malformed(),                   # gives up
                         hang(5), hang(5),                                 # timeouts, gives up

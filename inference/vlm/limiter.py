@@ -225,10 +225,18 @@ class AdaptiveLimiter:
             self.active -= 1
             self._dispatch()
 
+    async def take_ticket(self) -> None:
+        """One place in the adaptive window for a request, all its retries included; give it
+        back with `release_ticket` (or use `ticket()`)."""
+        await self._acquire(self._ticket_waiters, self._can_ticket, self._take_ticket, self._release_ticket)
+
+    def release_ticket(self) -> None:
+        self._release_ticket()
+
     @contextlib.asynccontextmanager
     async def ticket(self) -> AsyncIterator[None]:
         """Hold one place in the adaptive window for a request, all its retries included."""
-        await self._acquire(self._ticket_waiters, self._can_ticket, self._take_ticket, self._release_ticket)
+        await self.take_ticket()
         try:
             yield
         finally:

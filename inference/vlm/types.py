@@ -98,7 +98,12 @@ class ChatResponse:
 
 TRANSPORT_ERROR_KINDS = (
     "rate_limited", "timeout", "server_error", "safety_block", "bad_response", "client_error",
+    "deadline",  # still unanswered when the run's deadline passed (the engine's `deadline_s`)
 )
+# A run's deadline: rate-limit waits never use up a request's retries, so this bounds them. Six
+# hours: longer than a slice of tens of thousands of requests takes under a typical tier's rpm,
+# short enough that a run stuck on an exhausted quota ends the same working day.
+DEFAULT_DEADLINE_S = 6 * 3600.0
 RETRYABLE_KINDS = frozenset({"rate_limited", "timeout", "server_error", "bad_response"})
 
 
