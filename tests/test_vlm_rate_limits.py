@@ -13,12 +13,14 @@ from collections import Counter
 import pytest
 
 from inference.vlm.cache import ResponseCache
-from inference.vlm.engine import Engine, run_all
+from inference.vlm.budget import parse_budget, parse_duration
+from inference.vlm.engine import Engine, estimate_tokens, run_all
 from inference.vlm.gemini_backend import GeminiBackend
 from inference.vlm.openai_backend import OpenAIChatBackend
 from inference.vlm.types import ChatRequest, GenerationParams, TransportError, Turn
 from support.gemini_server import GeminiServer
 from support.openai_server import OpenAIServer, Provider, rate_limited, server_error
+from support.rate_budget import go_duration
 
 KEY = "sk-test-rate-limits-0123456789"
 IMAGE = b"\xff\xd8\xff\xe0rate-limits-jpeg\xff\xd9"
@@ -59,7 +61,9 @@ def test_an_enforced_limit_never_uses_up_the_retries(provider):
     # 48 requests at once against a provider that takes 30 a second (bursts of 3): most are
     # refused several times, far more often than max_retries=1 allows; every one is answered
     server, make_backend = provider
-    server.provider = Provider(rate_per_s=30.0, burst=3.0, retry_after=None, retry_after_ms="20")
+    # OpenAI says when in retry-after-ms; Gemini in the 429's RetryInfo.retryDelay
+    when = {"retry_delay": "0.02s"} if isinstance(server, GeminiServer) else {"retry_after_ms": "20"}
+    server.provider = Provider(rate_per_s=30.0, burst=3.0, retry_after=None, **when)
     engine = Engine(make_backend(), max_in_flight=48, max_retries=1, base_delay_s=0.01, max_delay_s=0.05)
     results = asyncio.run(run_all([engine.complete(make_request(i)) for i in range(48)]))
     assert [getattr(r, "text", r) for r in results] == [f"answer-{i}" for i in range(48)]
@@ -130,3 +134,53 @@ def test_requests_never_sent_before_the_deadline_are_unanswered(monkeypatch):
     assert len(answered) + len(waiting) == 8
     assert all(e.kind == "deadline" and "waiting for its first call" in e.message for e in waiting)
     assert engine.stats["unanswered_at_deadline"] == len(waiting)
+
+
+def run_against_budget(provider: Provider, n: int, max_in_flight: int) -> tuple[int, dict]:
+    """(429s the server sent, the window report) for n requests through a fresh engine."""
+    with OpenAIServer(latency_s=0.05) as server:
+        server.answer_fn = echo_item
+        server.provider = provider
+        backend = OpenAIChatBackend("gpt-test", base_url=server.base_url, timeout_s=10)
+        # the estimate counts an image as the server does (85 tokens), so tokens pace at its rate
+        engine = Engine(backend, max_in_flight=max_in_flight, max_retries=0, base_delay_s=0.01,
+                        token_estimator=lambda r: estimate_tokens(r, image_tokens=85))
+
+        async def go() -> list:
+            try:
+                return await run_all([engine.complete(make_request(i)) for i in range(n)])
+            finally:
+                await backend.aclose()
+
+        results = asyncio.run(go())
+        assert [getattr(r, "text", r) for r in results] == [f"answer-{i}" for i in range(n)]
+        assert server.answered == {prompt(i): 1 for i in range(n)}
+        return server.outcomes["rate_limited"], engine.concurrency_report()
+
+
+@pytest.mark.parametrize("budget", ["requests", "tokens"])
+def test_budget_headers_keep_the_client_under_the_limit(monkeypatch, budget):
+    # 16 in flight at 50 ms would ask 320 a second of a provider that takes 40 (a bucket of 20
+    # requests, or of tokens for 20): with its x-ratelimit-* headers the client paces to the
+    # remaining budget and is almost never refused; without them (the control) it learns by 429s
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    n = 240
+    limit = dict(rate_per_s=40.0, burst=20.0) if budget == "requests" else \
+        dict(tokens_per_s=40.0 * 98, token_burst=20.0 * 98)  # 98 tokens a request (prompt + image + max_tokens)
+    with_headers, report = run_against_budget(Provider(**limit, retry_after=None, retry_after_ms="50",
+                                                       budget_headers=True), n, 16)
+    without, _ = run_against_budget(Provider(**limit, retry_after=None, retry_after_ms="50"), n, 16)
+    assert with_headers <= n // 100, (with_headers, without)  # <= 1 % of the answers
+    assert without > 5 * max(1, with_headers), (with_headers, without)
+
+
+def test_budget_headers_parse():
+    assert [parse_duration(t) for t in ("1s", "6m0s", "20ms", "1h2m3.5s", "0.5", "soon")] == \
+        [1.0, 360.0, 0.02, 3723.5, 0.5, None]
+    assert [go_duration(s) for s in (0.02, 1.0, 1.5, 360.0, 3723.5)] == ["20ms", "1s", "1.5s", "6m0s", "1h2m3.5s"]
+    budget = parse_budget({"x-ratelimit-limit-requests": "3000", "x-ratelimit-remaining-requests": "2990",
+                           "x-ratelimit-reset-requests": "200ms", "x-ratelimit-limit-tokens": "250000",
+                           "x-ratelimit-remaining-tokens": "249000", "x-ratelimit-reset-tokens": "240ms"})
+    # (limit - remaining - 1) / reset: remaining is rounded down
+    assert budget.requests.refill_per_s == pytest.approx(45.0) and budget.tokens.refill_per_s == pytest.approx(999 / 0.24)
+    assert parse_budget({"content-type": "application/json"}) is None

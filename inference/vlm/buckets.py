@@ -49,6 +49,14 @@ class TokenBucket:
             self.rate, self.capacity = float(rate_per_s), max(float(capacity), 1e-9)
             self.tokens = min(self.tokens, self.capacity)
 
+    def set_balance(self, tokens: float, only_lower: bool = False) -> None:
+        """Set the balance (at most the capacity; negative: owed), e.g. to what a provider
+        reported; `only_lower`: unless that is more than the balance now."""
+        with self._lock:
+            self._refill()
+            value = min(self.capacity, float(tokens))
+            self.tokens = min(self.tokens, value) if only_lower else value
+
     def debit(self, amount: float) -> None:
         """Take (or, if negative, give back) `amount` without waiting."""
         with self._lock:

@@ -41,7 +41,7 @@ create table if not exists responses (
     created_at real not null
 )
 """
-_FIELDS = tuple(f.name for f in dataclasses.fields(ChatResponse))
+_FIELDS = tuple(f.name for f in dataclasses.fields(ChatResponse) if f.name != "budget")  # budget: not stored
 
 
 def _sha256_json(payload: Any) -> str:
@@ -89,7 +89,8 @@ def request_cache_key(model: str, model_version: str, request: ChatRequest, *, s
 
 
 def response_to_json(response: ChatResponse) -> str:
-    return json.dumps(dataclasses.asdict(response), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps({name: getattr(response, name) for name in _FIELDS}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False)
 
 
 def response_from_json(text: str) -> ChatResponse:

@@ -13,7 +13,9 @@ Per `complete(request, cache_key)`:
 2. otherwise the request takes a ticket of the adaptive window (`inference.vlm.limiter`: a 429
    shrinks the window of that provider and model to what it sustained, clean full rounds grow
    it) and keeps it through its retries; each call takes a call slot (at most `max_in_flight`)
-   and the request's share of the rpm / tpm buckets (hard caps), and runs under
+   and the request's share of the rpm / tpm buckets (hard caps) and -- once the provider
+   reported it with an answer or a 429 (OpenAI's x-ratelimit-* headers) -- of the provider's
+   own budget, so calls are paced to it before any 429 (`inference.vlm.budget`), and runs under
    `asyncio.timeout(timeout_s)` (expiry -> TransportError('timeout'));
 3. the retry policy lives in `_retrying` (tenacity): a retryable TransportError is retried
    after a full-jitter exponential backoff, uniform(0, min(max_delay_s, base_delay_s * 2**n))
@@ -274,8 +276,9 @@ class Engine:
             pass
 
     async def _call_once(self, request: ChatRequest, estimate: int, attempt: int) -> ChatResponse:
+        mark = None
         try:
-            async with self.limiter.call(estimate):
+            async with self.limiter.call(estimate) as mark:
                 self.stats["calls"] += 1
                 started = time.monotonic()
                 try:  # asyncio.timeout, unlike wait_for, runs the call without a task of its own
@@ -287,9 +290,13 @@ class Engine:
         except TransportError as error:
             self.stats[f"error:{error.kind}"] += 1
             error.attempts = attempt  # type: ignore[attr-defined]
+            if error.budget is not None and mark is not None:
+                self.limiter.observe_budget(error.budget, mark)
             self.limiter.record(error.kind)
             raise
         self.limiter.record("answer", time.monotonic() - started)
+        if response.budget is not None:
+            self.limiter.observe_budget(response.budget, mark)
         self.stats["answers"] += 1
         bucket = self.limiter.token_bucket
         if bucket is not None and response.input_tokens is not None:
@@ -298,7 +305,7 @@ class Engine:
         return response
 
     async def _complete_with_retries(self, request: ChatRequest) -> ChatResponse:
-        estimate = self.token_estimator(request) if self.limiter.token_bucket is not None else 0
+        estimate = self.token_estimator(request)  # for the tpm cap and a provider's token budget
         await self._before_deadline(self.limiter.take_ticket(), "waiting for its first call")
         try:
             async for attempt in self._retrying.copy():

@@ -30,6 +30,9 @@ Time runs in rounds of one round-trip (the EWMA latency of answers). At each rou
 - the window stays in [min_window, max_in_flight x (1 + headroom)]: above max_in_flight only
   the requests parked on a Retry-After make the difference, the call cap holds the provider.
 Retry-After is honoured per request by the engine (its own sleep); nothing else pauses.
+A provider that reports its budget (OpenAI's x-ratelimit-* headers, `observe_budget`) is
+mirrored (`inference.vlm.budget.BudgetMirror`): every call then also waits for a request (and
+its estimated tokens) of that budget, so it is paced to the provider's refill before any 429.
 Before a retry, a request whose ticket lies outside a window that shrank meanwhile gives it
 back and queues at the head (`readmit`), so retries cannot hold more than the window.
 `history` records every change (time, window, pace, owned, active, goodput) for run metadata
@@ -53,6 +56,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from inference.vlm.budget import BudgetMirror, RateBudget
 from inference.vlm.buckets import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -123,9 +127,14 @@ class AdaptiveLimiter:
         self.pace: TokenBucket | None = None  # set while a quota refuses more than the tolerance
         self.request_bucket = self._bucket(self.requests_per_minute)
         self.token_bucket = self._bucket(self.tokens_per_minute)
+        # the provider's buckets as its budget headers report them (inert until a report)
+        self.request_budget = BudgetMirror("requests", self.clock)
+        self.token_budget = BudgetMirror("tokens", self.clock)
         self.window = float(self.initial_window or self.max_in_flight)
         self.window = min(max(self.window, self.min_window), self.max_window)
         self.latency_s: float | None = None
+        self.fastest_answer_s: float | None = None
+        self._first_answer_at: float | None = None
         self.min_window_seen = self.window
         self.rate_limited_rounds = 0
         self._t0 = self.clock()
@@ -263,8 +272,10 @@ class AdaptiveLimiter:
             raise
 
     @contextlib.asynccontextmanager
-    async def call(self, tokens: float = 0.0) -> AsyncIterator[None]:
-        """One HTTP call: a call slot (hard cap), then one request and `tokens` of the budgets."""
+    async def call(self, tokens: float = 0.0) -> AsyncIterator[tuple[float, float, float]]:
+        """One HTTP call: a call slot (hard cap), then one request and `tokens` of the budgets
+        (the hard caps, the pace, the provider's reported budget). Yields the call's mark for
+        `observe_budget`: (when it was sent, requests and tokens sent until then)."""
         await self._acquire(self._call_waiters, lambda: self.active < self.max_in_flight,
                             self._take_call, self._release_call)
         try:
@@ -275,11 +286,31 @@ class AdaptiveLimiter:
                 await self.request_bucket.acquire(1)
             if self.token_bucket is not None and tokens:
                 await self.token_bucket.acquire(tokens)
+            await self.request_budget.acquire(1.0)
+            if tokens:
+                await self.token_budget.acquire(tokens)
             with self._lock:
                 self._round.calls += 1
-            yield
+            yield self.clock(), self.request_budget.sent, self.token_budget.sent
         finally:
             self._release_call()
+
+    def observe_budget(self, budget: RateBudget, mark: tuple[float, float, float]) -> None:
+        """The provider's budget reported with the answer to (or 429 of) the call of `mark`:
+        from now on calls wait for it (pacing to the provider's own refill)."""
+        sent_at, requests_then, tokens_then = mark
+        # the provider counted the call when it arrived, somewhat after it left the limiter (the
+        # body's encoding; on a cold start, a new connection: then when is unknown, and no refill
+        # is credited): the quickest answer yet bounds the time since from above
+        age = 0.0
+        if self._first_answer_at is not None and sent_at >= self._first_answer_at:
+            age = min(self.clock() - sent_at, self.fastest_answer_s or 0.0)
+        if budget.requests is not None:
+            self.request_budget.observe(budget.requests, age_s=age, sent_mark=requests_then,
+                                        sent_since=self.request_budget.sent - requests_then)
+        if budget.tokens is not None:
+            self.token_budget.observe(budget.tokens, age_s=age, sent_mark=tokens_then,
+                                      sent_since=self.token_budget.sent - tokens_then)
 
     # ------------------------------------------------------------------ control
     def record(self, kind: str, latency_s: float | None = None) -> None:
@@ -288,9 +319,12 @@ class AdaptiveLimiter:
             now = self.clock()
             if kind == "answer":
                 if self.latency_s is None:  # rounds start once a round-trip has been measured
+                    self._first_answer_at = now
                     self._round = _Round(now, peak_owned=self.owned, peak_active=self.active)
                 self._round.answers += 1
                 if latency_s is not None:
+                    self.fastest_answer_s = latency_s if self.fastest_answer_s is None else \
+                        min(self.fastest_answer_s, latency_s)
                     self.latency_s = latency_s if self.latency_s is None else 0.8 * self.latency_s + 0.2 * latency_s
             elif kind == "rate_limited":
                 self._round.rate_limited += 1

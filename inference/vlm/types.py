@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 ROLES = ("system", "user", "assistant")
 IMAGE_MIMES = ("image/jpeg", "image/png")
@@ -94,6 +94,9 @@ class ChatResponse:
     input_tokens: int | None = None
     output_tokens: int | None = None
     latency_ms: float | None = None
+    # the provider's rate budget reported with the answer (inference.vlm.budget.RateBudget);
+    # for the limiter only: never stored, never compared
+    budget: Any = field(default=None, compare=False, repr=False)
 
 
 TRANSPORT_ERROR_KINDS = (
@@ -120,6 +123,7 @@ class TransportError(Exception):
         self.message = message
         self.retry_after = retry_after
         self.status = status
+        self.budget: Any = None  # the provider's rate budget sent with the refusal, if any
 
     @property
     def retryable(self) -> bool:
