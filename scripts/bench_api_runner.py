@@ -167,8 +167,12 @@ async def run_inspect(base_url: str, image: bytes, in_flight: int, phases: list[
     return ok
 
 
+CACHE_FLUSH_EVERY = {"each": 1, "batch": 64}  # --cache-commit: answers per cache transaction
+
+
 async def run_engine(base_url: str, image: bytes, in_flight: int, phases: list[tuple[int, int]],
-                     on_phase, report: dict | None = None, transport: str = "direct") -> int:
+                     on_phase, report: dict | None = None, transport: str = "direct",
+                     cache_commit: str = "each") -> int:
     from inference.vlm.cache import ResponseCache
     from inference.vlm.engine import Engine, run_all
     from inference.vlm.openai_backend import OpenAIChatBackend
@@ -177,7 +181,8 @@ async def run_engine(base_url: str, image: bytes, in_flight: int, phases: list[t
     backend = OpenAIChatBackend("bench-model", base_url=base_url, api_key_env=KEY_ENV, timeout_s=30,
                                 max_connections=2 * in_flight, transport=transport)
     params = GenerationParams(max_tokens=8)
-    with tempfile.TemporaryDirectory() as tmp, ResponseCache(Path(tmp) / "cache.sqlite") as cache:
+    with tempfile.TemporaryDirectory() as tmp, \
+            ResponseCache(Path(tmp) / "cache.sqlite", flush_every=CACHE_FLUSH_EVERY[cache_commit]) as cache:
         engines: list = []
 
         def run(n: int, offset: int):
@@ -200,7 +205,7 @@ CLIENTS = {"naive": run_naive, "inspect": run_inspect, "engine": run_engine}
 
 # ----------------------------------------------------------------------------- measuring
 def measure(client: str, scenario: str, server_url: str, image: bytes, n: int, latency_s: float,
-            offset: int, transport: str = "direct") -> dict:
+            offset: int, transport: str = "direct", cache_commit: str = "each") -> dict:
     in_flight, provider, bound = SCENARIOS[scenario]
     bound = bound or in_flight / latency_s
     runner = CLIENTS[client]
@@ -216,7 +221,7 @@ def measure(client: str, scenario: str, server_url: str, image: bytes, n: int, l
                          started=time.perf_counter(), cpu=time.process_time())
 
     async def go() -> tuple[int, float, float]:
-        kwargs = {"report": report, "transport": transport} if client == "engine" else {}
+        kwargs = {"report": report, "transport": transport, "cache_commit": cache_commit} if client == "engine" else {}
         ok = await runner(server_url + "/v1", image, in_flight, [(in_flight, offset + 10_000_000), (n, offset)],
                           on_phase, **kwargs)
         return ok, time.perf_counter() - marks["started"], time.process_time() - marks["cpu"]
@@ -275,7 +280,7 @@ def profile_areas(stats: pstats.Stats) -> dict[str, float]:
 
 
 def profile_engine(server_url: str, image: bytes, n: int, latency_s: float, out: Path | None,
-                   transport: str = "direct") -> None:
+                   transport: str = "direct", cache_commit: str = "each") -> None:
     """cProfile of the engine's measured phase, timed in *CPU* seconds of this process
     (time.process_time), so that other processes' load on a shared machine does not show up
     as time spent in whatever function was running when the scheduler preempted it."""
@@ -289,10 +294,10 @@ def profile_engine(server_url: str, image: bytes, n: int, latency_s: float, out:
             profiler.enable()
 
     ok = asyncio.run(run_engine(server_url + "/v1", image, 256, [(256, 20_000_000), (n, 30_000_000)], on_phase,
-                                transport=transport))
+                                transport=transport, cache_commit=cache_commit))
     profiler.disable()
     cpu_s = time.process_time() - marks["cpu"]
-    print(f"\nengine (transport {transport}), 256 in flight, {n} requests ({ok} answered): {cpu_s:.2f} CPU s "
+    print(f"\nengine (transport {transport}, cache commit: {cache_commit}), 256 in flight, {n} requests ({ok} answered): {cpu_s:.2f} CPU s "
           f"= {cpu_s * 1000 / n:.2f} CPU s per 1,000 requests (profiler overhead included)\n")
     stats = pstats.Stats(profiler)
     areas = profile_areas(stats)
@@ -322,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-out", type=Path, default=None)
     parser.add_argument("--engine-transport", default="direct", choices=["direct", "sdk", "sdk-httpx"],
                         help="the engine's OpenAIChatBackend transport (sdk-httpx: the path before aiohttp)")
+    parser.add_argument("--cache-commit", default="each", choices=list(CACHE_FLUSH_EVERY),
+                        help="the response cache's commits: each answer (the default) or batches of 64")
     args = parser.parse_args(argv)
 
     os.environ.setdefault(KEY_ENV, "sk-bench-not-a-secret")
@@ -334,14 +341,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = url_queue.get(timeout=60)
         if args.profile:
-            profile_engine(url, image, 2 * args.requests, args.latency, args.profile_out, args.engine_transport)
+            profile_engine(url, image, 2 * args.requests, args.latency, args.profile_out, args.engine_transport,
+                           args.cache_commit)
             return 0
         offset = 0
         for scenario in args.scenarios:
             for n in args.sizes:
                 for client in args.clients:
                     offset += 1_000_000
-                    row = measure(client, scenario, url, image, n, args.latency, offset, args.engine_transport)
+                    row = measure(client, scenario, url, image, n, args.latency, offset, args.engine_transport,
+                                  args.cache_commit)
                     rows.append(row)
                     if args.window_dir is not None and row["window"]:
                         from inference.vlm.window_plot import plot_window
