@@ -163,7 +163,7 @@ create table if not exists raw.transport_failures (
     step_name      varchar not null,
     sample_index   integer not null,
     attempt        integer not null,   -- try (retry-until-valid) whose request failed
-    kind           varchar not null,   -- rate_limited / timeout / server_error / safety_block / bad_response / client_error
+    kind           varchar not null,   -- rate_limited / timeout / server_error / safety_block / bad_response / client_error / deadline
     status         integer,            -- HTTP status when there was one
     message        varchar,            -- what went wrong (secrets scrubbed)
     created_at     timestamp not null,

@@ -97,6 +97,14 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     n_no_face = int((frame["parse_status"] == "no_face").sum())
     answered = frame[(frame["step_name"] == "emotion") & frame["parse_status"].isin(["ok", "repaired"])]
     failed_images = int(failures["image_id"].nunique()) if len(failures) else 0
+    # requests still unanswered at the run's deadline (options.deadline_s): the slice is not
+    # complete; the next materialization asks only those (everything answered is cached)
+    unanswered = failures[failures["kind"] == "deadline"] if len(failures) else failures
+    if len(unanswered):
+        context.log.warning(
+            f"{model_cfg.partition_key} on {ds.name}: INCOMPLETE: {len(unanswered)} requests on "
+            f"{unanswered['image_id'].nunique()} images still unanswered at the run's deadline "
+            f"(options.deadline_s); materialize the partition again to ask only those")
     usage = evaluation.usage
     context.log.info(
         f"{model_cfg.partition_key} on {ds.name}: {len(answered)}/{n_images} answered, "
@@ -118,6 +126,7 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         "predicted_labels": dg.MetadataValue.json(answered["predicted_label"].value_counts().to_dict()),
         "weights_sha256": evaluation.weights_sha256 or "", "n_quarantined": len(out.quarantined),
         "n_transport_failures": len(failures), "n_images_with_transport_failures": failed_images,
+        "complete": not len(unanswered), "n_unanswered_at_deadline": len(unanswered),
         **usage_metadata, "dagster/row_count": len(frame),
     })
     yield dg.MaterializeResult(asset_key=MODEL_RUNS, metadata={"run_id": context.run.run_id})

@@ -17,7 +17,8 @@ Config (models.<name>, kinds openai / gemini / transformers / mlx; schema:
       requests_per_minute: 500
       tokens_per_minute: 200000
       timeout_s: 60
-      max_retries: 6
+      max_retries: 6                    # errors / timeouts; waits on a rate limit never use them
+      deadline_s: 21600                 # the run's deadline; what is unanswered then waits for the next run
       price_per_million_tokens: {input: 2.5, output: 10}
       backend: {image_detail: low}      # further keyword arguments of the chat backend
 
@@ -381,7 +382,7 @@ class VLMAdapter(ModelAdapter):
         engine = Engine(
             metered, max_in_flight=opts.max_in_flight, requests_per_minute=opts.requests_per_minute,
             tokens_per_minute=opts.tokens_per_minute, max_retries=opts.max_retries,
-            timeout_s=opts.timeout_s, cache=cache,
+            deadline_s=opts.deadline_s, timeout_s=opts.timeout_s, cache=cache,
             token_estimator=lambda r: estimate_tokens(r, IMAGE_TOKENS_ESTIMATE),
             shared_key=limit_key(backend),  # one window and budget per provider+model in this process
         )

@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from inference.config import ConfigError, ModelConfig, explain_errors
 from inference.models.base import KindOptions
+from inference.vlm.types import DEFAULT_DEADLINE_S
 
 # Environment variable holding the API key of a kind whose default endpoint is a third-party API.
 DEFAULT_API_KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
@@ -76,7 +77,10 @@ class VLMOptions(KindOptions):
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
     timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(6, ge=0)
+    max_retries: int = Field(6, ge=0)  # errors and timeouts; a rate limit's wait is no retry
+    # The run's deadline: requests still unanswered then (rate-limited, or never sent) are
+    # stored as unanswered (raw.transport_failures kind 'deadline'); the next run asks only them.
+    deadline_s: float | None = Field(DEFAULT_DEADLINE_S, gt=0)
     price_per_million_tokens: PriceOptions | None = None
     # Further keyword arguments of the chat backend (e.g. image_detail, extra_body for openai;
     # device, dtype for local backends).
@@ -111,7 +115,7 @@ _VLM_FIXES = {
         "unknown key; allowed: model_id, base_url, api_key_env, protocol {name, template, k, "
         "temperature, max_tries, retry_invalid, image_on_every_step, stored_as, max_tokens, top_p, "
         "seed}, max_in_flight, requests_per_minute, tokens_per_minute, timeout_s, max_retries, "
-        "price_per_million_tokens {input, output}, backend"
+        "deadline_s, price_per_million_tokens {input, output}, backend"
     ),
 }
 
