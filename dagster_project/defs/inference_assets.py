@@ -110,12 +110,13 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         f"{model_cfg.partition_key} on {ds.name}: {len(answered)}/{n_images} answered, "
         f"{n_no_face} without a detected face, {elapsed:.1f}s"
         + (f", {len(failures)} transport failures on {failed_images} images" if len(failures) else "")
-        + (f", {usage.calls} calls / {usage.cache_hits} cache hits" if usage else "")
+        + (f", {usage.calls} calls / {usage.cache_hits} cache hits / {usage.rate_limited_calls} throttled"
+           if usage else "")
     )
     # usage of a VLM run: calls made, answers served from the response cache, tokens, cost
     usage_metadata = {} if usage is None else {
         "calls": usage.calls, "cache_hits": usage.cache_hits, "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
+        "output_tokens": usage.output_tokens, "rate_limited_calls": usage.rate_limited_calls,
         "cost_usd": float(usage.cost_usd) if usage.cost_usd is not None else "unpriced",
         **({"concurrency_window": dg.MetadataValue.json(usage.concurrency)} if usage.concurrency else {}),
     }

@@ -84,6 +84,7 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None  # None: no price configured
+    rate_limited_calls: int = 0  # calls the provider throttled (429 / RESOURCE_EXHAUSTED), each waited out
     # The adaptive concurrency window over the run (inference.vlm.limiter report), or None.
     concurrency: dict[str, Any] | None = None
 

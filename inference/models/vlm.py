@@ -427,6 +427,7 @@ class VLMAdapter(ModelAdapter):
         self.transport_failures = failures
         self.usage = self._usage(engine.stats["calls"], engine.stats["cache_hits"],
                                  metered.input_tokens, metered.output_tokens)
+        self.usage["rate_limited_calls"] = engine.stats["error:rate_limited"]
         self.usage["concurrency"] = engine.concurrency_report()  # the window over time (run metadata)
         return answers
 
