@@ -122,3 +122,28 @@ def test_pairwise_ztests_decide_on_the_cluster_aware_values_and_keep_the_naive_o
     assert clustered["p_value_naive"] < 0.01 < 0.05 < clustered["p_value"] == clustered["p_adjusted"]
     assert independent["inference"] == NAIVE_METHOD and independent["significant"]
     assert independent["p_value"] == independent["p_value_naive"]
+
+
+def test_a_zero_lower_rate_gets_a_one_sided_score_bound():
+    # 10 vs 0 errors out of 40 images each: no Katz interval exists; the score interval is
+    # [2.76, inf). Checked by inverting statsmodels' score test: at the bound the two-sided p is alpha.
+    from statsmodels.stats.proportion import test_proportions_2indep
+    from dagster_project.analysis.clustered import zero_count_ratio_bound
+    low, high = zero_count_ratio_bound(group_cell(10, 40, 40, 1.0), group_cell(0, 40, 40, 1.0), clustered=False)
+    assert low == pytest.approx(2.76, abs=0.005) and np.isinf(high)
+    at_bound = test_proportions_2indep(10, 40, 0, 40, value=low, method="score", compare="ratio").pvalue
+    assert at_bound == pytest.approx(0.05, abs=1e-4)
+    # the same counts from 10 people with 4 faces each (design effect 4): the bound counts people
+    people = zero_count_ratio_bound(group_cell(10, 40, 10, 4.0), group_cell(0, 40, 10, 4.0), clustered=True)[0]
+    assert people == pytest.approx(0.72, abs=0.005)  # 10 vs 0 people of 10: the ratio could be below 1
+
+
+def test_cells_below_min_n_are_flagged_and_not_tested():
+    keys = dict(model="m", model_version="1", dataset="d", protocol="p", grouping="race", true_emotion="all")
+    accuracy = pd.DataFrame([{**keys, "group_value": g, "n": n, "correct": c, "n_clusters": n, "design_effect": 1.0}
+                             for g, n, c in (("a", 200, 150), ("b", 200, 190), ("c", 6, 0))])
+    tests = pairwise_error_ztests(accuracy, groupings=("race",), min_n=10).set_index(["group_a", "group_b"])
+    small = tests[tests["below_min_n"]]
+    assert len(small) == 2 and small["p_value"].isna().all() and not small["significant"].any()
+    assert small["note"].str.startswith("not tested").all()
+    assert tests.loc[("a", "b"), "family_m"] == 1 and tests.loc[("a", "b"), "significant"]

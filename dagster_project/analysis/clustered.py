@@ -101,5 +101,17 @@ def comparison(a: GroupCell, b: GroupCell, alpha: float = 0.05) -> dict:
     }
 
 
+def zero_count_ratio_bound(a: GroupCell, b: GroupCell, clustered: bool, alpha: float = 0.05) -> tuple[float, float]:
+    """The interval of rate_a / rate_b when b has no such error (count_b = 0 < count_a): the
+    score (Miettinen-Nurminen) interval of statsmodels, which there is one-sided, [low, inf)
+    (e.g. 10/40 vs 0/40: [2.76, inf)); on effective counts when `clustered`. A zero group's
+    design effect is the ICC = 1 bound of its cluster sizes (dbt macro design_effect), so it
+    counts people, not faces."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+    (ca, na), (cb, nb) = (a.effective, b.effective) if clustered else ((a.count, a.n), (b.count, b.n))
+    low, _ = confint_proportions_2indep(ca, na, cb, nb, method="score", compare="ratio", alpha=alpha)
+    return float(low), float("inf")
+
+
 CLUSTER_COLUMNS = ["z_naive", "p_value_naive", "ci_low_naive", "ci_high_naive", "inference",
                    "n_clusters_a", "n_clusters_b", "design_effect_a", "design_effect_b"]

@@ -28,7 +28,13 @@ import json
 import numpy as np
 import pandas as pd
 
-from dagster_project.analysis.clustered import CLUSTER_COLUMNS, CLUSTER_METHOD, comparison, group_cell
+from dagster_project.analysis.clustered import (
+    CLUSTER_COLUMNS,
+    CLUSTER_METHOD,
+    comparison,
+    group_cell,
+    zero_count_ratio_bound,
+)
 from dagster_project.analysis.results import (
     RESULT_COLUMNS,
     adjust_within_families,
@@ -47,7 +53,7 @@ ZTEST_COLUMNS = [
     "family_size", "family_m", "alpha", "significant", "below_min_n",
     # issue 22: z / p_value / ci_low / ci_high are the values that decide (cluster-aware where a
     # group repeats identities: clustered.comparison); the naive ones and the design beside them.
-    *CLUSTER_COLUMNS,
+    *CLUSTER_COLUMNS, "note",
 ]
 
 
@@ -93,6 +99,11 @@ def pairwise_error_ztests(
     if not results:
         return pd.DataFrame(columns=ZTEST_COLUMNS)
     frame = pd.concat(results, ignore_index=True)
+    # issue 22: a pair with a group below min_cell_n is flagged and NOT tested (no p-value, not
+    # counted in the family's m), so a few faces can never be called a significant disparity.
+    frame["below_min_n"] = (frame["n_a"] < min_n) | (frame["n_b"] < min_n)
+    frame.loc[frame["below_min_n"], ["z", "p_value"]] = np.nan
+    frame["note"] = np.where(frame["below_min_n"], f"not tested: a group has fewer than {min_n} answered images", "")
     frame["family"] = family_name(frame, family)
     frame["correction"] = correction
     frame["alpha"] = alpha
@@ -105,7 +116,6 @@ def pairwise_error_ztests(
             _, adjusted, _, _ = multipletests(p.dropna(), alpha=alpha, method=correction)
             frame.loc[p.dropna().index, "p_adjusted"] = adjusted
     frame["significant"] = frame["p_adjusted"] < alpha
-    frame["below_min_n"] = (frame["n_a"] < min_n) | (frame["n_b"] < min_n)
     return frame[ZTEST_COLUMNS]
 
 
@@ -207,29 +217,45 @@ def misclassification_tests(
     extras = pd.DataFrame([{k: r[k] for k in MISCLASSIFICATION_EXTRA_COLUMNS} for r in rows], index=frame.index)
     frame = pd.concat([frame, extras], axis=1)
     frame["below_min_n"] = (frame["n_a"] < min_n) | (frame["n_b"] < min_n)
+    # issue 22: flagged and not tested (no p-value, not in m); the counts and ratio stay.
+    frame.loc[frame["below_min_n"], ["statistic", "p_value"]] = np.nan
+    frame.loc[frame["below_min_n"], "detail"] = frame.loc[frame["below_min_n"], "detail"].map(
+        lambda text: _with_note(text, f"not tested: a group has fewer than {min_n} answered images"))
     for method, column in zip(corrections[1:], extra_p):
         frame[column] = adjust_within_families(frame[RESULT_COLUMNS], method, alpha)["p_adjusted"]
     frame = adjust_within_families(frame, corrections[0], alpha)
     return frame[columns]
 
 
+def _with_note(detail: str, note: str) -> str:
+    values = json.loads(detail)
+    values["note"] = "; ".join(part for part in (values.get("note", ""), note) if part)
+    return json.dumps(values)
+
+
 def _misclassification_row(r, family: str, alpha: float) -> dict:
     count_a, n_a, count_b, n_b = int(r.count_a), int(r.n_a), int(r.count_b), int(r.n_b)
-    tested = comparison(
-        group_cell(count_a, n_a, getattr(r, "n_clusters_a", None), getattr(r, "design_effect_a", None)),
-        group_cell(count_b, n_b, getattr(r, "n_clusters_b", None), getattr(r, "design_effect_b", None)))
+    cells = (group_cell(count_a, n_a, getattr(r, "n_clusters_a", None), getattr(r, "design_effect_a", None)),
+             group_cell(count_b, n_b, getattr(r, "n_clusters_b", None), getattr(r, "design_effect_b", None)))
+    tested = comparison(*cells)
     z, p = tested["z"], tested["p_value"]
     clustered = tested["inference"] == CLUSTER_METHOD
     ci_low, ci_high = ((getattr(r, "cluster_ci_low", np.nan), getattr(r, "cluster_ci_high", np.nan)) if clustered
                        else (r.ci_low, r.ci_high))
     notes = []
+    bound = ""
+    if count_b == 0 and count_a > 0:
+        # No Katz interval exists; the score interval is one-sided there: [low, inf).
+        ci_low, ci_high = zero_count_ratio_bound(cells[0], cells[1], clustered, alpha)
+        bound = "score (Miettinen-Nurminen) interval, statsmodels; one-sided: the lower rate is 0"
+        notes.append(f"{count_a} vs 0: ratio unbounded above; lower bound from the score interval")
     # Pooled rate 0 or 1: the pooled variance is 0 and no z-test exists.
     if not 0 < count_a + count_b < n_a + n_b:
         notes.append("no test: pooled rate is 0 or 1")
-    if count_a == 0 or count_b == 0:
+    if count_a == 0 and count_b == 0:
+        notes.append("no ratio: neither group has such an error")
+    elif count_a == 0:
         notes.append("no ratio interval: a count is 0")
-    if count_b == 0 and count_a > 0:
-        notes.append(f"ratio infinite: {r.group_b} has no such error")
     rate_a, rate_b = count_a / n_a, count_b / n_b
     return {
         **result_row(
@@ -243,8 +269,9 @@ def _misclassification_row(r, family: str, alpha: float) -> dict:
                 "count_a": count_a, "n_a": n_a, "count_b": count_b, "n_b": n_b,
                 "rate_difference": rate_a - rate_b,
                 "test": "statsmodels proportions_ztest (pooled two-proportion z; z > 0: a higher)",
-                "ci_method": "marts.misclassification_ratios (Katz log interval, dbt macro katz_ratio_interval"
-                             + (", on effective counts count / design_effect)" if clustered else ")"),
+                "ci_method": (bound or "marts.misclassification_ratios (Katz log interval, dbt macro "
+                                        "katz_ratio_interval)") + (", on effective counts count / design_effect"
+                                                                   if clustered else ""),
                 "inference": tested["inference"], "design_effect_a": tested["design_effect_a"],
                 "design_effect_b": tested["design_effect_b"],
                 "alpha": alpha, "note": "; ".join(notes),
