@@ -76,3 +76,26 @@ def plan_benchmark(bench: BenchmarkConfig) -> list[dict[str, Any]]:
             row["note"] = note
             rows.append(row)
     return rows
+
+
+def planned_images(bench: BenchmarkConfig) -> "pd.DataFrame":
+    """Every configured dataset's images as the warehouse would label them (canonical emotion,
+    race, gender and race_gender through the seeds, as int_images_labeled), for `plan`."""
+    import pandas as pd
+
+    from inference.datasets import load_label_map
+    from inference.datasets.labels import load_group_maps
+
+    labels, groups = load_label_map(), load_group_maps()
+    cache: dict[str, list[ImageRecord]] = {}
+    rows = []
+    for ds in sorted(bench.datasets.values(), key=lambda d: d.name):
+        label_set = ds.effective_label_set
+        for image in _images(bench, ds, cache):
+            race = groups.canonical("race", label_set, image.race)
+            gender = groups.canonical("gender", label_set, image.gender)
+            rows.append({"dataset": ds.name, "image_id": image.image_id, "identity": image.identity,
+                         "true_emotion": labels.canonical(label_set, image.source_label), "race": race,
+                         "gender": gender, "race_gender": f"{race} {gender}" if race and gender else None})
+    return pd.DataFrame(rows, columns=["dataset", "image_id", "identity", "true_emotion", "race", "gender",
+                                       "race_gender"])
