@@ -9,6 +9,7 @@ robust OLS variance (tests/cluster_support.py), never from the SQL's formula.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import duckdb
@@ -22,9 +23,13 @@ from dagster_project.analysis.clustered import CLUSTER_METHOD
 from dagster_project.analysis.inputs import GROUP_ACCURACY_SQL, MISCLASSIFICATION_RATIOS_SQL
 from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
 from dbt_support import run_dbt
+from inference.config import StatisticsConfig, dbt_vars
 from inference.warehouse import ensure_raw_schema
 
 NOW = datetime(2024, 1, 1, 12, 0, 0)
+# any attribute as a grouping: age bins, a manifest column (extra) binned, an intersection
+STATISTICS = StatisticsConfig(groupings=("race", "gender", "race_gender", "age", "race*age", "skin_luminance"),
+                              bins={"age": (0, 30, 45, 120), "skin_luminance": (0, 50, 100)})
 WRONG = {"happy": "sad", "sad": "angry"}  # what a failing person's faces are read as
 
 
@@ -36,8 +41,11 @@ def _images() -> pd.DataFrame:
                 rows.append((f"{race}/{person:02d}_{face}.png", label, f"{race[0]}{person:02d}", race, person < failing))
     rows += [(f"none/{i}.png", "happy", None, "hispanic", i < 3) for i in range(10)]
     frame = pd.DataFrame(rows, columns=["image_id", "source_label", "identity", "race", "fails"])
+    number = np.arange(len(frame)) // 4  # one person's faces share age and skin luminance
     return frame.assign(dataset="synth", image_hash=[f"h{i}" for i in range(len(frame))], label_set="fer2013",
-                        gender="F", age=30.0, width=48, height=48, loaded_at=NOW)
+                        gender=np.where(number % 2, "F", "man"), age=20.0 + number % 40, width=48, height=48,
+                        extra=[json.dumps({"skin_luminance": float(30 + 7 * (k % 9))}) for k in number],
+                        loaded_at=NOW)
 
 
 def _predictions(images: pd.DataFrame) -> pd.DataFrame:
@@ -62,11 +70,13 @@ def marts(tmp_path_factory):
         con.execute(f"insert into raw.{table} by name select * from _frame")
         con.unregister("_frame")
     con.close()
-    run_dbt(["build", "--select", "+group_accuracy", "+misclassification_ratios", "--indirect-selection", "cautious"], warehouse=path,
+    run_dbt(["build", "--select", "+group_accuracy", "+misclassification_ratios", "--indirect-selection", "cautious",
+             "--vars", json.dumps({k: v for k, v in dbt_vars(STATISTICS).items() if k.startswith("group")})], warehouse=path,
             target_dir=root / "target")
     con = duckdb.connect(str(path), read_only=True)
     yield {
         "rows": con.execute("select * from intermediate.int_answers_with_groups").df(),
+        "images": images,
         "accuracy": con.execute(GROUP_ACCURACY_SQL).df(),
         "ratios": con.execute(MISCLASSIFICATION_RATIOS_SQL).df(),
     }
@@ -115,7 +125,7 @@ def test_misclassification_design_effects_and_cluster_katz_intervals_match_stats
 
 
 def test_statistics_on_the_marts_count_people_not_faces(marts):
-    tests = pairwise_error_ztests(marts["accuracy"], groupings=("race",))
+    tests = pairwise_error_ztests(marts["accuracy"], groupings=STATISTICS.groupings)
     pair = tests[(tests["group_a"] == "black") & (tests["group_b"] == "white") & (tests["true_emotion"] == "all")].iloc[0]
     assert (pair["errors_a"], pair["n_a"], pair["errors_b"], pair["n_b"]) == (24, 120, 8, 120)
     assert round(pair["p_value_naive"], 3) == 0.002 and pair["inference"] == CLUSTER_METHOD
@@ -126,3 +136,20 @@ def test_statistics_on_the_marts_count_people_not_faces(marts):
     assert error["estimate"] == pytest.approx(3.0) and error["inference"] == CLUSTER_METHOD
     assert error["p_value_naive"] < 0.01 and error["p_value"] > 0.05
     assert error["ci_low"] < 1 < error["ci_low_naive"]  # the naive Katz interval excluded 1; people do not
+
+
+def test_any_attribute_is_a_grouping_age_bins_extra_columns_and_intersections(marts):
+    rows, images = marts["rows"], marts["images"]
+    age = pd.cut(images["age"], [0, 30, 45, 120], right=False, labels=["0-30", "30-45", "45-120"]).astype(str)
+    skin = images["extra"].map(lambda e: json.loads(e)["skin_luminance"])
+    skin = pd.cut(skin, [0, 50, 100], right=False, labels=["0-50", "50-100"]).astype(str)
+    race = images["race"].str.lower().replace({"hispanic": "latino"})
+    want = {"age": age, "skin_luminance": skin, "race*age": race + " " + age}
+    for grouping, values in want.items():
+        got = rows[rows["grouping"] == grouping].set_index("image_id")["group_value"]
+        expected = pd.Series(values.to_numpy(), index=images["image_id"])
+        assert got.sort_index().equals(expected.loc[got.index].sort_index()), grouping
+        assert len(got) == len(images)  # every image has the attribute here
+    accuracy = marts["accuracy"]
+    assert set(accuracy["grouping"]) == {"all", *STATISTICS.groupings}
+    assert set(accuracy.loc[accuracy["grouping"] == "age", "group_value"]) == {"0-30", "30-45", "45-120"}

@@ -31,14 +31,17 @@ def test_plan_prints_every_cell_for_the_london_set(tmp_path):
         f"warehouse: {tmp_path / 'none.duckdb'}\nreports_dir: {tmp_path}/reports\ncache_dir: {tmp_path}/cache\n"
         f"datasets:\n  london_set:\n    kind: london_set\n    location: {LONDON}\n"
         "models:\n  mini_xception:\n    kind: fer_xception\n    version: fer2013_mini_XCEPTION.102-0.66\n"
-        "statistics:\n  min_cell_n: 10\n  groupings: [race, gender]\n")
+        "statistics:\n  min_cell_n: 10\n  groupings: [race, gender, age, gender*age]\n"
+        "  bins: {age: [0, 25, 35, 120]}\n")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "dagster_project.cli", "plan", "--config", str(config), "--icc", "0.5"],
                           capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = [line.split() for line in done.stdout.splitlines() if line.startswith("london_set")]
-    # race and gender x (happy, neutral, all)
-    assert len(lines) == 6 and {line[1] for line in lines} == {"race", "gender"}
+    # four groupings x (happy, neutral, all); age in the configured bins
+    assert len(lines) == 12 and {line[1] for line in lines} == {"race", "gender", "age", "gender*age"}
+    age_groups = " ".join(" ".join(line) for line in lines if line[1] in ("age", "gender*age"))
+    assert "0-25" in age_groups or "25-35" in age_groups or "35-120" in age_groups
     gender_all = next(line for line in lines if line[1] == "gender" and line[2] == "all")
     # 102 people, each neutral and smiling: 2 images per person, design effect 1 + (2 - 1) x 0.5
     assert "1.5" in gender_all and "female" in gender_all

@@ -1,5 +1,5 @@
 {#- Final answers joined to their labelled images, one row per answer and grouping
-    ('all', 'race', 'gender', 'race_gender'). An image whose group attribute is null is
+    ('all' and each configured grouping, macro unpivot_groupings). An image whose group attribute is null is
     left out of that grouping (but kept in 'all'). cluster_id is the unit a model can fail
     on as a whole: the dataset's identity (one person's images are not independent), or the
     image itself where the dataset gives no identity; the marts' design effects count it. -#}
@@ -36,6 +36,8 @@ joined as (
         final_answers.is_tie,
         images.race,
         images.gender,
+        images.age,
+        images.extra,
         images.identity,
         final_answers.dataset || '/' || coalesce('identity:' || images.identity, 'image:' || final_answers.image_id)
             as cluster_id
