@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from support import rate_budget
+from . import rate_budget
 
 # ----------------------------------------------------------------------------- actions
 
