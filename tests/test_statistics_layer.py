@@ -142,7 +142,7 @@ def test_table6_simple_effects_crossed_icc_and_human_ceiling(demo):
         "select * from stats.mixed_models where analysis = 'mixed_model_simple_effect' and model = 'gemma_sim' "
         "and measure = 'emotion' and dimension = 'arousal'"
     ).set_index("subset")
-    assert len(effects) == 6 and (effects["subset_kind"] == "true_emotion").all()
+    assert len(effects) == 6 and (effects["subset_kind"] == "emotion").all()  # the seed subset_kinds vocabulary
     assert (effects["family_m"] == 6).all() and effects["p_adjusted"].notna().all()
     for row in effects.itertuples():
         # every image has 6 human ratings and one gemma answer: the model-based effect is the raw difference
