@@ -157,3 +157,14 @@ def test_table6_simple_effects_crossed_icc_and_human_ceiling(demo):
     assert set(ceiling["measure"]) == {"pearson_r", "mae"} and ceiling["ci_low"].notna().all()
     beside = query("select * from stats.dimensional_agreement where measure = 'pearson_r' and subset_kind = 'all'")
     assert beside["human_ceiling"].notna().all() and (beside["human_ceiling_n"] > 0).all()
+
+
+def test_strength_inversion_compares_declared_families(demo):
+    """gemma_sim (imported, `family: vlm`) is a VLM and fer_sim (imported, `family: fer`) the FER
+    model; while the family came from the kind, every imported model was FER and the "best FER"
+    on arousal was the simulated Gemma."""
+    rows = query("select * from stats.strength_inversion where measure = 'vlm_minus_fer_best_r'")
+    assert set(rows["dimension"]) == {"valence", "arousal"}
+    for detail in rows["detail"].map(json.loads):
+        assert detail["best_fer"]["model"].startswith("fer_sim ")
+        assert detail["best_vlm"]["model"].split()[0] in {"gemma_sim", "loopback_vlm"}
