@@ -85,6 +85,32 @@ class HumanRatingsConfig(_Strict):
         return value
 
 
+class PaperNamePattern(_Strict):
+    """`paper_name: {pattern: '...'}`: a regular expression the paper's whole name must match
+    (DuckDB regexp_full_match, RE2 syntax), for one model set beside several papers' spellings."""
+
+    pattern: str
+
+
+# How a model or dataset names the seed papers' column it is set beside (papers.*): the paper's
+# name exactly (`paper_name: GPT-4o`) or a pattern (`paper_name: {pattern: 'Gemini 1\.5 .*'}`).
+PaperName = str | PaperNamePattern
+_PAPER_NAME_USE = "use the paper's name (paper_name: GPT-4o) or a pattern (paper_name: {pattern: 'Gemini 1\\.5 .*'})"
+
+
+def _paper_name(value: Any) -> PaperName | None:
+    """A `paper_name:` as written -> the name, or a PaperNamePattern whose pattern compiles."""
+    if value is None or isinstance(value, (str, PaperNamePattern)):
+        return value
+    if isinstance(value, dict) and set(value) == {"pattern"} and isinstance(value["pattern"], str):
+        try:
+            re.compile(value["pattern"])
+        except re.error as exc:
+            raise ValueError(f"pattern {value['pattern']!r} is not a regular expression ({exc}); {_PAPER_NAME_USE}")
+        return PaperNamePattern(pattern=value["pattern"])
+    raise ValueError(f"{value!r}: {_PAPER_NAME_USE}")
+
+
 class DatasetConfig(_Strict):
     name: str
     kind: str  # a key of inference.kinds.DATASET_ADAPTERS
@@ -102,11 +128,19 @@ class DatasetConfig(_Strict):
     # What every model that reads images receives (inference.preprocessing): crop, size, face
     # detector. None: the kind's default (presets.yaml), else the images as stored.
     preprocessing: PreprocessingConfig | None = None
+    # The seed papers' name for this dataset (papers.*); absent: the paper's name spelled alike
+    # (papers.paper_key) or a row of the seed published_aliases.
+    paper_name: PaperName | None = None
 
     @field_validator("kind")
     @classmethod
     def _registered_dataset_kind(cls, value: str) -> str:
         return _known_kind(value, DATASET_KINDS)
+
+    @field_validator("paper_name", mode="before")
+    @classmethod
+    def _spelled_paper_name(cls, value: Any) -> PaperName | None:
+        return _paper_name(value)
 
     @property
     def effective_label_set(self) -> str:
@@ -145,6 +179,10 @@ class ModelConfig(_Strict):
     # Video clips: which frames a model that takes images answers on (None: `middle`, and a
     # model that takes clips -- gemini -- gets the clip itself).
     frames: FrameSampling | None = None
+    # The seed papers' column this model is set beside (papers.*): exact name or {pattern: ...}.
+    # Absent: only a seed published_aliases row naming this exact version matches -- never the
+    # model's name, which a user chooses freely (a `gpt4o` running gpt-4o-mini is not GPT-4o).
+    paper_name: PaperName | None = None
 
     @field_validator("frames", mode="before")
     @classmethod
@@ -160,6 +198,11 @@ class ModelConfig(_Strict):
     @classmethod
     def _registered_model_kind(cls, value: str) -> str:
         return _known_kind(value, MODEL_KINDS)
+
+    @field_validator("paper_name", mode="before")
+    @classmethod
+    def _spelled_paper_name(cls, value: Any) -> PaperName | None:
+        return _paper_name(value)
 
     @field_validator("family")
     @classmethod
@@ -248,6 +291,16 @@ class StatisticsConfig(_Strict):
         if unknown:
             raise ValueError(f"groupings are race, gender, race_gender; got {unknown}")
         return value
+
+
+def paper_names(models: dict[str, ModelConfig], datasets: dict[str, DatasetConfig]) -> dict[str, dict]:
+    """The declared `paper_name:`s as the dbt var `paper_names` (dbt/macros/papers.sql,
+    name_matches): {'models': {name: {'exact': ...} | {'pattern': ...}}, 'datasets': {...}}."""
+    def spelled(value: PaperName) -> dict[str, str]:
+        return {"pattern": value.pattern} if isinstance(value, PaperNamePattern) else {"exact": value}
+
+    return {section: {name: spelled(entry.paper_name) for name, entry in entries.items() if entry.paper_name}
+            for section, entries in (("models", models), ("datasets", datasets))}
 
 
 def dbt_vars(statistics: StatisticsConfig) -> dict[str, Any]:

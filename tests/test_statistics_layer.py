@@ -168,3 +168,13 @@ def test_strength_inversion_compares_declared_families(demo):
     for detail in rows["detail"].map(json.loads):
         assert detail["best_fer"]["model"].startswith("fer_sim ")
         assert detail["best_vlm"]["model"].split()[0] in {"gemma_sim", "loopback_vlm"}
+
+
+def test_a_model_matching_no_paper_column_gets_a_hint(demo, instance):
+    """The fixture's models declare no `paper_name:` and none is a paper's exact version: the
+    papers views set them beside no column, and the materialization says so and how to fix it."""
+    hints = query("select model, hint from papers.model_paper_matches").set_index("model")["hint"]
+    assert hints.notna().all() and hints.str.contains("paper_name").all()
+    records = instance.fetch_materializations(dg.AssetKey(["papers", "model_paper_matches"]), limit=1).records
+    listed = str(records[0].asset_materialization.metadata["models_without_paper_column"].value)
+    assert "gemma_sim@sim-1" in listed and "models.gemma_sim.paper_name" in listed
