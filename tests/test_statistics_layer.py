@@ -6,6 +6,7 @@ paper reports it."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -178,3 +179,18 @@ def test_a_model_matching_no_paper_column_gets_a_hint(demo, instance):
     records = instance.fetch_materializations(dg.AssetKey(["papers", "model_paper_matches"]), limit=1).records
     listed = str(records[0].asset_materialization.metadata["models_without_paper_column"].value)
     assert "gemma_sim@sim-1" in listed and "models.gemma_sim.paper_name" in listed
+
+
+def test_group_confusion_grids_are_figures_metadata_and_in_the_report(demo, instance):
+    """Issue 20 item 4: per slice, one confusion grid per race / gender / race x gender group
+    (counts and row shares), as files, inline in the asset's metadata and in the HTML report."""
+    from dagster_project.reporting import read_figures
+    from dagster_project.settings import benchmark_config
+
+    records = instance.fetch_materializations(dg.AssetKey(["reports", "group_confusion_matrices"]), limit=200).records
+    files = [f for r in records for f in r.asset_materialization.metadata["files"].value]
+    names = {Path(f).name.split("__")[0] for f in files}
+    assert {"confusion_by_race", "confusion_by_gender", "confusion_by_race_gender"} <= names, names
+    assert any("data:image/png;base64," in str(r.asset_materialization.metadata["preview"].value) for r in records)
+    shown = {figure.name for figure in read_figures(benchmark_config().reports_dir)}
+    assert {Path(f).name for f in files} <= shown
