@@ -14,7 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from inference.kinds import DATASET_ADAPTERS, DEFAULT_MODEL_FAMILY, MODEL_ADAPTERS, MODEL_FAMILIES
+from inference.kinds import DATASET_ADAPTERS, MODEL_ADAPTERS, model_family
+from inference.paper_names import PaperName, paper_name
 from inference.preprocessing_config import PreprocessingConfig
 from inference.watch import WatchConfig
 
@@ -85,32 +86,6 @@ class HumanRatingsConfig(_Strict):
         return value
 
 
-class PaperNamePattern(_Strict):
-    """`paper_name: {pattern: '...'}`: a regular expression the paper's whole name must match
-    (DuckDB regexp_full_match, RE2 syntax), for one model set beside several papers' spellings."""
-
-    pattern: str
-
-
-# How a model or dataset names the seed papers' column it is set beside (papers.*): the paper's
-# name exactly (`paper_name: GPT-4o`) or a pattern (`paper_name: {pattern: 'Gemini 1\.5 .*'}`).
-PaperName = str | PaperNamePattern
-_PAPER_NAME_USE = "use the paper's name (paper_name: GPT-4o) or a pattern (paper_name: {pattern: 'Gemini 1\\.5 .*'})"
-
-
-def _paper_name(value: Any) -> PaperName | None:
-    """A `paper_name:` as written -> the name, or a PaperNamePattern whose pattern compiles."""
-    if value is None or isinstance(value, (str, PaperNamePattern)):
-        return value
-    if isinstance(value, dict) and set(value) == {"pattern"} and isinstance(value["pattern"], str):
-        try:
-            re.compile(value["pattern"])
-        except re.error as exc:
-            raise ValueError(f"pattern {value['pattern']!r} is not a regular expression ({exc}); {_PAPER_NAME_USE}")
-        return PaperNamePattern(pattern=value["pattern"])
-    raise ValueError(f"{value!r}: {_PAPER_NAME_USE}")
-
-
 class DatasetConfig(_Strict):
     name: str
     kind: str  # a key of inference.kinds.DATASET_ADAPTERS
@@ -140,7 +115,7 @@ class DatasetConfig(_Strict):
     @field_validator("paper_name", mode="before")
     @classmethod
     def _spelled_paper_name(cls, value: Any) -> PaperName | None:
-        return _paper_name(value)
+        return paper_name(value)
 
     @property
     def effective_label_set(self) -> str:
@@ -202,21 +177,12 @@ class ModelConfig(_Strict):
     @field_validator("paper_name", mode="before")
     @classmethod
     def _spelled_paper_name(cls, value: Any) -> PaperName | None:
-        return _paper_name(value)
+        return paper_name(value)
 
     @field_validator("family")
     @classmethod
     def _declared_family(cls, value: str | None, info: ValidationInfo) -> str:
-        kind = info.data.get("kind")
-        if value is None:
-            if kind in DEFAULT_MODEL_FAMILY:
-                return DEFAULT_MODEL_FAMILY[kind]
-            raise ValueError(f"required for kind {kind!r} (its answers may come from any model): add "
-                             f"'family: fer' (a FER classifier), 'family: vlm' (a vision-language model), "
-                             f"'family: clip' or 'family: other'")
-        if value not in MODEL_FAMILIES:
-            raise ValueError(f"{value!r} is not a model family; use one of: {', '.join(MODEL_FAMILIES)}")
-        return value
+        return model_family(str(info.data.get("kind")), value)
 
     @field_validator("version")
     @classmethod
@@ -291,16 +257,6 @@ class StatisticsConfig(_Strict):
         if unknown:
             raise ValueError(f"groupings are race, gender, race_gender; got {unknown}")
         return value
-
-
-def paper_names(models: dict[str, ModelConfig], datasets: dict[str, DatasetConfig]) -> dict[str, dict]:
-    """The declared `paper_name:`s as the dbt var `paper_names` (dbt/macros/papers.sql,
-    name_matches): {'models': {name: {'exact': ...} | {'pattern': ...}}, 'datasets': {...}}."""
-    def spelled(value: PaperName) -> dict[str, str]:
-        return {"pattern": value.pattern} if isinstance(value, PaperNamePattern) else {"exact": value}
-
-    return {section: {name: spelled(entry.paper_name) for name, entry in entries.items() if entry.paper_name}
-            for section, entries in (("models", models), ("datasets", datasets))}
 
 
 def dbt_vars(statistics: StatisticsConfig) -> dict[str, Any]:

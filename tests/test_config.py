@@ -113,7 +113,7 @@ def test_paper_name_exact_or_pattern_reaches_dbt(tmp_path):
     """`paper_name:` sets any model version beside a paper's column (dbt var paper_names, read by
     the papers views' name_matches): an `openai_main` at gpt-4o-2024-08-06 is Chhua's GPT-4o."""
     from dagster_project.defs.resources import WarehouseDbtResource
-    from inference.config import paper_names
+    from inference.paper_names import paper_names
 
     text = VALID.replace("kind: fer_xception", "kind: openai\n    paper_name: GPT-4o").replace(
         "version: fer2013_mini_XCEPTION.102-0.66", "version: gpt-4o-2024-08-06").replace(

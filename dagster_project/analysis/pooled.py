@@ -33,9 +33,16 @@ import numpy as np
 import pandas as pd
 
 from dagster_project.analysis.proportions import FAMILY_KEYS, family_name
-from dagster_project.analysis.results import RESULT_COLUMNS, adjust_within_families, none_if_nan, result_frame, result_row
+from dagster_project.analysis.results import (
+    RESULT_COLUMNS,
+    adjust_within_families,
+    none_if_nan,
+    result_frame,
+    result_row,
+)
 
-POOL_KEYS = ["model", "model_version", "protocol", "grouping", "true_emotion", "predicted_emotion", "group_a", "group_b"]
+POOL_KEYS = ["model", "model_version", "protocol", "grouping", "true_emotion", "predicted_emotion",
+             "group_a", "group_b"]
 POOLED_EXTRA_COLUMNS = [
     "true_emotion", "predicted_emotion", "group_a", "group_b", "n_datasets", "datasets",
     "n_a", "count_a", "n_b", "count_b", "crude_ratio", "crude_z", "crude_p_value",
@@ -123,7 +130,8 @@ def _pooled_row(keys: dict, strata: pd.DataFrame, alpha: float, continuity: bool
     return {**row, "true_emotion": str(keys["true_emotion"]), "predicted_emotion": str(keys["predicted_emotion"]),
             "group_a": str(keys["group_a"]), "group_b": str(keys["group_b"]), "n_datasets": len(datasets),
             "datasets": ",".join(datasets), "n_a": n_a, "count_a": count_a, "n_b": n_b, "count_b": count_b,
-            "crude_ratio": crude_ratio, "crude_z": none_if_nan(float(crude_z)), "crude_p_value": none_if_nan(float(crude_p))}
+            "crude_ratio": crude_ratio, "crude_z": none_if_nan(float(crude_z)),
+            "crude_p_value": none_if_nan(float(crude_p))}
 
 
 __all__ = ["POOLED_EXTRA_COLUMNS", "pooled_misclassification_tests"]

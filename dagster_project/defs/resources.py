@@ -16,7 +16,8 @@ from dagster_project.settings import benchmark_config
 import pandas as pd
 
 from inference import slice_store, warehouse
-from inference.config import StatisticsConfig, dbt_vars, paper_names
+from inference.config import StatisticsConfig, dbt_vars
+from inference.paper_names import paper_names
 
 
 class WarehouseResource(DuckDBResource):
@@ -109,7 +110,7 @@ class WarehouseDbtResource(DbtCliResource):
     # marts (macros/dataset_groups.sql); "" = no groups.
     dataset_groups: str = ""
 
-    # The models' and datasets' declared `paper_name:`s as JSON (inference.config.paper_names),
+    # The models' and datasets' declared `paper_name:`s as JSON (inference.paper_names),
     # the dbt var the papers views match the seed papers' columns by; "" = none declared.
     paper_names: str = ""
 
