@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from inference.kinds import DATASET_ADAPTERS, MODEL_ADAPTERS
+from inference.kinds import DATASET_ADAPTERS, MODEL_ADAPTERS, model_family
+from inference.paper_names import PaperName, paper_name
 from inference.preprocessing_config import PreprocessingConfig
 from inference.watch import WatchConfig
 
@@ -102,11 +103,19 @@ class DatasetConfig(_Strict):
     # What every model that reads images receives (inference.preprocessing): crop, size, face
     # detector. None: the kind's default (presets.yaml), else the images as stored.
     preprocessing: PreprocessingConfig | None = None
+    # The seed papers' name for this dataset (papers.*); absent: the paper's name spelled alike
+    # (papers.paper_key) or a row of the seed published_aliases.
+    paper_name: PaperName | None = None
 
     @field_validator("kind")
     @classmethod
     def _registered_dataset_kind(cls, value: str) -> str:
         return _known_kind(value, DATASET_KINDS)
+
+    @field_validator("paper_name", mode="before")
+    @classmethod
+    def _spelled_paper_name(cls, value: Any) -> PaperName | None:
+        return paper_name(value)
 
     @property
     def effective_label_set(self) -> str:
@@ -129,6 +138,10 @@ class FrameSampling(_Strict):
 class ModelConfig(_Strict):
     name: str
     kind: str  # a key of inference.kinds.MODEL_ADAPTERS
+    # What sort of model it is (inference.kinds.MODEL_FAMILIES: fer, vlm, clip, other); the
+    # kind's default (DEFAULT_MODEL_FAMILY), required for `imported`. Strength inversion
+    # compares the families.
+    family: str | None = Field(None, validate_default=True)
     version: str
     # Poll a provider for new versions of this model (see inference.watch).
     watch: WatchConfig | None = None
@@ -141,6 +154,10 @@ class ModelConfig(_Strict):
     # Video clips: which frames a model that takes images answers on (None: `middle`, and a
     # model that takes clips -- gemini -- gets the clip itself).
     frames: FrameSampling | None = None
+    # The seed papers' column this model is set beside (papers.*): exact name or {pattern: ...}.
+    # Absent: only a seed published_aliases row naming this exact version matches -- never the
+    # model's name, which a user chooses freely (a `gpt4o` running gpt-4o-mini is not GPT-4o).
+    paper_name: PaperName | None = None
 
     @field_validator("frames", mode="before")
     @classmethod
@@ -156,6 +173,16 @@ class ModelConfig(_Strict):
     @classmethod
     def _registered_model_kind(cls, value: str) -> str:
         return _known_kind(value, MODEL_KINDS)
+
+    @field_validator("paper_name", mode="before")
+    @classmethod
+    def _spelled_paper_name(cls, value: Any) -> PaperName | None:
+        return paper_name(value)
+
+    @field_validator("family")
+    @classmethod
+    def _declared_family(cls, value: str | None, info: ValidationInfo) -> str:
+        return model_family(str(info.data.get("kind")), value)
 
     @field_validator("version")
     @classmethod

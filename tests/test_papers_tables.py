@@ -11,12 +11,14 @@ unit tests).
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_project.analysis import agreement, dimensional
+from dagster_project.analysis import agreement, dimensional, mixed_models
 from dagster_project.analysis.inputs import load_inputs
 from dagster_project.analysis.proportions import pairwise_error_ztests
 from dagster_project.defs.stats_io import replace_rows
@@ -24,6 +26,7 @@ from dbt_support import run_dbt
 from tests.support import tae_published
 
 WAREHOUSE_MODELS = {"gemma3_4b": "Gemma3-4B", "llama_vision": "LLaMA-3.2-11B"}
+PAPER_NAMES = {"paper_names": {"models": {"gemma3_4b": {"exact": "Gemma3-4B"}}, "datasets": {}}}
 MIN_N = 5
 
 
@@ -36,6 +39,9 @@ def _write_statistics(path) -> None:
         replace_rows(con, "categorical_agreement", {}, categorical)
         replace_rows(con, "dimensional_agreement", {},
                      dimensional.dimensional_agreement(inputs.model_values, inputs.ratings, min_n=MIN_N))
+        # as the stats/mixed_models asset fits them: one human-vs-model fit per model (Tae et al.)
+        replace_rows(con, "mixed_models", {},
+                     mixed_models.rating_mixed_models(inputs.ratings, inputs.model_values, min_n=MIN_N, per_model=True))
         accuracy = con.execute("select * from marts.group_accuracy order by all").df()
         replace_rows(con, "error_rate_ztests", {}, pairwise_error_ztests(accuracy, min_n=MIN_N))
     finally:
@@ -50,7 +56,10 @@ def warehouse(tmp_path_factory):
     run_dbt(["build", "--select", "+tag:reads_stats", "misclassification_ratios", "--exclude", "tag:reads_stats",
              "--resource-type", "seed", "--resource-type", "model"], warehouse=path, target_dir=root / "t1")
     _write_statistics(path)
-    results = run_dbt(["build", "--select", "tag:reads_stats"], warehouse=path, target_dir=root / "t2")
+    # gemma3_4b is set beside Tae's "Gemma3-4B" by its declared paper name (a model's name alone
+    # never matches); LLaMA by its exact version, a published_aliases row.
+    results = run_dbt(["build", "--select", "tag:reads_stats", "--vars", json.dumps(PAPER_NAMES)], warehouse=path,
+                      target_dir=root / "t2")
     con = duckdb.connect(str(path), read_only=True)
     yield {"con": con, "raw": raw, "results": results, "path": path}
     con.close()
@@ -113,11 +122,41 @@ def test_dimensional_tables_join_the_published_cells(warehouse):
     assert np.isclose(gemma.loc["model_mean", "value"], valence.mean())
     assert np.isclose(gemma.loc["model_sd", "value"], valence.std(ddof=1))
     bias = table(warehouse, "papers.tae_table6")
-    lmm = bias[bias["measure"] == "lmm_p_value"]
-    # no per-emotion mixed-model effects written here: the paper's p-values stand alone
-    assert (lmm["row_source"] == "paper only").all() and len(lmm) == 12
-    fear = bias[(bias["model"] == "llama_vision") & (bias["subset"] == "fear")].iloc[0]
-    assert fear["published_text"] == "+1.21" and fear["measure"] == "bland_altman_bias"
+    fear = bias[(bias["model"] == "llama_vision") & (bias["subset"] == "fear")
+                & (bias["measure"] == "bland_altman_bias")].iloc[0]
+    assert fear["published_text"] == "+1.21" and fear["same_quantity"]
+
+
+def test_tae_table6_shows_the_warehouse_lmm_cells_beside_the_papers(warehouse):
+    """Every published LMM p of Table 6 (2 models x 6 emotions) meets the warehouse's simple effect
+    from stats.mixed_models (written with subset_kind 'emotion', the kind the view reads); the
+    paper's treatment coefficient is a different quantity, so it is explained, not compared, and
+    our fit's coefficient of the printed term stands beside it."""
+    got = table(warehouse, "papers.tae_table6")
+    ours = got[got["model"].isin(list(WAREHOUSE_MODELS))]
+    lmm = ours[ours["measure"] == "lmm_p_value"].set_index(["model", "subset"])
+    assert len(lmm) == 12 and (lmm["row_source"] == "warehouse and paper").all(), got["row_source"].value_counts()
+    assert not (got["row_source"] == "paper only").any()
+    effects = table(warehouse, "stats.mixed_models").query(
+        "analysis == 'mixed_model_simple_effect' and measure == 'emotion' and dimension == 'arousal'"
+    ).set_index(["model", "subset"])
+    for key, row in lmm.iterrows():
+        assert np.isclose(row["value"], effects.loc[key, "p_value"]) and np.isclose(row["effect_estimate"],
+                                                                                    effects.loc[key, "estimate"])
+    assert lmm["within_rounding"].isna().all() and lmm["difference"].isna().all() and not lmm["same_quantity"].any()
+    assert lmm["comparison"].str.contains("treatment coefficient").all()
+    # the printed coefficient: the rater main effect at anger (the reference level), which is
+    # the simple effect there; the interaction at every other emotion
+    assert lmm["treatment_p_value"].notna().all() and lmm["treatment_p_within_rounding"].notna().all()
+    anger = lmm.xs("anger", level="subset")
+    assert not anger["treatment_term"].str.contains("true_emotion").any()
+    assert np.allclose(anger["treatment_estimate"], anger["effect_estimate"])
+    others = lmm.drop(index="anger", level="subset")
+    subsets = others.index.get_level_values("subset")
+    assert all(term.endswith(f":C(true_emotion)[T.{subset}]") for term, subset in zip(others["treatment_term"], subsets))
+    # the bias is the same quantity as the paper's: compared within rounding, difference shown
+    biases = ours[ours["measure"] == "bland_altman_bias"]
+    assert len(biases) == 12 and biases["within_rounding"].notna().all() and biases["same_quantity"].all()
 
 
 def test_chhua_ztests_use_the_papers_sign(warehouse):
@@ -183,8 +222,8 @@ def test_a_stats_table_without_a_column_the_view_reads_is_read_as_empty(warehous
             con.execute(f"create or replace table stats.{name} (analysis varchar, model varchar, n bigint)")
     finally:
         con.close()
-    results = run_dbt(["build", "--select", "tae_table3", "tae_table4", "tae_table5", "tae_table6"], warehouse=copy,
-                      target_dir=tmp_path / "t")
+    results = run_dbt(["build", "--select", "tae_table3", "tae_table4", "tae_table5", "tae_table6",
+                       "--vars", json.dumps(PAPER_NAMES)], warehouse=copy, target_dir=tmp_path / "t")
     assert all(r["status"] in ("success", "pass") for r in results["results"])
     con = duckdb.connect(str(copy), read_only=True)
     try:
@@ -195,3 +234,10 @@ def test_a_stats_table_without_a_column_the_view_reads_is_read_as_empty(warehous
         assert con.execute("select count(*) from papers.tae_table6").fetchone()[0] > 0
     finally:
         con.close()
+
+
+def test_each_model_says_which_paper_column_it_meets(warehouse):
+    matches = table(warehouse, "papers.model_paper_matches").set_index("model")
+    assert matches.loc["gemma3_4b", "paper_columns"] == "tae: Gemma3-4B"
+    assert matches.loc["llama_vision", "paper_columns"] == "tae: LLaMA-3.2-11B"
+    assert matches["hint"].isna().all()
