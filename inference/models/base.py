@@ -73,6 +73,8 @@ class EvaluationContext:
     # progress(done, total) in images, for long runs (remote APIs).
     progress: Callable[[int, int], Any] | None = None
     show_progress_bar: bool = False  # a tqdm bar on stderr
+    # The slice's raw.api_batches (inference.batch_ledger.BatchLedger), for batch delivery.
+    batch_ledger: Any = None
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,7 @@ from inference.models.base import (
 )
 from inference.models.vlm_options import VLMOptions, vlm_options
 from inference.vlm.cache import ResponseCache, request_cache_key
+from inference.vlm.delivery import TieredBackend, resolve_delivery
 from inference.vlm.engine import Engine, estimate_tokens, limit_key, run_all
 from inference.vlm.openai_backend import scrub
 from inference.vlm.prompts import LABEL_SET, PromptTemplate, load_template
@@ -126,15 +127,23 @@ def build_backend(cfg: ModelConfig, options: VLMOptions) -> ChatBackend:
         from inference.vlm.openai_backend import OpenAIChatBackend
 
         extra.setdefault("max_connections", max(64, options.max_in_flight * 2))
-        return OpenAIChatBackend(model_id, base_url=options.base_url,
-                                 api_key_env=options.api_key_variable("openai"),
-                                 timeout_s=options.timeout_s, **extra)
+
+        def openai_backend(**tier_body: str) -> OpenAIChatBackend:
+            body = {**dict(extra.get("extra_body") or {}), **tier_body}
+            return OpenAIChatBackend(model_id, base_url=options.base_url,
+                                     api_key_env=options.api_key_variable("openai"),
+                                     timeout_s=options.timeout_s, **{**extra, "extra_body": body})
+
+        if resolve_delivery(cfg.kind, options) == "flex":  # shed flex requests go out at standard
+            return TieredBackend(openai_backend(service_tier="flex"), "flex", fallback=openai_backend())
+        return TieredBackend(openai_backend(), "standard")
     if cfg.kind == "gemini":
         from inference.vlm.gemini_backend import GeminiBackend
 
         extra.setdefault("max_connections", max(64, options.max_in_flight * 2))
-        return GeminiBackend(model_id, api_key_env=options.api_key_variable("gemini"),
-                             base_url=options.base_url, timeout_s=options.timeout_s, **extra)
+        return TieredBackend(GeminiBackend(model_id, api_key_env=options.api_key_variable("gemini"),
+                                           base_url=options.base_url, timeout_s=options.timeout_s, **extra),
+                             "standard")
     if cfg.kind == "transformers":
         cls = import_class("inference.vlm.transformers_backend:TransformersBackend", cfg.kind, f"models.{cfg.name}",
                            ConfigError)
@@ -156,8 +165,7 @@ class _Metered:
     def __init__(self, backend: ChatBackend) -> None:
         self.inner = backend
         self.name = getattr(backend, "name", type(backend).__name__)
-        self.input_tokens = 0
-        self.output_tokens = 0
+        self.tokens: dict[str, tuple[int, int]] = {}  # (input, output) per tier that served them
 
     def prepare(self) -> None:
         """The inner backend's client set-up (imports, pools), which the engine runs before its
@@ -168,9 +176,20 @@ class _Metered:
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         response = await self.inner.complete(request)
-        self.input_tokens += response.input_tokens or 0
-        self.output_tokens += response.output_tokens or 0
+        t_in, t_out = self.tokens.get(response.service_tier or "standard", (0, 0))
+        self.tokens[response.service_tier or "standard"] = (t_in + (response.input_tokens or 0),
+                                                            t_out + (response.output_tokens or 0))
         return response
+
+
+def protocol_request_key(model: str, version: str, template: PromptTemplate, protocol: str,
+                         request: ChatRequest) -> str:
+    """The response-cache key of a protocol's request (also a batch request's custom_id)."""
+    step = sum(1 for t in request.turns if t.role == "user")
+    return request_cache_key(
+        model, version, request, step=f"{protocol}/{template.id}@{template.hash}/{step}",
+        sample_index=request.sample_index or 0, attempt=request.attempt or 1,
+    )
 
 
 class _CachedEngine:
@@ -184,12 +203,7 @@ class _CachedEngine:
         self.name = getattr(engine.backend, "name", "vlm")
 
     def key(self, request: ChatRequest) -> str:
-        step = sum(1 for t in request.turns if t.role == "user")
-        return request_cache_key(
-            self.model, self.version, request,
-            step=f"{self.protocol}/{self.template.id}@{self.template.hash}/{step}",
-            sample_index=request.sample_index or 0, attempt=request.attempt or 1,
-        )
+        return protocol_request_key(self.model, self.version, self.template, self.protocol, request)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         return await self.engine.complete(request, cache_key=self.key(request))
@@ -287,7 +301,7 @@ class VLMAdapter(ModelAdapter):
         self._backend = backend
         self.weights_sha256 = self._identity_hash()
         self.transport_failures: list[dict[str, Any]] = []
-        self.usage: dict[str, Any] = self._usage(0, 0, 0, 0)
+        self.usage: dict[str, Any] = self._usage(0, 0, {})
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, cache_dir: Path | str, *,
@@ -301,7 +315,8 @@ class VLMAdapter(ModelAdapter):
     def evaluate(self, images: Sequence[ImageRecord], context: EvaluationContext) -> Evaluation:
         """Every answer about `images` through the engine; requests that got no answer are
         transport failures, and the run's calls, cache hits, tokens and cost its usage."""
-        answers = self.predict(images, progress=context.progress, use_tqdm=context.show_progress_bar)
+        answers = self.predict(images, progress=context.progress, use_tqdm=context.show_progress_bar,
+                               batch_ledger=context.batch_ledger)
         return Evaluation(answers=answers, label_set=self.label_set, weights_sha256=self.weights_sha256,
                           transport_failures=list(self.transport_failures), usage=Usage(**self.usage))
 
@@ -345,13 +360,15 @@ class VLMAdapter(ModelAdapter):
         var = self.options.api_key_variable(self.kind) if self.kind in EXTERNAL_API_KINDS else None
         return os.environ.get(var) if var else None
 
-    def _usage(self, calls: int, hits: int, tokens_in: int, tokens_out: int) -> dict[str, Any]:
+    def _usage(self, calls: int, hits: int, tokens: dict[str, tuple[int, int]]) -> dict[str, Any]:
+        """Calls, cache hits, tokens and USD of a run; `tokens`: (input, output) per served tier."""
         price = self.options.price_per_million_tokens
         cost = None
         if price is not None:
-            cost = round((tokens_in * price.input + tokens_out * price.output) / 1e6, 6)
-        return {"calls": calls, "cache_hits": hits, "input_tokens": tokens_in,
-                "output_tokens": tokens_out, "cost_usd": cost}
+            cost = round(sum(t_in * price.tier(tier).input + t_out * price.tier(tier).output
+                             for tier, (t_in, t_out) in tokens.items()) / 1e6, 6)
+        return {"calls": calls, "cache_hits": hits, "input_tokens": sum(t[0] for t in tokens.values()),
+                "output_tokens": sum(t[1] for t in tokens.values()), "cost_usd": cost}
 
     # -- predict
     def predict(
@@ -361,9 +378,12 @@ class VLMAdapter(ModelAdapter):
         *,
         progress: Callable[[int, int], Any] | None = None,
         use_tqdm: bool = False,
+        batch_ledger: Any = None,
     ) -> list[Answer]:
         """Every answer (steps, samples, tries) about `images`, in image order; requests that got
-        no answer land in `.transport_failures`. `progress(done, total)` counts images."""
+        no answer land in `.transport_failures`. `progress(done, total)` counts images.
+        Batch delivery (`batch_ledger`: the slice's raw.api_batches) runs one round
+        (`inference.models.vlm_batch`) and raises BatchPending until every answer is in."""
         del batch_size  # the engine's max_in_flight bounds concurrency
         self._check_external()
         backend = self._backend
@@ -372,7 +392,26 @@ class VLMAdapter(ModelAdapter):
                 backend = BACKEND_FACTORIES[self.kind](self.cfg, self.options)
             except RuntimeError as exc:  # e.g. the key's environment variable is not set
                 raise RuntimeError(f"models.{self.cfg.name}: {exc}") from None
+        if resolve_delivery(self.kind, self.options) == "batch":
+            return self._predict_batch(backend, list(images), batch_ledger)
         return _run_sync(self._predict(backend, list(images), progress, use_tqdm))
+
+    def _predict_batch(self, backend: ChatBackend, images: list[ImageRecord], ledger: Any) -> list[Answer]:
+        from inference.models.vlm_batch import run_round
+
+        if ledger is None:
+            raise RuntimeError(f"models.{self.cfg.name}: delivery batch keeps its batches in the warehouse "
+                               f"(raw.api_batches); evaluate it through the pipeline (evaluate_slice), "
+                               f"which passes the slice's ledger")
+        results, billed = run_round(self, backend, images, ledger)
+        return self._outcome(images, results, calls=sum(len(r.custom_ids) for r in billed), hits=0,
+                             tokens={"batch": (sum(r.input_tokens or 0 for r in billed),
+                                               sum(r.output_tokens or 0 for r in billed))})
+
+    def request_key(self, request: ChatRequest) -> str:
+        """The response-cache key of one of this model's protocol requests."""
+        return protocol_request_key(self.cache_model, self.cfg.version, self.template, self.protocol.label,
+                                    request)
 
     async def _predict(self, backend: ChatBackend, images: list[ImageRecord],
                        progress: Callable[[int, int], Any] | None, use_tqdm: bool) -> list[Answer]:
@@ -408,6 +447,14 @@ class VLMAdapter(ModelAdapter):
                     await closer()
                 except Exception:  # noqa: BLE001 - closing is best effort
                     pass
+        answers = self._outcome(images, results, calls=engine.stats["calls"], hits=engine.stats["cache_hits"],
+                                tokens=metered.tokens)
+        self.usage["concurrency"] = engine.concurrency_report()  # the window over time (run metadata)
+        return answers
+
+    def _outcome(self, images: list[ImageRecord], results: list[Any], *, calls: int, hits: int,
+                 tokens: dict[str, tuple[int, int]]) -> list[Answer]:
+        """The answers of every image; transport failures and usage kept on the adapter."""
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
@@ -425,9 +472,7 @@ class VLMAdapter(ModelAdapter):
                     "message": scrub(f.message, secret),
                 })
         self.transport_failures = failures
-        self.usage = self._usage(engine.stats["calls"], engine.stats["cache_hits"],
-                                 metered.input_tokens, metered.output_tokens)
-        self.usage["concurrency"] = engine.concurrency_report()  # the window over time (run metadata)
+        self.usage = self._usage(calls, hits, tokens)
         return answers
 
     # -- plan

@@ -94,6 +94,9 @@ class ChatResponse:
     input_tokens: int | None = None
     output_tokens: int | None = None
     latency_ms: float | None = None
+    # the delivery tier that served the answer ('standard', 'flex', 'batch'): as the provider
+    # reported it, else as asked (inference.vlm.delivery); prices it in marts.answer_costs
+    service_tier: str | None = None
     # the provider's rate budget reported with the answer (inference.vlm.budget.RateBudget);
     # for the limiter only: never stored, never compared
     budget: Any = field(default=None, compare=False, repr=False)
