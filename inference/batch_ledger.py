@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+import duckdb
 import pandas as pd
 
 from inference import slice_store, warehouse
@@ -141,6 +142,31 @@ class SliceStoreLedger:
         self.store.replace_slice_table("api_batches", self.slice_key, _frame([*kept, record]))
 
 
+def open_records(warehouse_path: Path | str, raw_slices: str | None) -> list[BatchRecord]:
+    """Every slice's batches whose answers are not yet read (for the sensor that polls them)."""
+    query = "select * from {} where not ingested and state <> 'never_sent' order by created_at"
+    if raw_slices:
+        store = slice_store.SliceStore(raw_slices)
+        store.ensure_layout()
+        con = duckdb.connect()
+        try:
+            frame = con.execute(query.format("read_parquet(?, union_by_name = true, hive_partitioning = false)"),
+                                [store.table_glob("api_batches")]).df()
+        finally:
+            con.close()
+    else:
+        if not Path(warehouse_path).exists():
+            return []
+        con = warehouse.connect(Path(warehouse_path), read_only=True)
+        try:
+            frame = con.execute(query.format("raw.api_batches")).df()
+        except duckdb.CatalogException:  # a warehouse written before batches existed
+            return []
+        finally:
+            con.close()
+    return [BatchRecord.from_row(row) for row in frame.to_dict("records")]
+
+
 def ledger_for(warehouse_path: Path | str, raw_slices: str | None, slice_key: dict[str, str]) -> BatchLedger:
     """The ledger of a slice in the deployment's raw store."""
     if raw_slices:
@@ -148,4 +174,5 @@ def ledger_for(warehouse_path: Path | str, raw_slices: str | None, slice_key: di
     return WarehouseLedger(warehouse_path, slice_key)
 
 
-__all__ = ["FINAL_STATES", "BatchLedger", "BatchRecord", "SliceStoreLedger", "WarehouseLedger", "ledger_for"]
+__all__ = ["FINAL_STATES", "BatchLedger", "BatchRecord", "SliceStoreLedger", "WarehouseLedger", "ledger_for",
+           "open_records"]

@@ -126,7 +126,9 @@ create table if not exists raw.model_runs (
     n_answers      integer not null,
     n_no_face      integer not null,
     weights_sha256 varchar,
-    options        json                -- model options from the config (never secrets)
+    options        json,               -- model options from the config (never secrets)
+    prices         json                -- USD per million tokens per delivery tier, as priced for this
+                                       -- run: {"standard": {"input", "output"}, "flex": ..., "batch": ...}
 )
 """
 
@@ -239,6 +241,7 @@ ADDED_COLUMNS = (
     ("raw.predictions", "raw_value", "double"),
     ("raw.predictions", "value_mapping", "varchar"),
     ("raw.dataset_images", "media_type", "varchar"),
+    ("raw.model_runs", "prices", "json"),
 )
 
 

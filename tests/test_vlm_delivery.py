@@ -246,3 +246,46 @@ def test_kill_9_after_the_batch_was_created_then_a_restart_polls_instead_of_resu
                                         "submissions per request": sorted(set(server.batch_submissions.values())),
                                         "answers per request": sorted(set(server.batch_answers.values())),
                                         "requests": len(server.batch_submissions), "rounds": outcomes}))
+
+
+# ----------------------------------------------------------------------------- dry run and prices
+
+
+def test_dry_run_prints_each_tiers_cost(images, tmp_path, capsys):
+    from dagster_project.cli import main
+
+    config = tmp_path / "benchmark.yaml"
+    config.write_text(f"""
+warehouse: {tmp_path / 'none.duckdb'}
+cache_dir: {tmp_path / 'cache'}
+datasets:
+  faces: {{kind: london_set, location: {LONDON}, allow_external_apis: true}}
+models:
+  gpt:
+    kind: openai
+    version: gpt-x
+    options:
+      protocol: {{name: maj_at_k, k: 5, temperature: 1}}
+      price_per_million_tokens: {{input: 2.5, output: 10, flex: {{input: 1.5, output: 6}}}}
+      delivery: auto
+      deliver_within_h: 48
+""")
+    assert main(["dry-run", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.strip().startswith("gpt@gpt-x")).split()
+    header = next(line for line in out.splitlines() if "cost_standard_usd" in line).split()
+    values = dict(zip(header, row))
+    standard, flex, batch = (float(values[f"cost_{t}_usd"]) for t in ("standard", "flex", "batch"))
+    assert values["delivery"] == "batch"  # 48 h allow the 24 h batch window
+    assert batch == pytest.approx(standard / 2, abs=1e-4) and float(values["projected_cost_usd"]) == batch
+    assert flex == pytest.approx(standard * 0.6, abs=1e-4)  # its own configured price
+
+
+def test_auto_without_a_deadline_and_flex_on_gemini_are_refused_naming_the_key(tmp_path):
+    from inference.config import ConfigError
+    from inference.models.vlm_options import vlm_options
+
+    with pytest.raises(ConfigError, match=r"models.g.options.delivery: auto picks the tier by a deadline"):
+        vlm_options(ModelConfig(name="g", kind="openai", version="x", options={"delivery": "auto"}))
+    with pytest.raises(ConfigError, match=r"models.g.options.delivery: kind gemini has no flex tier"):
+        vlm_options(ModelConfig(name="g", kind="gemini", version="x", options={"delivery": "flex"}))

@@ -13,6 +13,7 @@ from dagster_project.defs.partitions import DATASET_DIMENSION, MODEL_DIMENSION, 
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 from inference.frames import Discovery
+from inference.models.vlm_batch import BatchPending
 from inference.slice_rows import evaluate_slice
 
 # Run tags the watched-versions sensor sets (how and when a version was discovered).
@@ -48,7 +49,9 @@ def _progress_logger(context: dg.AssetExecutionContext, label: str):
 
 
 def _spec(key: dg.AssetKey, description: str, kinds: set[str]) -> dg.AssetSpec:
-    return dg.AssetSpec(key, deps=[DATASET_IMAGES], description=description, group_name="inference", kinds=kinds)
+    # skippable: a batch-delivery run that submitted and returns materializes nothing yet
+    return dg.AssetSpec(key, deps=[DATASET_IMAGES], description=description, group_name="inference", kinds=kinds,
+                        skippable=True)
 
 
 @dg.multi_asset(
@@ -75,13 +78,17 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             f"raw/dataset_images for partition {ds.name!r} first"
         )
     tags = context.run.tags
-    result = evaluate_slice(
-        bench, model_cfg, ds, rows, run_id=context.run.run_id,
-        discovery=Discovery(tags.get(DISCOVERED_BY_TAG, "config"), tags.get(DISCOVERED_AT_TAG),
-                            tags.get(DISCOVERED_FROM_TAG)),
-        progress=_progress_logger(context, f"{model_cfg.partition_key} on {ds.name}"),
-        show_progress_bar=sys.stderr.isatty(),
-    )
+    try:
+        result = evaluate_slice(
+            bench, model_cfg, ds, rows, run_id=context.run.run_id,
+            discovery=Discovery(tags.get(DISCOVERED_BY_TAG, "config"), tags.get(DISCOVERED_AT_TAG),
+                                tags.get(DISCOVERED_FROM_TAG)),
+            progress=_progress_logger(context, f"{model_cfg.partition_key} on {ds.name}"),
+            show_progress_bar=sys.stderr.isatty(),
+        )
+    except BatchPending as pending:  # submitted and returns; the finished_api_batches sensor polls
+        context.log.info(f"{pending} (open batches: {', '.join(pending.open_batches)})")
+        return
     evaluation, out, elapsed, n_images = result.evaluation, result.rows, result.seconds, result.n_images
     slice_key = {"model": model_cfg.name, "model_version": model_cfg.version, "dataset": ds.name}
     duckdb.write_evaluation(slice_key, out)

@@ -88,6 +88,9 @@ class Usage:
     cost_usd: float | None = None  # None: no price configured
     # The adaptive concurrency window over the run (inference.vlm.limiter report), or None.
     concurrency: dict[str, Any] | None = None
+    # USD per million tokens per delivery tier ({"standard": {"input", "output"}, "flex", "batch"}),
+    # stored in raw.model_runs.prices: marts.answer_costs prices each answer by its tier
+    prices: dict[str, dict[str, float]] | None = None
 
 
 @dataclass

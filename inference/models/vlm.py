@@ -58,7 +58,7 @@ from inference.kinds import import_class
 from inference.models.base import (
     Answer, BuildContext, Evaluation, EvaluationContext, ModelAdapter, Usage,
 )
-from inference.models.vlm_options import VLMOptions, vlm_options
+from inference.models.vlm_options import PRICED_TIERS, VLMOptions, price_table, vlm_options
 from inference.vlm.cache import ResponseCache, request_cache_key
 from inference.vlm.delivery import TieredBackend, resolve_delivery
 from inference.vlm.engine import Engine, estimate_tokens, limit_key, run_all
@@ -368,7 +368,8 @@ class VLMAdapter(ModelAdapter):
             cost = round(sum(t_in * price.tier(tier).input + t_out * price.tier(tier).output
                              for tier, (t_in, t_out) in tokens.items()) / 1e6, 6)
         return {"calls": calls, "cache_hits": hits, "input_tokens": sum(t[0] for t in tokens.values()),
-                "output_tokens": sum(t[1] for t in tokens.values()), "cost_usd": cost}
+                "output_tokens": sum(t[1] for t in tokens.values()), "cost_usd": cost,
+                "prices": None if price is None else price_table(price)}
 
     # -- predict
     def predict(
@@ -500,14 +501,18 @@ class VLMAdapter(ModelAdapter):
         input_tokens = per_sample_in * self.protocol.k * n
         output_tokens = params.max_tokens * expected * n
         price = self.options.price_per_million_tokens
-        cost = None if price is None else round(
-            (input_tokens * price.input + output_tokens * price.output) / 1e6, 4)
+        by_tier = None if price is None else {
+            tier: round((input_tokens * price.tier(tier).input + output_tokens * price.tier(tier).output) / 1e6, 4)
+            for tier in PRICED_TIERS}
+        delivery = resolve_delivery(self.kind, self.options)
+        cost = None if by_tier is None else by_tier[delivery]
         return {
             "model": self.cfg.partition_key, "kind": self.kind, "model_id": self.model_id,
             "protocol": self.protocol.label, "template": self.template.id, "n_images": n,
             "expected_calls": expected * n, "max_calls": most * n,
             "projected_input_tokens": input_tokens, "projected_output_tokens": output_tokens,
-            "projected_cost_usd": cost, "external_api": self.external,
+            "projected_cost_usd": cost, "external_api": self.external, "delivery": delivery,
+            "projected_cost_by_tier": by_tier, "budget_usd": self.options.budget_usd,
         }
 
 

@@ -213,9 +213,43 @@ def run_round(adapter: Any, backend: Any, images: list[Any], ledger: BatchLedger
     return results, [r for r in records if r.ingested]
 
 
+@dataclass(frozen=True)
+class FinishedSlice:
+    """A slice whose open batches are all finished: its next round ingests them."""
+
+    model_key: str  # model@version, the partition's model dimension
+    dataset: str
+    run_key: str  # changes with the set of batches and their states: one run per change
+
+
+def finished_slices(bench: Any) -> list[FinishedSlice]:
+    """Poll the provider for every slice's open batches (raw.api_batches); the slices whose open
+    batches have all finished (or were never sent) are ready for their next round."""
+    from inference.batch_ledger import FINAL_STATES, open_records
+    from inference.models.vlm import build_backend
+    from inference.models.vlm_options import vlm_options
+
+    by_slice: dict[tuple[str, str, str], list[BatchRecord]] = {}
+    for record in open_records(bench.warehouse, bench.raw_slices):
+        by_slice.setdefault((record.model, record.model_version, record.dataset), []).append(record)
+    ready = []
+    for (model, version, dataset), records in sorted(by_slice.items()):
+        cfg = bench.model_for_partition(f"{model}@{version}")
+        backend = build_backend(cfg, vlm_options(cfg))
+        client = OpenAIBatchClient(getattr(backend, "inner", backend))
+        try:
+            states = [client.status(r.batch_id).state if r.batch_id else "submitting" for r in records]
+        finally:
+            client.close()
+        if all(state in FINAL_STATES or state == "submitting" for state in states):
+            ready.append(FinishedSlice(f"{model}@{version}", dataset, "|".join(
+                [f"{model}@{version}", dataset] + [f"{r.batch_id or r.ledger_id}:{s}" for r, s in zip(records, states)])))
+    return ready
+
+
 def _slice(ledger: BatchLedger) -> dict[str, str]:
     key = ledger.slice_key
     return {"model": key["model"], "model_version": key["model_version"], "dataset": key["dataset"]}
 
 
-__all__ = ["BatchPending", "failed_for_good", "run_round", "submit_round", "sync_batches"]
+__all__ = ["BatchPending", "FinishedSlice", "finished_slices", "failed_for_good", "run_round", "submit_round", "sync_batches"]

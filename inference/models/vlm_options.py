@@ -91,6 +91,11 @@ class PriceOptions(KindOptions):
         return TierPrice(input=self.input * DISCOUNTED_TIER_SHARE, output=self.output * DISCOUNTED_TIER_SHARE)
 
 
+def price_table(price: PriceOptions) -> dict[str, dict[str, float]]:
+    """Every tier's price, resolved (raw.model_runs.prices)."""
+    return {tier: price.tier(tier).model_dump() for tier in PRICED_TIERS}
+
+
 class VLMOptions(KindOptions):
     """`models.<name>.options` of kinds openai, gemini, transformers, mlx."""
 
