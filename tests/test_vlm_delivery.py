@@ -289,3 +289,56 @@ def test_auto_without_a_deadline_and_flex_on_gemini_are_refused_naming_the_key(t
         vlm_options(ModelConfig(name="g", kind="openai", version="x", options={"delivery": "auto"}))
     with pytest.raises(ConfigError, match=r"models.g.options.delivery: kind gemini has no flex tier"):
         vlm_options(ModelConfig(name="g", kind="gemini", version="x", options={"delivery": "flex"}))
+
+
+# ----------------------------------------------------------------------------- budget cap
+
+
+def test_a_run_whose_estimate_exceeds_the_budget_refuses_to_start_naming_it(server, images, tmp_path):
+    from inference.models.vlm import BudgetExceeded
+
+    model = adapter(server, tmp_path, budget_usd=0.001)
+    estimate = model.plan(images)["projected_cost_usd"]
+    with pytest.raises(BudgetExceeded, match=rf"dry-run estimate for {N_IMAGES} images is \${estimate:.2f} at the "
+                                             rf"standard tier .* over budget_usd 0.001: the run is not started"):
+        model.predict(images)
+    assert server.requests == []  # nothing sent, nothing uploaded
+    with pytest.raises(BudgetExceeded):
+        adapter(server, tmp_path, budget_usd=0.001, delivery="batch").predict(
+            images, batch_ledger=WarehouseLedger(tmp_path / "wh.duckdb", SLICE))
+    assert server.requests == [] and not (tmp_path / "wh.duckdb").exists()
+
+
+def test_a_run_whose_billed_tokens_reach_the_budget_stops_sending_and_keeps_every_answer(server, images, tmp_path):
+    # retries of invalid answers are not in the estimate (first tries only): the billed cost can reach it
+    server.answer_fn = lambda r: "I cannot tell"
+    options = dict(protocol={"name": "retry_until_valid", "max_tries": 10, "max_tokens": 16}, max_in_flight=1)
+    estimate = adapter(server, tmp_path, **options).plan(images)["projected_cost_usd"]
+    model = adapter(server, tmp_path, budget_usd=round(estimate * 1.1, 4), **options)
+    answers = model.predict(images)
+    budget_failures = [f for f in model.transport_failures if f["kind"] == "budget"]
+    assert model.usage["stopped_at_budget"] and budget_failures
+    assert "reached budget_usd" in budget_failures[0]["message"]
+    assert len(answers) == server.generation_count < 10 * N_IMAGES  # every answer billed is kept
+    assert model.usage["cost_usd"] >= model.options.budget_usd
+    spent_before_last = model.usage["cost_usd"] - max(
+        (a.input_tokens * 2.5 + a.output_tokens * 10) / 1e6 for a in answers)
+    assert spent_before_last < model.options.budget_usd  # it stopped at the first answer that reached it
+    # a rerun with a larger budget asks only what was never sent: no request goes out twice
+    rerun = adapter(server, tmp_path, budget_usd=1.0, **options)
+    assert len(rerun.predict(images)) == 10 * N_IMAGES and rerun.transport_failures == []
+    assert rerun.usage["cache_hits"] == len(answers) and server.generation_count == 10 * N_IMAGES
+
+
+def test_batches_stop_being_submitted_once_their_billed_cost_reaches_the_budget(server, images, tmp_path):
+    server.answer_fn = lambda r: "I cannot tell"
+    options = dict(delivery="batch", protocol={"name": "retry_until_valid", "max_tries": 10, "max_tokens": 16})
+    estimate = adapter(server, tmp_path, **options).plan(images[:1])["projected_cost_usd"]
+    model = adapter(server, tmp_path, budget_usd=round(estimate * 1.1, 5), **options)
+    ledger = WarehouseLedger(tmp_path / "wh.duckdb", SLICE)
+    answers, _ = rounds(model, images[:1], ledger, limit=40)
+    assert 1 < len(answers) < 10 and [f["kind"] for f in model.transport_failures] == ["budget"]
+    assert len(server.batches) == len(answers) == sum(server.batch_submissions.values())  # one try per batch
+    billed = sum(a.input_tokens * 1.25 + a.output_tokens * 5 for a in answers) / 1e6
+    last = (answers[-1].input_tokens * 1.25 + answers[-1].output_tokens * 5) / 1e6
+    assert billed >= model.options.budget_usd > billed - last  # stopped at the first batch that reached it

@@ -106,12 +106,13 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     failed_images = int(failures["image_id"].nunique()) if len(failures) else 0
     # requests still unanswered at the run's deadline (options.deadline_s): the slice is not
     # complete; the next materialization asks only those (everything answered is cached)
-    unanswered = failures[failures["kind"] == "deadline"] if len(failures) else failures
+    unanswered = failures[failures["kind"].isin(["deadline", "budget"])] if len(failures) else failures
     if len(unanswered):
         context.log.warning(
             f"{model_cfg.partition_key} on {ds.name}: INCOMPLETE: {len(unanswered)} requests on "
             f"{unanswered['image_id'].nunique()} images still unanswered at the run's deadline "
-            f"(options.deadline_s); materialize the partition again to ask only those")
+            f"(options.deadline_s) or never sent once its billed cost reached options.budget_usd; "
+            f"materialize the partition again to ask only those")
     usage = evaluation.usage
     context.log.info(
         f"{model_cfg.partition_key} on {ds.name}: {len(answered)}/{n_images} answered, "

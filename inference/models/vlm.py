@@ -58,6 +58,7 @@ from inference.kinds import import_class
 from inference.models.base import (
     Answer, BuildContext, Evaluation, EvaluationContext, ModelAdapter, Usage,
 )
+from inference.models.vlm_metering import BudgetExceeded, Metered, check_budget
 from inference.models.vlm_options import PRICED_TIERS, VLMOptions, price_table, vlm_options
 from inference.vlm.cache import ResponseCache, request_cache_key
 from inference.vlm.delivery import TieredBackend, resolve_delivery
@@ -157,29 +158,6 @@ def build_backend(cfg: ModelConfig, options: VLMOptions) -> ChatBackend:
 BACKEND_FACTORIES: dict[str, Callable[[ModelConfig, VLMOptions], ChatBackend]] = {
     kind: build_backend for kind in ("openai", "gemini", "transformers", "mlx")
 }
-
-
-class _Metered:
-    """Wraps the backend the engine calls: sums the tokens of real (uncached) answers."""
-
-    def __init__(self, backend: ChatBackend) -> None:
-        self.inner = backend
-        self.name = getattr(backend, "name", type(backend).__name__)
-        self.tokens: dict[str, tuple[int, int]] = {}  # (input, output) per tier that served them
-
-    def prepare(self) -> None:
-        """The inner backend's client set-up (imports, pools), which the engine runs before its
-        first call's timeout starts: without it a cold import counts as a slow answer."""
-        prepare = getattr(self.inner, "prepare", None)
-        if prepare is not None:
-            prepare()
-
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        response = await self.inner.complete(request)
-        t_in, t_out = self.tokens.get(response.service_tier or "standard", (0, 0))
-        self.tokens[response.service_tier or "standard"] = (t_in + (response.input_tokens or 0),
-                                                            t_out + (response.output_tokens or 0))
-        return response
 
 
 def protocol_request_key(model: str, version: str, template: PromptTemplate, protocol: str,
@@ -356,6 +334,9 @@ class VLMAdapter(ModelAdapter):
             )
         check_external_api_allowed(self.cfg, self.dataset, self.options)
 
+    def _check_budget(self, images: Sequence[ImageRecord]) -> None:
+        check_budget(self, images)
+
     def _secret(self) -> str | None:
         var = self.options.api_key_variable(self.kind) if self.kind in EXTERNAL_API_KINDS else None
         return os.environ.get(var) if var else None
@@ -387,6 +368,7 @@ class VLMAdapter(ModelAdapter):
         (`inference.models.vlm_batch`) and raises BatchPending until every answer is in."""
         del batch_size  # the engine's max_in_flight bounds concurrency
         self._check_external()
+        self._check_budget(images)
         backend = self._backend
         if backend is None:
             try:
@@ -416,7 +398,7 @@ class VLMAdapter(ModelAdapter):
 
     async def _predict(self, backend: ChatBackend, images: list[ImageRecord],
                        progress: Callable[[int, int], Any] | None, use_tqdm: bool) -> list[Answer]:
-        metered = _Metered(backend)
+        metered = Metered(backend, self.options.price_per_million_tokens, self.options.budget_usd)
         cache = ResponseCache(self.cache_path)
         opts = self.options
         engine = Engine(
@@ -450,6 +432,7 @@ class VLMAdapter(ModelAdapter):
                     pass
         answers = self._outcome(images, results, calls=engine.stats["calls"], hits=engine.stats["cache_hits"],
                                 tokens=metered.tokens)
+        self.usage["stopped_at_budget"] = metered.stopped
         self.usage["concurrency"] = engine.concurrency_report()  # the window over time (run metadata)
         return answers
 
@@ -517,6 +500,6 @@ class VLMAdapter(ModelAdapter):
 
 
 __all__ = [
-    "BACKEND_FACTORIES", "CACHE_FILE", "ExternalAPIError", "VLMAdapter", "build_backend",
+    "BACKEND_FACTORIES", "BudgetExceeded", "CACHE_FILE", "ExternalAPIError", "VLMAdapter", "build_backend",
     "check_external_api_allowed", "image_payload", "is_local_url", "uses_external_api",
 ]

@@ -198,6 +198,17 @@ def run_round(adapter: Any, backend: Any, images: list[Any], ledger: BatchLedger
             return await run_all([one(image) for image in images])
 
         results = _run_sync(replay())
+        spent = billed_usd(records, adapter.options.price_per_million_tokens)
+        budget = adapter.options.budget_usd
+        if round_.collected and budget is not None and spent >= budget:
+            # stop submitting: what is not yet sent is stored unanswered (kind 'budget')
+            log.warning("%s: billed $%.4f reached budget_usd %g: %d requests not submitted",
+                        adapter.cfg.partition_key, spent, budget, len(round_.collected))
+            stopped = TransportError("budget", f"not submitted: the batches' billed cost ${spent:.4f} "
+                                     f"reached budget_usd {budget:g}")
+            round_ = _Round(cache, adapter.request_key, round_.waiting,
+                            {**round_.errors, **{key: stopped for key in round_.collected}}, round_.name)
+            results = _run_sync(replay())
         submitted = submit_round(ledger, client, round_.collected, adapter.kind) if round_.collected else []
     finally:
         cache.close()
@@ -245,6 +256,15 @@ def finished_slices(bench: Any) -> list[FinishedSlice]:
             ready.append(FinishedSlice(f"{model}@{version}", dataset, "|".join(
                 [f"{model}@{version}", dataset] + [f"{r.batch_id or r.ledger_id}:{s}" for r, s in zip(records, states)])))
     return ready
+
+
+def billed_usd(records: list[BatchRecord], price: Any) -> float:
+    """What the ingested batches' answers cost at the batch price (0 without prices)."""
+    if price is None:
+        return 0.0
+    batch = price.tier("batch")
+    return sum((r.input_tokens or 0) * batch.input + (r.output_tokens or 0) * batch.output
+               for r in records if r.ingested) / 1e6
 
 
 def _slice(ledger: BatchLedger) -> dict[str, str]:

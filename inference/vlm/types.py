@@ -105,6 +105,7 @@ class ChatResponse:
 TRANSPORT_ERROR_KINDS = (
     "rate_limited", "timeout", "server_error", "safety_block", "bad_response", "client_error",
     "deadline",  # still unanswered when the run's deadline passed (the engine's `deadline_s`)
+    "budget",  # never sent: the run's billed cost had reached the model's budget_usd
 )
 # A run's deadline: rate-limit waits never use up a request's retries, so this bounds them. Six
 # hours: longer than a slice of tens of thousands of requests takes under a typical tier's rpm,
