@@ -342,3 +342,37 @@ def test_batches_stop_being_submitted_once_their_billed_cost_reaches_the_budget(
     billed = sum(a.input_tokens * 1.25 + a.output_tokens * 5 for a in answers) / 1e6
     last = (answers[-1].input_tokens * 1.25 + answers[-1].output_tokens * 5) / 1e6
     assert billed >= model.options.budget_usd > billed - last  # stopped at the first batch that reached it
+
+
+# ----------------------------------------------------------------------------- cost in SQL
+
+
+def test_the_cost_marts_price_each_stored_answer_at_its_tier_as_the_run_billed_it(server, images, tmp_path):
+    from dbt_support import run_dbt
+
+    from inference import warehouse
+    from inference.frames import Discovery, evaluation_rows, utc_now
+    from inference.models.base import EvaluationContext
+
+    server.shed_flex = 4
+    model = adapter(server, tmp_path, delivery="flex")
+    evaluation = model.evaluate(images, EvaluationContext())
+    cfg = model.cfg
+    rows = evaluation_rows(evaluation, run_id="run-flex", model=cfg, dataset="faces", n_images=N_IMAGES,
+                           started=utc_now(), discovery=Discovery())
+    path = tmp_path / "warehouse.duckdb"
+    with warehouse.writer(path) as con:
+        warehouse.write_evaluation(con, {"model": "gpt", "model_version": "v1", "dataset": "faces"}, rows)
+    run_dbt(["run", "--select", "+run_costs"], warehouse=path, target_dir=tmp_path / "target")
+    tested = run_dbt(["test", "--select", "answer_costs", "run_costs"], warehouse=path, target_dir=tmp_path / "target")
+    assert len(tested["results"]) >= 10 and {r["status"] for r in tested["results"]} == {"pass"}
+    con = duckdb.connect(str(path), read_only=True)
+    per_tier = dict(con.execute("select service_tier, cost_usd from marts.run_costs").fetchall())
+    n_by_tier = dict(con.execute("select service_tier, n_answers from marts.run_costs").fetchall())
+    con.close()
+    assert n_by_tier == {"flex": 3 * N_IMAGES - 4, "standard": 4, "all": 3 * N_IMAGES}
+    assert per_tier["all"] == pytest.approx(evaluation.usage.cost_usd, abs=1e-9)  # SQL = the run's own bill
+    standard = [a for a in evaluation.answers if a.preprocessing["service_tier"] == "standard"]
+    assert per_tier["standard"] == pytest.approx(
+        sum(a.input_tokens * 2.5 + a.output_tokens * 10 for a in standard) / 1e6, abs=1e-9)
+    assert per_tier["flex"] == pytest.approx(per_tier["all"] - per_tier["standard"], abs=1e-9)

@@ -114,6 +114,10 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             f"(options.deadline_s) or never sent once its billed cost reached options.budget_usd; "
             f"materialize the partition again to ask only those")
     usage = evaluation.usage
+    if usage is not None and usage.stopped_at_budget:
+        context.log.warning(f"{model_cfg.partition_key} on {ds.name}: STOPPED at budget_usd "
+                            f"{model_cfg.options.get('budget_usd')}: billed ${usage.cost_usd}; what was "
+                            f"answered is stored, the rest was not sent")
     context.log.info(
         f"{model_cfg.partition_key} on {ds.name}: {len(answered)}/{n_images} answered, "
         f"{n_no_face} without a detected face, {elapsed:.1f}s"
@@ -125,6 +129,7 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         "calls": usage.calls, "cache_hits": usage.cache_hits, "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "cost_usd": float(usage.cost_usd) if usage.cost_usd is not None else "unpriced",
+        "stopped_at_budget": usage.stopped_at_budget,
         **({"concurrency_window": dg.MetadataValue.json(usage.concurrency)} if usage.concurrency else {}),
     }
     yield dg.MaterializeResult(asset_key=PREDICTIONS, metadata={

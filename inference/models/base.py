@@ -91,6 +91,8 @@ class Usage:
     # USD per million tokens per delivery tier ({"standard": {"input", "output"}, "flex", "batch"}),
     # stored in raw.model_runs.prices: marts.answer_costs prices each answer by its tier
     prices: dict[str, dict[str, float]] | None = None
+    # The run's billed cost reached the model's budget_usd: it sent nothing more (kind 'budget' failures).
+    stopped_at_budget: bool = False
 
 
 @dataclass
