@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inference.batch_ledger import BatchLedger, BatchRecord
-from inference.vlm.batch import OpenAIBatchClient, chunks
+from inference.vlm.batch import BatchClient, BatchResults, batch_client
 from inference.vlm.cache import ResponseCache
 from inference.vlm.types import ChatRequest, ChatResponse, TransportError
 
@@ -95,7 +95,7 @@ class _ImageRound:
         return _PLACEHOLDER
 
 
-def sync_batches(ledger: BatchLedger, client: OpenAIBatchClient, cache: ResponseCache) -> list[BatchRecord]:
+def sync_batches(ledger: BatchLedger, client: BatchClient, cache: ResponseCache) -> list[BatchRecord]:
     """Poll every open batch of the ledger and ingest the finished ones; returns the records."""
     records = ledger.records()
     for record in records:
@@ -126,7 +126,7 @@ def _answers_missing(record: BatchRecord, cache: ResponseCache) -> bool:
     return sum(key in cache for key in record.custom_ids) < record.n_answered
 
 
-def _ingest(record: BatchRecord, results: Any, cache: ResponseCache) -> None:
+def _ingest(record: BatchRecord, results: BatchResults, cache: ResponseCache) -> None:
     held = set(record.custom_ids)
     answers = {key: response for key, response in results.answers.items() if key in held}
     for key, response in answers.items():
@@ -158,11 +158,11 @@ def failed_for_good(records: list[BatchRecord], max_retries: int) -> dict[str, T
     return failed
 
 
-def submit_round(ledger: BatchLedger, client: OpenAIBatchClient, collected: dict[str, ChatRequest],
+def submit_round(ledger: BatchLedger, client: BatchClient, collected: dict[str, ChatRequest],
                  provider: str) -> list[BatchRecord]:
     """Record, then send, the collected requests (one batch per provider limit's worth)."""
     submitted = []
-    for chunk in chunks(collected, lambda k, r: len(client.request_line(k, r))):
+    for chunk in client.chunks(collected):
         record = BatchRecord(**_slice(ledger), provider=provider, custom_ids=list(chunk))
         ledger.save(record)  # before anything is sent: a restart finds it
         status = client.submit(chunk, record.ledger_id)
@@ -181,7 +181,7 @@ def run_round(adapter: Any, backend: Any, images: list[Any], ledger: BatchLedger
     from inference.vlm.prompts import LABEL_SET
     from inference.vlm.protocols import run_protocol
 
-    client = OpenAIBatchClient(getattr(backend, "inner", backend))
+    client = batch_client(adapter.kind, backend)
     cache = ResponseCache(adapter.cache_path)
     try:
         records = sync_batches(ledger, client, cache)
@@ -246,8 +246,7 @@ def finished_slices(bench: Any) -> list[FinishedSlice]:
     ready = []
     for (model, version, dataset), records in sorted(by_slice.items()):
         cfg = bench.model_for_partition(f"{model}@{version}")
-        backend = build_backend(cfg, vlm_options(cfg))
-        client = OpenAIBatchClient(getattr(backend, "inner", backend))
+        client = batch_client(cfg.kind, build_backend(cfg, vlm_options(cfg)))
         try:
             states = [client.status(r.batch_id).state if r.batch_id else "submitting" for r in records]
         finally:

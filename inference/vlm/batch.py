@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from inference.vlm.http_common import read_api_key
 from inference.vlm.types import ChatRequest, ChatResponse, TransportError
@@ -40,12 +40,29 @@ class BatchStatus:
     output_file_id: str | None = None
     error_file_id: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    job: Any = field(default=None, compare=False, repr=False)  # the provider's object (Gemini: its answers)
 
 
 @dataclass
 class BatchResults:
     answers: dict[str, ChatResponse] = field(default_factory=dict)
     errors: dict[str, TransportError] = field(default_factory=dict)
+
+
+class BatchClient(Protocol):
+    """What a round needs of a provider's batch API (OpenAIBatchClient, GeminiBatchClient)."""
+
+    def chunks(self, requests: dict[str, ChatRequest]) -> list[dict[str, ChatRequest]]: ...
+
+    def submit(self, requests: dict[str, ChatRequest], ledger_id: str) -> BatchStatus: ...
+
+    def find(self, ledger_id: str) -> BatchStatus | None: ...
+
+    def status(self, batch_id: str) -> BatchStatus: ...
+
+    def results(self, status: BatchStatus) -> BatchResults: ...
+
+    def close(self) -> None: ...
 
 
 class OpenAIBatchClient:
@@ -78,6 +95,10 @@ class OpenAIBatchClient:
         body.pop("service_tier", None)  # a batch is its own tier
         return json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
                            "body": body}, separators=(",", ":")).encode() + b"\n"
+
+    def chunks(self, requests: dict[str, ChatRequest]) -> list[dict[str, ChatRequest]]:
+        """`requests` split within the provider's limits per batch."""
+        return chunks(requests, lambda k, r: len(self.request_line(k, r)), MAX_REQUESTS_PER_BATCH, MAX_FILE_BYTES)
 
     def submit(self, requests: dict[str, ChatRequest], ledger_id: str) -> BatchStatus:
         """Upload one JSONL file and create its batch; the batch's metadata names `ledger_id`."""
@@ -143,13 +164,14 @@ def _status(batch: Any) -> BatchStatus:
         counts={"total": counts.total, "completed": counts.completed, "failed": counts.failed} if counts else {})
 
 
-def chunks(requests: dict[str, ChatRequest], line_size: Any) -> list[dict[str, ChatRequest]]:
-    """`requests` split into batches within the provider's request and file-size limits."""
+def chunks(requests: dict[str, ChatRequest], line_size: Any, max_requests: int,
+           max_bytes: int) -> list[dict[str, ChatRequest]]:
+    """`requests` split into batches of at most `max_requests` and `max_bytes` (by `line_size`)."""
     out: list[dict[str, ChatRequest]] = [{}]
     size = 0
     for key, request in requests.items():
         n = line_size(key, request)
-        if out[-1] and (len(out[-1]) >= MAX_REQUESTS_PER_BATCH or size + n > MAX_FILE_BYTES):
+        if out[-1] and (len(out[-1]) >= max_requests or size + n > max_bytes):
             out.append({})
             size = 0
         out[-1][key] = request
@@ -157,4 +179,14 @@ def chunks(requests: dict[str, ChatRequest], line_size: Any) -> list[dict[str, C
     return [chunk for chunk in out if chunk]
 
 
-__all__ = ["BatchResults", "BatchStatus", "OpenAIBatchClient", "chunks"]
+def batch_client(kind: str, chat: Any) -> Any:
+    """The batch client of a kind's chat backend (`TieredBackend` unwrapped)."""
+    chat = getattr(chat, "inner", chat)
+    if kind == "gemini":
+        from inference.vlm.gemini_batch import GeminiBatchClient
+
+        return GeminiBatchClient(chat)
+    return OpenAIBatchClient(chat)
+
+
+__all__ = ["BatchClient", "BatchResults", "BatchStatus", "OpenAIBatchClient", "batch_client", "chunks"]

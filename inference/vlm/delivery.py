@@ -5,8 +5,9 @@
 - `flex` (OpenAI): the same endpoint with `service_tier: "flex"`, billed at Batch prices, slower;
   when the provider sheds the request ("429 Resource Unavailable": flex capacity is short) it is
   sent again at once at the standard tier, which is never shed (`TieredBackend`).
-- `batch`: JSONL files through the provider's batch API (`inference.vlm.batch`), answered within
-  its batch window (24 h) at half price; submitted and collected by the warehouse.
+- `batch`: the provider's batch API (OpenAI: JSONL files, `inference.vlm.batch`; Gemini: inline
+  requests, `inference.vlm.gemini_batch`), answered within its batch window (24 h) at half
+  price; submitted and collected by the warehouse.
 - `auto`: batch when `deliver_within_h` is at least the provider's batch window, else flex where
   the provider offers it, else standard.
 
@@ -23,7 +24,7 @@ from typing import Any
 from inference.vlm.types import ChatBackend, ChatRequest, ChatResponse, TransportError
 
 # Hours within which a provider promises a batch's answers (its "completion window").
-BATCH_WINDOW_H = {"openai": 24.0}
+BATCH_WINDOW_H = {"openai": 24.0, "gemini": 24.0}
 FLEX_KINDS = ("openai",)
 BATCH_KINDS = tuple(BATCH_WINDOW_H)
 

@@ -19,6 +19,9 @@
 
 The ledger: `batch_submissions` counts each custom_id per batch it was submitted in,
 `batch_answers` each answer a batch delivered, `batches` holds every batch object.
+
+`GeminiBatchServer` extends `GeminiServer` with Gemini's batch mode (inline requests; see its
+docstring), with the same ledger.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import json
+import re
 import time
 from collections import Counter
 from typing import Any
 
-from support.openai_server import Action, OpenAIServer, RecordedRequest, answer
+from support.gemini_server import GeminiServer
+from support.openai_server import Action, OpenAIServer, RecordedRequest
 
 JSON = {"Content-Type": "application/json"}
 
@@ -236,4 +241,113 @@ def _error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
                                                      "param": None, "code": None}}).encode()
 
 
-__all__ = ["TieredOpenAIServer", "answer"]
+_GEMINI_BATCH_CREATE = re.compile(r"^/(v1beta|v1|v1alpha)/models/([^/:]+):batchGenerateContent$")
+_GEMINI_BATCH = re.compile(r"^/(v1beta|v1|v1alpha)/batches(?:/([^/:]+))?$")
+_GEMINI_STATES = {"validating": "BATCH_STATE_PENDING", "in_progress": "BATCH_STATE_RUNNING",
+                  "completed": "BATCH_STATE_SUCCEEDED", "expired": "BATCH_STATE_EXPIRED"}
+_HTTP_TO_RPC = {400: 3, 403: 7, 404: 5, 429: 8, 500: 13, 503: 14, 504: 4}
+
+
+class GeminiBatchServer(GeminiServer):
+    """The loopback Gemini server with batch mode (inline requests) as the Gemini API has it:
+    `POST /v1beta/models/{model}:batchGenerateContent` (an Operation named batches/{id}, state
+    BATCH_STATE_PENDING), `GET /v1beta/batches/{id}` (one state per poll: RUNNING, then -- unless
+    `hold_batches` -- SUCCEEDED with `output.inlinedResponses`, each request run through the
+    same scripting as generateContent; an error answer becomes the item's google.rpc.Status),
+    `GET /v1beta/batches` (newest first). `expire_next` ends the next finished batch EXPIRED,
+    with no answers. Ledger: `batch_submissions`, `batch_answers` by the request's metadata key."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hold_batches = False
+        self.expire_next = False
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.batch_submissions: Counter[str] = Counter()
+        self.batch_answers: Counter[str] = Counter()
+        self._batch_ids = 0
+
+    def _route(self, method: str, path: str) -> str | None:
+        if method == "POST" and _GEMINI_BATCH_CREATE.match(path):
+            return "batch_create"
+        if method == "GET" and _GEMINI_BATCH.match(path.rstrip("/")):
+            return "batch_get" if _GEMINI_BATCH.match(path.rstrip("/")).group(2) else "batch_list"
+        return super()._route(method, path)
+
+    def _serve(self, route: str, recorded: RecordedRequest) -> tuple[int, dict[str, str], bytes] | None:
+        if route not in ("batch_create", "batch_get", "batch_list"):
+            return super()._serve(route, recorded)
+        headers = {"Content-Type": "application/json; charset=UTF-8"}
+        path = recorded.path.split("?")[0].rstrip("/")
+        with self._lock:
+            if route == "batch_create":
+                job = self._create_job(_GEMINI_BATCH_CREATE.match(path).group(2), recorded.body or {})
+            elif route == "batch_list":
+                jobs = sorted(self.jobs.values(), key=lambda j: j["metadata"]["createTime"], reverse=True)
+                return 200, headers, json.dumps({"operations": [self._public(j) for j in jobs]}).encode()
+            else:
+                job = self.jobs.get(f"batches/{_GEMINI_BATCH.match(path).group(2)}")
+                if job is None:
+                    return 404, headers, self._error(404, "Batch not found.")
+                self._advance_job(job)
+        return 200, headers, json.dumps(self._public(job)).encode()
+
+    def _create_job(self, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        batch = body.get("batch") or {}
+        requests = (((batch.get("inputConfig") or {}).get("requests") or {}).get("requests")) or []
+        for item in requests:
+            self.batch_submissions[(item.get("metadata") or {}).get("fer_custom_id", "")] += 1
+        self._batch_ids += 1
+        name = f"batches/loopback{self._batch_ids:04d}"
+        now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{self._batch_ids:06d}Z"
+        job = {"name": name, "requests": requests, "model": model, "metadata": {
+            "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+            "model": f"models/{model}", "displayName": batch.get("displayName", ""), "createTime": now,
+            "updateTime": now, "state": "BATCH_STATE_PENDING", "name": name}}
+        self.jobs[name] = job
+        return job
+
+    @staticmethod
+    def _public(job: dict[str, Any]) -> dict[str, Any]:
+        out = {"name": job["name"], "metadata": job["metadata"]}
+        if job["metadata"]["state"] in ("BATCH_STATE_SUCCEEDED", "BATCH_STATE_EXPIRED"):
+            out["done"] = True
+        return out
+
+    def _advance_job(self, job: dict[str, Any]) -> None:
+        state = job["metadata"]["state"]
+        if state == "BATCH_STATE_PENDING":
+            job["metadata"]["state"] = "BATCH_STATE_RUNNING"
+        elif state == "BATCH_STATE_RUNNING" and not self.hold_batches:
+            if self.expire_next:
+                self.expire_next = False
+                job["metadata"]["state"] = "BATCH_STATE_EXPIRED"
+                return
+            responses = [self._run_item(job["model"], item) for item in job["requests"]]
+            job["metadata"]["output"] = {"inlinedResponses": {"inlinedResponses": responses}}
+            job["metadata"]["state"] = "BATCH_STATE_SUCCEEDED"
+
+    def _run_item(self, model: str, item: dict[str, Any]) -> dict[str, Any]:
+        key = (item.get("metadata") or {}).get("fer_custom_id", "")
+        recorded = RecordedRequest(method="POST", path=f"/v1beta/models/{model}:generateContent", headers={},
+                                   body=item.get("request") or {}, raw_body=b"", route="batch_item")
+        self._extract(recorded)
+        self._lock.release()  # the scripting takes the lock itself
+        try:
+            action = self._next_action(recorded)
+        finally:
+            self._lock.acquire()
+        self.outcomes[action.kind] += 1
+        if action.kind in ("hang", "malformed", "raw"):
+            action = Action("error", status=500, message="internal error")
+        status, _headers, payload = GeminiServer._generation(self, recorded, action)
+        if status != 200:
+            error = json.loads(payload)["error"]
+            return {"error": {"code": _HTTP_TO_RPC.get(status, 13), "message": error["message"]},
+                    "metadata": item.get("metadata") or {}}
+        if action.kind == "answer":
+            self.answered[self.answer_key(recorded)] += 1
+            self.batch_answers[key] += 1
+        return {"response": json.loads(payload), "metadata": item.get("metadata") or {}}
+
+
+__all__ = ["GeminiBatchServer", "TieredOpenAIServer"]
