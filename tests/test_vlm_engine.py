@@ -281,6 +281,35 @@ def test_kill_and_resume_requests_only_the_missing(server, tmp_path):
         assert len(cache) == 40
 
 
+def test_after_kill9_only_the_requests_in_flight_are_asked_again(server, tmp_path):
+    # an answer is durable the moment it arrives: of the answers the provider sent before the
+    # kill, at most those of the 2 requests in flight are missing from the cache (batched
+    # commits lost up to a batch of answers already paid for)
+    server.latency_s = 0.01
+    cache_path = tmp_path / "responses.sqlite"
+    n = 400
+    worker = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--worker", server.base_url, str(cache_path), str(n)],
+        env={**os.environ, "OPENAI_API_KEY": KEY}, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and server.generation_count < n // 3:
+            if worker.poll() is not None:
+                pytest.fail(f"worker exited early: {worker.communicate()[1].decode()[-2000:]}")
+            time.sleep(0.005)
+        worker.send_signal(signal.SIGKILL)
+    finally:
+        worker.wait(timeout=10)
+    assert worker.returncode == -signal.SIGKILL
+    server.wait_for_disconnect()  # the dead worker's last requests are answered (to a closed socket)
+    answered = set(server.answered)
+    with ResponseCache(cache_path) as cache:
+        stored = {cache.get(key_for(i)).text for i in range(n) if key_for(i) in cache}
+    assert n // 3 <= len(answered) < n
+    assert {a.replace("answer-", "item ") for a in stored} <= {p.split(":")[0] for p in answered}
+    assert len(answered) - len(stored) <= 2, (len(answered), len(stored))  # max_in_flight of the worker
+
+
 def test_secrets_never_leak(monkeypatch, tmp_path, caplog):
     sentinel = "sk-SENTINEL-7f3a9c1e5b"
     monkeypatch.setenv("OPENAI_API_KEY", sentinel)

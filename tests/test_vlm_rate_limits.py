@@ -181,6 +181,37 @@ def test_budget_headers_parse():
     budget = parse_budget({"x-ratelimit-limit-requests": "3000", "x-ratelimit-remaining-requests": "2990",
                            "x-ratelimit-reset-requests": "200ms", "x-ratelimit-limit-tokens": "250000",
                            "x-ratelimit-remaining-tokens": "249000", "x-ratelimit-reset-tokens": "240ms"})
-    # (limit - remaining - 1) / reset: remaining is rounded down
-    assert budget.requests.refill_per_s == pytest.approx(45.0) and budget.tokens.refill_per_s == pytest.approx(999 / 0.24)
+    # (limit - remaining - 0.5) / reset: remaining is rounded down
+    assert budget.requests.refill_per_s == pytest.approx(47.5) and budget.tokens.refill_per_s == pytest.approx(999.5 / 0.24)
     assert parse_budget({"content-type": "application/json"}) is None
+
+
+def test_without_headers_the_window_starts_small_and_shrinks_at_once_to_what_was_served(monkeypatch):
+    # 256 allowed, a provider taking 50 a second (a bucket of one second's): the first wave
+    # is a slow start's, not 256 at once, and the first rate-limited round sets the pace to
+    # about what the provider served
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    n = 200
+    with OpenAIServer(latency_s=0.5) as server:
+        server.answer_fn = echo_item
+        server.provider = Provider(rate_per_s=50.0, retry_after=None, retry_after_ms="500")
+        backend = OpenAIChatBackend("gpt-test", base_url=server.base_url, timeout_s=10)
+        engine = Engine(backend, max_in_flight=256, max_retries=0)
+
+        async def go() -> list:
+            try:
+                return await run_all([engine.complete(make_request(i)) for i in range(n)])
+            finally:
+                await backend.aclose()
+
+        results = asyncio.run(go())
+        assert [getattr(r, "text", r) for r in results] == [f"answer-{i}" for i in range(n)]
+        calls = server.generation_requests
+    first_answer = min(r.finished for r in calls if r.status == 200)
+    assert sum(r.started < first_answer for r in calls) <= 32  # the slow start's first wave
+    refused = sum(r.status == 429 for r in calls)
+    assert refused <= n // 2, refused  # 256 at once: ~200 refused in the first burst alone
+    history = engine.concurrency_report()["history"]
+    assert any(h["event"] == "rate_limited" for h in history)
+    paced = [h["pace_per_s"] for h in history if h["pace_per_s"] is not None]
+    assert paced and 30 <= min(paced) <= 60, history  # it went to about the 50/s the provider served

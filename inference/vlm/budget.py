@@ -9,7 +9,7 @@ the provider's buckets built from them, so the client paces to the budget before
 OpenAI (and compatible servers) send on every answer and 429: `x-ratelimit-limit-requests` (the
 bucket's size), `x-ratelimit-remaining-requests` (left of it), `x-ratelimit-reset-requests` (the
 time until it is full again, Go's duration format: "1s", "6m0s", "20ms"), the same for `-tokens`.
-From two of them the refill rate follows: (limit - remaining) / reset. The values are those of
+From them the refill rate follows: (limit - remaining) / reset. The values are those of
 the moment the request was admitted, so the mirror adds what refilled since (the call's age) and
 subtracts the calls sent after it (the provider had not counted them yet).
 """
@@ -55,11 +55,10 @@ class Budget:
 
     @property
     def refill_per_s(self) -> float | None:
-        """A lower bound of the bucket's rate, when it was not full: (limit - remaining - 1) /
-        reset, since `remaining` is whole (rounded down: up to one more was left), so
-        (limit - remaining) / reset overestimates it by up to 1 / reset."""
+        """The bucket's rate, when it was not full: (limit - remaining - 0.5) / reset, since
+        `remaining` is whole (rounded down: on average half a request more was left)."""
         if self.remaining < self.limit - 1 and self.reset_s > 0:
-            return (self.limit - self.remaining - 1) / self.reset_s
+            return (self.limit - self.remaining - 0.5) / self.reset_s
         return None
 
 
@@ -136,8 +135,8 @@ class BudgetMirror:
             self._applied_mark = max(self._applied_mark, sent_mark)
             if budget.limit != self.limit:  # a new limit (another tier): learn its rate afresh
                 self.limit, self.rate = budget.limit, None
-            if rate is not None:  # the best lower bound seen
-                self.rate = rate if self.rate is None else max(self.rate, rate)
+            if rate is not None:  # smoothed: each report's rounding makes it a little off
+                self.rate = rate if self.rate is None else 0.8 * self.rate + 0.2 * rate
             refill = self.rate or budget.limit / UNKNOWN_REFILL_S
             now_left = min(budget.limit, budget.remaining + refill * age_s) - sent_since
             if self.bucket is None:

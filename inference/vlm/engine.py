@@ -30,7 +30,8 @@ Per `complete(request, cache_key)`:
    non-retryable error (client_error, safety_block), or a Retry-After longer than
    `max_retry_after_s` (a daily quota), is raised at once; after the last retry the last
    TransportError is raised (`.attempts` says how many calls were made);
-4. the answer (a `ChatResponse`, refusals included) is handed to the cache (batched commits);
+4. the answer (a `ChatResponse`, refusals included) is handed to the cache (committed at once:
+   durable the moment it arrives, unless the cache batches);
    the actual token usage, when reported, corrects the token bucket's estimate.
 
 `stats` counts calls, retries, cache hits and errors by kind.
