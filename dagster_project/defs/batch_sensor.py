@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_project.defs.automation import evaluate_job
 from dagster_project.defs.partitions import slice_partition
 from dagster_project.settings import benchmark_config
-from inference.models.vlm_batch import finished_slices
+from inference.models.vlm_batch import finished_slices, uses_batches
 from inference.vlm.run_tags import provider_run_tags
 
 # A provider finishes a batch within hours; a poll every five minutes costs nothing worth counting.
@@ -20,6 +20,8 @@ POLL_INTERVAL_S = 300
 def finished_api_batches(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     """One evaluation run per slice whose open batches have all finished."""
     cfg = benchmark_config()
+    if not any(uses_batches(model) for model in cfg.models.values()):  # nothing to poll: no warehouse read
+        return dg.SkipReason("no model has delivery batch (or auto)")
     ready = finished_slices(cfg)
     if not ready:
         return dg.SkipReason("no slice has finished batches to ingest")

@@ -224,6 +224,13 @@ def run_round(adapter: Any, backend: Any, images: list[Any], ledger: BatchLedger
     return results, [r for r in records if r.ingested]
 
 
+def uses_batches(model: Any) -> bool:
+    """Whether a configured model (ModelConfig) may deliver through batches (batch or auto)."""
+    from inference.vlm.delivery import BATCH_KINDS
+
+    return model.kind in BATCH_KINDS and (model.options or {}).get("delivery") in ("batch", "auto")
+
+
 @dataclass(frozen=True)
 class FinishedSlice:
     """A slice whose open batches are all finished: its next round ingests them."""
@@ -271,4 +278,4 @@ def _slice(ledger: BatchLedger) -> dict[str, str]:
     return {"model": key["model"], "model_version": key["model_version"], "dataset": key["dataset"]}
 
 
-__all__ = ["BatchPending", "FinishedSlice", "finished_slices", "failed_for_good", "run_round", "submit_round", "sync_batches"]
+__all__ = ["BatchPending", "FinishedSlice", "finished_slices", "uses_batches", "failed_for_good", "run_round", "submit_round", "sync_batches"]
