@@ -227,3 +227,23 @@ def test_a_gemini_batch_created_by_a_process_that_died_before_recording_it_is_ad
         [adopted] = ledger.records()
         assert adopted.batch_id == scratch.batch_id and adopted.state == "completed" and adopted.ingested
         assert batch_client("gemini", build_backend(model.cfg, model.options)).find("no-such-ledger") is None
+
+
+@pytest.mark.parametrize("store", ["warehouse", "slices"])
+def test_the_sensor_reads_every_slices_unfinished_batches_from_either_store(tmp_path, store):
+    from inference.batch_ledger import BatchRecord, ledger_for, open_records
+
+    raw_slices = str(tmp_path / "slices") if store == "slices" else None
+    warehouse_path = tmp_path / "wh.duckdb"
+    assert open_records(warehouse_path, raw_slices) == []  # nothing written yet: nothing open
+    other = {**SLICE, "model_version": "v2"}
+    states = {"a": ("in_progress", False), "b": ("completed", True), "c": ("completed", False),
+              "d": ("never_sent", False)}
+    for name, (state, ingested) in states.items():
+        key = other if name == "c" else SLICE
+        ledger_for(warehouse_path, raw_slices, key).save(BatchRecord(
+            **key, provider="openai", custom_ids=[name], batch_id=f"batch-{name}", state=state, ingested=ingested))
+    found = {(r.model_version, r.batch_id) for r in open_records(warehouse_path, raw_slices)}
+    assert found == {("v1", "batch-a"), ("v2", "batch-c")}  # not ingested, and ever sent
+    [record] = [r for r in ledger_for(warehouse_path, raw_slices, other).records()]
+    assert record.custom_ids == ["c"] and record.state == "completed" and not record.ingested

@@ -19,7 +19,9 @@ Config (models.<name>, kinds openai / gemini / transformers / mlx; schema:
       timeout_s: 60
       max_retries: 6                    # errors / timeouts; waits on a rate limit never use them
       deadline_s: 21600                 # the run's deadline; what is unanswered then waits for the next run
-      price_per_million_tokens: {input: 2.5, output: 10}
+      price_per_million_tokens: {input: 2.5, output: 10}   # + flex / batch prices (default: half)
+      delivery: standard                # flex | batch | auto (deliver_within_h); inference.vlm.delivery
+      budget_usd: 25                    # refuse above the estimate; stop sending when billed reaches it
       backend: {image_detail: low}      # further keyword arguments of the chat backend
 
 `VLMAdapter.predict(images)` runs `inference.vlm.protocols.run_protocol` for every image
