@@ -247,3 +247,14 @@ def test_the_sensor_reads_every_slices_unfinished_batches_from_either_store(tmp_
     assert found == {("v1", "batch-a"), ("v2", "batch-c")}  # not ingested, and ever sent
     [record] = [r for r in ledger_for(warehouse_path, raw_slices, other).records()]
     assert record.custom_ids == ["c"] and record.state == "completed" and not record.ingested
+
+
+def test_a_batch_the_provider_rejects_ends_in_transport_failures_not_a_loop_of_resubmissions(
+        server, images, tmp_path):
+    ledger = WarehouseLedger(tmp_path / "wh.duckdb", SLICE)
+    model = adapter(server, tmp_path, delivery="batch", protocol={"name": "single"})
+    server.fail_validation = True
+    answers, n = rounds(model, images, ledger)
+    assert answers == [] and n == 2 and len(server.batches) == 1
+    assert {f["kind"] for f in model.transport_failures} == {"client_error"} and len(model.transport_failures) == N_IMAGES
+    assert "does not support batches" in model.transport_failures[0]["message"]

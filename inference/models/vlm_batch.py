@@ -114,6 +114,8 @@ def sync_batches(ledger: BatchLedger, client: BatchClient, cache: ResponseCache)
         record.state = status.state
         if status.state in ("completed", "expired", "failed", "cancelled"):
             _ingest(record, client.results(status), cache)
+            if status.state == "failed":  # the provider rejected the batch itself: the same file would fail again
+                _fail_unanswered(record, cache, f"batch {record.batch_id} failed: {status.reason or 'no reason given'}")
             log.info("batch %s (%s): %s, %d answers, %d request errors", record.batch_id,
                      record.ledger_id, record.state, record.n_answered, len(record.request_errors))
         ledger.save(record)
@@ -139,6 +141,12 @@ def _ingest(record: BatchRecord, results: BatchResults, cache: ResponseCache) ->
     record.input_tokens = sum(r.input_tokens or 0 for r in answers.values())
     record.output_tokens = sum(r.output_tokens or 0 for r in answers.values())
     record.ingested = True
+
+
+def _fail_unanswered(record: BatchRecord, cache: ResponseCache, message: str) -> None:
+    for key in record.custom_ids:
+        if key not in record.request_errors and key not in cache:
+            record.request_errors[key] = {"kind": "client_error", "status": None, "message": message}
 
 
 def failed_for_good(records: list[BatchRecord], max_retries: int) -> dict[str, TransportError]:

@@ -40,6 +40,7 @@ class BatchStatus:
     output_file_id: str | None = None
     error_file_id: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    reason: str | None = None  # why a failed batch failed (its validation errors), as the provider says
     job: Any = field(default=None, compare=False, repr=False)  # the provider's object (Gemini: its answers)
 
 
@@ -158,10 +159,12 @@ class OpenAIBatchClient:
 
 def _status(batch: Any) -> BatchStatus:
     counts = batch.request_counts
+    errors = [e.message or e.code for e in (getattr(batch.errors, "data", None) or [])] if batch.errors else []
     return BatchStatus(
         batch_id=batch.id, state=batch.status, input_file_id=batch.input_file_id,
         output_file_id=batch.output_file_id, error_file_id=batch.error_file_id,
-        counts={"total": counts.total, "completed": counts.completed, "failed": counts.failed} if counts else {})
+        counts={"total": counts.total, "completed": counts.completed, "failed": counts.failed} if counts else {},
+        reason="; ".join(str(e) for e in errors) or None)
 
 
 def chunks(requests: dict[str, ChatRequest], line_size: Any, max_requests: int,

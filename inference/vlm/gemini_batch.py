@@ -94,7 +94,9 @@ class GeminiBatchClient:
 
     def _status(self, job: Any) -> BatchStatus:
         state = getattr(job.state, "value", job.state)
-        return BatchStatus(batch_id=job.name, state=_STATES.get(str(state), str(state).lower()), job=job)
+        error = getattr(job, "error", None)
+        return BatchStatus(batch_id=job.name, state=_STATES.get(str(state), str(state).lower()), job=job,
+                           reason=getattr(error, "message", None) if error is not None else None)
 
     def results(self, status: BatchStatus) -> BatchResults:
         results = BatchResults()

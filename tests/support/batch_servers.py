@@ -47,6 +47,7 @@ class TieredOpenAIServer(OpenAIServer):
         self.flex_seen = 0
         self.flex_shed = 0
         self.hold_batches = False
+        self.fail_validation = False  # a new batch fails validation (its `errors` say why)
         self.expire_after: int | None = None
         self.stall_batch_create = 0.0
         self.files: dict[str, dict[str, Any]] = {}
@@ -187,7 +188,11 @@ class TieredOpenAIServer(OpenAIServer):
     # ------------------------------------------------------------------ running a batch
     def _advance(self, batch: dict[str, Any]) -> None:
         now = int(time.time())
-        if batch["status"] == "validating":
+        if batch["status"] == "validating" and self.fail_validation:
+            batch["status"], batch["failed_at"] = "failed", now
+            batch["errors"] = {"object": "list", "data": [{"code": "invalid_request", "line": 1, "param": "body",
+                                                           "message": "model 'test-model' does not support batches"}]}
+        elif batch["status"] == "validating":
             batch["status"], batch["in_progress_at"] = "in_progress", now
         elif batch["status"] == "in_progress" and not self.hold_batches:
             self._run(batch, now)
