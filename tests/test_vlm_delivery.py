@@ -81,6 +81,14 @@ models:
 def test_auto_without_a_deadline_and_flex_on_gemini_are_refused_naming_the_key(tmp_path):
     from inference.config import ConfigError
     from inference.models.vlm_options import vlm_options
+    from inference.vlm.delivery import resolve_delivery
+
+    def auto(kind: str, hours: float) -> str:
+        cfg = ModelConfig(name="g", kind=kind, version="x", options={"delivery": "auto", "deliver_within_h": hours})
+        return resolve_delivery(kind, vlm_options(cfg))
+
+    assert (auto("openai", 24), auto("openai", 23.9), auto("gemini", 48), auto("gemini", 2)) == (
+        "batch", "flex", "batch", "standard")  # the 24 h batch window; gemini has no flex here
 
     with pytest.raises(ConfigError, match=r"models.g.options.delivery: auto picks the tier by a deadline"):
         vlm_options(ModelConfig(name="g", kind="openai", version="x", options={"delivery": "auto"}))
