@@ -60,22 +60,22 @@ from inference.kinds import import_class
 from inference.models.base import (
     Answer, BuildContext, Evaluation, EvaluationContext, ModelAdapter, Usage,
 )
-from inference.models.vlm_metering import BudgetExceeded, Metered, check_budget
-from inference.models.vlm_options import PRICED_TIERS, VLMOptions, price_table, vlm_options
+from inference.models.vlm_metering import (
+    IMAGE_TOKENS_ESTIMATE, BudgetExceeded, Metered, calls_per_image, check_budget, plan_run,
+)
+from inference.models.vlm_options import VLMOptions, price_table, vlm_options
 from inference.vlm.cache import ResponseCache, request_cache_key
 from inference.vlm.delivery import TieredBackend, resolve_delivery
 from inference.vlm.engine import Engine, estimate_tokens, limit_key, run_all
 from inference.vlm.openai_backend import scrub
 from inference.vlm.prompts import LABEL_SET, PromptTemplate, load_template
 from inference.vlm.protocols import ProtocolConfig, check_template, run_protocol
-from inference.vlm.types import VIDEO_MIMES, ChatBackend, ChatRequest, ChatResponse, GenerationParams, Turn
+from inference.vlm.types import VIDEO_MIMES, ChatBackend, ChatRequest, ChatResponse, GenerationParams
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "responses.sqlite"
 VIDEO_KINDS = ("gemini",)  # kinds whose backend takes a clip itself; the others get its frames
-IMAGE_TOKENS_ESTIMATE = 800  # per attached image, for plans and the token bucket (deliberately high)
-_STEPS_PER_SAMPLE = {"context_carry": 3, "two_stage": 2}
 
 
 class ExternalAPIError(RuntimeError):
@@ -464,42 +464,11 @@ class VLMAdapter(ModelAdapter):
     # -- plan
     def calls_per_image(self) -> tuple[int, int]:
         """(calls when every first try is valid, most calls with every retry)."""
-        steps = _STEPS_PER_SAMPLE.get(self.protocol.name, 1)
-        return self.protocol.k * steps, self.protocol.k * steps * self.protocol.tries
+        return calls_per_image(self.protocol)
 
     def plan(self, images: Sequence[ImageRecord]) -> dict[str, Any]:
-        """What running on `images` would cost, without any call: calls, tokens (input: ~4
-        characters per token plus IMAGE_TOKENS_ESTIMATE per image; output: the max_tokens
-        budget, an upper bound) and cost at price_per_million_tokens."""
-        expected, most = self.calls_per_image()
-        n = len(images)
-        params = self.protocol.generation_params
-        history: tuple[Turn, ...] = (Turn("system", self.template.system),) if self.template.system else ()
-        per_sample_in = 0
-        steps = self.template.steps if self.protocol.name in _STEPS_PER_SAMPLE else self.template.steps[:1]
-        for i, step in enumerate(steps):
-            text = step.render(emotion="neutral", valence=5) if step.placeholders else step.text
-            history = history + (Turn("user", text, with_image=i == 0 or self.protocol.image_on_every_step),)
-            request = ChatRequest(history, b"", "image/jpeg", params)
-            per_sample_in += estimate_tokens(request, IMAGE_TOKENS_ESTIMATE) - params.max_tokens
-            history = history + (Turn("assistant", "x" * 8),)
-        input_tokens = per_sample_in * self.protocol.k * n
-        output_tokens = params.max_tokens * expected * n
-        price = self.options.price_per_million_tokens
-        by_tier = None if price is None else {
-            tier: round((input_tokens * price.tier(tier).input + output_tokens * price.tier(tier).output) / 1e6, 4)
-            for tier in PRICED_TIERS}
-        delivery = resolve_delivery(self.kind, self.options)
-        cost = None if by_tier is None else by_tier[delivery]
-        return {
-            "model": self.cfg.partition_key, "kind": self.kind, "model_id": self.model_id,
-            "protocol": self.protocol.label, "template": self.template.id, "n_images": n,
-            "expected_calls": expected * n, "max_calls": most * n,
-            "projected_input_tokens": input_tokens, "projected_output_tokens": output_tokens,
-            "projected_cost_usd": cost, "external_api": self.external, "delivery": delivery,
-            "projected_cost_by_tier": by_tier, "budget_usd": self.options.budget_usd,
-        }
-
+        """What running on `images` would cost, without any call (`vlm_metering.plan_run`)."""
+        return plan_run(self, images)
 
 __all__ = [
     "BACKEND_FACTORIES", "BudgetExceeded", "CACHE_FILE", "ExternalAPIError", "VLMAdapter", "build_backend",

@@ -1,4 +1,5 @@
-"""What an API run spends: tokens per delivery tier, and the model's `budget_usd` cap.
+"""What an API run spends: its plan (calls, tokens, cost per tier, without a call), the tokens
+it is billed per delivery tier, and the model's `budget_usd` cap.
 
 - `check_budget`: a run whose dry-run estimate (`VLMAdapter.plan`, at the model's delivery
   tier) exceeds `budget_usd` is refused before anything is sent, naming the estimate.
@@ -15,9 +16,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from inference.models.vlm_options import PRICED_TIERS
-from inference.vlm.types import ChatBackend, ChatRequest, ChatResponse, TransportError
+from inference.vlm.delivery import resolve_delivery
+from inference.vlm.engine import estimate_tokens
+from inference.vlm.types import ChatBackend, ChatRequest, ChatResponse, TransportError, Turn
 
 log = logging.getLogger(__name__)
+
+IMAGE_TOKENS_ESTIMATE = 800  # per attached image, for plans and the token bucket (deliberately high)
+_STEPS_PER_SAMPLE = {"context_carry": 3, "two_stage": 2}
 
 
 class BudgetExceeded(RuntimeError):
@@ -82,4 +88,45 @@ class Metered:
         return response
 
 
-__all__ = ["BudgetExceeded", "Metered", "check_budget"]
+def calls_per_image(protocol: Any) -> tuple[int, int]:
+    """(calls when every first try is valid, most calls with every retry) of a ProtocolConfig."""
+    steps = _STEPS_PER_SAMPLE.get(protocol.name, 1)
+    return protocol.k * steps, protocol.k * steps * protocol.tries
+
+
+def plan_run(adapter: Any, images: Sequence[Any]) -> dict[str, Any]:
+    """What running `adapter` (a VLMAdapter) on `images` would cost, without any call: calls,
+    tokens (input: ~4 characters per token plus IMAGE_TOKENS_ESTIMATE per image; output: the
+    max_tokens budget, an upper bound) and cost at price_per_million_tokens, at the model's
+    delivery tier and at each tier."""
+    protocol, template = adapter.protocol, adapter.template
+    expected, most = calls_per_image(protocol)
+    n = len(images)
+    params = protocol.generation_params
+    history: tuple[Turn, ...] = (Turn("system", template.system),) if template.system else ()
+    per_sample_in = 0
+    steps = template.steps if protocol.name in _STEPS_PER_SAMPLE else template.steps[:1]
+    for i, step in enumerate(steps):
+        text = step.render(emotion="neutral", valence=5) if step.placeholders else step.text
+        history = history + (Turn("user", text, with_image=i == 0 or protocol.image_on_every_step),)
+        request = ChatRequest(history, b"", "image/jpeg", params)
+        per_sample_in += estimate_tokens(request, IMAGE_TOKENS_ESTIMATE) - params.max_tokens
+        history = history + (Turn("assistant", "x" * 8),)
+    input_tokens = per_sample_in * protocol.k * n
+    output_tokens = params.max_tokens * expected * n
+    price = adapter.options.price_per_million_tokens
+    by_tier = None if price is None else {
+        tier: round((input_tokens * price.tier(tier).input + output_tokens * price.tier(tier).output) / 1e6, 4)
+        for tier in PRICED_TIERS}
+    delivery = resolve_delivery(adapter.kind, adapter.options)
+    return {
+        "model": adapter.cfg.partition_key, "kind": adapter.kind, "model_id": adapter.model_id,
+        "protocol": protocol.label, "template": template.id, "n_images": n,
+        "expected_calls": expected * n, "max_calls": most * n,
+        "projected_input_tokens": input_tokens, "projected_output_tokens": output_tokens,
+        "projected_cost_usd": None if by_tier is None else by_tier[delivery], "external_api": adapter.external,
+        "delivery": delivery, "projected_cost_by_tier": by_tier, "budget_usd": adapter.options.budget_usd,
+    }
+
+
+__all__ = ["IMAGE_TOKENS_ESTIMATE", "BudgetExceeded", "Metered", "calls_per_image", "check_budget", "plan_run"]
