@@ -1,8 +1,8 @@
 """The API runner at a provider's limit: the engine beside a naive loop and an inspect_ai-style
 fixed policy, in ONE run, against a loopback OpenAI-compatible server in its own process.
 
-    .venv/bin/python scripts/bench_api_runner.py                 # every client x scenario
-    .venv/bin/python scripts/bench_api_runner.py --clients engine --scenarios 429@256
+    .venv/bin/python scripts/bench_api_runner.py                 # the engine, every default scenario x size
+    .venv/bin/python scripts/bench_api_runner.py --clients naive inspect engine --scenarios 429@256
     .venv/bin/python scripts/bench_api_runner.py --profile       # CPU profile of the engine, 256 in flight
     .venv/bin/python scripts/bench_api_runner.py --profile --engine-transport sdk-httpx   # the path before
 

@@ -12,49 +12,30 @@ from collections import Counter
 
 import pytest
 
-from inference.vlm.cache import ResponseCache
 from inference.vlm.budget import parse_budget, parse_duration
+from inference.vlm.cache import ResponseCache
 from inference.vlm.engine import Engine, estimate_tokens, run_all
-from inference.vlm.gemini_backend import GeminiBackend
 from inference.vlm.openai_backend import OpenAIChatBackend
-from inference.vlm.types import ChatRequest, GenerationParams, TransportError, Turn
+from inference.vlm.types import TransportError
 from support.gemini_server import GeminiServer
 from support.openai_server import OpenAIServer, Provider, rate_limited, server_error
 from support.rate_budget import go_duration
-
-KEY = "sk-test-rate-limits-0123456789"
-IMAGE = b"\xff\xd8\xff\xe0rate-limits-jpeg\xff\xd9"
-
-
-def make_request(i: int) -> ChatRequest:
-    return ChatRequest(turns=(Turn("user", f"item {i}: which emotion?", with_image=True),),
-                       image_bytes=IMAGE, image_mime="image/jpeg", params=GenerationParams(max_tokens=8))
-
-
-def prompt(i: int) -> str:
-    return make_request(i).turns[0].text
-
-
-def echo_item(recorded) -> str:
-    return recorded.prompt.split(":")[0].replace("item ", "answer-")
+from test_vlm_limiter import KEY, echo_item, make_request, prompt, provider  # noqa: F401 (a fixture)
 
 
 def refusals_per_prompt(server) -> Counter:
     return Counter(r.prompt for r in server.generation_requests if r.status == 429)
 
 
-@pytest.fixture(params=["openai", "gemini"])
-def provider(request, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    monkeypatch.setenv("GEMINI_API_KEY", KEY)
-    if request.param == "openai":
-        with OpenAIServer(latency_s=0.02) as server:
-            server.answer_fn = echo_item
-            yield server, (lambda: OpenAIChatBackend("gpt-test", base_url=server.base_url, timeout_s=10))
-    else:
-        with GeminiServer(latency_s=0.02) as server:
-            server.answer_fn = echo_item
-            yield server, (lambda: GeminiBackend("gemini-test", base_url=server.url, timeout_s=10))
+def answer_all(engine: Engine, backend, n: int) -> list:
+    """Items 0..n-1 through `engine` in one event loop, the backend closed after."""
+    async def go() -> list:
+        try:
+            return await run_all([engine.complete(make_request(i)) for i in range(n)])
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(go())
 
 
 def test_an_enforced_limit_never_uses_up_the_retries(provider):
@@ -145,14 +126,7 @@ def run_against_budget(provider: Provider, n: int, max_in_flight: int) -> tuple[
         # the estimate counts an image as the server does (85 tokens), so tokens pace at its rate
         engine = Engine(backend, max_in_flight=max_in_flight, max_retries=0, base_delay_s=0.01,
                         token_estimator=lambda r: estimate_tokens(r, image_tokens=85))
-
-        async def go() -> list:
-            try:
-                return await run_all([engine.complete(make_request(i)) for i in range(n)])
-            finally:
-                await backend.aclose()
-
-        results = asyncio.run(go())
+        results = answer_all(engine, backend, n)
         assert [getattr(r, "text", r) for r in results] == [f"answer-{i}" for i in range(n)]
         assert server.answered == {prompt(i): 1 for i in range(n)}
         return server.outcomes["rate_limited"], engine.concurrency_report()
@@ -197,14 +171,7 @@ def test_without_headers_the_window_starts_small_and_shrinks_at_once_to_what_was
         server.provider = Provider(rate_per_s=50.0, retry_after=None, retry_after_ms="500")
         backend = OpenAIChatBackend("gpt-test", base_url=server.base_url, timeout_s=10)
         engine = Engine(backend, max_in_flight=256, max_retries=0)
-
-        async def go() -> list:
-            try:
-                return await run_all([engine.complete(make_request(i)) for i in range(n)])
-            finally:
-                await backend.aclose()
-
-        results = asyncio.run(go())
+        results = answer_all(engine, backend, n)
         assert [getattr(r, "text", r) for r in results] == [f"answer-{i}" for i in range(n)]
         calls = server.generation_requests
     first_answer = min(r.finished for r in calls if r.status == 200)

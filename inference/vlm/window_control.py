@@ -151,7 +151,10 @@ class WindowControl:
         self.window = min(max(self.window, self.min_window), self.max_window)
         self.min_window_seen = min(self.min_window_seen, self.window)
         self._round = _Round(now, peak_owned=self.owned, peak_active=self.active)
-        if self.window != old or event in ("rate_limited", "noise", "paced_down"):
+        if event == "steady" and self.slow_start and self.history and \
+                self.history[-1]["window"] != round(self.window, 2):
+            event = "slow_start"  # grown answer by answer during the round
+        if self.window != old or event in ("rate_limited", "noise", "paced_down", "slow_start"):
             self._note(event, goodput, r.rate_limited)
 
     def _probe(self) -> float:
