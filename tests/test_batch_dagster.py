@@ -13,8 +13,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from support.batch_servers import TieredOpenAIServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +74,6 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 def test_batch_slice_is_submitted_polled_by_the_sensor_and_ingested_by_the_next_run(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-batch-dagster-0123456789")
     with TieredOpenAIServer(models=("test-model",), default_text="happy") as server:

@@ -31,6 +31,7 @@ from typing import Any
 from inference.batch_ledger import BatchLedger, BatchRecord
 from inference.vlm.batch import BatchClient, BatchResults, batch_client
 from inference.vlm.cache import ResponseCache
+from inference.vlm.http_common import scrub
 from inference.vlm.types import ChatRequest, ChatResponse, TransportError
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,10 @@ class _ImageRound:
         return _PLACEHOLDER
 
 
-def sync_batches(ledger: BatchLedger, client: BatchClient, cache: ResponseCache) -> list[BatchRecord]:
-    """Poll every open batch of the ledger and ingest the finished ones; returns the records."""
+def sync_batches(ledger: BatchLedger, client: BatchClient, cache: ResponseCache,
+                 secret: str | None = None) -> list[BatchRecord]:
+    """Poll every open batch of the ledger and ingest the finished ones; returns the records.
+    `secret`: the API key, scrubbed from the provider's words stored in the ledger."""
     records = ledger.records()
     for record in records:
         if not record.open:
@@ -115,7 +118,8 @@ def sync_batches(ledger: BatchLedger, client: BatchClient, cache: ResponseCache)
         if status.state in ("completed", "expired", "failed", "cancelled"):
             _ingest(record, client.results(status), cache)
             if status.state == "failed":  # the provider rejected the batch itself: the same file would fail again
-                _fail_unanswered(record, cache, f"batch {record.batch_id} failed: {status.reason or 'no reason given'}")
+                reason = scrub(status.reason or "no reason given", secret)
+                _fail_unanswered(record, cache, f"batch {record.batch_id} failed: {reason}")
             log.info("batch %s (%s): %s, %d answers, %d request errors", record.batch_id,
                      record.ledger_id, record.state, record.n_answered, len(record.request_errors))
         ledger.save(record)
@@ -192,7 +196,7 @@ def run_round(adapter: Any, backend: Any, images: list[Any], ledger: BatchLedger
     client = batch_client(adapter.kind, backend)
     cache = ResponseCache(adapter.cache_path)
     try:
-        records = sync_batches(ledger, client, cache)
+        records = sync_batches(ledger, client, cache, adapter._secret())
         round_ = _Round(cache, adapter.request_key,
                         waiting={key for r in records if r.open for key in r.custom_ids},
                         errors=failed_for_good(records, adapter.options.max_retries),

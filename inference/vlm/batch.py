@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from inference.vlm.http_common import read_api_key
+from inference.vlm.http_common import read_api_key, scrub
 from inference.vlm.types import ChatRequest, ChatResponse, TransportError
 
 # OpenAI's limits per batch: 50,000 requests, a 200 MB input file (kept below it).
@@ -153,8 +153,8 @@ class OpenAIBatchClient:
         elif code:
             results.errors[custom_id] = self.chat._status_error(code, response.get("body"), {}, f"HTTP {code}")
         elif isinstance(error, dict) and error.get("code") not in _NOT_RUN_CODES:
-            results.errors[custom_id] = TransportError(
-                "server_error", f"{self.chat.name}: batch request failed: {error.get('message') or error}")
+            detail = scrub(str(error.get("message") or error), self.chat._secret())
+            results.errors[custom_id] = TransportError("server_error", f"{self.chat.name}: batch request failed: {detail}")
 
 
 def _status(batch: Any) -> BatchStatus:
