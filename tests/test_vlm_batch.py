@@ -26,7 +26,7 @@ from inference.models.vlm import VLMAdapter
 from inference.models.vlm_batch import BatchPending
 from support.openai_server import client_error, rate_limited, server_error
 from support.delivery_fixtures import (  # noqa: F401  (images, server: fixtures)
-    LONDON, N_IMAGES, REPO_ROOT, SLICE, adapter, answer_rows, images, label_of, rounds, server,
+    KEY, LONDON, N_IMAGES, REPO_ROOT, SLICE, adapter, answer_rows, images, label_of, rounds, server,
 )
 
 
@@ -258,3 +258,15 @@ def test_a_batch_the_provider_rejects_ends_in_transport_failures_not_a_loop_of_r
     assert answers == [] and n == 2 and len(server.batches) == 1
     assert {f["kind"] for f in model.transport_failures} == {"client_error"} and len(model.transport_failures) == N_IMAGES
     assert "does not support batches" in model.transport_failures[0]["message"]
+
+
+def test_a_key_the_provider_quotes_back_in_a_batch_error_never_reaches_the_warehouse(server, images, tmp_path):
+    ledger = WarehouseLedger(tmp_path / "wh.duckdb", SLICE)
+    model = adapter(server, tmp_path, delivery="batch", protocol={"name": "single"})
+    server.enqueue(client_error(401, f"Incorrect API key provided: {KEY}"))
+    answers, _ = rounds(model, images, ledger)
+    assert len(answers) == N_IMAGES - 1 and KEY not in model.transport_failures[0]["message"]
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
+    stored = con.execute("select request_errors from raw.api_batches").fetchall()
+    con.close()
+    assert "Incorrect API key provided" in str(stored) and KEY not in str(stored)
