@@ -270,3 +270,22 @@ def test_a_key_the_provider_quotes_back_in_a_batch_error_never_reaches_the_wareh
     stored = con.execute("select request_errors from raw.api_batches").fetchall()
     con.close()
     assert "Incorrect API key provided" in str(stored) and KEY not in str(stored)
+
+
+def test_requests_another_round_recorded_meanwhile_are_not_submitted_again(server, images, tmp_path):
+    from inference.batch_ledger import BatchRecord
+    from inference.models.vlm import build_backend
+    from inference.models.vlm_batch import submit_round
+    from inference.vlm.batch import batch_client
+    from inference.vlm.types import ChatRequest, GenerationParams, Turn
+
+    ledger = WarehouseLedger(tmp_path / "wh.duckdb", SLICE)
+    ledger.save(BatchRecord(**SLICE, provider="openai", custom_ids=["a", "b"], batch_id="batch-other",
+                            state="in_progress"))  # another process's round, recorded after this one read
+    request = ChatRequest((Turn("user", "which emotion?", with_image=True),), images[0].path.read_bytes(),
+                          "image/jpeg", GenerationParams())
+    model = adapter(server, tmp_path, delivery="batch")
+    client = batch_client("openai", build_backend(model.cfg, model.options))
+    [record] = submit_round(ledger, client, {"a": request, "b": request, "c": request}, "openai")
+    assert record.custom_ids == ["c"] and dict(server.batch_submissions) == {"c": 1}
+    assert submit_round(ledger, client, {"a": request, "c": request}, "openai") == []

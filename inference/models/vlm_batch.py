@@ -172,9 +172,13 @@ def failed_for_good(records: list[BatchRecord], max_retries: int) -> dict[str, T
 
 def submit_round(ledger: BatchLedger, client: BatchClient, collected: dict[str, ChatRequest],
                  provider: str) -> list[BatchRecord]:
-    """Record, then send, the collected requests (one batch per provider limit's worth)."""
+    """Record, then send, the collected requests (one batch per provider limit's worth). What
+    another process's round recorded meanwhile (the sensor's run and one launched by hand) is
+    not sent again: the ledger is read once more just before."""
+    held = {key for record in ledger.records() if record.open for key in record.custom_ids}
+    collected = {key: request for key, request in collected.items() if key not in held}
     submitted = []
-    for chunk in client.chunks(collected):
+    for chunk in (client.chunks(collected) if collected else []):
         record = BatchRecord(**_slice(ledger), provider=provider, custom_ids=list(chunk))
         ledger.save(record)  # before anything is sent: a restart finds it
         status = client.submit(chunk, record.ledger_id)
