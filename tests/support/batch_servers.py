@@ -225,20 +225,28 @@ class TieredOpenAIServer(OpenAIServer):
     def _run_line(self, line: dict[str, Any]) -> tuple[int, bytes]:
         recorded = RecordedRequest(method="POST", path=line["url"], headers={}, body=line["body"],
                                    raw_body=json.dumps(line["body"]).encode(), route="batch_line")
-        self._extract(recorded)
-        self._lock.release()  # the scripting takes the lock itself
-        try:
-            action = self._next_action(recorded)
-        finally:
-            self._lock.acquire()
-        self.outcomes[action.kind] += 1
-        if action.kind in ("hang", "malformed", "raw"):
-            action = Action("error", status=500, message="internal error")
+        action = _batch_action(self, recorded)
         status, _headers, payload = OpenAIServer._generation(self, recorded, action)
         if status == 200 and action.kind == "answer":
             self.answered[self.answer_key(recorded)] += 1
             self.batch_answers[line["custom_id"]] += 1
         return status, payload
+
+
+def _batch_action(server: Any, recorded: RecordedRequest) -> Action:
+    """What the server's scripting (queue, responder, provider, default answer) does with one
+    request of a batch it runs, called under the server's lock; a hang or garbage, which a batch
+    cannot return, is the request's 500."""
+    server._extract(recorded)
+    server._lock.release()  # the scripting takes the lock itself
+    try:
+        action = server._next_action(recorded)
+    finally:
+        server._lock.acquire()
+    server.outcomes[action.kind] += 1
+    if action.kind in ("hang", "malformed", "raw"):
+        action = Action("error", status=500, message="internal error")
+    return action
 
 
 def _error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
@@ -335,15 +343,7 @@ class GeminiBatchServer(GeminiServer):
         key = (item.get("metadata") or {}).get("fer_custom_id", "")
         recorded = RecordedRequest(method="POST", path=f"/v1beta/models/{model}:generateContent", headers={},
                                    body=item.get("request") or {}, raw_body=b"", route="batch_item")
-        self._extract(recorded)
-        self._lock.release()  # the scripting takes the lock itself
-        try:
-            action = self._next_action(recorded)
-        finally:
-            self._lock.acquire()
-        self.outcomes[action.kind] += 1
-        if action.kind in ("hang", "malformed", "raw"):
-            action = Action("error", status=500, message="internal error")
+        action = _batch_action(self, recorded)
         status, _headers, payload = GeminiServer._generation(self, recorded, action)
         if status != 200:
             error = json.loads(payload)["error"]
