@@ -11,7 +11,7 @@ from dagster_project.defs.checks import every_image_answered_or_recorded
 from dagster_project.defs.resources import WarehouseResource
 
 
-@pytest.mark.parametrize(("kind", "complete"), [("deadline", False), ("server_error", True)])
+@pytest.mark.parametrize(("kind", "complete"), [("deadline", False), ("budget", False), ("server_error", True)])
 def test_an_image_unanswered_at_the_deadline_leaves_its_slice_incomplete(tmp_path, kind, complete):
     resource = WarehouseResource(database=str(tmp_path / "warehouse.duckdb"))
     with resource.get_connection() as con:

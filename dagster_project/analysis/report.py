@@ -272,6 +272,17 @@ def method_notes(settings: Settings) -> list[tuple[str, str]]:
     ]
 
 
+def api_costs_table(run_costs: pd.DataFrame) -> pd.DataFrame:
+    """marts.run_costs as shown: each slice's latest run, per delivery tier and in total."""
+    if run_costs.empty:
+        return run_costs
+    keys = ["model", "model_version", "dataset"]
+    return (run_costs.sort_values(keys + ["run_id", "service_tier"])
+            .assign(cost_usd=lambda f: f["cost_usd"].map(lambda v: f"{v:.4f}"))
+            [keys + ["run_id", "service_tier", "n_answers", "input_tokens", "output_tokens", "cost_usd"]]
+            .reset_index(drop=True))
+
+
 def _result_sections(tables: Mapping[str, pd.DataFrame], max_rows: int, alpha: float) -> list[Section]:
     """Every stats.* table: the common result shape through result_table, others as they are."""
     sections = []
@@ -325,11 +336,12 @@ def render_report(
         recorded=_table_html(recorded_methods({k: v for k, v in tables.items() if k.startswith("stats.")})),
         overview=_table_html(accuracy_overview(accuracy)),
         groups=_table_html(group_accuracy_table(accuracy)),
+        costs=_table_html(api_costs_table(tables.get("marts.run_costs", pd.DataFrame()))),
         results=_result_sections(tables, max_rows, settings.alpha),
         papers=_paper_sections(tables),
         figures=list(figures),
     )
 
 
-__all__ = ["Figure", "Section", "Settings", "accuracy_overview", "group_accuracy_table", "method_notes",
+__all__ = ["Figure", "Section", "Settings", "accuracy_overview", "api_costs_table", "group_accuracy_table", "method_notes",
            "plain_table", "recorded_methods", "render_report", "result_table"]

@@ -378,7 +378,15 @@ class OpenAIChatBackend:
             input_tokens=input_tokens if isinstance(input_tokens, int) else None,
             output_tokens=output_tokens if isinstance(output_tokens, int) else None,
             latency_ms=latency_ms,
+            service_tier=_tier(_field(completion, "service_tier")),
         )
+
+
+def _tier(value: Any) -> str | None:
+    """The provider's `service_tier` of an answer ('default' is OpenAI's name for standard)."""
+    if not isinstance(value, str) or not value:
+        return None
+    return "standard" if value in ("default", "auto") else value
 
 
 def _field(obj: Any, name: str) -> Any:

@@ -212,6 +212,8 @@ class _Run:
         }
         if response is not None:
             meta["finish_reason"] = response.finish_reason
+            if response.service_tier is not None:  # priced per tier in marts.answer_costs
+                meta["service_tier"] = response.service_tier
         meta.update(extra or {})
         ans = Answer(
             image_id=self.image.image_id, image_hash=self.image.image_hash,

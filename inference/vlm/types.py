@@ -94,6 +94,9 @@ class ChatResponse:
     input_tokens: int | None = None
     output_tokens: int | None = None
     latency_ms: float | None = None
+    # the delivery tier that served the answer ('standard', 'flex', 'batch'): as the provider
+    # reported it, else as asked (inference.vlm.delivery); prices it in marts.answer_costs
+    service_tier: str | None = None
     # the provider's rate budget reported with the answer (inference.vlm.budget.RateBudget);
     # for the limiter only: never stored, never compared
     budget: Any = field(default=None, compare=False, repr=False)
@@ -102,6 +105,7 @@ class ChatResponse:
 TRANSPORT_ERROR_KINDS = (
     "rate_limited", "timeout", "server_error", "safety_block", "bad_response", "client_error",
     "deadline",  # still unanswered when the run's deadline passed (the engine's `deadline_s`)
+    "budget",  # never sent: the run's billed cost had reached the model's budget_usd
 )
 # A run's deadline: rate-limit waits never use up a request's retries, so this bounds them. Six
 # hours: longer than a slice of tens of thousands of requests takes under a typical tier's rpm,
