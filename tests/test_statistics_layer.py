@@ -190,7 +190,7 @@ def test_group_confusion_grids_are_figures_metadata_and_in_the_report(demo, inst
     records = instance.fetch_materializations(dg.AssetKey(["reports", "group_confusion_matrices"]), limit=200).records
     files = [f for r in records for f in r.asset_materialization.metadata["files"].value]
     names = {Path(f).name.split("__")[0] for f in files}
-    assert {"confusion_by_race", "confusion_by_gender", "confusion_by_race_gender"} <= names, names
+    assert {"group_confusion_race", "group_confusion_gender", "group_confusion_race_gender"} <= names, names
     assert any("data:image/png;base64," in str(r.asset_materialization.metadata["preview"].value) for r in records)
     shown = {figure.name for figure in read_figures(benchmark_config().reports_dir)}
     assert {Path(f).name for f in files} <= shown

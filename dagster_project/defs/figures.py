@@ -105,7 +105,7 @@ def draw_group_confusions(counts: pd.DataFrame) -> list[Path]:
     """One figure per protocol x grouping (race, gender, race_gender): a confusion grid per group,
     counts and row shares in every cell (figures.group_confusion_matrices_png)."""
     return [path for grouping, part in counts.groupby("grouping", sort=True)
-            for path in draw_per_protocol(part, figures.group_confusion_matrices_png, f"confusion_by_{grouping}",
+            for path in draw_per_protocol(part, figures.group_confusion_matrices_png, f"group_confusion_{grouping}",
                                           subtitle=f"per {grouping.replace('_', ' x ')} group")]
 
 
