@@ -1,17 +1,14 @@
 """Asanuma's three settings through the whole pipeline: 7-class (`single`), 6-class without
 neutral (`n_class_without_neutral`) and the neutral gate (`two_stage`), each an `openai` model
 answered by the loopback OpenAI server over real HTTP, on a CAER-S-shaped folder. One Dagster
-run per step in a separate process (the definitions read their config at import): ingest,
-evaluate each slice (`evaluate_slice` -> raw.predictions), refresh each slice (dbt -> marts),
-then what spans slices (-> papers.asanuma_confusion)."""
+run per step in a separate process (tests/support/slice_pipeline.py): ingest, evaluate each
+slice (`evaluate_slice` -> raw.predictions), each slice's dbt models (-> marts), then the views
+over every slice (-> papers.asanuma_confusion)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -20,8 +17,8 @@ import pytest
 
 from tests.support.dataset_layouts import build_caer_s
 from tests.support.openai_server import Action, OpenAIServer, RecordedRequest, answer
+from tests.support.slice_pipeline import materialize_slices
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 VERSION = "loopback-asanuma"
 SETTINGS = {  # model name -> (protocol, template, stored_as: the names a user may give the runs)
     "gpt_7class": ("single", "asanuma_7class", "experiment_2"),
@@ -29,27 +26,6 @@ SETTINGS = {  # model name -> (protocol, template, stored_as: the names a user m
     "gpt_two_stage": ("two_stage", "asanuma_two_stage", "experiment_4"),
 }
 # Only what the test reads: each slice's dbt models, then the papers views over them.
-RUN = """
-import dagster as dg
-from dagster_project.defs.dbt_assets import warehouse_after_stats, warehouse_slices
-from dagster_project.defs.partitions import register_configured_models
-from dagster_project.orchestration import configured_slices, load_definitions
-from dagster_project.settings import benchmark_config
-
-cfg, instance, defs = benchmark_config(), dg.DagsterInstance.ephemeral(), load_definitions()
-register_configured_models(instance, cfg)
-
-def run(job, assets=None, **partition):
-    selection = list(assets) if assets is not None else None
-    result = defs.resolve_job_def(job).execute_in_process(instance=instance, asset_selection=selection, **partition)
-    assert result.success, job
-
-run("ingest_dataset", partition_key="caer_s")
-for key in configured_slices(cfg):
-    run("evaluate_model_on_dataset", partition_key=key)
-    run("refresh_slice", warehouse_slices.keys, partition_key=key)
-run("refresh_cross_slice", warehouse_after_stats.keys)
-"""
 
 
 class AsanumaReader:
@@ -93,12 +69,7 @@ def warehouse(tmp_path_factory) -> duckdb.DuckDBPyConnection:
             "models": models,
             "statistics": {"min_cell_n": 1, "bootstrap_resamples": 20},
         }))
-        env = {**os.environ, "FER_CONFIG": str(config), "DAGSTER_HOME": str(root),
-               "DBT_TARGET_PATH": str(root / "dbt_target")}
-        env.pop("FER_WAREHOUSE", None)
-        done = subprocess.run([sys.executable, "-c", RUN], cwd=REPO_ROOT, env=env, capture_output=True,
-                              text=True, timeout=900)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+        materialize_slices(config, root)
     con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
     yield con
     con.close()
