@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dagster_project.analysis.report import Settings, human_baseline_table, render_report
+from dagster_project.analysis.report import Settings, render_report
+from dagster_project.analysis.report_human import human_baseline_table
 from inference.config import ConfigError, load_config
 from inference.datasets.base import ImageRecord
 from inference.datasets.human_agreement import join_agreement, read_agreement

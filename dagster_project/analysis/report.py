@@ -35,6 +35,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from dagster_project.analysis.report_human import human_baseline_table, human_meanings
 from dagster_project.analysis.results import RESULT_COLUMNS
 
 MAX_ROWS = 60  # rows shown per stats table (the full table is named beside it)
@@ -135,34 +136,6 @@ def group_accuracy_table(group_accuracy: pd.DataFrame) -> pd.DataFrame:
         "accuracy (answered) [95 % CI]": [_interval(r.accuracy, r.ci_low, r.ci_high) for r in rows.itertuples()],
         "accuracy ITT [95 % CI]": [_interval(r.accuracy_itt, r.itt_ci_low, r.itt_ci_high) for r in rows.itertuples()],
     })
-
-
-HUMAN_KEYS = ["dataset", "grouping", "group_value", "true_emotion", "measure", "human_sample", "perceived_emotion"]
-
-
-def human_baseline_table(agreement: pd.DataFrame) -> pd.DataFrame:
-    """One row per model version x protocol x cell of marts.human_category_agreement with the
-    human value of the same images beside it (a cell no model answered keeps its human row)."""
-    if agreement.empty:
-        return pd.DataFrame()
-    human = agreement[agreement["reader"] == "human"][[*HUMAN_KEYS, "value", "n_images", "value_scale"]]
-    models = agreement[agreement["reader"] == "model"][[*HUMAN_KEYS, "model", "model_version", "protocol",
-                                                         "value", "n_images"]]
-    joined = human.rename(columns={"value": "human", "n_images": "human images"}).merge(
-        models.rename(columns={"value": "model value", "n_images": "model answered"}), on=HUMAN_KEYS, how="left")
-    joined["human"] = joined["human"].map(_fmt)
-    joined["model value"] = joined["model value"].map(_fmt)
-    order = [*HUMAN_KEYS, "human", "human images", "model", "model_version", "protocol", "model value",
-             "model answered", "value_scale"]
-    return joined[order].sort_values(HUMAN_KEYS[:4] + ["model"], na_position="first").reset_index(drop=True)
-
-
-def human_baseline_meanings(agreement: pd.DataFrame) -> list[tuple[str, str]]:
-    """(measure, what its human and model numbers mean, in the mart's words: its first row)."""
-    if agreement.empty:
-        return []
-    first = agreement.sort_values(["measure", "reader"], ascending=[True, False]).drop_duplicates("measure")
-    return list(zip(first["measure"].astype(str), first["meaning"].astype(str)))
 
 
 def _interval(estimate, low, high) -> str:
@@ -333,21 +306,19 @@ def render_report(
     accuracy = tables.get("marts.group_accuracy", pd.DataFrame())
     human = tables.get("marts.human_category_agreement", pd.DataFrame())
     human_rows = human_baseline_table(human)
-    human_note = f"{min(len(human_rows), max_rows)} of {len(human_rows)} rows"
     return _template().render(
         title=title, generated_at=generated_at, source=source,
         notes=method_notes(settings),
         recorded=_table_html(recorded_methods({k: v for k, v in tables.items() if k.startswith("stats.")})),
         overview=_table_html(accuracy_overview(accuracy)),
         groups=_table_html(group_accuracy_table(accuracy)),
-        human=_table_html(human_rows.head(max_rows)) if not human.empty else None, human_note=human_note,
-        human_meanings=human_baseline_meanings(human),
+        human=_table_html(human_rows.head(max_rows)) if not human.empty else None,
+        human_note=f"{min(len(human_rows), max_rows)} of {len(human_rows)} rows", human_meanings=human_meanings(human),
         results=_result_sections(tables, max_rows, settings.alpha),
         papers=_paper_sections(tables),
         figures=list(figures),
     )
 
 
-__all__ = ["Figure", "Section", "Settings", "accuracy_overview", "group_accuracy_table", "human_baseline_table",
-           "method_notes",
+__all__ = ["Figure", "Section", "Settings", "accuracy_overview", "group_accuracy_table", "method_notes",
            "plain_table", "recorded_methods", "render_report", "result_table"]
