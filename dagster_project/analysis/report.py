@@ -9,7 +9,9 @@ What it shows, in order:
    statistics settings and, per table and measure, the methods the rows themselves record in
    `detail` (so the notes cannot drift from what was computed);
 2. accuracy per model version x dataset (over answered images and intent-to-treat), then per
-   demographic group (marts.group_accuracy, Wilson intervals);
+   demographic group (marts.group_accuracy, Wilson intervals); the human baseline beside the
+   models where a dataset ships one (marts.human_category_agreement), with what each human
+   number means;
 3. every stats.* table in the common result shape (results.RESULT_COLUMNS): estimate with its
    interval, p-value, adjusted p-value with its correction and family size m, n and the
    min-n flag; rows sorted by adjusted p-value and capped, the cap stated;
@@ -33,6 +35,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from dagster_project.analysis.report_human import human_baseline_table, human_meanings
 from dagster_project.analysis.results import RESULT_COLUMNS
 
 MAX_ROWS = 60  # rows shown per stats table (the full table is named beside it)
@@ -330,6 +333,8 @@ def render_report(
     """The report as one HTML string. `tables`: frames keyed "schema.table" (marts.group_accuracy,
     stats.*, papers.*; any may be missing); `figures`: PNGs to inline."""
     accuracy = tables.get("marts.group_accuracy", pd.DataFrame())
+    human = tables.get("marts.human_category_agreement", pd.DataFrame())
+    human_rows = human_baseline_table(human)
     return _template().render(
         title=title, generated_at=generated_at, source=source,
         notes=method_notes(settings),
@@ -337,6 +342,8 @@ def render_report(
         overview=_table_html(accuracy_overview(accuracy)),
         groups=_table_html(group_accuracy_table(accuracy)),
         costs=_table_html(api_costs_table(tables.get("marts.run_costs", pd.DataFrame()))),
+        human=_table_html(human_rows.head(max_rows)) if not human.empty else None,
+        human_note=f"{min(len(human_rows), max_rows)} of {len(human_rows)} rows", human_meanings=human_meanings(human),
         results=_result_sections(tables, max_rows, settings.alpha),
         papers=_paper_sections(tables),
         figures=list(figures),
