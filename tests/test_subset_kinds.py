@@ -72,3 +72,15 @@ def test_a_kind_outside_the_vocabulary_is_refused_with_the_fix():
         kind_of_column("hair_colour")
     # an empty frame and unset kinds pass
     assert len(result_frame([], 1)) == 0 and isinstance(result_frame([result_row(analysis="x")], 1), pd.DataFrame)
+
+
+
+def test_a_configured_grouping_is_a_kind_of_its_own():
+    """`statistics.groupings: [..., age, age*gender]`: the statistics of a grouping write its name
+    as subset_kind (lineage and the marts read any grouping); a data column written in place of
+    its kind, or a name no grouping can have, is still refused."""
+    rows = [result_row(analysis="x", subset_kind=kind, subset="a vs b", n=3) for kind in ("age", "age*gender")]
+    assert list(result_frame(rows, 1)["subset_kind"]) == ["age", "age*gender"]
+    for wrong in ("true_emotion", "Race x Gender"):
+        with pytest.raises(ValueError, match="subset_kinds.csv"):
+            result_frame([result_row(analysis="x", subset_kind=wrong, subset="x", n=3)], 1)

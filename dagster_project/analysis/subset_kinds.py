@@ -12,6 +12,7 @@ every kind the SQL names is in it.
 from __future__ import annotations
 
 import csv
+import re
 from functools import lru_cache
 
 from inference.datasets.labels import default_seeds_dir
@@ -36,14 +37,24 @@ def kind_of_column(column: str) -> str:
                      f"inference/datasets/seeds/{SEED_FILE}")
 
 
+# A configured grouping (statistics.groupings: 'age', an extra column, 'a*b') is a subset kind of
+# its own, named as configured: its statistics write that name and lineage reads any grouping.
+GROUPING_NAME = re.compile(r"[a-z][a-z0-9_]*(\*[a-z][a-z0-9_]*)?")
+
+
 def check_subset_kinds(values: object) -> None:
-    """Raise when a value ('' = unset) is not a kind of the seed, naming it and the fix."""
+    """Raise when a value ('' = unset) is neither a kind of the seed nor a grouping's name, or is
+    a data column written in place of its kind ('true_emotion' for 'emotion'), naming the fix."""
     known = subset_kinds()
-    unknown = sorted({str(v) for v in values if v not in ("", None) and v not in known})  # type: ignore[attr-defined]
+    columns = {by_column for kind, by_column in known.items() if by_column and by_column != kind}
+    unknown = sorted({str(v) for v in values  # type: ignore[attr-defined]
+                      if v not in ("", None) and v not in known
+                      and (str(v) in columns or not GROUPING_NAME.fullmatch(str(v)))})
     if unknown:
         raise ValueError(f"subset_kind {unknown} not in inference/datasets/seeds/{SEED_FILE} (known: "
-                         f"{', '.join(known)}); write one of those, or add the kind to the seed so the SQL views "
-                         f"can read it")
+                         f"{', '.join(known)}) nor a grouping's name; write one of those (a data column's kind, not the "
+                         f"column: {kind_of_column('true_emotion')!r} for 'true_emotion'), or add the kind to the "
+                         f"seed so the SQL views can read it")
 
 
 __all__ = ["SEED_FILE", "check_subset_kinds", "kind_of_column", "subset_kinds"]
