@@ -9,6 +9,8 @@
                                   (Celery workers: README, "Scaling out")
     fer-warehouse report [--out F] one self-contained HTML report of the warehouse (tables,
                                   figures, method notes); default <reports_dir>/report.html
+    fer-warehouse export TABLE    a papers.*, marts.* or stats.* table as CSV or LaTeX (booktabs;
+                                  papers.* in the paper's own grid)
 """
 
 from __future__ import annotations
@@ -256,6 +258,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from dagster_project.export import export_table
+    from dagster_project.settings import benchmark_config
+    from inference.warehouse import snapshot_for_reading
+
+    with snapshot_for_reading(benchmark_config().warehouse) as snapshot:
+        con = duckdb.connect(str(snapshot), read_only=True)
+        try:
+            text = export_table(con, args.table, args.format, long=args.long)
+        finally:
+            con.close()
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(f"{args.table} -> {args.out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-warehouse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -284,15 +308,24 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("report", help="write one self-contained HTML report of the warehouse")
     report.add_argument("--out", type=Path, help="output file (default: <reports_dir>/report.html)")
     report.set_defaults(func=cmd_report)
+    export = sub.add_parser("export", help="a papers.*, marts.* or stats.* table as CSV or LaTeX")
+    export.add_argument("table", help="schema.table, e.g. papers.tae_table2 or stats.error_rate_ztests")
+    export.add_argument("--format", choices=("csv", "latex"), default="csv",
+                        help="csv or latex (booktabs); default %(default)s")
+    export.add_argument("--long", action="store_true",
+                        help="papers.*: one row per cell, every column, instead of the paper's grid")
+    export.add_argument("--out", type=Path, help="write to this file (default: standard output)")
+    export.set_defaults(func=cmd_export)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except Exception as exc:  # noqa: BLE001 - the CLI turns known errors into one clear line
+        from dagster_project.export import ExportError
         from inference.config import ConfigError
         from inference.download import DownloadError
         from inference.models.vlm import ExternalAPIError
 
-        if isinstance(exc, ConfigError | DownloadError | FileNotFoundError | ExternalAPIError):
+        if isinstance(exc, ConfigError | DownloadError | FileNotFoundError | ExternalAPIError | ExportError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise
