@@ -3,6 +3,8 @@
     fer-warehouse demo            obtain data and models, materialize every asset
     fer-warehouse ui [--port N]   start the Dagster UI on 127.0.0.1
     fer-warehouse sql [-c SQL]    ad hoc SQL on a snapshot of the warehouse
+    fer-warehouse plan            per dataset x grouping x emotion: n and the smallest detectable
+                                  error-rate ratio (80 % power, family-corrected), cost beside it
     fer-warehouse dry-run         calls, tokens and cost each model x dataset partition would
                                   take (VLMs), without calling or writing anything
     fer-warehouse fan-out         one run per partition through the instance's run launcher
@@ -214,6 +216,33 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from dagster_project.analysis.power import plan_cells
+    from dagster_project.settings import benchmark_config
+    from inference.config import load_config
+    from inference.planning import plan_benchmark, planned_images
+
+    bench = load_config(args.config) if args.config else benchmark_config()
+    cfg = bench.statistics
+    cells = plan_cells(planned_images(bench), groupings=cfg.groupings, family=cfg.family, alpha=cfg.alpha,
+                       power=args.power, baseline=args.baseline_error_rate, icc=args.icc, min_n=cfg.min_cell_n)
+    cost = pd.DataFrame(plan_benchmark(bench)).groupby("dataset").agg(
+        expected_calls=("expected_calls", "sum"), projected_cost_usd=("projected_cost_usd", lambda c: c.fillna(0).sum()))
+    table = cells.join(cost, on="dataset")
+    table["detectable_ratio"] = table["detectable_ratio"].map(lambda r: "n < min" if pd.isna(r) else f"{r:.2f}")
+    table["alpha_per_test"] = table["alpha_per_test"].map(lambda a: f"{a:.2g}")
+    print(f"Plan for {bench.path}: per dataset x grouping x true emotion, the two smallest groups' images and "
+          f"people and the smallest error-rate ratio (higher / lower) detectable with power {args.power} by a "
+          f"two-sided test at alpha / m (Bonferroni over the family's m pairs, statistics.family = "
+          f"{cfg.family!r}, alpha {cfg.alpha}), lower group's error rate {args.baseline_error_rate}, each n divided "
+          f"by the planned design effect 1 + (images per person - 1) x ICC {args.icc}; cost: the dry-run's "
+          f"projection for the dataset (all configured models).\n")
+    print(table.drop(columns=["below_min_n"]).to_string(index=False))
+    return 0
+
+
 def cmd_fan_out(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -295,6 +324,15 @@ def main(argv: list[str] | None = None) -> int:
     dry = sub.add_parser("dry-run", help="calls, tokens and cost per model x dataset partition; calls nothing")
     dry.add_argument("--config", help="benchmark file (default: $FER_CONFIG or ./benchmark.yaml)")
     dry.set_defaults(func=cmd_dry_run)
+    plan = sub.add_parser("plan", help="per dataset x grouping x emotion: n, people and the smallest error-rate "
+                                       "ratio detectable after the family's correction, with the dry-run's cost")
+    plan.add_argument("--config", help="benchmark file (default: $FER_CONFIG or ./benchmark.yaml)")
+    plan.add_argument("--power", type=float, default=0.8, help="power to detect the ratio (default: %(default)s)")
+    plan.add_argument("--baseline-error-rate", type=float, default=0.2,
+                      help="error rate of the lower group (default: %(default)s)")
+    plan.add_argument("--icc", type=float, default=0.2,
+                      help="planned intra-person correlation of errors (default: %(default)s)")
+    plan.set_defaults(func=cmd_plan)
     fan = sub.add_parser("fan-out", help="one run per partition through the instance's run launcher "
                                          "(Celery workers, Kubernetes; README 'Scaling out')")
     fan.add_argument("--job", default="evaluate_model_on_dataset", help="a partitioned job (default: %(default)s)")

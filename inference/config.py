@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inference.kinds import DATASET_ADAPTERS, MODEL_ADAPTERS
 from inference.preprocessing_config import PreprocessingConfig
@@ -193,10 +193,17 @@ class ModelConfig(_Strict):
         return True
 
 
+GROUPING_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\*[a-z][a-z0-9_]*)?")
+
+
 class StatisticsConfig(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
     min_cell_n: int = Field(10, ge=1)
+    # race, gender, race_gender, age (needs bins), any key of the images' `extra` (a manifest or
+    # kind column), or "a*b" intersecting two of these (dbt macro unpivot_groupings).
     groupings: tuple[str, ...] = ("race", "gender", "race_gender")
+    # Bin edges per numeric attribute, e.g. {age: [0, 30, 45, 120]}: value in [low, high) -> "low-high".
+    bins: dict[str, tuple[float, ...]] = Field(default_factory=dict)
     # multipletests methods: the first fills p_adjusted, the others get their own columns.
     corrections: tuple[str, ...] = ("holm", "fdr_bh")
     bootstrap_resamples: int = Field(200, ge=0)
@@ -226,10 +233,35 @@ class StatisticsConfig(_Strict):
     @field_validator("groupings")
     @classmethod
     def _known_groupings(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = [g for g in value if g not in ("race", "gender", "race_gender")]
-        if unknown:
-            raise ValueError(f"groupings are race, gender, race_gender; got {unknown}")
+        bad = [g for g in value if not GROUPING_PATTERN.fullmatch(g) or g == "all"]
+        if bad:
+            raise ValueError(f"a grouping is race, gender, race_gender, age, a key of the images' extra columns "
+                             f"(letters, digits, _), or 'a*b' of two of them; got {bad}")
         return value
+
+    @field_validator("bins")
+    @classmethod
+    def _increasing_edges(cls, value: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+        for name, edges in value.items():
+            if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+                raise ValueError(f"bins.{name}: give at least two increasing edges, e.g. [0, 30, 45, 120]; got "
+                                 f"{list(edges)}")
+        return value
+
+    @model_validator(mode="after")
+    def _age_is_binned(self) -> "StatisticsConfig":
+        used = {part for g in self.groupings for part in g.split("*")}
+        if "age" in used and "age" not in self.bins:
+            raise ValueError("statistics.groupings uses 'age': give its bin edges in statistics.bins.age, "
+                             "e.g. bins: {age: [0, 30, 45, 120]}")
+        return self
+
+    def bin_labels(self) -> dict[str, list[list]]:
+        """{attribute: [[low, high, label], ...]}: the bins as SQL and `plan` label them."""
+        def text(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else str(x)
+        return {name: [[lo, hi, f"{text(lo)}-{text(hi)}"] for lo, hi in zip(edges, edges[1:])]
+                for name, edges in self.bins.items()}
 
 
 def dbt_vars(statistics: StatisticsConfig) -> dict[str, Any]:
@@ -241,6 +273,7 @@ def dbt_vars(statistics: StatisticsConfig) -> dict[str, Any]:
     return {
         "ci_z": float(norm.ppf(1 - statistics.alpha / 2)),
         "groupings": list(statistics.groupings),
+        "grouping_bins": statistics.bin_labels(),
         "tie_policy": statistics.tie_policy,
         "tie_seed": statistics.tie_seed,
     }

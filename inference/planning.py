@@ -76,3 +76,47 @@ def plan_benchmark(bench: BenchmarkConfig) -> list[dict[str, Any]]:
             row["note"] = note
             rows.append(row)
     return rows
+
+
+def planned_images(bench: BenchmarkConfig) -> "pd.DataFrame":
+    """Every configured dataset's images as the warehouse would group them (canonical emotion,
+    race and gender through the seeds as int_images_labeled; each configured grouping as the
+    dbt macro unpivot_groupings: age and extra columns binned by statistics.bins, 'a*b' and
+    race_gender joined by a space), one column per grouping, for `plan`."""
+    import pandas as pd
+
+    from inference.datasets import load_label_map
+    from inference.datasets.labels import load_group_maps
+
+    labels, groups = load_label_map(), load_group_maps()
+    bins = bench.statistics.bin_labels()
+    cache: dict[str, list[ImageRecord]] = {}
+    rows = []
+    for ds in sorted(bench.datasets.values(), key=lambda d: d.name):
+        label_set = ds.effective_label_set
+        for image in _images(bench, ds, cache):
+            attributes = {**image.extra, "age": image.age,
+                          "race": groups.canonical("race", label_set, image.race),
+                          "gender": groups.canonical("gender", label_set, image.gender)}
+            row = {"dataset": ds.name, "image_id": image.image_id, "identity": image.identity,
+                   "true_emotion": labels.canonical(label_set, image.source_label)}
+            for grouping in bench.statistics.groupings:
+                parts = ["race", "gender"] if grouping == "race_gender" else grouping.split("*")
+                values = [_attribute_value(attributes.get(part), bins.get(part)) for part in parts]
+                row[grouping] = None if None in values else " ".join(values)
+            rows.append(row)
+    return pd.DataFrame(rows, columns=["dataset", "image_id", "identity", "true_emotion",
+                                       *bench.statistics.groupings])
+
+
+def _attribute_value(value: Any, bins: list[list] | None) -> str | None:
+    """An attribute as its grouping's value: its bin's label when binned, else its text."""
+    if value is None or value == "":
+        return None
+    if bins is None:
+        return str(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return next((label for low, high, label in bins if low <= number < high), None)

@@ -57,3 +57,16 @@ def test_reversed_direction_counts_too():
     new = _accuracy("v2", {"black": (300, 285), "white": (300, 210)})  # white now much worse
     result = regression_gate(pd.concat([previous, new]), model="vlm", new_version="v2", previous_version="v1")
     assert not result.passed and result.offenders.iloc[0].gap_new < 0
+
+
+def test_a_widening_carried_by_a_few_people_does_not_fail_the_gate():
+    # issue 22: 30 people per group, 4 faces each; errors fall on whole people (design effect
+    # 30 / 29 * 4 = 4.14). v1: 2 vs 2 people wrong (8/120 vs 8/120); v2: 6 vs 2 (24/120 vs 8/120).
+    deff = 30 / 29 * 4
+    frames = [_accuracy(v, {"black": (120, 120 - e), "white": (120, 112)}).assign(design_effect=deff, n_clusters=30)
+              for v, e in (("v1", 8), ("v2", 24))]
+    clustered = regression_gate(pd.concat(frames), model="vlm", new_version="v2", previous_version="v1")
+    naive = regression_gate(pd.concat([f.drop(columns=["design_effect", "n_clusters"]) for f in frames]),
+                            model="vlm", new_version="v2", previous_version="v1")
+    assert not naive.passed  # counted by image the gap "widened" (p = 0.013)
+    assert clustered.passed and clustered.n_compared == 1  # counted by person it did not (p = 0.22)

@@ -17,7 +17,7 @@ from tests.test_end_to_end import query
 pytestmark = pytest.mark.slow
 
 STATS_TABLES = [
-    "misclassification_tests", "categorical_agreement", "mcnemar_tests", "rater_reliability",
+    "misclassification_tests", "worst_subgroups", "categorical_agreement", "mcnemar_tests", "rater_reliability",
     "dimensional_agreement", "wilcoxon_tests", "mixed_models", "response_style", "human_rater_reliability",
     "human_response_style",
 ]

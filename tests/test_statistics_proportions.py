@@ -145,8 +145,13 @@ def test_misclassification_ratio_like_chhua_anger_as_disgust():
     fear = family.set_index("predicted_emotion").loc["fear"]
     # higher / lower orientation (issue 11 fix 5): White 5 % vs Black 0 % fear is kept as
     # "White female vs Black female" with an undefined ratio (before: Black vs White, 0)
-    assert fear.subset == "White female vs Black female" and np.isnan(fear.estimate) and np.isnan(fear.ci_low)
-    assert "ratio infinite" in json.loads(fear.detail)["note"]
+    assert fear.subset == "White female vs Black female" and np.isnan(fear.estimate)
+    # issue 22: a zero lower rate still bounds the ratio: the one-sided score interval [low, inf)
+    # (before: no interval at all, "ratio infinite")
+    low, _ = confint_proportions_2indep(fear.count_a, fear.n_a, 0, fear.n_b, compare="ratio", method="score")
+    assert fear.count_a > 0 and fear.count_b == 0
+    assert fear.ci_low == pytest.approx(low) and fear.ci_low > 1 and np.isinf(fear.ci_high)
+    assert "lower bound from the score interval" in json.loads(fear.detail)["note"]
     _, holm, _, _ = multipletests(family.p_value, method="holm")
     _, bh, _, _ = multipletests(family.p_value, method="fdr_bh")
     assert family.p_adjusted.to_numpy() == pytest.approx(holm)

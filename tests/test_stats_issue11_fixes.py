@@ -180,14 +180,18 @@ def test_ratio_forest_whiskers_match_the_marker_and_zero_pairs_are_shown(tmp_pat
         "count_a": [30, 15, 4], "n_a": [100, 100, 100], "count_b": [10, 10, 0], "n_b": [105, 100, 100],
         "family_m": [35, 35, 35],
     })
-    katz = [confint_proportions_2indep(a, na, b, nb, compare="ratio", method="log") if b else (np.nan, np.nan)
+    katz = [confint_proportions_2indep(a, na, b, nb, compare="ratio", method="log") if b else (2.0, np.inf)
             for a, na, b, nb in tests[["count_a", "n_a", "count_b", "n_b"]].itertuples(index=False)]
     tests["ci_low"], tests["ci_high"] = [k[0] for k in katz], [k[1] for k in katz]
     rows = ratio_forest_rows(tests, alpha=0.05)
     low, high = confint_proportions_2indep(30, 100, 10, 105, compare="ratio", method="log", alpha=0.05 / 35)
     assert (rows.adj_low[0], rows.adj_high[0]) == pytest.approx((low, high), rel=1e-9)
     assert rows.significant[0] == (low > 1) and not rows.significant[1]
-    assert "ratio infinite" in rows.note[2]  # kept, not dropped
+    # issue 22: 4 vs 0 errors is bounded below, [low, inf), by the score interval at the same
+    # Bonferroni level (before: "ratio infinite, no interval")
+    score_low, _ = confint_proportions_2indep(4, 100, 0, 100, compare="ratio", method="score", alpha=0.05 / 35)
+    assert rows.adj_low[2] == pytest.approx(score_low) and np.isinf(rows.adj_high[2])
+    assert rows.note[2].startswith("4 vs 0 errors: ratio >=") and not rows.significant[2]
     fig, ax = plt.subplots()
     ratio_forest_axes(rows, ax)
     assert ax.get_xscale() == "log"

@@ -30,14 +30,16 @@ order by all
 # Counts, rates and their Wilson / Katz intervals live in the marts (issue 9: one home each).
 GROUP_ACCURACY_SQL = """
 select model, model_version, dataset, protocol, grouping, group_value, true_emotion, n_images, n_answered,
-       n_unanswered, coverage, n, correct, accuracy, ci_low, ci_high, accuracy_itt, itt_ci_low, itt_ci_high
+       n_unanswered, coverage, n, correct, accuracy, ci_low, ci_high, accuracy_itt, itt_ci_low, itt_ci_high,
+       n_clusters, design_effect, cluster_ci_low, cluster_ci_high
 from marts.group_accuracy
 order by all
 """
 
 MISCLASSIFICATION_RATIOS_SQL = """
 select model, model_version, dataset, protocol, grouping, true_emotion, predicted_emotion, group_a, group_b,
-       n_a, count_a, rate_a, n_b, count_b, rate_b, ratio, ci_low, ci_high
+       n_a, count_a, rate_a, n_b, count_b, rate_b, ratio, ci_low, ci_high,
+       n_clusters_a, design_effect_a, n_clusters_b, design_effect_b, cluster_ci_low, cluster_ci_high
 from marts.misclassification_ratios
 order by all
 """

@@ -28,6 +28,13 @@ import json
 import numpy as np
 import pandas as pd
 
+from dagster_project.analysis.clustered import (
+    CLUSTER_COLUMNS,
+    CLUSTER_METHOD,
+    comparison,
+    group_cell,
+    zero_count_ratio_bound,
+)
 from dagster_project.analysis.results import (
     RESULT_COLUMNS,
     adjust_within_families,
@@ -44,6 +51,9 @@ ZTEST_COLUMNS = [
     "group_a", "group_b", "n_a", "errors_a", "error_rate_a", "n_b", "errors_b", "error_rate_b",
     "difference", "ci_low", "ci_high", "z", "p_value", "p_adjusted", "correction", "family",
     "family_size", "family_m", "alpha", "significant", "below_min_n",
+    # issue 22: z / p_value / ci_low / ci_high are the values that decide (cluster-aware where a
+    # group repeats identities: clustered.comparison); the naive ones and the design beside them.
+    *CLUSTER_COLUMNS, "note",
 ]
 
 
@@ -69,7 +79,11 @@ def pairwise_error_ztests(
 ) -> pd.DataFrame:
     """z-test every pair of groups' error rates within each (model, dataset, grouping, emotion).
 
-    `accuracy` has the columns of marts.group_accuracy (n = answered images, correct).
+    `accuracy` has the columns of marts.group_accuracy (n = answered images, correct, and
+    n_clusters / design_effect: the identities behind a cell and its design effect).
+    z / p_value / ci_low / ci_high: the Rao-Scott test and interval on effective counts where
+    either group repeats identities, else the naive pooled z-test (`inference` says which;
+    the naive values stay in z_naive, p_value_naive, ci_low_naive, ci_high_naive).
     p-values are adjusted by `correction` (a statsmodels multipletests method) within each
     family (see the module docstring); family_size = pairs in the family, family_m = those
     with a test (the m of the adjustment).
@@ -85,6 +99,11 @@ def pairwise_error_ztests(
     if not results:
         return pd.DataFrame(columns=ZTEST_COLUMNS)
     frame = pd.concat(results, ignore_index=True)
+    # issue 22: a pair with a group below min_cell_n is flagged and NOT tested (no p-value, not
+    # counted in the family's m), so a few faces can never be called a significant disparity.
+    frame["below_min_n"] = (frame["n_a"] < min_n) | (frame["n_b"] < min_n)
+    frame.loc[frame["below_min_n"], ["z", "p_value"]] = np.nan
+    frame["note"] = np.where(frame["below_min_n"], f"not tested: a group has fewer than {min_n} answered images", "")
     frame["family"] = family_name(frame, family)
     frame["correction"] = correction
     frame["alpha"] = alpha
@@ -97,21 +116,18 @@ def pairwise_error_ztests(
             _, adjusted, _, _ = multipletests(p.dropna(), alpha=alpha, method=correction)
             frame.loc[p.dropna().index, "p_adjusted"] = adjusted
     frame["significant"] = frame["p_adjusted"] < alpha
-    frame["below_min_n"] = (frame["n_a"] < min_n) | (frame["n_b"] < min_n)
     return frame[ZTEST_COLUMNS]
 
 
 def _pair_test(a, b) -> dict:
-    from statsmodels.stats.proportion import confint_proportions_2indep
-    from statsmodels.stats.proportion import proportions_ztest
     errors_a, errors_b = int(a.n - a.correct), int(b.n - b.correct)
     n_a, n_b = int(a.n), int(b.n)
-    z = p = low = high = np.nan
-    # Both groups error-free (or both always wrong): the pooled variance is 0, no test exists.
-    if 0 < errors_a + errors_b < n_a + n_b:
-        z, p = proportions_ztest([errors_a, errors_b], [n_a, n_b])
-        low, high = confint_proportions_2indep(errors_a, n_a, errors_b, n_b, method="wald", compare="diff")
+    # Both groups error-free (or both always wrong): the pooled variance is 0, no test exists
+    # (comparison returns NaN). The design effect of an error rate is that of its accuracy.
+    tested = comparison(group_cell(errors_a, n_a, getattr(a, "n_clusters", None), getattr(a, "design_effect", None)),
+                        group_cell(errors_b, n_b, getattr(b, "n_clusters", None), getattr(b, "design_effect", None)))
     return {
+        **tested,
         "group_a": a.group_value,
         "group_b": b.group_value,
         "n_a": n_a,
@@ -121,10 +137,6 @@ def _pair_test(a, b) -> dict:
         "errors_b": errors_b,
         "error_rate_b": errors_b / n_b,
         "difference": errors_a / n_a - errors_b / n_b,
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "z": float(z),
-        "p_value": float(p),
     }
 
 
@@ -139,6 +151,9 @@ ALL_EMOTIONS = "all"     # true_emotion label of the overall (all emotions poole
 MISCLASSIFICATION_EXTRA_COLUMNS = [
     "true_emotion", "predicted_emotion", "group_a", "group_b",
     "n_a", "count_a", "rate_a", "n_b", "count_b", "rate_b",
+    # issue 22: the naive values beside the deciding (cluster-aware) ones, and the design
+    "statistic_naive", "p_value_naive", "ci_low_naive", "ci_high_naive", "inference",
+    "n_clusters_a", "n_clusters_b", "design_effect_a", "design_effect_b",
 ]
 
 
@@ -170,10 +185,14 @@ def misclassification_tests(
     analysis='misclassification', measure='rate_ratio'):
 
     * subset_kind = grouping, subset = "group_a vs group_b" (group_a the higher rate);
-    * estimate, ci_low, ci_high = the mart's ratio and Katz log interval (null where the lower
-      rate or a count is 0: the row is kept and says so in detail.note);
+    * estimate, ci_low, ci_high = the mart's ratio and Katz log interval -- its cluster-aware
+      one (cluster_ci_*, on effective counts) where a group repeats identities (`inference`,
+      module clustered) -- null where the lower rate or a count is 0: the row is kept and
+      says so in detail.note;
     * statistic/p_value = statsmodels proportions_ztest, the pooled two-proportion z-test that
-      Chhua et al. report (z >= 0 here). NaN when the pooled rate is 0 or 1 (not counted in m).
+      Chhua et al. report (z >= 0 here), on effective counts (Rao-Scott) where a group repeats
+      identities; the naive test and interval in statistic_naive, p_value_naive, ci_*_naive.
+      NaN when the pooled rate is 0 or 1 (not counted in m).
       The z-test is on the difference while the interval is on the ratio, so near p = 0.05
       they can disagree on "significant";
     * n = n_a + n_b; below_min_n is True when EITHER group has fewer than `min_n` images;
@@ -198,32 +217,51 @@ def misclassification_tests(
     extras = pd.DataFrame([{k: r[k] for k in MISCLASSIFICATION_EXTRA_COLUMNS} for r in rows], index=frame.index)
     frame = pd.concat([frame, extras], axis=1)
     frame["below_min_n"] = (frame["n_a"] < min_n) | (frame["n_b"] < min_n)
+    # issue 22: flagged and not tested (no p-value, not in m); the counts and ratio stay.
+    frame.loc[frame["below_min_n"], ["statistic", "p_value"]] = np.nan
+    frame.loc[frame["below_min_n"], "detail"] = frame.loc[frame["below_min_n"], "detail"].map(
+        lambda text: _with_note(text, f"not tested: a group has fewer than {min_n} answered images"))
     for method, column in zip(corrections[1:], extra_p):
         frame[column] = adjust_within_families(frame[RESULT_COLUMNS], method, alpha)["p_adjusted"]
     frame = adjust_within_families(frame, corrections[0], alpha)
     return frame[columns]
 
 
+def _with_note(detail: str, note: str) -> str:
+    values = json.loads(detail)
+    values["note"] = "; ".join(part for part in (values.get("note", ""), note) if part)
+    return json.dumps(values)
+
+
 def _misclassification_row(r, family: str, alpha: float) -> dict:
-    from statsmodels.stats.proportion import proportions_ztest
     count_a, n_a, count_b, n_b = int(r.count_a), int(r.n_a), int(r.count_b), int(r.n_b)
-    z = p = np.nan
+    cells = (group_cell(count_a, n_a, getattr(r, "n_clusters_a", None), getattr(r, "design_effect_a", None)),
+             group_cell(count_b, n_b, getattr(r, "n_clusters_b", None), getattr(r, "design_effect_b", None)))
+    tested = comparison(*cells)
+    z, p = tested["z"], tested["p_value"]
+    clustered = tested["inference"] == CLUSTER_METHOD
+    ci_low, ci_high = ((getattr(r, "cluster_ci_low", np.nan), getattr(r, "cluster_ci_high", np.nan)) if clustered
+                       else (r.ci_low, r.ci_high))
     notes = []
-    # Pooled rate 0 or 1: the pooled variance is 0 and no z-test exists.
-    if 0 < count_a + count_b < n_a + n_b:
-        z, p = proportions_ztest([count_a, count_b], [n_a, n_b])
-    else:
-        notes.append("no test: pooled rate is 0 or 1")
-    if count_a == 0 or count_b == 0:
-        notes.append("no ratio interval: a count is 0")
+    bound = ""
     if count_b == 0 and count_a > 0:
-        notes.append(f"ratio infinite: {r.group_b} has no such error")
+        # No Katz interval exists; the score interval is one-sided there: [low, inf).
+        ci_low, ci_high = zero_count_ratio_bound(cells[0], cells[1], clustered, alpha)
+        bound = "score (Miettinen-Nurminen) interval, statsmodels; one-sided: the lower rate is 0"
+        notes.append(f"{count_a} vs 0: ratio unbounded above; lower bound from the score interval")
+    # Pooled rate 0 or 1: the pooled variance is 0 and no z-test exists.
+    if not 0 < count_a + count_b < n_a + n_b:
+        notes.append("no test: pooled rate is 0 or 1")
+    if count_a == 0 and count_b == 0:
+        notes.append("no ratio: neither group has such an error")
+    elif count_a == 0:
+        notes.append("no ratio interval: a count is 0")
     rate_a, rate_b = count_a / n_a, count_b / n_b
     return {
         **result_row(
             analysis="misclassification", model=r.model, model_version=r.model_version, dataset=r.dataset,
             protocol=r.protocol, subset_kind=r.grouping, subset=f"{r.group_a} vs {r.group_b}", measure="rate_ratio",
-            n=n_a + n_b, estimate=r.ratio, ci_low=r.ci_low, ci_high=r.ci_high, statistic=z, p_value=p,
+            n=n_a + n_b, estimate=r.ratio, ci_low=ci_low, ci_high=ci_high, statistic=z, p_value=p,
             family=family,
             detail=json.dumps({
                 "true_emotion": str(r.true_emotion), "predicted_emotion": str(r.predicted_emotion),
@@ -231,11 +269,19 @@ def _misclassification_row(r, family: str, alpha: float) -> dict:
                 "count_a": count_a, "n_a": n_a, "count_b": count_b, "n_b": n_b,
                 "rate_difference": rate_a - rate_b,
                 "test": "statsmodels proportions_ztest (pooled two-proportion z; z > 0: a higher)",
-                "ci_method": "marts.misclassification_ratios (Katz log interval, dbt macro katz_ratio_interval)",
+                "ci_method": (bound or "marts.misclassification_ratios (Katz log interval, dbt macro "
+                                        "katz_ratio_interval)") + (", on effective counts count / design_effect"
+                                                                   if clustered else ""),
+                "inference": tested["inference"], "design_effect_a": tested["design_effect_a"],
+                "design_effect_b": tested["design_effect_b"],
                 "alpha": alpha, "note": "; ".join(notes),
             }),
         ),
         "true_emotion": str(r.true_emotion), "predicted_emotion": str(r.predicted_emotion),
         "group_a": str(r.group_a), "group_b": str(r.group_b),
         "n_a": n_a, "count_a": count_a, "rate_a": rate_a, "n_b": n_b, "count_b": count_b, "rate_b": rate_b,
+        "statistic_naive": tested["z_naive"], "p_value_naive": tested["p_value_naive"],
+        "ci_low_naive": r.ci_low, "ci_high_naive": r.ci_high,
+        **{key: tested[key] for key in ("inference", "n_clusters_a", "n_clusters_b", "design_effect_a",
+                                         "design_effect_b")},
     }

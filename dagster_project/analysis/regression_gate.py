@@ -5,7 +5,10 @@ groups of a grouping, per dataset, protocol and true emotion, 'all' pooled) is p
 same disparity of the previous version, and the CHANGE in the gap is tested:
 
     change = gap_new - gap_previous,  gap = error_rate_a - error_rate_b,
-    SE(change) = sqrt(sum over the four rates of p (1 - p) / n)   (Wald, unpooled),
+    SE(change) = sqrt(sum over the four rates of deff p (1 - p) / n)   (Wald, unpooled),
+
+deff being the rate's design effect over identities (marts.group_accuracy.design_effect: a
+person's images are not independent; 1 where no identity repeats or the column is absent),
 
 with its (1 - alpha) interval and a two-sided z-test of change = 0 (scipy.stats.norm). The
 versions are treated as independent samples; they answer the same images, and a positive
@@ -54,9 +57,16 @@ def disparities(accuracy: pd.DataFrame, *, groupings=("race", "gender", "race_ge
                 **dict(zip(unit, key)), "group_a": a.group_value, "group_b": b.group_value,
                 "n_a": int(a.n), "error_rate_a": rate_a, "n_b": int(b.n), "error_rate_b": rate_b,
                 "gap": rate_a - rate_b, "ci_low": float(low), "ci_high": float(high),
-                "gap_variance": rate_a * (1 - rate_a) / a.n + rate_b * (1 - rate_b) / b.n,
+                # issue 22: each rate's binomial variance times its design effect (clustered by identity)
+                "gap_variance": _design_effect(a) * rate_a * (1 - rate_a) / a.n
+                                + _design_effect(b) * rate_b * (1 - rate_b) / b.n,
             })
     return pd.DataFrame(rows)
+
+
+def _design_effect(cell) -> float:
+    value = getattr(cell, "design_effect", None)
+    return float(value) if value is not None and pd.notna(value) else 1.0
 
 
 def gap_changes(new: pd.DataFrame, old: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:

@@ -38,7 +38,7 @@ from dagster_project.analysis.results import RESULT_COLUMNS
 MAX_ROWS = 60  # rows shown per stats table (the full table is named beside it)
 MAX_PAPER_ROWS = 300
 # Methods recorded per row in `detail` that the notes collect (key -> what it says).
-METHOD_KEYS = ("ci_method", "denominator", "method", "average", "test", "estimate")
+METHOD_KEYS = ("ci_method", "denominator", "method", "average", "test", "estimate", "inference")
 OVERVIEW_COLUMNS = ["model", "model_version", "dataset", "protocol", "n_images", "n_answered", "accuracy",
                     "ci_low", "ci_high", "accuracy_itt", "itt_ci_low", "itt_ci_high", "coverage"]
 
@@ -132,7 +132,19 @@ def group_accuracy_table(group_accuracy: pd.DataFrame) -> pd.DataFrame:
                                 "n_images", "n_answered")},
         "accuracy (answered) [95 % CI]": [_interval(r.accuracy, r.ci_low, r.ci_high) for r in rows.itertuples()],
         "accuracy ITT [95 % CI]": [_interval(r.accuracy_itt, r.itt_ci_low, r.itt_ci_high) for r in rows.itertuples()],
+        **_by_identity(rows),
     })
+
+
+def _by_identity(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """The cluster-aware accuracy interval (Wilson at n / design effect) with the people and
+    the design effect behind it; nothing for marts written before issue 22."""
+    if "cluster_ci_low" not in rows:
+        return {}
+    return {"accuracy (answered), people as units [95 % CI]": [
+        _interval(r.accuracy, r.cluster_ci_low, r.cluster_ci_high)
+        + (f" ({int(r.n_clusters)} people, deff {_fmt(r.design_effect)})" if pd.notna(r.design_effect) else "")
+        for r in rows.itertuples()]}
 
 
 def _interval(estimate, low, high) -> str:
@@ -250,6 +262,12 @@ def method_notes(settings: Settings) -> list[tuple[str, str]]:
                       f"interval; macro F1: percentile bootstrap over images ({settings.bootstrap_resamples} "
                       "resamples, seeded); Cohen's kappa: asymptotic Wald 95 %. Each table's rows record their "
                       "own method below."),
+        ("Repeated identities", "a person's images are not independent: where a dataset repeats identities, "
+                                "the accuracy interval 'people as units', the z-tests' p (and p adjusted, "
+                                "significance) and the ratios' intervals are cluster-aware (Rao-Scott: counts "
+                                "divided by the design effect of the identity clustering; column inference = "
+                                "rao_scott_identity); the naive values (images independent) stay in the "
+                                "*_naive columns."),
         *settings.extra.items(),
     ]
 

@@ -212,11 +212,13 @@ def strength_inversion_png(dimensional: pd.DataFrame, model_kinds: dict[str, str
 def ratio_forest_rows(tests: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """What the ratio forest plot draws, one row per test of stats.misclassification_tests.
 
-    Whiskers and marker come from ONE interval: the mart's Katz log interval widened to the
+    Whiskers and marker come from ONE interval: the row's Katz log interval (cluster-aware,
+    on effective counts, where identities repeat: the row's `inference`) widened to the
     Bonferroni level 1 - alpha / m of the row's family (m = family_m), i.e. its half-width on
     the log scale times z(1 - alpha / 2m) / z(1 - alpha / 2). The marker is filled when that
-    interval excludes 1, so a drawn whisker never contradicts the drawn significance. Rows
-    without a ratio or interval (a zero count) are kept, with `note` saying why.
+    interval excludes 1, so a drawn whisker never contradicts the drawn significance. A ratio
+    with a zero lower rate (n vs 0 errors) gets its one-sided score bound [low, inf) at the same
+    level, drawn as an arrow from low; rows without a ratio are kept, with `note` saying why.
     """
     from scipy.stats import norm
     frame = tests.reset_index(drop=True)
@@ -233,26 +235,39 @@ def ratio_forest_rows(tests: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
             *[frame[c] for c in ("model", "subset") if c in frame])],
         "estimate": est, "adj_low": np.exp(centre - half), "adj_high": np.exp(centre + half), "m": m.astype(int),
     })
+    one_sided = np.isfinite(low) & np.isinf(high)
+    for i in np.flatnonzero(one_sided):  # a zero lower rate: the score bound at level 1 - alpha / m
+        out.at[i, "adj_low"], out.at[i, "adj_high"] = _zero_count_bound(frame.iloc[i], alpha / m[i])
     out["significant"] = (out["adj_low"] > 1) | (out["adj_high"] < 1)
     counts = frame[["count_a", "count_b"]] if {"count_a", "count_b"} <= set(frame.columns) else None
     notes = []
     for i in range(len(frame)):
-        if np.isfinite(out.at[i, "adj_low"]):
+        if one_sided[i]:
+            notes.append(f"{int(counts.iloc[i]['count_a'])} vs 0 errors: ratio >= {out.at[i, 'adj_low']:.2f}")
+        elif np.isfinite(out.at[i, "adj_low"]):
             notes.append("")
         elif counts is not None and counts.iloc[i]["count_a"] == 0 and counts.iloc[i]["count_b"] == 0:
             notes.append("no such error in either group")
-        elif counts is not None and counts.iloc[i]["count_b"] == 0:
-            notes.append(f"{int(counts.iloc[i]['count_a'])} vs 0 errors: ratio infinite, no interval")
         else:
             notes.append("no interval (a count is 0)")
     out["note"] = notes
     return out
 
 
+def _zero_count_bound(row: pd.Series, alpha: float) -> tuple[float, float]:
+    """stats.misclassification_tests' one-sided score bound of a row, at level 1 - alpha."""
+    from dagster_project.analysis.clustered import CLUSTER_METHOD, group_cell, zero_count_ratio_bound
+    cells = [group_cell(row[f"count_{g}"], row[f"n_{g}"], row.get(f"n_clusters_{g}"), row.get(f"design_effect_{g}"))
+             for g in ("a", "b")]
+    return zero_count_ratio_bound(*cells, clustered=row.get("inference") == CLUSTER_METHOD, alpha=alpha)
+
+
 def ratio_forest_axes(rows: pd.DataFrame, ax, alpha: float = 0.05) -> None:
     """Draw `ratio_forest_rows` on `ax`: log x-axis, null line at 1."""
     y = np.arange(len(rows))[::-1]
-    drawn = rows["adj_low"].notna().to_numpy() & np.isfinite(rows["adj_low"].to_numpy(float))
+    low_finite = rows["adj_low"].notna().to_numpy() & np.isfinite(rows["adj_low"].to_numpy(float))
+    one_sided = low_finite & np.isinf(rows["adj_high"].to_numpy(float))
+    drawn = low_finite & ~one_sided
     est = rows["estimate"].to_numpy(float)
     err = [est - rows["adj_low"].to_numpy(float), rows["adj_high"].to_numpy(float) - est]
     ax.set_xscale("log")
@@ -264,10 +279,18 @@ def ratio_forest_axes(rows: pd.DataFrame, ax, alpha: float = 0.05) -> None:
                label=f"Bonferroni {int(100 * (1 - alpha))} % interval (level 1 - alpha/m) excludes 1")
     plain = ~significant & drawn
     ax.scatter(est[plain], y[plain], facecolors="white", edgecolors="grey", zorder=3, label="interval includes 1")
-    finite = np.concatenate([rows["adj_low"].to_numpy(float)[drawn], rows["adj_high"].to_numpy(float)[drawn], [0.5, 2.0]])
+    finite = np.concatenate([rows["adj_low"].to_numpy(float)[low_finite], rows["adj_high"].to_numpy(float)[drawn],
+                             [0.5, 2.0]])
     finite = finite[np.isfinite(finite) & (finite > 0)]
     ax.set_xlim(finite.min() / 1.5, finite.max() * 1.5)
-    for yi, note in zip(y[~drawn], rows["note"].to_numpy()[~drawn]):
+    for yi, bound, significant_bound, note in zip(y[one_sided], rows["adj_low"].to_numpy(float)[one_sided],
+                                                  rows["significant"].to_numpy(bool)[one_sided],
+                                                  rows["note"].to_numpy()[one_sided]):
+        # [bound, inf): a line from the bound to the right edge, an arrow head, the counts
+        ax.plot([bound, finite.max() * 1.5], [yi, yi], color="grey")
+        ax.scatter([bound], [yi], marker=">", color="tab:red" if significant_bound else "grey", zorder=3)
+        ax.annotate(note, (bound, yi), xytext=(6, 4), textcoords="offset points", fontsize=7, color="grey")
+    for yi, note in zip(y[~low_finite], rows["note"].to_numpy()[~low_finite]):
         ax.annotate(note, (1.0, yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7, color="grey")
         ax.scatter([1.0], [yi], marker="x", color="grey", zorder=3)
     ax.set_yticks(y, rows["label"], fontsize=7)

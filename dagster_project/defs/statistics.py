@@ -20,6 +20,7 @@ from dagster_project.analysis.headlines import largest_significant_disparity
 from dagster_project.analysis.inputs import StatsInputs, load_inputs
 from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
 from dagster_project.analysis.results import empty_result
+from dagster_project.analysis.worst_subgroup import worst_subgroups
 from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_assets import SLICE_INPUTS
 from dagster_project.defs.partitions import SliceKey, model_dataset_partitions, slice_of
@@ -62,12 +63,12 @@ def materialize_slice(context: dg.AssetExecutionContext, warehouse: WarehouseRes
 
 
 def stats_asset(name: str, description: str, compute: Compute, reads: tuple[str, ...], *,
-                needs_ratings: bool = False) -> dg.AssetsDefinition:
+                needs_ratings: bool = False, extra_deps: tuple[dg.AssetKey, ...] = ()) -> dg.AssetsDefinition:
     """A per-slice stats.<name> asset; `reads`: the StatsInputs frames `compute` uses (only
-    those are read from the warehouse)."""
+    those are read from the warehouse); `extra_deps`: marts it reads (so it runs after them)."""
     @dg.asset(
         key=["stats", name],
-        deps=SLICE_STATS_DEPS,
+        deps=[*SLICE_STATS_DEPS, *extra_deps],
         partitions_def=model_dataset_partitions,
         group_name="stats",
         kinds={"duckdb", "python"},
@@ -141,6 +142,12 @@ def _misclassification(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFra
     )
 
 
+def _worst_subgroups(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
+    tests = pairwise_error_ztests(inputs.group_accuracy, groupings=cfg.groupings, correction=cfg.corrections[0],
+                                  alpha=cfg.alpha, min_n=cfg.min_cell_n, family=cfg.family)
+    return worst_subgroups(tests, alpha=cfg.alpha, min_n=cfg.min_cell_n)
+
+
 def _categorical(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
     return agreement.categorical_agreement(
         inputs.grouped, inputs.group_accuracy, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples
@@ -192,6 +199,15 @@ misclassification = stats_asset(
     _misclassification,
     ("misclassification_ratios",),
 )
+worst_subgroup_table = stats_asset(
+    "worst_subgroups",
+    "Where the model is worst: every pairwise error-rate test of the slice (every grouping, intersection and "
+    "emotion; cluster-aware where identities repeat), worse group first, Benjamini-Hochberg over the whole slice; "
+    "the disparities that survive ranked by error-rate difference (rank 1 = largest).",
+    _worst_subgroups,
+    ("group_accuracy",),
+    extra_deps=(GROUP_ACCURACY,),
+)
 categorical_agreement = stats_asset(
     "categorical_agreement",
     "Accuracy (Wilson CI), macro F1 (bootstrap CI) and Cohen's kappa (asymptotic CI) per model version x dataset, "
@@ -239,5 +255,5 @@ response_style_summary = stats_asset(
     ("answers", "ratings", "model_values"),
 )
 
-SLICE_STATS = [error_rate_ztests, misclassification, categorical_agreement, rater_reliability, dimensional_agreement,
+SLICE_STATS = [error_rate_ztests, misclassification, worst_subgroup_table, categorical_agreement, rater_reliability, dimensional_agreement,
                wilcoxon_tests, mixed_model_fits, response_style_summary]

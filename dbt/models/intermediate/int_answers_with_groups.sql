@@ -1,6 +1,8 @@
 {#- Final answers joined to their labelled images, one row per answer and grouping
-    ('all', 'race', 'gender', 'race_gender'). An image whose group attribute is null is
-    left out of that grouping (but kept in 'all'). -#}
+    ('all' and each configured grouping, macro unpivot_groupings). An image whose group attribute is null is
+    left out of that grouping (but kept in 'all'). cluster_id is the unit a model can fail
+    on as a whole: the dataset's identity (one person's images are not independent), or the
+    image itself where the dataset gives no identity; the marts' design effects count it. -#}
 
 with
 
@@ -33,7 +35,12 @@ joined as (
         coalesce(final_answers.predicted_emotion = images.true_emotion, false) as is_correct,
         final_answers.is_tie,
         images.race,
-        images.gender
+        images.gender,
+        images.age,
+        images.extra,
+        images.identity,
+        final_answers.dataset || '/' || coalesce('identity:' || images.identity, 'image:' || final_answers.image_id)
+            as cluster_id
 
     from final_answers
 
@@ -65,7 +72,9 @@ final as (
         answer_status,
         is_answered,
         is_correct,
-        is_tie
+        is_tie,
+        identity,
+        cluster_id
 
     from groupings
 

@@ -52,6 +52,7 @@ labeled as (
         cleaned.source_gender,
         coalesce(gender_own.gender, gender_canonical.gender, cleaned.gender_key) as gender,
         cleaned.age,
+        cleaned.extra,
         cleaned.width,
         cleaned.height
 

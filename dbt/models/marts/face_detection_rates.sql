@@ -73,7 +73,9 @@ joined as (
     select
         per_image.*,
         images.race,
-        images.gender
+        images.gender,
+        images.age,
+        images.extra
 
     from per_image
 

@@ -5,7 +5,10 @@
     Every wrong emotion of the model's vocabulary appears, with zero counts where the model
     never chose it; predicted_emotion 'error' pools every misclassification of the true
     emotion, and true_emotion 'all' pools the emotions ('error' only). The statistics
-    (stats.misclassification_tests) read these counts and intervals; they add the tests. -#}
+    (stats.misclassification_tests) read these counts and intervals; they add the tests.
+    Each group's cell carries its design effect over cluster_id (the identity; macro
+    design_effect) and the pair a cluster-aware Katz interval on the effective counts
+    count / design_effect of n / design_effect (cluster_ci_low, cluster_ci_high). -#}
 
 with
 
@@ -85,6 +88,79 @@ cell_counts as (
 
 ),
 
+cluster_answers as (
+
+    select
+        *,
+        count(*) over (
+            partition by model, model_version, dataset, protocol, grouping, group_value, true_emotion, cluster_id
+        ) as cluster_m
+
+    from answers
+
+),
+
+cluster_predicted as (
+
+    select
+        model, model_version, dataset, protocol, grouping, group_value, true_emotion, cluster_id,
+        predicted_emotion,
+        count(*) as y,
+        any_value(cluster_m) as m
+
+    from cluster_answers
+    where predicted_emotion <> true_emotion
+    group by all
+
+),
+
+cluster_errors as (
+
+    select
+        model, model_version, dataset, protocol, grouping, group_value, true_emotion, cluster_id,
+        count(*) as m,
+        count(*) filter (where predicted_emotion <> true_emotion) as y
+    from answers
+    group by model, model_version, dataset, protocol, grouping, group_value, true_emotion, cluster_id
+
+),
+
+cluster_errors_pooled as (
+
+    select
+        model, model_version, dataset, protocol, grouping, group_value, 'all' as true_emotion, cluster_id,
+        count(*) as m,
+        count(*) filter (where predicted_emotion <> true_emotion) as y
+    from answers
+    group by model, model_version, dataset, protocol, grouping, group_value, cluster_id
+
+),
+
+error_moments as (
+
+    select *, 'error' as predicted_emotion from (
+        {{ cluster_moments('cluster_errors',
+            ['model', 'model_version', 'dataset', 'protocol', 'grouping', 'group_value', 'true_emotion']) }}
+    )
+    union all
+    select *, 'error' as predicted_emotion from (
+        {{ cluster_moments('cluster_errors_pooled',
+            ['model', 'model_version', 'dataset', 'protocol', 'grouping', 'group_value', 'true_emotion']) }}
+    )
+
+),
+
+predicted_moments as (
+
+    select
+        model, model_version, dataset, protocol, grouping, group_value, true_emotion, predicted_emotion,
+        sum(cast(y as double) * y) as sum_yy,
+        sum(cast(y as double) * m) as sum_ym
+    from cluster_predicted
+    group by all
+
+),
+
 vocabulary_cells as (
 
     select
@@ -160,13 +236,52 @@ any_error_pooled as (
 
 ),
 
-cells as (
+counted_cells as (
 
     select * from vocabulary_cells
     union all
     select * from any_error_per_emotion
     union all
     select * from any_error_pooled
+
+),
+
+cells as (
+
+    select
+        counted_cells.*,
+        error_moments.n_clusters,
+        {{ design_effect('counted_cells.n_predicted', 'counted_cells.n', 'error_moments.n_clusters',
+                         "case when counted_cells.predicted_emotion = 'error' then error_moments.sum_yy"
+                         ~ " else coalesce(predicted_moments.sum_yy, 0) end",
+                         "case when counted_cells.predicted_emotion = 'error' then error_moments.sum_ym"
+                         ~ " else coalesce(predicted_moments.sum_ym, 0) end",
+                         'error_moments.sum_mm') }} as design_effect
+
+    from counted_cells
+
+    {# every cell's group has an 'error' cell: its clusters and cluster sizes (n_clusters,
+       sum_mm) are the cell's; a wrong emotion's own y moments (zero when never chosen)
+       come from predicted_moments #}
+    inner join error_moments
+        on error_moments.model = counted_cells.model
+        and error_moments.model_version = counted_cells.model_version
+        and error_moments.dataset = counted_cells.dataset
+        and error_moments.protocol = counted_cells.protocol
+        and error_moments.grouping = counted_cells.grouping
+        and error_moments.group_value = counted_cells.group_value
+        and error_moments.true_emotion = counted_cells.true_emotion
+
+    left join predicted_moments
+        on counted_cells.predicted_emotion <> 'error'
+        and predicted_moments.model = counted_cells.model
+        and predicted_moments.model_version = counted_cells.model_version
+        and predicted_moments.dataset = counted_cells.dataset
+        and predicted_moments.protocol = counted_cells.protocol
+        and predicted_moments.grouping = counted_cells.grouping
+        and predicted_moments.group_value = counted_cells.group_value
+        and predicted_moments.true_emotion = counted_cells.true_emotion
+        and predicted_moments.predicted_emotion = counted_cells.predicted_emotion
 
 ),
 
@@ -185,7 +300,11 @@ pairs as (
         a.n as n_a,
         a.n_predicted as count_a,
         b.n as n_b,
-        b.n_predicted as count_b
+        b.n_predicted as count_b,
+        a.n_clusters as n_clusters_a,
+        a.design_effect as design_effect_a,
+        b.n_clusters as n_clusters_b,
+        b.design_effect as design_effect_b
 
     from cells as a
 
@@ -222,7 +341,13 @@ final as (
         case
             when count_b > 0 then (cast(count_a as double) / n_a) / (cast(count_b as double) / n_b)
         end as ratio,
-        {{ katz_ratio_interval('count_a', 'n_a', 'count_b', 'n_b') }}
+        {{ katz_ratio_interval('count_a', 'n_a', 'count_b', 'n_b') }},
+        n_clusters_a,
+        design_effect_a,
+        n_clusters_b,
+        design_effect_b,
+        {{ katz_ratio_interval('count_a / design_effect_a', 'n_a / design_effect_a',
+                               'count_b / design_effect_b', 'n_b / design_effect_b', prefix='cluster_ci') }}
 
     from pairs
 

@@ -1,8 +1,9 @@
 {#- Chhua et al.'s two-proportion z-tests of misclassification between races (Section 5 text):
     one row per pair of races and measure, all emotions pooled. measure 'z' is in the paper's
     sign convention -- positive when the SECOND group is misclassified more -- the negative of
-    stats.error_rate_ztests.z (positive when group_a errs more); 'p_value' is unadjusted, as the
-    paper's; the Holm-adjusted p and its family ride along on both rows. -#}
+    stats.error_rate_ztests.z_naive (positive when group_a errs more); 'p_value' is unadjusted
+    and naive (images independent), as the paper's; the Holm-adjusted p (cluster-aware where
+    identities repeat, see `inference`) and its family ride along on both rows. -#}
 
 with
 
@@ -15,7 +16,8 @@ ztests as (
         'n_a': 'bigint', 'errors_a': 'bigint', 'error_rate_a': 'double', 'n_b': 'bigint',
         'errors_b': 'bigint', 'error_rate_b': 'double', 'difference': 'double', 'ci_low': 'double',
         'ci_high': 'double', 'z': 'double', 'p_value': 'double', 'p_adjusted': 'double',
-        'correction': 'varchar', 'family': 'varchar', 'family_m': 'bigint', 'below_min_n': 'boolean'}) }}
+        'correction': 'varchar', 'family': 'varchar', 'family_m': 'bigint', 'below_min_n': 'boolean',
+        'z_naive': 'double', 'p_value_naive': 'double', 'inference': 'varchar'}) }}
     where grouping = 'race' and true_emotion = 'all'
 
 ),
@@ -45,8 +47,11 @@ pairs as (
         family,
         family_m,
         below_min_n,
-        -z as z_paper_sign,
-        p_value
+        -- the paper's test counts images as independent: its naive z and p (z / p_value are
+        -- cluster-aware where identities repeat; `inference` says which decided p_adjusted)
+        inference,
+        -z_naive as z_paper_sign,
+        p_value_naive as p_value
 
     from ztests
 
