@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from inference.kinds import DATASET_ADAPTERS, MODEL_ADAPTERS
+from inference.kinds import DATASET_ADAPTERS, DEFAULT_MODEL_FAMILY, MODEL_ADAPTERS, MODEL_FAMILIES
 from inference.preprocessing_config import PreprocessingConfig
 from inference.watch import WatchConfig
 
@@ -129,6 +129,10 @@ class FrameSampling(_Strict):
 class ModelConfig(_Strict):
     name: str
     kind: str  # a key of inference.kinds.MODEL_ADAPTERS
+    # What sort of model it is (inference.kinds.MODEL_FAMILIES: fer, vlm, clip, other); the
+    # kind's default (DEFAULT_MODEL_FAMILY), required for `imported`. Strength inversion
+    # compares the families.
+    family: str | None = Field(None, validate_default=True)
     version: str
     # Poll a provider for new versions of this model (see inference.watch).
     watch: WatchConfig | None = None
@@ -156,6 +160,20 @@ class ModelConfig(_Strict):
     @classmethod
     def _registered_model_kind(cls, value: str) -> str:
         return _known_kind(value, MODEL_KINDS)
+
+    @field_validator("family")
+    @classmethod
+    def _declared_family(cls, value: str | None, info: ValidationInfo) -> str:
+        kind = info.data.get("kind")
+        if value is None:
+            if kind in DEFAULT_MODEL_FAMILY:
+                return DEFAULT_MODEL_FAMILY[kind]
+            raise ValueError(f"required for kind {kind!r} (its answers may come from any model): add "
+                             f"'family: fer' (a FER classifier), 'family: vlm' (a vision-language model), "
+                             f"'family: clip' or 'family: other'")
+        if value not in MODEL_FAMILIES:
+            raise ValueError(f"{value!r} is not a model family; use one of: {', '.join(MODEL_FAMILIES)}")
+        return value
 
     @field_validator("version")
     @classmethod

@@ -24,6 +24,16 @@ MODEL_ADAPTERS: dict[str, str] = {
     "emonet": "inference.models.emonet:EmoNetModel",
 }
 
+# The family a model of each kind belongs to unless `models.<name>.family` says otherwise (Tae et
+# al.'s strength inversion compares the families). `imported` answers can come from any model:
+# its family has no default and must be declared.
+MODEL_FAMILIES = ("fer", "vlm", "clip", "other")
+DEFAULT_MODEL_FAMILY: dict[str, str] = {
+    "fer_xception": "fer", "image_classifier": "fer", "hsemotion": "fer", "emonet": "fer",
+    "openai": "vlm", "gemini": "vlm", "transformers": "vlm", "mlx": "vlm",
+    "clip": "clip",
+}
+
 DATASET_ADAPTERS: dict[str, str] = {
     "london_set": "inference.datasets.london:LondonSetAdapter",
     "manifest": "inference.datasets.manifest:ManifestAdapter",

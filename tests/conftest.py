@@ -114,11 +114,13 @@ models:
       local_dir: {BIG_XCEPTION_DIR}
   gemma_sim:
     kind: imported
+    family: vlm
     version: sim-1
     options:
       files: {{tae_sim: {tae.gemma_answers}}}
   fer_sim:
     kind: imported
+    family: fer
     version: sim-1
     options:
       files: {{tae_sim: {tae.fer_answers}}}

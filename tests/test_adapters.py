@@ -60,7 +60,7 @@ def test_unknown_kinds_name_the_entry_and_the_choices():
 def test_options_errors_name_the_key():
     from inference.models.imported import ImportedOptions, ImportedOptionsError
 
-    cfg = ModelConfig(name="ext", kind="imported", version="v1", options={"protocol": ["a"]})
+    cfg = ModelConfig(name="ext", kind="imported", family="vlm", version="v1", options={"protocol": ["a"]})
     with pytest.raises(ImportedOptionsError, match=r"models.ext.options.protocol: Input should be a valid string"):
         parse_options(ImportedOptions, cfg, ImportedOptionsError)
 
@@ -72,7 +72,7 @@ def _images(root: Path) -> list[ImageRecord]:
 
 def _evaluate(tmp_path: Path, rows: list[dict]):
     (tmp_path / "preds.csv").write_text(pd.DataFrame(rows).to_csv(index=False))
-    cfg = ModelConfig(name="ext", kind="imported", version="run-1", options={"files": {"ds": "preds.csv"}})
+    cfg = ModelConfig(name="ext", kind="imported", family="vlm", version="run-1", options={"files": {"ds": "preds.csv"}})
     model = build_model(cfg, tmp_path, resolve=lambda p: tmp_path / p, dataset="ds")
     evaluation = model.evaluate(_images(tmp_path), EvaluationContext())
     started = datetime(2025, 1, 1, tzinfo=timezone.utc)

@@ -78,3 +78,31 @@ def test_model_datasets_must_be_configured(tmp_path):
         load_config(_write(tmp_path, text))
     cfg = load_config(_write(tmp_path, VALID.replace("    version: fer2013_mini_XCEPTION.102-0.66", "    version: v1\n    datasets: [london]")))
     assert cfg.models["mini"].covers("london") and not cfg.models["mini"].covers("paris")
+
+
+IMPORTED = VALID.replace("kind: fer_xception", "kind: imported").replace(
+    "version: fer2013_mini_XCEPTION.102-0.66", "version: run-1\n    options: {files: {london: p.csv}}")
+
+
+def test_model_family_defaults_by_kind_and_is_required_for_imported(tmp_path):
+    # every kind with a default, as strength inversion reads it
+    families = {kind: load_config(_write(tmp_path, VALID.replace("kind: fer_xception", f"kind: {kind}")
+                                         .replace("    version: fer2013_mini_XCEPTION.102-0.66",
+                                                  "    version: v1" + ("\n    options: {model_id: m}"
+                                                                      if kind in ("transformers", "mlx") else ""))))
+                .models["mini"].family
+                for kind in ("fer_xception", "emonet", "hsemotion", "image_classifier", "openai", "gemini",
+                             "transformers", "clip")}
+    assert families == {"fer_xception": "fer", "emonet": "fer", "hsemotion": "fer", "image_classifier": "fer",
+                        "openai": "vlm", "gemini": "vlm", "transformers": "vlm", "clip": "clip"}
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, IMPORTED))
+    assert "models.mini.family: " in str(err.value) and "required for kind 'imported'" in str(err.value)
+    assert "'family: fer'" in str(err.value) and "'family: vlm'" in str(err.value)
+    assert load_config(_write(tmp_path, IMPORTED.replace("kind: imported", "kind: imported\n    family: vlm"))
+                       ).models["mini"].family == "vlm"
+    # a declared family overrides the kind's default; an unknown one names the choices
+    assert load_config(_write(tmp_path, VALID.replace("kind: fer_xception", "kind: fer_xception\n    family: other"))
+                       ).models["mini"].family == "other"
+    with pytest.raises(ConfigError, match=r"models.mini.family: .*'llm' is not a model family; use one of: fer, vlm"):
+        load_config(_write(tmp_path, IMPORTED.replace("kind: imported", "kind: imported\n    family: llm")))

@@ -28,3 +28,12 @@ def test_each_seed_study_config_loads(name, datasets, models, monkeypatch):
     assert cfg.warehouse == (EXAMPLES.parent / "data" / name / "warehouse.duckdb").resolve()
     if name == "chhua":
         assert cfg.dataset_groups == {"radiate_tarr": ("radiate", "tarr")}
+
+
+def test_tae_families_make_the_strength_inversion_comparable(monkeypatch):
+    """Tae et al. compare FER baselines with VLMs: the example's baselines (kinds hsemotion, emonet,
+    image_classifier) are FER models, its two transformers models VLMs (once all 'other' / absent)."""
+    monkeypatch.delenv("FER_WAREHOUSE", raising=False)
+    cfg = load_config(EXAMPLES / "tae.yaml")
+    assert {name: model.family for name, model in cfg.models.items()} == {
+        "gemma3": "vlm", "llama32_vision": "vlm", "efficientnet_va": "fer", "emonet": "fer", "beit": "fer"}

@@ -27,7 +27,7 @@ def images(root: Path) -> list[ImageRecord]:
 
 
 def model_cfg(options: dict) -> ModelConfig:
-    return ModelConfig(name="ext", kind="imported", version="run-1", options=options)
+    return ModelConfig(name="ext", kind="imported", family="vlm", version="run-1", options=options)
 
 
 def build(tmp_path: Path, rows: list[dict], name: str = "preds.csv", **options):
@@ -155,7 +155,7 @@ def test_config_accepts_the_imported_kind(tmp_path):
     path = tmp_path / "benchmark.yaml"
     path.write_text(
         "datasets: {faces: {kind: manifest, location: m.csv}}\n"
-        "models: {ext: {kind: imported, version: v1, options: {files: {faces: p.csv}}}}\n"
+        "models: {ext: {kind: imported, family: vlm, version: v1, options: {files: {faces: p.csv}}}}\n"
     )
     assert load_config(path).models["ext"].kind == "imported"
     path.write_text(

@@ -77,6 +77,7 @@ datasets:
 models:
   ext:
     kind: imported
+    family: vlm
     version: run-1
     options:
       files: {{faces: ext.csv}}

@@ -117,7 +117,7 @@ def _ratings(offsets: dict[str, float], seed: int = 3, raters_per_image: int = 6
     return humans, models
 
 
-def _simple(table: pd.DataFrame, by: str = "true_emotion") -> pd.DataFrame:
+def _simple(table: pd.DataFrame, by: str = "emotion") -> pd.DataFrame:
     rows = table[(table["analysis"] == "mixed_model_simple_effect") & (table["subset_kind"] == by)]
     return rows.set_index("subset")
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_project.analysis import agreement, dimensional
+from dagster_project.analysis import agreement, dimensional, mixed_models
 from dagster_project.analysis.inputs import load_inputs
 from dagster_project.analysis.proportions import pairwise_error_ztests
 from dagster_project.defs.stats_io import replace_rows
@@ -36,6 +36,9 @@ def _write_statistics(path) -> None:
         replace_rows(con, "categorical_agreement", {}, categorical)
         replace_rows(con, "dimensional_agreement", {},
                      dimensional.dimensional_agreement(inputs.model_values, inputs.ratings, min_n=MIN_N))
+        # as the stats/mixed_models asset fits them: one human-vs-model fit per model (Tae et al.)
+        replace_rows(con, "mixed_models", {},
+                     mixed_models.rating_mixed_models(inputs.ratings, inputs.model_values, min_n=MIN_N, per_model=True))
         accuracy = con.execute("select * from marts.group_accuracy order by all").df()
         replace_rows(con, "error_rate_ztests", {}, pairwise_error_ztests(accuracy, min_n=MIN_N))
     finally:
@@ -113,11 +116,41 @@ def test_dimensional_tables_join_the_published_cells(warehouse):
     assert np.isclose(gemma.loc["model_mean", "value"], valence.mean())
     assert np.isclose(gemma.loc["model_sd", "value"], valence.std(ddof=1))
     bias = table(warehouse, "papers.tae_table6")
-    lmm = bias[bias["measure"] == "lmm_p_value"]
-    # no per-emotion mixed-model effects written here: the paper's p-values stand alone
-    assert (lmm["row_source"] == "paper only").all() and len(lmm) == 12
-    fear = bias[(bias["model"] == "llama_vision") & (bias["subset"] == "fear")].iloc[0]
-    assert fear["published_text"] == "+1.21" and fear["measure"] == "bland_altman_bias"
+    fear = bias[(bias["model"] == "llama_vision") & (bias["subset"] == "fear")
+                & (bias["measure"] == "bland_altman_bias")].iloc[0]
+    assert fear["published_text"] == "+1.21" and fear["same_quantity"]
+
+
+def test_tae_table6_shows_the_warehouse_lmm_cells_beside_the_papers(warehouse):
+    """Every published LMM p of Table 6 (2 models x 6 emotions) meets the warehouse's simple effect
+    from stats.mixed_models (written with subset_kind 'emotion', the kind the view reads); the
+    paper's treatment coefficient is a different quantity, so it is explained, not compared, and
+    our fit's coefficient of the printed term stands beside it."""
+    got = table(warehouse, "papers.tae_table6")
+    ours = got[got["model"].isin(list(WAREHOUSE_MODELS))]
+    lmm = ours[ours["measure"] == "lmm_p_value"].set_index(["model", "subset"])
+    assert len(lmm) == 12 and (lmm["row_source"] == "warehouse and paper").all(), got["row_source"].value_counts()
+    assert not (got["row_source"] == "paper only").any()
+    effects = table(warehouse, "stats.mixed_models").query(
+        "analysis == 'mixed_model_simple_effect' and measure == 'emotion' and dimension == 'arousal'"
+    ).set_index(["model", "subset"])
+    for key, row in lmm.iterrows():
+        assert np.isclose(row["value"], effects.loc[key, "p_value"]) and np.isclose(row["effect_estimate"],
+                                                                                    effects.loc[key, "estimate"])
+    assert lmm["within_rounding"].isna().all() and lmm["difference"].isna().all() and not lmm["same_quantity"].any()
+    assert lmm["comparison"].str.contains("treatment coefficient").all()
+    # the printed coefficient: the rater main effect at anger (the reference level), which is
+    # the simple effect there; the interaction at every other emotion
+    assert lmm["treatment_p_value"].notna().all() and lmm["treatment_p_within_rounding"].notna().all()
+    anger = lmm.xs("anger", level="subset")
+    assert not anger["treatment_term"].str.contains("true_emotion").any()
+    assert np.allclose(anger["treatment_estimate"], anger["effect_estimate"])
+    others = lmm.drop(index="anger", level="subset")
+    subsets = others.index.get_level_values("subset")
+    assert all(term.endswith(f":C(true_emotion)[T.{subset}]") for term, subset in zip(others["treatment_term"], subsets))
+    # the bias is the same quantity as the paper's: compared within rounding, difference shown
+    biases = ours[ours["measure"] == "bland_altman_bias"]
+    assert len(biases) == 12 and biases["within_rounding"].notna().all() and biases["same_quantity"].all()
 
 
 def test_chhua_ztests_use_the_papers_sign(warehouse):

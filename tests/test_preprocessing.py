@@ -44,7 +44,7 @@ def sha(data: bytes) -> str:
 
 def bench(tmp_path: Path, datasets: dict, models: dict | None = None):
     raw = {"cache_dir": str(tmp_path / "cache"), "warehouse": str(tmp_path / "w.duckdb"), "datasets": datasets,
-           "models": models or {"m": {"kind": "imported", "version": "1", "options": {"files": {}}}}}
+           "models": models or {"m": {"kind": "imported", "family": "fer", "version": "1", "options": {"files": {}}}}}
     return parse_config(raw, tmp_path / "benchmark.yaml")
 
 

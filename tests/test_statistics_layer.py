@@ -142,7 +142,7 @@ def test_table6_simple_effects_crossed_icc_and_human_ceiling(demo):
         "select * from stats.mixed_models where analysis = 'mixed_model_simple_effect' and model = 'gemma_sim' "
         "and measure = 'emotion' and dimension = 'arousal'"
     ).set_index("subset")
-    assert len(effects) == 6 and (effects["subset_kind"] == "true_emotion").all()
+    assert len(effects) == 6 and (effects["subset_kind"] == "emotion").all()  # the seed subset_kinds vocabulary
     assert (effects["family_m"] == 6).all() and effects["p_adjusted"].notna().all()
     for row in effects.itertuples():
         # every image has 6 human ratings and one gemma answer: the model-based effect is the raw difference
@@ -157,3 +157,14 @@ def test_table6_simple_effects_crossed_icc_and_human_ceiling(demo):
     assert set(ceiling["measure"]) == {"pearson_r", "mae"} and ceiling["ci_low"].notna().all()
     beside = query("select * from stats.dimensional_agreement where measure = 'pearson_r' and subset_kind = 'all'")
     assert beside["human_ceiling"].notna().all() and (beside["human_ceiling_n"] > 0).all()
+
+
+def test_strength_inversion_compares_declared_families(demo):
+    """gemma_sim (imported, `family: vlm`) is a VLM and fer_sim (imported, `family: fer`) the FER
+    model; while the family came from the kind, every imported model was FER and the "best FER"
+    on arousal was the simulated Gemma."""
+    rows = query("select * from stats.strength_inversion where measure = 'vlm_minus_fer_best_r'")
+    assert set(rows["dimension"]) == {"valence", "arousal"}
+    for detail in rows["detail"].map(json.loads):
+        assert detail["best_fer"]["model"].startswith("fer_sim ")
+        assert detail["best_vlm"]["model"].split()[0] in {"gemma_sim", "loopback_vlm"}

@@ -20,7 +20,7 @@ from dagster_project.analysis.dimensional import dimensional_agreement, strength
 from dagster_project.analysis.mixed_models import correctness_model
 from dagster_project.analysis.regression_gate import regression_gate
 from dagster_project.analysis.stat_figures import ratio_forest_axes, ratio_forest_png, ratio_forest_rows
-from inference.config import StatisticsConfig, dbt_vars
+from inference.config import ModelConfig, StatisticsConfig, dbt_vars
 from stats_support import group_accuracy, grouped_answers, misclassification_ratios
 
 LABELS = ["anger", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
@@ -203,16 +203,25 @@ def test_ratio_forest_whiskers_match_the_marker_and_zero_pairs_are_shown(tmp_pat
 # ------------------------------------------------------------------ fix 6: strength inversion
 
 def test_strength_inversion_reproduces_tae_table5():
-    # Tae et al., Table 5: valence r FER .928-.950 vs VLM .891-.901; arousal r VLM .759-.783
-    # vs FER .126-.448 -> FER lead valence by .049, VLMs lead arousal by .335.
-    published = [("gemma3", "transformers", .891, .759), ("llama", "transformers", .901, .783),
-                 ("emonet", "imported", .950, .126), ("efficientnet", "imported", .928, .448)]
-    rows = [{"analysis": "dimensional_agreement", "model": m, "model_version": "1", "dataset": "tae",
+    # Tae et al., Tables 3 and 5: valence r FER .928-.950 vs VLM .891-.901; arousal r VLM
+    # .759-.783 vs FER .126-.448 -> FER lead valence by .049, VLMs lead arousal by .335. The
+    # FER baselines with their real kinds (emonet, hsemotion: family fer by default) and LLaMA's
+    # answers imported from elsewhere (kind imported: its family declared, vlm).
+    published = [(ModelConfig(name="gemma3", kind="transformers", version="1"), .891, .759),
+                 (ModelConfig(name="llama", kind="imported", family="vlm", version="1"), .901, .783),
+                 (ModelConfig(name="mobilevit", kind="hsemotion", version="1"), .950, .409),
+                 (ModelConfig(name="efficientnet", kind="hsemotion", version="1"), .940, .448),
+                 (ModelConfig(name="emonet", kind="emonet", version="1"), .928, .126)]
+    rows = [{"analysis": "dimensional_agreement", "model": m.name, "model_version": "1", "dataset": "tae",
              "protocol": "", "subset_kind": "all", "subset": "all", "measure": "pearson_r", "dimension": d,
-             "estimate": r} for m, _, v, a in published for d, r in (("valence", v), ("arousal", a))]
-    out = strength_inversion(pd.DataFrame(rows), {m: k for m, k, _, _ in published}).set_index(["measure", "dimension"])
+             "estimate": r} for m, v, a in published for d, r in (("valence", v), ("arousal", a))]
+    families = {m.name: m.family for m, _, _ in published}
+    assert families == {"gemma3": "vlm", "llama": "vlm", "mobilevit": "fer", "efficientnet": "fer", "emonet": "fer"}
+    out = strength_inversion(pd.DataFrame(rows), families).set_index(["measure", "dimension"])
     assert out.loc[("vlm_minus_fer_best_r", "valence"), "estimate"] == pytest.approx(.901 - .950)
     assert out.loc[("vlm_minus_fer_best_r", "arousal"), "estimate"] == pytest.approx(.783 - .448)
+    detail = json.loads(out.loc[("vlm_minus_fer_best_r", "arousal"), "detail"])
+    assert detail["best_fer"]["model"] == "efficientnet 1" and detail["best_vlm"]["model"] == "llama 1"
     assert out.loc[("strength_inversion", ""), "estimate"] == 1.0
 
 

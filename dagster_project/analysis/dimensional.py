@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from inference.config import VLM_KINDS
 
 from .results import adjust_within_families, detail_json, dimension_frame, result_row
 
@@ -257,29 +256,25 @@ def wilcoxon_by_emotion(
 
 # --------------------------------------------------------------------------- strength inversion
 
-# Model kinds of each family in Tae et al.'s comparison: FER-specialised classifiers vs
-# instruction-tuned VLMs (VLM_KINDS). Other kinds (clip) are in neither.
-FER_KINDS = ("fer_xception", "imported")
 DIMENSIONS = ("valence", "arousal")
+# The families Tae et al. compare: FER-specialised classifiers and instruction-tuned VLMs.
+COMPARED_FAMILIES = ("fer", "vlm")
 
 
-def model_family(kind: str) -> str:
-    return "fer" if kind in FER_KINDS else "vlm" if kind in VLM_KINDS else "other"
-
-
-def strength_inversion(dimensional: pd.DataFrame, model_kinds: dict[str, str]) -> pd.DataFrame:
+def strength_inversion(dimensional: pd.DataFrame, model_families: dict[str, str]) -> pd.DataFrame:
     """Tae et al.'s strength inversion: FER models dominate valence while VLMs dominate arousal.
 
     Input: dimensional_agreement rows (measure 'pearson_r', subset 'all': each model's r with
-    the mean human rating, per dimension) and {model: model kind}. Per dataset x dimension,
+    the mean human rating, per dimension) and {model: family} (benchmark.yaml
+    `models.<name>.family`, default per kind; models of other families are left out). Per dataset x dimension,
     measure 'vlm_minus_fer_best_r' = best VLM r - best FER r (models named in detail); per
     dataset, measure 'strength_inversion' = 1 when FER leads on valence AND VLMs lead on
     arousal, else 0 (null without both families and both dimensions). No interval: this
     compares a handful of models, each r with its own interval in dimensional_agreement.
     """
     r = dimensional[(dimensional["measure"] == "pearson_r") & (dimensional["subset_kind"] == "all")].copy()
-    r["family"] = r["model"].map(lambda m: model_family(model_kinds.get(m, "")))
-    r = r[r["family"].isin(["fer", "vlm"]) & r["estimate"].notna()]
+    r["family"] = r["model"].map(lambda m: model_families.get(m, "other"))
+    r = r[r["family"].isin(COMPARED_FAMILIES) & r["estimate"].notna()]
     rows: list[dict[str, Any]] = []
     for dataset, data in r.groupby("dataset", sort=True):
         leads = {}
@@ -331,5 +326,5 @@ def _json(detail: dict) -> str:
 
 __all__ = [
     "IMAGE_ATTRIBUTES", "MODEL_KEYS", "PAIR_COLUMNS", "dimensional_agreement", "human_image_means",
-    "image_level_pairs", "is_constant", "model_family", "strength_inversion", "wilcoxon_by_emotion",
+    "image_level_pairs", "is_constant", "strength_inversion", "wilcoxon_by_emotion",
 ]

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from dagster_project.analysis.results import detail_json, result_row
+from dagster_project.analysis.subset_kinds import kind_of_column
 
 CI_LEVEL = 0.95
 DF_METHOD = "asymptotic (Wald z on the REML covariance of the fixed effects; emmeans lmer.df='asymptotic')"
@@ -168,7 +169,7 @@ def simple_effect_rows(fit, dataset, dimension, name, formula, data, keys, rater
                           "contrast": f"{rater} - {human} | {by} = {e.level}", "warnings": fit.warnings}
                 rows.append({
                     **result_row(analysis="mixed_model_simple_effect", model=model, model_version=version,
-                                 dataset=dataset, protocol=protocol, subset_kind=by, subset=str(e.level),
+                                 dataset=dataset, protocol=protocol, subset_kind=kind_of_column(by), subset=str(e.level),
                                  measure=name, n=e.n, estimate=e.estimate, ci_low=e.ci_low, ci_high=e.ci_high,
                                  statistic=e.statistic, p_value=e.p_value, family=family,
                                  detail=detail_json(detail)),

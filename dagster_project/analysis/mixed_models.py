@@ -234,7 +234,8 @@ def rating_mixed_models(
     simple effect "model minus human" at every level of a by-factor (SIMPLE_EFFECTS_BY:
     true_emotion for 'emotion' -- Tae et al.'s Table 6 --, race and gender for 'demographic'),
     computed from the same fit as an emmeans-style contrast (analysis/lmm_contrasts.py), never
-    read off one treatment coefficient: subset_kind = the by-factor, subset = its level,
+    read off one treatment coefficient: subset_kind = the by-factor's kind (seed subset_kinds.csv:
+    true_emotion -> 'emotion', race, gender), subset = its level,
     estimate / ci / statistic (Wald z) / p_value of the contrast, p_adjusted by `correction`
     within family = dataset/model/version/protocol/dimension/formula/by-factor (one family
     across the levels; family_m = its testable contrasts), n = ratings at the level (human +

@@ -14,13 +14,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dagster_project.analysis.subset_kinds import check_subset_kinds
+
 RESULT_COLUMNS = [
     "analysis",      # e.g. 'categorical_agreement', 'rater_reliability'
     "model",         # model name ('human' for human-only estimates; '' when not model-specific)
     "model_version",
     "dataset",
     "protocol",
-    "subset_kind",   # 'all', 'emotion', 'race', 'gender', 'race_gender', 'model_pair', ...
+    "subset_kind",   # one of the seed subset_kinds.csv: 'all', 'emotion', 'race', 'gender', 'term', ...
     "subset",        # the value of subset_kind ('all' when subset_kind = 'all')
     "measure",       # e.g. 'cohen_kappa', 'krippendorff_alpha_ordinal', 'mae', 'wilcoxon'
     "n",             # units the estimate rests on (images, pairs, ratings)
@@ -90,6 +92,7 @@ def result_frame(rows: Iterable[Mapping[str, Any]], min_n: int, extra_columns: t
     for col in ("analysis", "model", "model_version", "dataset", "protocol", "subset_kind", "subset",
                 "measure", "correction", "family", "detail"):
         frame[col] = frame[col].fillna("").astype(str)
+    check_subset_kinds(frame["subset_kind"].unique())  # what the SQL views read (seed subset_kinds)
     return frame
 
 

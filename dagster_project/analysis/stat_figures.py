@@ -182,11 +182,11 @@ def adjusted_forest_png(tests: pd.DataFrame, title: str, path: Path, alpha: floa
     return _save(fig, path)
 
 
-def strength_inversion_png(dimensional: pd.DataFrame, model_kinds: dict[str, str], title: str, path: Path) -> Path:
+def strength_inversion_png(dimensional: pd.DataFrame, model_families: dict[str, str], title: str,
+                           path: Path) -> Path:
     """Tae et al.'s Figure 3: each model's valence r (x) vs arousal r (y) with the mean human
-    rating (dimensional_agreement pearson_r, subset 'all'), FER models and VLMs coloured apart."""
+    rating (dimensional_agreement pearson_r, subset 'all'), families ({model: family}) coloured apart."""
     plt = pyplot()
-    from dagster_project.analysis.dimensional import model_family
 
     r = dimensional[(dimensional["measure"] == "pearson_r") & (dimensional["subset_kind"] == "all")]
     wide = r.pivot_table(index=["model", "model_version"], columns="dimension", values="estimate", aggfunc="mean")
@@ -195,10 +195,10 @@ def strength_inversion_png(dimensional: pd.DataFrame, model_kinds: dict[str, str
         _empty(ax)
     else:
         wide = wide[["valence", "arousal"]].dropna().reset_index()
-        colours = {"fer": "tab:red", "vlm": "tab:blue", "other": "tab:grey"}
+        colours = {"fer": "tab:red", "vlm": "tab:blue", "clip": "tab:green"}
         for row in wide.itertuples(index=False):
-            family = model_family(model_kinds.get(row.model, ""))
-            ax.scatter(row.valence, row.arousal, color=colours[family], s=45, zorder=3)
+            family = model_families.get(row.model, "other")
+            ax.scatter(row.valence, row.arousal, color=colours.get(family, "tab:grey"), s=45, zorder=3)
             ax.annotate(f"{row.model} {row.model_version} ({family})", (row.valence, row.arousal),
                         textcoords="offset points", xytext=(4, 4), fontsize=7)
         ax.set_xlabel("valence r with the mean human rating")

@@ -31,6 +31,7 @@ from dagster_project.defs.resources import WarehouseResource
 from dagster_project.defs.stats_io import replace_rows, summary_metadata
 from dagster_project.defs.statistics import NO_RATINGS
 from dagster_project.settings import benchmark_config
+from inference.kinds import DEFAULT_MODEL_FAMILY
 
 FINAL_ANSWERS = dg.AssetKey(["intermediate", "int_final_answers"])
 HUMAN_RELIABILITY = dg.AssetKey(["stats", "human_rater_reliability"])
@@ -109,9 +110,14 @@ DIMENSIONAL_AGREEMENT = dg.AssetKey(["stats", "dimensional_agreement"])
 MODEL_KINDS_SQL = "select distinct model, model_kind from raw.model_runs order by all"
 
 
-def _model_kinds(duckdb: WarehouseResource) -> dict[str, str]:
+def _model_families(duckdb: WarehouseResource) -> dict[str, str]:
+    """{model: family}: benchmark.yaml's `models.<name>.family` (its kind's default when not
+    declared); a model in the warehouse but no longer configured gets its recorded kind's default
+    ('other' for an imported one: its family is unknown)."""
     with duckdb.get_connection() as con:
-        return dict(con.execute(MODEL_KINDS_SQL).fetchall())
+        kinds = dict(con.execute(MODEL_KINDS_SQL).fetchall())
+    configured = {name: str(model.family) for name, model in benchmark_config().models.items()}
+    return {**{model: DEFAULT_MODEL_FAMILY.get(kind, "other") for model, kind in kinds.items()}, **configured}
 
 
 @dg.asset(
@@ -126,7 +132,7 @@ def _model_kinds(duckdb: WarehouseResource) -> dict[str, str]:
 def strength_inversion(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         agreement_rows = con.execute("select * from stats.dimensional_agreement").df()
-    frame = dimensional.strength_inversion(agreement_rows, _model_kinds(duckdb))
+    frame = dimensional.strength_inversion(agreement_rows, _model_families(duckdb))
     with duckdb.get_connection() as con:
         replace_rows(con, "strength_inversion", {}, frame)
     return dg.MaterializeResult(metadata=summary_metadata(frame))
@@ -139,9 +145,9 @@ def strength_inversion(context: dg.AssetExecutionContext, duckdb: WarehouseResou
 def strength_inversion_figure(duckdb: WarehouseResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
         agreement_rows = con.execute("select * from stats.dimensional_agreement").df()
-    kinds, out_dir = _model_kinds(duckdb), benchmark_config().reports_dir
+    families, out_dir = _model_families(duckdb), benchmark_config().reports_dir
     paths = [
-        stat_figures.strength_inversion_png(part, kinds, f"{dataset}: valence r vs arousal r with the human mean",
+        stat_figures.strength_inversion_png(part, families, f"{dataset}: valence r vs arousal r with the human mean",
                                             out_dir / f"{slug('strength_inversion', dataset)}.png")
         for dataset, part in (agreement_rows.groupby("dataset", sort=True) if len(agreement_rows) else [])
     ]

@@ -3,6 +3,7 @@
 Config (models.<name>):
 
     kind: imported
+    family: vlm                   # required: fer | vlm | clip | other (what produced the answers)
     version: 2024-06-run3
     options:
       files: {my_faces: predictions/my_faces.csv}   # per dataset, relative to the config file
