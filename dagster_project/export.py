@@ -53,7 +53,8 @@ def to_latex(frame: pd.DataFrame, caption: str, *, index: bool) -> str:
     shown = frame.drop(columns=[c for c in LATEX_DROPPED if c in frame.columns])
     latex = shown.to_latex(index=index, escape=True, na_rep="", float_format=_latex_number,
                            multicolumn_format="c", caption=caption.replace("_", r"\_"))
-    return latex.replace(OFF_MARK, LATEX_DAGGER)
+    # booktabs rules between row groups, not \\cline (which breaks against booktabs spacing)
+    return latex.replace("\\cline{", "\\cmidrule{").replace(OFF_MARK, LATEX_DAGGER)
 
 
 def export_table(con: duckdb.DuckDBPyConnection, table: str, fmt: str = "csv", *, long: bool = False) -> str:
