@@ -13,6 +13,8 @@
                                   figures, method notes); default <reports_dir>/report.html
     fer-warehouse export TABLE    a papers.*, marts.* or stats.* table as CSV or LaTeX (booktabs;
                                   papers.* in the paper's own grid)
+    fer-warehouse docs [--port N] dbt docs of the warehouse (every model, source, column; lineage
+                                  graph), generated from a snapshot and served on 127.0.0.1
 """
 
 from __future__ import annotations
@@ -309,6 +311,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    from dagster_project import dbt_docs
+    from dagster_project.settings import benchmark_config
+
+    cfg = benchmark_config()
+    target = dbt_docs.generate(cfg, args.out or dbt_docs.docs_dir(cfg))
+    missing = dbt_docs.undocumented(target)
+    print(f"dbt docs: {target / 'index.html'} (served below); one offline file: {target / 'static_index.html'}")
+    if missing:
+        print(f"{len(missing)} without a description (add them to the yml beside the model):", *missing, sep="\n  ")
+    else:
+        print("every model, seed, source and column has a description")
+    return 0 if args.no_serve else dbt_docs.serve(target, args.port)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-warehouse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -354,6 +371,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="papers.*: one row per cell, every column, instead of the paper's grid")
     export.add_argument("--out", type=Path, help="write to this file (default: standard output)")
     export.set_defaults(func=cmd_export)
+    docs = sub.add_parser("docs", help="generate the warehouse's dbt docs and serve them on 127.0.0.1")
+    docs.add_argument("--port", type=int, default=8080)
+    docs.add_argument("--out", type=Path, help="where the docs go (default: <reports_dir>/dbt_docs)")
+    docs.add_argument("--no-serve", action="store_true", help="generate only (static_index.html opens offline)")
+    docs.set_defaults(func=cmd_docs)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
