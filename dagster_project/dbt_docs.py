@@ -25,6 +25,12 @@ from inference.warehouse import snapshot_for_reading
 
 DOCS_DIR = "dbt_docs"
 DOCUMENTED_TYPES = ("model", "seed", "source")
+# Tables of the warehouse that dbt must know (as a model or a source) to document them.
+STORED_TABLES = "warehouse_tables.json"
+STORED_TABLES_SQL = """
+select table_schema, table_name from information_schema.tables
+where table_catalog = current_database() and table_schema in ('stats', 'marts', 'papers') order by all
+"""
 
 
 def docs_dir(cfg: BenchmarkConfig) -> Path:
@@ -44,14 +50,16 @@ def generate(cfg: BenchmarkConfig, target: Path) -> Path:
     """dbt docs generate --static into `target` from a snapshot of cfg.warehouse; returns target."""
     target.mkdir(parents=True, exist_ok=True)
     with snapshot_for_reading(cfg.warehouse) as snapshot:
-        if cfg.raw_slices:  # the Parquet slice store's raw.* views, made in the (private) copy
-            from inference.slice_store import attach_views
+        con = duckdb.connect(str(snapshot))
+        try:
+            if cfg.raw_slices:  # the Parquet slice store's raw.* views, made in the (private) copy
+                from inference.slice_store import attach_views
 
-            con = duckdb.connect(str(snapshot))
-            try:
                 attach_views(con, cfg.raw_slices)
-            finally:
-                con.close()
+            tables = con.execute(STORED_TABLES_SQL).fetchall()
+        finally:
+            con.close()
+        (target / STORED_TABLES).write_text(json.dumps([f"{schema}.{name}" for schema, name in tables]))
         variables = {"warehouse": str(snapshot), **dbt_vars(cfg.statistics)}
         if cfg.dataset_groups:
             variables["dataset_groups"] = cfg.dataset_groups
@@ -66,7 +74,8 @@ def generate(cfg: BenchmarkConfig, target: Path) -> Path:
 
 def undocumented(target: Path) -> list[str]:
     """'<resource>: <column>' (or '<resource>' alone) for each model, seed or source, and each
-    column the catalog or the yml knows, without a description."""
+    column the catalog or the yml knows, without a description; and each stats / marts / papers
+    table of the warehouse that no model or source declares."""
     manifest = json.loads((target / "manifest.json").read_text())
     catalog = json.loads((target / "catalog.json").read_text())
     missing = []
@@ -82,6 +91,10 @@ def undocumented(target: Path) -> list[str]:
         for column in sorted(set(declared) | {k.lower() for k in stored["columns"]}):
             if not (declared.get(column, {}).get("description") or "").strip():
                 missing.append(f"{name}: {column}")
+    known = {f"{node['schema']}.{node.get('alias') or node.get('identifier') or node['name']}".lower()
+             for node in {**manifest["nodes"], **manifest["sources"]}.values() if "schema" in node}
+    stored = json.loads((target / STORED_TABLES).read_text()) if (target / STORED_TABLES).exists() else []
+    missing += [f"{table}: no dbt model or source declares it" for table in stored if table.lower() not in known]
     return missing
 
 

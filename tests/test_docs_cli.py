@@ -41,6 +41,7 @@ def test_docs_generates_against_the_warehouse_and_serves_it(tmp_path):
     con = duckdb.connect(str(warehouse))  # a stats table with a column no yml describes
     con.execute("create schema stats")
     con.execute("create table stats.error_rate_ztests (model varchar, group_a varchar, mystery_column double)")
+    con.execute("create table stats.unheard_of (model varchar)")  # written by Python, declared nowhere
     con.close()
     out, port = tmp_path / "docs", _free_port()
     env = {**os.environ, "FER_WAREHOUSE": str(warehouse), "PYTHONPATH": str(REPO)}
@@ -59,7 +60,8 @@ def test_docs_generates_against_the_warehouse_and_serves_it(tmp_path):
     stored = catalog["sources"]["source.fer_bias_warehouse.stats.error_rate_ztests"]["columns"]
     assert {c.lower() for c in stored} == {"model", "group_a", "mystery_column"}
     # the only thing without a description is the column the yml does not know
-    assert "1 without a description" in printed and "stats.error_rate_ztests: mystery_column" in printed, printed
+    assert "2 without a description" in printed and "stats.error_rate_ztests: mystery_column" in printed, printed
+    assert "stats.unheard_of: no dbt model or source declares it" in printed
 
     manifest = json.loads((out / "manifest.json").read_text())
     ours = {uid: node for uid, node in {**manifest["nodes"], **manifest["sources"]}.items()
