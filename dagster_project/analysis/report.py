@@ -37,6 +37,9 @@ import pandas as pd
 from markupsafe import Markup
 
 from dagster_project.analysis.paper_grid import GRID_NOTE, has_difference_outside_rounding, paper_grid
+from dagster_project.analysis.report_format import fmt as _fmt
+from dagster_project.analysis.report_format import interval as _interval
+from dagster_project.analysis.report_format import p_text as _p
 from dagster_project.analysis.report_summary import SliceSummary, slice_summaries
 from dagster_project.analysis.results import RESULT_COLUMNS
 
@@ -88,22 +91,6 @@ FAMILY_TEXT = {
 }
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _p(value) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    if value < 1e-300:  # underflow: the library returned 0
-        return "< 1e-300"
-    return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
-
-
 def _table_html(frame: pd.DataFrame, index: bool = False) -> Markup:
     """Cells are escaped by pandas; the result is marked safe for the template."""
     if frame.empty:
@@ -150,14 +137,6 @@ def _by_identity(rows: pd.DataFrame) -> dict[str, list[str]]:
         _interval(r.accuracy, r.cluster_ci_low, r.cluster_ci_high)
         + (f" ({int(r.n_clusters)} people, deff {_fmt(r.design_effect)})" if pd.notna(r.design_effect) else "")
         for r in rows.itertuples()]}
-
-
-def _interval(estimate, low, high) -> str:
-    if estimate is None or pd.isna(estimate):
-        return ""
-    if low is None or pd.isna(low):
-        return _fmt(estimate)
-    return f"{_fmt(estimate)} [{_fmt(low)}, {_fmt(high)}]"
 
 
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:

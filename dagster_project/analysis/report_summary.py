@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from dagster_project.analysis.regression_gate import regression_gate
+from dagster_project.analysis.report_format import fmt, interval, p_text
 
 SLICE_KEYS = ["model", "model_version", "dataset", "protocol"]
 HUMAN_MODELS = ("human", "humans")  # group_accuracy rows of people answering the same images
@@ -40,26 +41,6 @@ class SliceSummary:
     small_groups_note: str
     change_note: str
     changes: pd.DataFrame
-
-
-def fmt(value, digits: int = 3) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    return f"{value:.{digits}f}"
-
-
-def interval(estimate, low, high, digits: int = 3) -> str:
-    if estimate is None or pd.isna(estimate):
-        return ""
-    if low is None or pd.isna(low):
-        return fmt(estimate, digits)
-    return f"{fmt(estimate, digits)} [{fmt(low, digits)}, {fmt(high, digits)}]"
-
-
-def p_text(value) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    return "< 1e-300" if value < 1e-300 else (f"{value:.1e}" if value < 1e-3 else f"{value:.3f}")
 
 
 def _of_slice(frame: pd.DataFrame | None, key: tuple) -> pd.DataFrame:
