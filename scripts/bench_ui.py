@@ -97,12 +97,15 @@ def median_timings(rounds: list[dict[str, tuple[float, float]]]) -> dict[str, tu
             for name in rounds[0]}
 
 
-def wait_for_run(ui: DagsterUI, run_filter: dict, timeout_s: float) -> dict:
+def wait_for_run(ui: DagsterUI, run_filter: dict, timeout_s: float, first: bool = False) -> dict:
+    """The newest run matching `run_filter` once it is done (`first`: the oldest, e.g. the first
+    run of a slice after its evaluation, whoever launched it)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         runs = ui.graphql(RUNS, {"filter": run_filter})["runsOrError"]["results"]
-        if runs and runs[0]["status"] in DONE:
-            return runs[0]
+        run = (runs[-1] if first else runs[0]) if runs else None
+        if run and run["status"] in DONE:
+            return run
         time.sleep(0.5)
     raise TimeoutError(f"no finished run matching {run_filter} in {timeout_s} s")
 
@@ -142,14 +145,18 @@ def measure_ui(ui: DagsterUI, pgid: int, model: str, dataset: str, timeout_s: fl
     timings["evaluate"] = (time.perf_counter() - wall, group_cpu_s(pgid) - cpu)
     print(f"UI evaluate {run_id} {run['status']}: {timings['evaluate']}", flush=True)
     cpu = group_cpu_s(pgid)
-    refresh = wait_for_run(ui, {"tags": [{"key": "dagster/partition", "value": str(key)}],
-                                "createdAfter": run["endTime"]}, timeout_s)
+    after = {"tags": [{"key": "dagster/partition", "value": str(key)}], "createdAfter": run["endTime"]}
+    refresh = wait_for_run(ui, after, timeout_s, first=True)
     timings["refresh"] = (refresh["endTime"] - refresh["creationTime"], group_cpu_s(pgid) - cpu)
     timings["automation delay"] = (refresh["creationTime"] - run["endTime"], 0.0)
     timings["click -> results"] = (refresh["endTime"] - run["creationTime"], 0.0)
     launcher = {tag["key"]: tag["value"] for tag in refresh["tags"]}.get("dagster/sensor_name", "?")
     print(f"UI refresh {refresh['runId']} {refresh['status']} (launched by {launcher}, "
           f"{timings['automation delay'][0]:.1f} s after the evaluation): {timings['refresh']}", flush=True)
+    time.sleep(40)  # a tick of automation later: did anything refresh the slice a second time?
+    again = [r for r in ui.graphql(RUNS, {"filter": after})["runsOrError"]["results"] if r["runId"] != refresh["runId"]]
+    print(f"other runs of the slice since the evaluation: {len(again)} "
+          f"{[{t['key']: t['value'] for t in r['tags']}.get('dagster/sensor_name') for r in again]}", flush=True)
     return timings
 
 
@@ -162,6 +169,7 @@ def main() -> int:
     parser.add_argument("--attach", help="URL,PGID of a running `fer-warehouse ui` (its dg dev group); skips the CLI")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each measurement; medians are printed")
     parser.add_argument("--cli", help="CLI numbers measured before, as evaluate_wall,evaluate_cpu,refresh_wall,refresh_cpu")
+    parser.add_argument("--launch", help="dg launch numbers measured before, as the same four values")
     args = parser.parse_args()
     args.log.parent.mkdir(parents=True, exist_ok=True)
     from dagster_project.cli import dagster_home
@@ -175,7 +183,11 @@ def main() -> int:
         # loaded, which no UI run (a fresh process each) ever does.
         cli_t = cli(args.model, args.dataset)
     print("CLI (wall s, CPU s):", {name: (round(w, 1), round(c, 1)) for name, (w, c) in cli_t.items()}, flush=True)
-    command_t = median_timings([cli_command(args.model, args.dataset) for _ in range(args.repeat)])
+    if args.launch:
+        ew, ec, rw, rc = map(float, args.launch.split(","))
+        command_t = {"evaluate": (ew, ec), "refresh": (rw, rc)}
+    else:
+        command_t = median_timings([cli_command(args.model, args.dataset) for _ in range(args.repeat)])
     print("dg launch (wall s, CPU s):", {name: (round(w, 1), round(c, 1)) for name, (w, c) in command_t.items()},
           flush=True)
     ui_t = ui_timings(args.model, args.dataset, args.log, args.timeout_s, args.attach, args.repeat)
