@@ -147,3 +147,16 @@ def test_cells_below_min_n_are_flagged_and_not_tested():
     assert len(small) == 2 and small["p_value"].isna().all() and not small["significant"].any()
     assert small["note"].str.startswith("not tested").all()
     assert tests.loc[("a", "b"), "family_m"] == 1 and tests.loc[("a", "b"), "significant"]
+
+
+def test_the_forest_plot_says_which_intervals_count_people():
+    from dagster_project.analysis.figures import pyplot
+    from dagster_project.analysis.stat_figures import ratio_forest_axes, ratio_forest_rows
+    tests = pd.DataFrame({"model": "m", "subset": ["a vs b", "c vs d"], "estimate": [2.0, 1.5],
+                          "ci_low": [1.1, 0.8], "ci_high": [3.6, 2.8], "count_a": [20, 15], "n_a": [100, 100],
+                          "count_b": [10, 10], "n_b": [100, 100], "family_m": [2, 2],
+                          "inference": [CLUSTER_METHOD, NAIVE_METHOD]})
+    fig, ax = pyplot().subplots()
+    ratio_forest_axes(ratio_forest_rows(tests), ax)
+    assert "1 of 2 intervals count people" in ax.get_xlabel()
+    pyplot().close(fig)

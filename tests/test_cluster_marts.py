@@ -22,6 +22,8 @@ from cluster_support import statsmodels_design_effect
 from dagster_project.analysis.clustered import CLUSTER_METHOD
 from dagster_project.analysis.inputs import GROUP_ACCURACY_SQL, MISCLASSIFICATION_RATIOS_SQL
 from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
+from dagster_project.analysis.worst_subgroup import worst_subgroups
+from dagster_project.defs.stats_io import replace_rows
 from dbt_support import run_dbt
 from inference.config import StatisticsConfig, dbt_vars
 from inference.warehouse import ensure_raw_schema
@@ -73,8 +75,19 @@ def marts(tmp_path_factory):
     run_dbt(["build", "--select", "+group_accuracy", "+misclassification_ratios", "--indirect-selection", "cautious",
              "--vars", json.dumps({k: v for k, v in dbt_vars(STATISTICS).items() if k.startswith("group")})], warehouse=path,
             target_dir=root / "target")
+    # stats.worst_subgroups of the slice, then the lineage view over it (any grouping traced)
+    con = duckdb.connect(str(path))
+    accuracy = con.execute(GROUP_ACCURACY_SQL).df()
+    worst = worst_subgroups(pairwise_error_ztests(accuracy, groupings=STATISTICS.groupings), alpha=0.05)
+    replace_rows(con, "worst_subgroups", {"model": "clf"}, worst)
+    con.close()
+    run_dbt(["run", "--select", "stat_lineage",
+             "--vars", json.dumps({k: v for k, v in dbt_vars(STATISTICS).items() if k.startswith("group")})],
+            warehouse=path, target_dir=root / "target")
     con = duckdb.connect(str(path), read_only=True)
     yield {
+        "worst": worst,
+        "lineage": con.execute("select * from lineage.stat_lineage where stats_table = 'worst_subgroups'").df(),
         "rows": con.execute("select * from intermediate.int_answers_with_groups").df(),
         "images": images,
         "accuracy": con.execute(GROUP_ACCURACY_SQL).df(),
@@ -153,3 +166,13 @@ def test_any_attribute_is_a_grouping_age_bins_extra_columns_and_intersections(ma
     accuracy = marts["accuracy"]
     assert set(accuracy["grouping"]) == {"all", *STATISTICS.groupings}
     assert set(accuracy.loc[accuracy["grouping"] == "age", "group_value"]) == {"0-30", "30-45", "45-120"}
+
+
+def test_worst_subgroups_of_any_grouping_trace_to_their_own_images(marts):
+    worst, lineage, rows = marts["worst"], marts["lineage"], marts["rows"]
+    assert set(worst["subset_kind"]) >= {"age", "race*age", "skin_luminance"}
+    age_row = worst[(worst["subset_kind"] == "age") & (worst["true_emotion"] == "all")].iloc[0]
+    traced = lineage[(lineage["subset_kind"] == "age") & (lineage["subset"] == age_row["subset"])
+                     & (lineage["scope_emotion"].isna())]
+    want = rows[(rows["grouping"] == "age") & rows["group_value"].isin([age_row["group_a"], age_row["group_b"]])]
+    assert set(traced["image_id"]) == set(want["image_id"]) and len(want) < len(marts["images"])

@@ -252,6 +252,8 @@ def ratio_forest_rows(tests: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         else:
             notes.append("no interval (a count is 0)")
     out["note"] = notes
+    # which interval each row draws: clustered by identity (Rao-Scott) or images independent
+    out["inference"] = frame["inference"].astype(str).to_numpy() if "inference" in frame else ""
     return out
 
 
@@ -295,7 +297,12 @@ def ratio_forest_axes(rows: pd.DataFrame, ax, alpha: float = 0.05) -> None:
         ax.annotate(note, (1.0, yi), xytext=(6, 0), textcoords="offset points", va="center", fontsize=7, color="grey")
         ax.scatter([1.0], [yi], marker="x", color="grey", zorder=3)
     ax.set_yticks(y, rows["label"], fontsize=7)
-    ax.set_xlabel("error-rate ratio, higher / lower group (log scale; 1 = no difference)")
+    methods = rows["inference"] if "inference" in rows else pd.Series("", index=rows.index)
+    clustered = int((methods == "rao_scott_identity").sum())
+    said = (f"\n{clustered} of {len(rows)} intervals count people, not images (identities repeat: Rao-Scott "
+            "design effect)" if clustered else
+            "\nimages independent: no identity repeats" if (methods == "naive_independent").all() else "")
+    ax.set_xlabel("error-rate ratio, higher / lower group (log scale; 1 = no difference)" + said)
     ax.legend(fontsize=7, loc="best")
 
 

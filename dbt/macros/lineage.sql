@@ -39,6 +39,8 @@
 {% macro lineage_scope(table_name, relation, cols) -%}
     {%- set is_pair = 'group_a' in cols and 'group_b' in cols -%}
     {%- set kind = 'stat.grouping' if 'grouping' in cols else 'stat.subset_kind' -%}
+    {#- the configured groupings (statistics.groupings: age bins, extra columns, intersections too) -#}
+    {%- set groupings = "('" ~ (var('groupings', ['race', 'gender', 'race_gender']) | join("', '")) ~ "')" -%}
     select
         '{{ table_name }}' as stats_table,
         md5(cast(stat as varchar)) as stat_row_id,
@@ -57,11 +59,11 @@
         stat.p_value,
         stat.p_adjusted,
         stat.family,
-        case when {{ kind }} in ('race', 'gender', 'race_gender') then {{ kind }} else 'all' end as grouping,
+        case when {{ kind }} in {{ groupings }} then {{ kind }} else 'all' end as grouping,
         {%- if is_pair %}
-        case when {{ kind }} in ('race', 'gender', 'race_gender') then [stat.group_a, stat.group_b] end as group_values,
+        case when {{ kind }} in {{ groupings }} then [stat.group_a, stat.group_b] end as group_values,
         {%- else %}
-        case when {{ kind }} in ('race', 'gender', 'race_gender') then [stat.subset] end as group_values,
+        case when {{ kind }} in {{ groupings }} then [stat.subset] end as group_values,
         {%- endif %}
         {%- if 'true_emotion' in cols %}
         nullif(stat.true_emotion, 'all') as scope_emotion

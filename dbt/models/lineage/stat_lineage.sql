@@ -1,6 +1,6 @@
 {#- From any statistics row to the evidence behind it: one row per (stats row, image, raw
     answer). A stats row of a slice (model, model_version, dataset, protocol) is traced to the
-    images of its scope -- its group (subset_kind race / gender / race_gender, or the pair
+    images of its scope -- its group (subset_kind a configured grouping, or the pair
     group_a / group_b of a two-group test), its emotion (subset_kind 'emotion', or a
     true_emotion column other than 'all') or the whole slice (any other subset_kind: 'all',
     a mixed-model term) -- then to every raw answer of the model about each image (all steps,
@@ -15,12 +15,14 @@
 -- depends_on: {{ source('stats', 'mixed_models') }}
 -- depends_on: {{ source('stats', 'error_rate_ztests') }}
 -- depends_on: {{ source('stats', 'misclassification_tests') }}
+-- depends_on: {{ source('stats', 'worst_subgroups') }}
 -- depends_on: {{ source('stats', 'wilcoxon_tests') }}
 -- depends_on: {{ source('stats', 'rater_reliability') }}
 -- depends_on: {{ source('stats', 'response_style') }}
 
 {%- set tables = ['categorical_agreement', 'dimensional_agreement', 'mixed_models', 'error_rate_ztests',
-                  'misclassification_tests', 'wilcoxon_tests', 'rater_reliability', 'response_style'] %}
+                  'misclassification_tests', 'worst_subgroups', 'wilcoxon_tests', 'rater_reliability',
+                  'response_style'] %}
 
 with
 
