@@ -14,7 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from inference.kinds import DATASET_ADAPTERS, DEFAULT_MODEL_FAMILY, MODEL_ADAPTERS, MODEL_FAMILIES
+from inference.kinds import DATASET_ADAPTERS, MODEL_ADAPTERS, model_family
+from inference.paper_names import PaperName, paper_name
 from inference.preprocessing_config import PreprocessingConfig
 from inference.watch import WatchConfig
 
@@ -102,11 +103,19 @@ class DatasetConfig(_Strict):
     # What every model that reads images receives (inference.preprocessing): crop, size, face
     # detector. None: the kind's default (presets.yaml), else the images as stored.
     preprocessing: PreprocessingConfig | None = None
+    # The seed papers' name for this dataset (papers.*); absent: the paper's name spelled alike
+    # (papers.paper_key) or a row of the seed published_aliases.
+    paper_name: PaperName | None = None
 
     @field_validator("kind")
     @classmethod
     def _registered_dataset_kind(cls, value: str) -> str:
         return _known_kind(value, DATASET_KINDS)
+
+    @field_validator("paper_name", mode="before")
+    @classmethod
+    def _spelled_paper_name(cls, value: Any) -> PaperName | None:
+        return paper_name(value)
 
     @property
     def effective_label_set(self) -> str:
@@ -145,6 +154,10 @@ class ModelConfig(_Strict):
     # Video clips: which frames a model that takes images answers on (None: `middle`, and a
     # model that takes clips -- gemini -- gets the clip itself).
     frames: FrameSampling | None = None
+    # The seed papers' column this model is set beside (papers.*): exact name or {pattern: ...}.
+    # Absent: only a seed published_aliases row naming this exact version matches -- never the
+    # model's name, which a user chooses freely (a `gpt4o` running gpt-4o-mini is not GPT-4o).
+    paper_name: PaperName | None = None
 
     @field_validator("frames", mode="before")
     @classmethod
@@ -161,19 +174,15 @@ class ModelConfig(_Strict):
     def _registered_model_kind(cls, value: str) -> str:
         return _known_kind(value, MODEL_KINDS)
 
+    @field_validator("paper_name", mode="before")
+    @classmethod
+    def _spelled_paper_name(cls, value: Any) -> PaperName | None:
+        return paper_name(value)
+
     @field_validator("family")
     @classmethod
     def _declared_family(cls, value: str | None, info: ValidationInfo) -> str:
-        kind = info.data.get("kind")
-        if value is None:
-            if kind in DEFAULT_MODEL_FAMILY:
-                return DEFAULT_MODEL_FAMILY[kind]
-            raise ValueError(f"required for kind {kind!r} (its answers may come from any model): add "
-                             f"'family: fer' (a FER classifier), 'family: vlm' (a vision-language model), "
-                             f"'family: clip' or 'family: other'")
-        if value not in MODEL_FAMILIES:
-            raise ValueError(f"{value!r} is not a model family; use one of: {', '.join(MODEL_FAMILIES)}")
-        return value
+        return model_family(str(info.data.get("kind")), value)
 
     @field_validator("version")
     @classmethod

@@ -34,6 +34,22 @@ DEFAULT_MODEL_FAMILY: dict[str, str] = {
     "clip": "clip",
 }
 
+
+
+def model_family(kind: str, declared: str | None) -> str:
+    """A model's family: the one declared (`models.<name>.family`), else its kind's default;
+    an error (phrased as the fix) for an unknown family or an `imported` model without one."""
+    if declared is None:
+        if kind in DEFAULT_MODEL_FAMILY:
+            return DEFAULT_MODEL_FAMILY[kind]
+        raise ValueError(f"required for kind {kind!r} (its answers may come from any model): add "
+                         f"'family: fer' (a FER classifier), 'family: vlm' (a vision-language model), "
+                         f"'family: clip' or 'family: other'")
+    if declared not in MODEL_FAMILIES:
+        raise ValueError(f"{declared!r} is not a model family; use one of: {', '.join(MODEL_FAMILIES)}")
+    return declared
+
+
 DATASET_ADAPTERS: dict[str, str] = {
     "london_set": "inference.datasets.london:LondonSetAdapter",
     "manifest": "inference.datasets.manifest:ManifestAdapter",

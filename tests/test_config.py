@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,23 @@ def test_model_family_defaults_by_kind_and_is_required_for_imported(tmp_path):
                        ).models["mini"].family == "other"
     with pytest.raises(ConfigError, match=r"models.mini.family: .*'llm' is not a model family; use one of: fer, vlm"):
         load_config(_write(tmp_path, IMPORTED.replace("kind: imported", "kind: imported\n    family: llm")))
+
+
+def test_paper_name_exact_or_pattern_reaches_dbt(tmp_path):
+    """`paper_name:` sets any model version beside a paper's column (dbt var paper_names, read by
+    the papers views' name_matches): an `openai_main` at gpt-4o-2024-08-06 is Chhua's GPT-4o."""
+    from dagster_project.defs.resources import WarehouseDbtResource
+    from inference.paper_names import paper_names
+
+    text = VALID.replace("kind: fer_xception", "kind: openai\n    paper_name: GPT-4o").replace(
+        "version: fer2013_mini_XCEPTION.102-0.66", "version: gpt-4o-2024-08-06").replace(
+        "  mini:", "  openai_main:").replace(
+        "    location: faces", "    location: faces\n    paper_name: {pattern: 'London( Set)?'}")
+    cfg = load_config(_write(tmp_path, text))
+    names = paper_names(cfg.models, cfg.datasets)
+    assert names == {"models": {"openai_main": {"exact": "GPT-4o"}}, "datasets": {"london": {"pattern": "London( Set)?"}}}
+    resource = WarehouseDbtResource(project_dir=str(Path(__file__).resolve().parents[1] / "dbt"), warehouse="w.duckdb",
+                                    paper_names=json.dumps(names))
+    assert json.loads(resource.vars_args()[1])["paper_names"] == names
+    with pytest.raises(ConfigError, match=r"models.openai_main.paper_name: .*'GPT-4o\(' is not a regular expression"):
+        load_config(_write(tmp_path, text.replace("paper_name: GPT-4o", "paper_name: {pattern: 'GPT-4o('}")))

@@ -86,6 +86,8 @@ def test_figures_written_and_shown_as_metadata(demo, instance):
     reports = benchmark_config().reports_dir
     pngs = sorted(p.name for p in reports.glob("*.png"))
     assert len([p for p in pngs if p.startswith("confusion")]) == 5
+    # per race, gender and race x gender group: one grid per slice and grouping
+    assert len([p for p in pngs if p.startswith("group_confusion_")]) == 5 * 3
     assert len([p for p in pngs if p.startswith("accuracy_heatmap")]) == 5
     assert len([p for p in pngs if p.startswith("forest")]) == 5
     # statistics figures: Bland-Altman per model x dimension, bias bars, strength inversion, forest of ratios

@@ -11,6 +11,8 @@ unit tests).
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -24,6 +26,7 @@ from dbt_support import run_dbt
 from tests.support import tae_published
 
 WAREHOUSE_MODELS = {"gemma3_4b": "Gemma3-4B", "llama_vision": "LLaMA-3.2-11B"}
+PAPER_NAMES = {"paper_names": {"models": {"gemma3_4b": {"exact": "Gemma3-4B"}}, "datasets": {}}}
 MIN_N = 5
 
 
@@ -53,7 +56,10 @@ def warehouse(tmp_path_factory):
     run_dbt(["build", "--select", "+tag:reads_stats", "misclassification_ratios", "--exclude", "tag:reads_stats",
              "--resource-type", "seed", "--resource-type", "model"], warehouse=path, target_dir=root / "t1")
     _write_statistics(path)
-    results = run_dbt(["build", "--select", "tag:reads_stats"], warehouse=path, target_dir=root / "t2")
+    # gemma3_4b is set beside Tae's "Gemma3-4B" by its declared paper name (a model's name alone
+    # never matches); LLaMA by its exact version, a published_aliases row.
+    results = run_dbt(["build", "--select", "tag:reads_stats", "--vars", json.dumps(PAPER_NAMES)], warehouse=path,
+                      target_dir=root / "t2")
     con = duckdb.connect(str(path), read_only=True)
     yield {"con": con, "raw": raw, "results": results, "path": path}
     con.close()
@@ -216,8 +222,8 @@ def test_a_stats_table_without_a_column_the_view_reads_is_read_as_empty(warehous
             con.execute(f"create or replace table stats.{name} (analysis varchar, model varchar, n bigint)")
     finally:
         con.close()
-    results = run_dbt(["build", "--select", "tae_table3", "tae_table4", "tae_table5", "tae_table6"], warehouse=copy,
-                      target_dir=tmp_path / "t")
+    results = run_dbt(["build", "--select", "tae_table3", "tae_table4", "tae_table5", "tae_table6",
+                       "--vars", json.dumps(PAPER_NAMES)], warehouse=copy, target_dir=tmp_path / "t")
     assert all(r["status"] in ("success", "pass") for r in results["results"])
     con = duckdb.connect(str(copy), read_only=True)
     try:
@@ -228,3 +234,10 @@ def test_a_stats_table_without_a_column_the_view_reads_is_read_as_empty(warehous
         assert con.execute("select count(*) from papers.tae_table6").fetchone()[0] > 0
     finally:
         con.close()
+
+
+def test_each_model_says_which_paper_column_it_meets(warehouse):
+    matches = table(warehouse, "papers.model_paper_matches").set_index("model")
+    assert matches.loc["gemma3_4b", "paper_columns"] == "tae: Gemma3-4B"
+    assert matches.loc["llama_vision", "paper_columns"] == "tae: LLaMA-3.2-11B"
+    assert matches["hint"].isna().all()

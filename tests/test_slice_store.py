@@ -75,7 +75,8 @@ def test_attaching_refuses_a_warehouse_with_embedded_rows(tmp_path):
 def _config(root: Path) -> Path:
     tae = build_tae_fixture(root / "tae_sim")
     models = "\n".join(
-        f"  {name}:\n    kind: imported\n    family: {'fer' if attr == 'fer_answers' else 'vlm'}\n    version: sim-1\n    options:\n      files: {{tae_sim: {getattr(tae, attr)}}}"
+        f"  {name}:\n    kind: imported\n    family: {'fer' if attr == 'fer_answers' else 'vlm'}\n"
+        f"    version: sim-1\n    options:\n      files: {{tae_sim: {getattr(tae, attr)}}}"
         + ("\n      value_scale: [-1, 1]" if attr == "fer_answers" else "")
         for name, attr in MODELS.items())
     config = root / "benchmark.yaml"

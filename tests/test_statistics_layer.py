@@ -6,6 +6,7 @@ paper reports it."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -168,3 +169,28 @@ def test_strength_inversion_compares_declared_families(demo):
     for detail in rows["detail"].map(json.loads):
         assert detail["best_fer"]["model"].startswith("fer_sim ")
         assert detail["best_vlm"]["model"].split()[0] in {"gemma_sim", "loopback_vlm"}
+
+
+def test_a_model_matching_no_paper_column_gets_a_hint(demo, instance):
+    """The fixture's models declare no `paper_name:` and none is a paper's exact version: the
+    papers views set them beside no column, and the materialization says so and how to fix it."""
+    hints = query("select model, hint from papers.model_paper_matches").set_index("model")["hint"]
+    assert hints.notna().all() and hints.str.contains("paper_name").all()
+    records = instance.fetch_materializations(dg.AssetKey(["papers", "model_paper_matches"]), limit=1).records
+    listed = str(records[0].asset_materialization.metadata["models_without_paper_column"].value)
+    assert "gemma_sim@sim-1" in listed and "models.gemma_sim.paper_name" in listed
+
+
+def test_group_confusion_grids_are_figures_metadata_and_in_the_report(demo, instance):
+    """Issue 20 item 4: per slice, one confusion grid per race / gender / race x gender group
+    (counts and row shares), as files, inline in the asset's metadata and in the HTML report."""
+    from dagster_project.reporting import read_figures
+    from dagster_project.settings import benchmark_config
+
+    records = instance.fetch_materializations(dg.AssetKey(["reports", "group_confusion_matrices"]), limit=200).records
+    files = [f for r in records for f in r.asset_materialization.metadata["files"].value]
+    names = {Path(f).name.split("__")[0] for f in files}
+    assert {"group_confusion_race", "group_confusion_gender", "group_confusion_race_gender"} <= names, names
+    assert any("data:image/png;base64," in str(r.asset_materialization.metadata["preview"].value) for r in records)
+    shown = {figure.name for figure in read_figures(benchmark_config().reports_dir)}
+    assert {Path(f).name for f in files} <= shown

@@ -55,7 +55,8 @@ def test_cohen_kappa_matches_wikipedia_worked_example():
     a = ["yes"] * 20 + ["yes"] * 5 + ["no"] * 10 + ["no"] * 15
     b = ["yes"] * 20 + ["no"] * 5 + ["yes"] * 10 + ["no"] * 15
     out = categorical_agreement(_answers(a, b), bootstrap_resamples=0)
-    assert list(out.columns) == [*RESULT_COLUMNS, "emotion"]  # + the class of per-class F1 rows
+    # + the class of per-class F1 rows, the classes macro F1 / balanced accuracy average over
+    assert list(out.columns) == [*RESULT_COLUMNS, "emotion", "class_set"]
     kappa = _row(out, "cohen_kappa")
     assert kappa.estimate == pytest.approx(0.40, abs=1e-12)
     assert kappa.estimate == pytest.approx(cohen_kappa_score(a, b), abs=1e-12)  # sklearn cross-check
@@ -100,9 +101,11 @@ def test_groups_unanswered_and_bootstrap_ci():
     answers = _answers(truth, pred, race=race, gender=gender, status=status)
     out = categorical_agreement(answers, bootstrap_resamples=25, min_n=30)
     # 1 overall + 3 races + 2 genders + 6 race x gender cells; measures: accuracy, accuracy_itt,
-    # macro_f1, kappa and 6 per-class F1 (before issue 11: accuracy, macro_f1, kappa only)
-    assert len(out) == 12 * (4 + 6)
-    assert set(out.subset[out.subset_kind == "race_gender"]) == {f"{r} {g}" for r in ["asian", "black", "white"]
+    # macro_f1, balanced_accuracy, kappa and 6 per-class F1 (before issue 11: accuracy, macro_f1,
+    # kappa only); one best-minus-worst macro F1 gap per grouping (every group holds all 6 classes)
+    assert len(out[out.measure != "macro_f1_gap"]) == 12 * (5 + 6)
+    assert sorted(out.loc[out.measure == "macro_f1_gap", "subset_kind"]) == ["gender", "race", "race_gender"]
+    assert set(out.subset[(out.subset_kind == "race_gender") & (out.measure != "macro_f1_gap")]) == {f"{r} {g}" for r in ["asian", "black", "white"]
                                                                  for g in ["female", "male"]}
     ok = status == "answered"
     overall = _row(out, "cohen_kappa")

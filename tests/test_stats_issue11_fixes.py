@@ -4,6 +4,7 @@ published reference value. Each failed on the code before the fix (noted per tes
 from __future__ import annotations
 
 import json
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from scipy.stats import norm
-from sklearn.metrics import f1_score
+from sklearn.metrics import balanced_accuracy_score, f1_score
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
@@ -314,3 +315,59 @@ def test_per_group_confusion_matrices_match_sklearn(tmp_path):
         rows = [labels_p.index(t) for t in labels_t]
         assert (table.to_numpy() == want[rows]).all()
     assert group_confusion_matrices_png(counts, "race", tmp_path / "c.png").stat().st_size > 0
+
+
+# ------------------------------------------------------------------ issue 20: F1 on unbalanced groups
+
+def test_macro_f1_of_a_group_is_over_the_classes_its_truth_holds():
+    """Chicago-Face-like: one group's faces are all neutral, the other's cover every class.
+    With perfect answers both score 1.00 (an all-neutral group scored 0.25 when the classes it
+    lacks counted as F1 = 0); the class set is recorded, and the groups are not compared."""
+    labels = ["anger", "happy", "neutral", "sad"]
+    truth = ["neutral"] * 40 + labels * 10
+    race = ["white"] * 40 + ["black"] * 40
+    out = _agreement(_answers(truth, truth, race), bootstrap_resamples=50)
+    f1 = out[out.measure == "macro_f1"].set_index("subset")
+    assert f1.loc["white", "estimate"] == pytest.approx(1.0) and f1.loc["black", "estimate"] == pytest.approx(1.0)
+    assert f1.loc["white", "class_set"] == "neutral" and f1.loc["black", "class_set"] == ",".join(labels)
+    assert json.loads(f1.loc["white", "detail"])["absent_classes"] == ["anger", "happy", "sad"]
+    balanced = out[out.measure == "balanced_accuracy"].set_index("subset")["estimate"]
+    assert balanced.loc[["white", "black", "all"]].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    absent = out[(out.measure == "f1") & (out.subset == "white")].set_index("emotion")["estimate"]
+    assert absent.loc["neutral"] == 1.0 and absent.loc[["anger", "happy", "sad"]].isna().all()
+    # different class sets: no gap row for race
+    assert out[(out.measure == "macro_f1_gap") & (out.subset_kind == "race")].empty
+
+
+def test_macro_f1_and_balanced_accuracy_match_sklearn_and_groups_compare_within_a_class_set():
+    rng = np.random.default_rng(5)
+    labels = np.array(["anger", "fear", "happy", "neutral"])
+    truth = np.concatenate([rng.choice(labels[:3], 90), rng.choice(labels[:3], 90), np.repeat("neutral", 30)])
+    pred = np.where(rng.random(len(truth)) < 0.7, truth, rng.choice(np.append(labels, "contempt"), len(truth)))
+    race = ["a"] * 90 + ["b"] * 90 + ["c"] * 30
+    out = _agreement(_answers(truth, pred, race), bootstrap_resamples=200)
+    rows = out[out.subset_kind == "race"]
+    for group, mask in (("a", slice(0, 90)), ("b", slice(90, 180))):
+        present = sorted(set(truth[mask]))
+        got = rows[rows.subset == group].set_index("measure")
+        assert got.loc["macro_f1", "estimate"] == pytest.approx(
+            f1_score(truth[mask], pred[mask], labels=present, average="macro", zero_division=0), abs=1e-12)
+        assert got.loc["balanced_accuracy", "estimate"] == pytest.approx(
+            balanced_accuracy_score(truth[mask], pred[mask]), abs=1e-12)
+        assert got.loc["balanced_accuracy", "ci_low"] <= got.loc["balanced_accuracy", "estimate"] \
+            <= got.loc["balanced_accuracy", "ci_high"]
+    gap = rows[rows.measure == "macro_f1_gap"].iloc[0]
+    f1 = rows[rows.measure == "macro_f1"].set_index("subset")["estimate"]
+    assert gap.subset in ("a vs b", "b vs a") and gap.estimate == pytest.approx(abs(f1["a"] - f1["b"]))
+    assert json.loads(gap.detail)["not_compared_other_class_sets"] == {"neutral": ["c"]}
+
+
+def test_bootstrap_balanced_accuracy_from_counts_equals_sklearn():
+    rng = np.random.default_rng(2)
+    t = rng.integers(0, 4, size=(25, 60))
+    p = np.where(rng.random((25, 60)) < 0.6, t, rng.integers(-1, 4, size=(25, 60)))
+    got = agreement.confusion_balanced_accuracy(agreement.confusion_counts(t, p, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        want = [balanced_accuracy_score(a, b) for a, b in zip(t, p)]
+    assert got == pytest.approx(want, abs=1e-12)

@@ -6,10 +6,13 @@ and intent-to-treat over every image -- are computed once, in SQL (marts.group_a
 read here; the demographic groupings are those of intermediate.int_answers_with_groups (dbt
 macro unpivot_groupings). What is computed here comes from library code only:
 
-* macro F1 and per-class F1: ``sklearn.metrics.f1_score`` over ONE fixed label set per
-  model x dataset x protocol -- the true emotions of the dataset -- for every subset and every
-  bootstrap resample (averaging over whatever labels occur in a subset made groups with stray
-  predictions look worse). The interval is a seeded percentile bootstrap over images,
+* macro F1 and per-class F1: ``sklearn.metrics.f1_score`` over the classes present in the
+  subset's truth (its `class_set`), held fixed in every bootstrap resample; predicted labels
+  outside it are errors, never classes (averaging over whatever labels occur made groups with
+  stray predictions look worse; averaging over the dataset's classes scored a class the group
+  lacks as 0: a perfect all-neutral group 0.25). Groups are compared (`macro_f1_gaps`) only
+  where their class sets match. Balanced accuracy (``sklearn.metrics.balanced_accuracy_score``,
+  mean recall over the same classes) beside it. The interval is a seeded percentile bootstrap over images,
   drawn as confusion counts: F1 depends on a resample only through its (truth, prediction)
   counts, and resampling n images with replacement gives those counts a multinomial(n,
   observed cell shares) law, so ``numpy.random.Generator.multinomial`` draws every resample's
@@ -30,6 +33,7 @@ This module only arranges rows into cells and records results (see ``results.py`
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any
 
 import numpy as np
@@ -46,7 +50,9 @@ from dagster_project.analysis.results import (
 CELL_KEYS = ["model", "model_version", "dataset", "protocol"]
 PAIR_KEYS = ["dataset", "protocol"]
 ANSWERED = "answered"
-AGREEMENT_EXTRA_COLUMNS = ["emotion"]  # the class of a per-class 'f1' row ('' otherwise)
+# emotion: the class of a per-class 'f1' row; class_set: the classes present in the subset's truth
+# that macro F1 / balanced accuracy average over ('' on other rows).
+AGREEMENT_EXTRA_COLUMNS = ["emotion", "class_set"]
 
 
 def is_answered(answers: pd.DataFrame) -> pd.Series:
@@ -77,9 +83,12 @@ def categorical_agreement(
     group of each grouping. Unanswered rows are left out of F1 and kappa; n = answered images.
 
     Measures: 'accuracy' and 'accuracy_itt' (intent-to-treat: unanswered images are errors;
-    n = every image) with the mart's Wilson interval; 'macro_f1' over the dataset's labels
-    with a bootstrap interval (`bootstrap_resamples` resamples, null when 0 or n < 2); 'f1'
-    per class (column `emotion`); 'cohen_kappa' with statsmodels' asymptotic Wald 95 %
+    n = every image) with the mart's Wilson interval; 'macro_f1' and 'balanced_accuracy' over
+    the classes present in the subset's truth (column `class_set`), each with a bootstrap
+    interval (`bootstrap_resamples` resamples, null when 0 or n < 2); 'f1' per class of the
+    dataset (column `emotion`; null for a class absent from the subset); 'macro_f1_gap' per
+    grouping and class set (`macro_f1_gaps`): groups compared only where their class sets
+    match; 'cohen_kappa' with statsmodels' asymptotic Wald 95 %
     interval (kappa +/- 1.96 ASE; statsmodels offers no other level, `alpha` does not change
     it) and the z test of kappa = 0 (ASE under H0).
     """
@@ -95,9 +104,41 @@ def categorical_agreement(
             mart = marts.get((*base.values(), str(grouping), str(value)))
             rows.extend(_accuracy_rows(mart, base, subset_kind, subset))
             rows.extend(_agreement_rows(frame, labels, base, subset_kind, subset, bootstrap_resamples, seed, alpha))
+    rows.extend(macro_f1_gaps(rows))
     frame = result_frame(rows, min_n, extra_columns=tuple(AGREEMENT_EXTRA_COLUMNS))
-    frame["emotion"] = frame["emotion"].fillna("").astype(str)
+    for column in AGREEMENT_EXTRA_COLUMNS:
+        frame[column] = frame[column].fillna("").astype(str)
     return frame
+
+
+def macro_f1_gaps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per slice x grouping x class set: the macro F1 of the best group minus the worst, among the
+    groups whose truth holds the same classes (a macro average over other classes is another
+    quantity: an all-neutral group against a six-emotion one says nothing about bias). Groups
+    alone with their class set are listed in the detail, not compared. No interval or test:
+    each group's bootstrap interval is on its own macro_f1 row."""
+    scored = pd.DataFrame([r for r in rows if r["measure"] == "macro_f1" and r["subset_kind"] != "all"
+                           and r["estimate"] is not None and not np.isnan(r["estimate"])])
+    out: list[dict[str, Any]] = []
+    if scored.empty:
+        return out
+    for keys, grouping in scored.groupby([*CELL_KEYS, "subset_kind"], sort=True):
+        sets = grouping.groupby("class_set", sort=True)
+        alone = {class_set: list(part["subset"]) for class_set, part in sets if len(part) < 2}
+        for class_set, part in sets:
+            if len(part) < 2:
+                continue
+            best, worst = part.loc[part["estimate"].idxmax()], part.loc[part["estimate"].idxmin()]
+            out.append({**result_row(
+                analysis="categorical_agreement", **dict(zip(CELL_KEYS, keys[:-1])), subset_kind=keys[-1],
+                subset=f"{best['subset']} vs {worst['subset']}", measure="macro_f1_gap",
+                n=int(best["n"]) + int(worst["n"]), estimate=float(best["estimate"] - worst["estimate"]),
+                detail=detail_json(class_set=class_set.split(","), groups=dict(zip(part["subset"], part["estimate"])),
+                                   not_compared_other_class_sets=alone,
+                                   estimate="macro F1 of the best group minus the worst, same class set",
+                                   interval="none: see each group's macro_f1 row")),
+                "class_set": class_set})
+    return out
 
 
 def _accuracy_lookup(accuracy: pd.DataFrame) -> dict[tuple, Any]:
@@ -129,44 +170,63 @@ def _accuracy_rows(mart, base, subset_kind, subset) -> list[dict]:
 
 
 def _agreement_rows(frame, labels, base, subset_kind, subset, resamples, seed, alpha):
-    from sklearn.metrics import confusion_matrix
-    from sklearn.metrics import f1_score
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
     from statsmodels.stats.inter_rater import cohens_kappa
     answered = frame[frame["_answered"]]
     n = len(answered)
-    # Integer codes once (hashing, not sorting strings): the dataset's labels are 0..K-1, any
-    # other answer K.. -- sklearn then sorts small integers (seconds saved at 100,000 images).
+    # The classes present in this subset's truth come first (codes 0..K-1): macro F1 and balanced
+    # accuracy average over them only. A class with no image in the group (Chicago Face targets with
+    # neutral faces only) has no F1 to average: scoring it 0 made a perfect all-neutral group 0.25.
+    # Any other answer gets a code K.. (an error for its true class, nobody's false positive).
+    # Integer codes once (hashing, not sorting strings): sklearn then sorts small integers.
     truth_s, pred_s = answered["true_emotion"].astype(str), answered["predicted_emotion"].astype(str)
-    extra = sorted((set(truth_s.unique()) | set(pred_s.unique())) - set(labels))
-    index = pd.Index([*labels, *extra])
+    present = sorted(set(truth_s.unique()))
+    extra = sorted(set(pred_s.unique()) - set(present))
+    index = pd.Index([*present, *extra])
     truth, pred = index.get_indexer(truth_s), index.get_indexer(pred_s)
-    k = len(labels)
+    k = len(present)
+    class_set = ",".join(present)
     common = dict(analysis="categorical_agreement", subset_kind=subset_kind, subset=subset, n=n, **base)
     n_unanswered = int(len(frame) - n)
     rows = []
 
-    # macro F1 over the fixed labels, bootstrap percentile CI
-    f1 = low = high = np.nan
+    # macro F1 and balanced accuracy over the classes present, bootstrap percentile CIs
+    f1 = balanced = np.nan
+    intervals = {"macro_f1": (np.nan, np.nan), "balanced_accuracy": (np.nan, np.nan)}
     ci_method = "none"
     per_class = np.full(k, np.nan)
-    if n and labels:
+    if n:
         per_class = f1_score(truth, pred, labels=range(k), average=None, zero_division=0.0)
         f1 = float(np.mean(per_class))
+        with warnings.catch_warnings():  # "y_pred contains classes not in y_true": errors, as intended
+            warnings.simplefilter("ignore", UserWarning)
+            balanced = float(balanced_accuracy_score(truth, pred))
         if resamples > 0 and n >= 2:
             counts = confusion_counts(truth, np.where(pred < k, pred, -1), k)
-            low, high = bootstrap_f1_interval(counts, resamples, alpha, np.random.default_rng(seed))
+            intervals = bootstrap_count_intervals(counts, resamples, alpha, np.random.default_rng(seed))
             ci_method = (f"percentile bootstrap over images, {resamples} resamples drawn as multinomial "
-                         f"confusion counts (numpy), seed {seed}")
-    average = "macro over the dataset's true emotions, the same for every subset and resample (sklearn f1_score)"
-    rows.append(result_row(
-        **common, measure="macro_f1", estimate=f1, ci_low=low, ci_high=high,
-        detail=detail_json(labels=labels, n_unanswered=n_unanswered, ci_method=ci_method, average=average)))
+                         f"confusion counts (numpy), seed {seed}; the class set held fixed")
+    classes = dict(labels=present, class_set=class_set, dataset_labels=labels,
+                   absent_classes=[label for label in labels if label not in present])
+    for measure, estimate, average in (
+            ("macro_f1", f1, "macro over the classes present in this subset's truth (sklearn f1_score); "
+                             "compare groups only where class_set matches"),
+            ("balanced_accuracy", balanced, "mean recall over the classes present in this subset's truth "
+                                            "(sklearn balanced_accuracy_score)")):
+        low, high = intervals[measure]
+        rows.append({**result_row(**common, measure=measure, estimate=estimate, ci_low=low, ci_high=high,
+                                  detail=detail_json(**classes, n_unanswered=n_unanswered, ci_method=ci_method,
+                                                     average=average)),
+                     "class_set": class_set})
     support = np.bincount(truth, minlength=len(index)) if n else np.zeros(len(index), int)
-    for code, (label, value) in enumerate(zip(labels, per_class)):
-        rows.append({**result_row(**common, measure="f1", estimate=value,
-                                  detail=detail_json(support=int(support[code]), labels=labels,
-                                                     method="sklearn f1_score(average=None), fixed labels")),
-                     "emotion": label})
+    for label in labels:
+        code = present.index(label) if label in present else None
+        note = None if code is not None else "no image of this class in the subset's truth: F1 undefined"
+        rows.append({**result_row(**common, measure="f1", estimate=per_class[code] if code is not None else np.nan,
+                                  detail=detail_json(support=int(support[code]) if code is not None else 0,
+                                                     labels=present, note=note,
+                                                     method="sklearn f1_score(average=None), classes present")),
+                     "emotion": label, "class_set": class_set})
 
     # Cohen's kappa, truth and prediction as two raters (extra all-zero labels leave kappa as is)
     kappa_labels = sorted(index)
@@ -221,17 +281,37 @@ def fixed_label_f1(truth: np.ndarray, pred: np.ndarray, n_labels: int, axis: int
     return confusion_macro_f1(confusion_counts(truth, pred, n_labels))
 
 
-def bootstrap_f1_interval(counts: np.ndarray, resamples: int, alpha: float,
-                          rng: np.random.Generator) -> tuple[float, float]:
-    """Percentile bootstrap interval of macro F1 from one subset's confusion counts.
+def confusion_balanced_accuracy(counts: np.ndarray) -> np.ndarray:
+    """Mean recall over the classes with at least one true image, from confusion counts
+    (..., n_labels, n_labels + 1): sklearn's balanced_accuracy_score over those classes."""
+    n_labels = counts.shape[-2]
+    tp = np.diagonal(counts[..., :n_labels], axis1=-2, axis2=-1)
+    support = counts.sum(axis=-1)
+    recall = np.divide(tp, support, out=np.zeros(tp.shape, float), where=support > 0)
+    return recall.sum(axis=-1) / np.maximum((support > 0).sum(axis=-1), 1)
 
-    Resampling the n images with replacement changes F1 only through the confusion counts,
-    which then follow multinomial(n, counts / n): drawing those counts is the same bootstrap
-    as drawing images, at a cost that does not grow with n."""
+
+def bootstrap_count_intervals(counts: np.ndarray, resamples: int, alpha: float,
+                              rng: np.random.Generator) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of macro F1 and balanced accuracy from one subset's
+    confusion counts (one set of resamples for both).
+
+    Resampling the n images with replacement changes either statistic only through the
+    confusion counts, which then follow multinomial(n, counts / n): drawing those counts is the
+    same bootstrap as drawing images, at a cost that does not grow with n."""
     n = int(counts.sum())
     draws = rng.multinomial(n, counts.ravel() / n, size=resamples).reshape(resamples, *counts.shape)
-    low, high = np.quantile(confusion_macro_f1(draws), [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
+    out = {}
+    for name, statistic in (("macro_f1", confusion_macro_f1), ("balanced_accuracy", confusion_balanced_accuracy)):
+        low, high = np.quantile(statistic(draws), [alpha / 2, 1 - alpha / 2])
+        out[name] = (float(low), float(high))
+    return out
+
+
+def bootstrap_f1_interval(counts: np.ndarray, resamples: int, alpha: float,
+                          rng: np.random.Generator) -> tuple[float, float]:
+    """Percentile bootstrap interval of macro F1 (bootstrap_count_intervals)."""
+    return bootstrap_count_intervals(counts, resamples, alpha, rng)["macro_f1"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,5 +388,6 @@ def _mcnemar_row(dataset, protocol, key_a, correct_a, key_b, correct_b, exact_be
     )
 
 
-__all__ = ["bootstrap_f1_interval", "categorical_agreement", "confusion_counts", "confusion_macro_f1",
-           "fixed_label_f1", "is_answered", "mcnemar_between_models"]
+__all__ = ["bootstrap_count_intervals", "bootstrap_f1_interval", "categorical_agreement", "confusion_balanced_accuracy",
+           "confusion_counts", "confusion_macro_f1", "fixed_label_f1", "is_answered", "macro_f1_gaps",
+           "mcnemar_between_models"]

@@ -65,6 +65,7 @@ refresh_slice_job = dg.define_asset_job(
 refresh_cross_slice_job = dg.define_asset_job(
     "refresh_cross_slice", selection=dg.AssetSelection.assets(
         cross_slice.mcnemar_tests, cross_slice.strength_inversion, cross_slice.strength_inversion_figure,
+        cross_slice.pooled_misclassification_tests,
         *stat_reports.CROSS_SLICE_FIGURES, warehouse_after_stats, html_report,
     ),
     executor_def=EXECUTOR,

@@ -7,12 +7,14 @@
   raters alone, the ceiling every model is read against; they depend on the dataset's
   ratings, never on a model version.
 * stats/strength_inversion and its figure (unpartitioned): FER models against VLMs on a dataset.
+* stats/pooled_misclassification_tests (unpartitioned): misclassification tests stratified by dataset
+  across the datasets of a model version (analysis/pooled.py).
 """
 
 import dagster as dg
 import pandas as pd
 
-from dagster_project.analysis import agreement, dimensional, reliability, response_style, stat_figures
+from dagster_project.analysis import agreement, dimensional, pooled, reliability, response_style, stat_figures
 from dagster_project.analysis.crossed_icc import crossed_icc
 from dagster_project.analysis.human_ceiling import human_ceiling
 from dagster_project.analysis.figures import slug
@@ -152,3 +154,28 @@ def strength_inversion_figure(duckdb: WarehouseResource) -> dg.MaterializeResult
         for dataset, part in (agreement_rows.groupby("dataset", sort=True) if len(agreement_rows) else [])
     ]
     return figure_result(paths, "no figure: needs valence / arousal answers and human ratings")
+
+
+MISCLASSIFICATION_RATIOS = dg.AssetKey(["marts", "misclassification_ratios"])
+
+
+@dg.asset(
+    key=["stats", "pooled_misclassification_tests"],
+    deps=[MISCLASSIFICATION_RATIOS],
+    group_name="stats",
+    kinds={"duckdb", "statsmodels"},
+    automation_condition=ACROSS_SLICES,
+    description="Each misclassification between two groups pooled over the datasets of a model version: "
+                "Cochran-Mantel-Haenszel test stratified by dataset, Mantel-Haenszel rate ratio, Chhua et al.'s "
+                "crude pooled ratio and z-test beside it; the first statistics correction within each family.",
+)
+def pooled_misclassification_tests(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    cfg = benchmark_config().statistics
+    with duckdb.get_connection() as con:
+        ratios = con.execute("select * from marts.misclassification_ratios order by all").df()
+    frame = pooled.pooled_misclassification_tests(ratios, correction=cfg.corrections[0], min_n=cfg.min_cell_n,
+                                                  alpha=cfg.alpha, family=cfg.family)
+    with duckdb.get_connection() as con:
+        replace_rows(con, "pooled_misclassification_tests", {}, frame)
+    context.log.info(f"stats.pooled_misclassification_tests: {len(frame)} pooled pairs")
+    return dg.MaterializeResult(metadata=summary_metadata(frame))

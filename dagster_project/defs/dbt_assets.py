@@ -26,7 +26,7 @@ from dagster_dbt import DagsterDbtTranslator, dbt_assets
 from dagster_project.defs.conditions import ACROSS_SLICES, SLICE_RESULTS
 from dagster_project.defs.dbt_project import dbt_project
 from dagster_project.defs.dbt_runner import dbt_build
-from dagster_project.defs.headline_metadata import with_slice_headlines
+from dagster_project.defs.headline_metadata import with_paper_match_hints, with_slice_headlines
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
 from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS
 from dagster_project.defs.partitions import model_dataset_partitions, slice_of
@@ -113,7 +113,8 @@ def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResourc
 
 @dbt_assets(manifest=dbt_project.manifest_path, select=" ".join(f"tag:{tag}" for tag in AFTER_SLICES_TAGS),
             dagster_dbt_translator=TRANSLATOR)
-def warehouse_after_stats(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
+def warehouse_after_stats(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource, duckdb: WarehouseResource):
     """`dbt build` of the views over the statistics (papers.*, lineage.stat_lineage) and over
-    every slice (the pooled marts), with their tests and unit tests (after the statistics)."""
-    yield from dbt_build(context, dbt, ["build", *dbt.vars_args()])
+    every slice (the pooled marts), with their tests and unit tests (after the statistics); a
+    model matching no paper column is named in papers/model_paper_matches' metadata."""
+    yield from with_paper_match_hints(context, duckdb, dbt_build(context, dbt, ["build", *dbt.vars_args()]))

@@ -99,4 +99,28 @@ error_rate_forest_plots = slice_figure_asset(
     "Forest plot of error rate per group with Wilson 95 % intervals (all emotions pooled).",
 )
 
-SLICE_FIGURES = [confusion_matrices, accuracy_heatmaps, error_rate_forest_plots]
+
+
+def draw_group_confusions(counts: pd.DataFrame) -> list[Path]:
+    """One figure per protocol x grouping (race, gender, race_gender): a confusion grid per group,
+    counts and row shares in every cell (figures.group_confusion_matrices_png)."""
+    return [path for grouping, part in counts.groupby("grouping", sort=True)
+            for path in draw_per_protocol(part, figures.group_confusion_matrices_png, f"group_confusion_{grouping}",
+                                          subtitle=f"per {grouping.replace('_', ' x ')} group")]
+
+
+@dg.asset(key=["reports", "group_confusion_matrices"], deps=[CONFUSION_COUNTS, *SLICE_INPUTS],
+          partitions_def=model_dataset_partitions, group_name="reports", kinds={"matplotlib"},
+          automation_condition=SLICE_RESULTS,
+          description="Confusion grids per race, gender and race x gender group (true x predicted emotion; counts "
+                      "and shares of the true emotion's answered images), per model version, dataset and protocol "
+                      "(Chhua et al.'s and Tae et al.'s main evidence).")
+def group_confusion_matrices(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    bench = benchmark_config()
+    groupings = ", ".join(f"'{g}'" for g in bench.statistics.groupings)  # validated names: race, gender, race_gender
+    counts = read_slice(duckdb, f"select * from marts.confusion_counts where grouping in ({groupings})",
+                        slice_of(context.partition_key, bench))
+    return figure_result(draw_group_confusions(counts))
+
+
+SLICE_FIGURES = [confusion_matrices, accuracy_heatmaps, error_rate_forest_plots, group_confusion_matrices]

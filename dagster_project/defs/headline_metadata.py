@@ -43,3 +43,23 @@ def with_slice_headlines(context: dg.AssetExecutionContext, duckdb: WarehouseRes
             key = context.asset_key_for_output(event.output_name)
             event = event.with_metadata({**event.metadata, **slice_headlines(duckdb, key, slice_key)})
         yield event
+
+
+PAPER_MATCHES = dg.AssetKey(["papers", "model_paper_matches"])
+
+
+def with_paper_match_hints(context: dg.AssetExecutionContext, duckdb: WarehouseResource,
+                           events: Iterator[Any]) -> Iterator[Any]:
+    """papers.model_paper_matches' materialization carries the models that match no column of
+    the seed papers (metadata `models_without_paper_column`, with the view's hint), and each is
+    logged as a warning: a model set beside no paper's column should say why, not stay silent."""
+    for event in events:
+        if isinstance(event, dg.Output) and context.asset_key_for_output(event.output_name) == PAPER_MATCHES:
+            with duckdb.get_connection() as con:
+                unmatched = con.execute("select model, model_version, hint from papers.model_paper_matches "
+                                        "where hint is not null order by all").fetchall()
+            for model, version, hint in unmatched:
+                context.log.warning(f"{model}@{version} {hint}")
+            event = event.with_metadata({**event.metadata, "models_without_paper_column": dg.MetadataValue.md(
+                "\n".join(f"- {model}@{version}: {hint}" for model, version, hint in unmatched) or "none")})
+        yield event

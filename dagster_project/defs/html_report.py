@@ -14,6 +14,7 @@ from dagster_project.settings import benchmark_config
 REPORT_UPSTREAM = [
     *statistics.SLICE_STATS, *figures.SLICE_FIGURES, *stat_reports.SLICE_FIGURES, *stat_reports.CROSS_SLICE_FIGURES,
     cross_slice.mcnemar_tests, cross_slice.strength_inversion, cross_slice.strength_inversion_figure,
+    cross_slice.pooled_misclassification_tests,
     *warehouse_after_stats.keys,  # papers.* and lineage views: the report shows papers.* when they exist
 ]
 

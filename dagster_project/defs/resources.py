@@ -17,6 +17,7 @@ import pandas as pd
 
 from inference import slice_store, warehouse
 from inference.config import StatisticsConfig, dbt_vars
+from inference.paper_names import paper_names
 
 
 class WarehouseResource(DuckDBResource):
@@ -109,6 +110,10 @@ class WarehouseDbtResource(DbtCliResource):
     # marts (macros/dataset_groups.sql); "" = no groups.
     dataset_groups: str = ""
 
+    # The models' and datasets' declared `paper_name:`s as JSON (inference.paper_names),
+    # the dbt var the papers views match the seed papers' columns by; "" = none declared.
+    paper_names: str = ""
+
     def cli(self, args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         if self.raw_slices:
             with contextlib.closing(warehouse.connect(Path(self.warehouse))) as con:
@@ -122,7 +127,8 @@ class WarehouseDbtResource(DbtCliResource):
         statistics = (dbt_vars(StatisticsConfig.model_validate_json(self.statistics_config))
                       if self.statistics_config else {})
         groups = {"dataset_groups": json.loads(self.dataset_groups)} if self.dataset_groups else {}
-        merged = {"warehouse": self.warehouse, **statistics, **groups, **extra_vars}
+        papers = {"paper_names": json.loads(self.paper_names)} if self.paper_names else {}
+        merged = {"warehouse": self.warehouse, **statistics, **groups, **papers, **extra_vars}
         return ["--vars", json.dumps(merged, sort_keys=True)]
 
 
@@ -137,6 +143,7 @@ def resources() -> dg.Definitions:
                 statistics_config=cfg.statistics.model_dump_json(),
                 raw_slices=cfg.raw_slices or "",
                 dataset_groups=json.dumps(cfg.dataset_groups) if cfg.dataset_groups else "",
+                paper_names=json.dumps(paper_names(cfg.models, cfg.datasets), sort_keys=True),
             ),
         }
     )

@@ -210,7 +210,8 @@ worst_subgroup_table = stats_asset(
 )
 categorical_agreement = stats_asset(
     "categorical_agreement",
-    "Accuracy (Wilson CI), macro F1 (bootstrap CI) and Cohen's kappa (asymptotic CI) per model version x dataset, "
+    "Accuracy (Wilson CI), macro F1 and balanced accuracy over the classes in each subset's truth (bootstrap CIs; "
+    "groups compared only within a class set) and Cohen's kappa (asymptotic CI) per model version x dataset, "
     "overall and per group.",
     _categorical,
     ("grouped", "group_accuracy"),

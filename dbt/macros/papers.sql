@@ -11,21 +11,42 @@ regexp_replace(lower(coalesce({{ expr }}, '')), '[^a-z0-9]', '', 'g')
 
 
 {#- True when the paper's name `published` (a column of published_values) names the warehouse
-    thing whose names are `candidates` (SQL expressions: e.g. the model and its version):
-    the paper left it unstated (''), a candidate spells it the same (paper_key), or the seed
-    published_aliases maps a candidate to it. -#}
-{% macro name_matches(published, kind, candidates) -%}
-    {%- set keys = [] -%}
-    {%- for candidate in candidates -%}{%- do keys.append(paper_key(candidate)) -%}{%- endfor -%}
+    thing `name` (a model or dataset name; `version`: a model's version expression):
+    * the paper left it unstated ('');
+    * benchmark.yaml declares its `paper_name:` (dbt var paper_names, inference.config.paper_names):
+      then that alone decides -- the exact name, or a pattern the whole name matches;
+    * otherwise a seed published_aliases row of `kind` maps it: for a model, its exact version
+      (a provider's pinned id such as gpt-4o-2024-05-13); for a dataset, its exact name. A
+      dataset is also matched by the same spelling (paper_key); a model's name never is: a user
+      names models freely (a `gpt4o` running gpt-4o-mini is not the paper's GPT-4o). -#}
+{% macro name_matches(published, kind, name, version=none) -%}
+    {%- set declared = var('paper_names', {}).get(kind ~ 's', {}) -%}
+    {%- set candidate = version if kind == 'model' else name -%}
 (
     coalesce({{ published }}, '') = ''
-    or {{ paper_key(published) }} in ({{ keys | join(', ') }})
-    or exists (
-        select 1
-        from published_aliases
-        where published_aliases.kind = '{{ kind }}'
-            and {{ paper_key('published_aliases.paper_name') }} = {{ paper_key(published) }}
-            and {{ paper_key('published_aliases.alias') }} in ({{ keys | join(', ') }})
+    or coalesce(
+        {%- if declared %}
+        case {{ name }}
+            {%- for thing, spelled in declared.items() %}
+            when '{{ thing }}' then
+                {%- if 'pattern' in spelled %} regexp_full_match({{ published }}, '{{ spelled['pattern'] | replace("'", "''") }}')
+                {%- else %} {{ published }} = '{{ spelled['exact'] | replace("'", "''") }}'
+                {%- endif %}
+            {%- endfor %}
+        end,
+        {%- else %}
+        cast(null as boolean),
+        {%- endif %}
+        {%- if kind == 'dataset' %}
+        {{ paper_key(published) }} = {{ paper_key(name) }} or
+        {%- endif %}
+        exists (
+            select 1
+            from published_aliases
+            where published_aliases.kind = '{{ kind }}'
+                and published_aliases.paper_name = {{ published }}
+                and published_aliases.alias = {{ candidate }}
+        )
     )
 )
 {%- endmacro %}
@@ -105,8 +126,8 @@ joined as (
     from {{ warehouse }}
 
     left join published
-        on {{ name_matches('published.model', 'model', [warehouse ~ '.model', warehouse ~ '.model_version']) }}
-        and {{ name_matches('published.dataset', 'dataset', [warehouse ~ '.dataset']) }}
+        on {{ name_matches('published.model', 'model', warehouse ~ '.model', warehouse ~ '.model_version') }}
+        and {{ name_matches('published.dataset', 'dataset', warehouse ~ '.dataset') }}
         {%- for warehouse_column, published_column in on.items() %}
         and {{ warehouse }}.{{ warehouse_column }} = published.{{ published_column }}
         {%- endfor %}

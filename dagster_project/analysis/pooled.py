@@ -1,0 +1,137 @@
+"""Misclassification tests pooled across the datasets of a model version (Chhua et al. report
+z-tests and ratios "across all datasets": neutral read as sad 3.38x more for White than Black
+women across RADIATE, Tarr and Chicago Face).
+
+Why stratified, and by what: summing counts over datasets (Chhua's crude pooled ratio) lets the
+datasets' own differences -- base rates of an error, and how many faces of each group each set
+holds -- masquerade as a group difference (Simpson's paradox: a group concentrated in the harder
+dataset looks worse though it is not worse in any dataset). The Cochran-Mantel-Haenszel test
+compares the groups WITHIN each dataset and combines the strata: statsmodels
+`StratifiedTable` (one 2 x 2 table per dataset: rows group a / group b, columns this error /
+not) gives the CMH test of no association in every stratum (`test_null_odds`, no continuity
+correction, as the per-dataset z-tests), the Mantel-Haenszel pooled rate ratio
+(`riskratio_pooled`, the estimate: comparable to Chhua's ratio; statsmodels gives it no
+interval) and odds ratio with its interval (`oddsratio_pooled_confint`), and the Breslow-Day
+test of a common odds ratio (`test_equal_odds`): a small p says the datasets disagree, and one
+pooled number hides that. The crude pooled ratio and its pooled two-proportion z-test
+(statsmodels `proportions_ztest` on the summed counts) stand beside it (columns crude_*).
+
+A dataset is a stratum when both groups have answered images with that true emotion there; a
+pool needs two strata (one is the per-dataset test, which stays in stats.misclassification_tests).
+Orientation: group_a has the higher crude pooled rate; `mh_rate_ratio` < 1 then means the
+direction reverses within datasets (detail.note says so). Families as the per-dataset tests
+(statistics.family), with the pooled datasets in place of the dataset. Not cluster-aware yet:
+images of one identity count as independent (as in the per-dataset tests).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from dagster_project.analysis.proportions import FAMILY_KEYS, family_name
+from dagster_project.analysis.results import (
+    RESULT_COLUMNS,
+    adjust_within_families,
+    none_if_nan,
+    result_frame,
+    result_row,
+)
+
+POOL_KEYS = ["model", "model_version", "protocol", "grouping", "true_emotion", "predicted_emotion",
+             "group_a", "group_b"]
+POOLED_EXTRA_COLUMNS = [
+    "true_emotion", "predicted_emotion", "group_a", "group_b", "n_datasets", "datasets",
+    "n_a", "count_a", "n_b", "count_b", "crude_ratio", "crude_z", "crude_p_value",
+]
+
+
+def pooled_misclassification_tests(ratios: pd.DataFrame, *, correction: str = "holm", min_n: int = 10,
+                                   alpha: float = 0.05, family: str = "grouping",
+                                   continuity_correction: bool = False) -> pd.DataFrame:
+    """One row per model version x protocol x grouping x true emotion x error x pair of groups
+    pooled over two or more datasets (rows of marts.misclassification_ratios, every slice).
+    RESULT_COLUMNS: analysis 'pooled_misclassification', measure 'mh_rate_ratio', dataset = the
+    pooled datasets joined by '+', subset_kind = grouping, subset 'a vs b', estimate = the
+    Mantel-Haenszel rate ratio, statistic / p_value = the CMH chi-square test, p_adjusted by
+    `correction` within the family; then POOLED_EXTRA_COLUMNS."""
+    canonical = ratios[ratios["group_a"].astype(str) < ratios["group_b"].astype(str)]
+    canonical = canonical[(canonical["n_a"] > 0) & (canonical["n_b"] > 0)]
+    rows = []
+    for keys, strata in canonical.groupby(POOL_KEYS, sort=True):
+        if strata["dataset"].nunique() >= 2:
+            rows.append(_pooled_row(dict(zip(POOL_KEYS, keys)), strata.sort_values("dataset"), alpha,
+                                    continuity_correction))
+    columns = [*RESULT_COLUMNS, *POOLED_EXTRA_COLUMNS]
+    if not rows:
+        return pd.DataFrame({column: pd.Series(dtype=object) for column in columns})
+    frame = result_frame([{k: r[k] for k in RESULT_COLUMNS} for r in rows], min_n)
+    frame = pd.concat([frame, pd.DataFrame([{k: r[k] for k in POOLED_EXTRA_COLUMNS} for r in rows],
+                                           index=frame.index)], axis=1)
+    frame["below_min_n"] = (frame["n_a"] < min_n) | (frame["n_b"] < min_n)
+    keys = frame.assign(grouping=frame["subset_kind"])[FAMILY_KEYS]
+    frame["family"] = family_name(keys, family)  # its dataset: the pooled datasets, 'a+b+c'
+    frame = adjust_within_families(frame, correction, alpha)
+    return frame[columns]
+
+
+def _pooled_row(keys: dict, strata: pd.DataFrame, alpha: float, continuity: bool) -> dict:
+    from statsmodels.stats.contingency_tables import StratifiedTable
+    from statsmodels.stats.proportion import proportions_ztest
+
+    counts = strata[["count_a", "n_a", "count_b", "n_b"]].astype(int).to_numpy()
+    count_a, n_a, count_b, n_b = (int(v) for v in counts.sum(axis=0))
+    # Orientation: the group with the higher crude pooled rate first (ties: alphabetical).
+    if count_b / n_b > count_a / n_a:
+        keys = {**keys, "group_a": keys["group_b"], "group_b": keys["group_a"]}
+        counts = counts[:, [2, 3, 0, 1]]
+        count_a, n_a, count_b, n_b = count_b, n_b, count_a, n_a
+    tables = [np.array([[ca, na - ca], [cb, nb - cb]], dtype=float) for ca, na, cb, nb in counts]
+    notes = []
+    mh_ratio = statistic = p_value = odds = odds_low = odds_high = homogeneity_p = np.nan
+    crude_z = crude_p = np.nan
+    if 0 < count_a + count_b < n_a + n_b:
+        crude_z, crude_p = proportions_ztest([count_a, count_b], [n_a, n_b])
+        with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            table = StratifiedTable(tables)
+            test = table.test_null_odds(correction=continuity)
+            statistic, p_value = float(test.statistic), float(test.pvalue)
+            mh_ratio, odds = float(table.riskratio_pooled), float(table.oddsratio_pooled)
+            odds_low, odds_high = (float(v) for v in table.oddsratio_pooled_confint(alpha=alpha))
+            homogeneity_p = float(table.test_equal_odds().pvalue)
+    else:
+        notes.append("no test: the pooled rate is 0 or 1")
+    crude_ratio = (count_a / n_a) / (count_b / n_b) if count_b else np.nan
+    if np.isfinite(mh_ratio) and mh_ratio < 1 <= crude_ratio:
+        notes.append("direction reverses within datasets: the crude pooled ratio is confounded by dataset")
+    datasets = [str(d) for d in strata["dataset"]]
+    row = result_row(
+        analysis="pooled_misclassification", model=keys["model"], model_version=keys["model_version"],
+        dataset="+".join(datasets), protocol=keys["protocol"], subset_kind=keys["grouping"],
+        subset=f"{keys['group_a']} vs {keys['group_b']}", measure="mh_rate_ratio", n=n_a + n_b,
+        estimate=mh_ratio, statistic=statistic, p_value=p_value,
+        detail=json.dumps({
+            "true_emotion": str(keys["true_emotion"]), "predicted_emotion": str(keys["predicted_emotion"]),
+            "strata": {d: {"count_a": int(c[0]), "n_a": int(c[1]), "count_b": int(c[2]), "n_b": int(c[3])}
+                       for d, c in zip(datasets, counts)},
+            "test": f"Cochran-Mantel-Haenszel chi-square, 1 df, {'with' if continuity else 'no'} continuity "
+                    f"correction (statsmodels StratifiedTable.test_null_odds), strata = datasets",
+            "estimate": "Mantel-Haenszel pooled rate ratio (statsmodels riskratio_pooled; no interval)",
+            "mh_odds_ratio": none_if_nan(odds), "mh_odds_ratio_ci": [none_if_nan(odds_low), none_if_nan(odds_high)],
+            "breslow_day_homogeneity_p": none_if_nan(homogeneity_p),
+            "crude": "Chhua et al.'s pooled ratio: counts summed over datasets; z = proportions_ztest on the sums",
+            "orientation": "group_a has the higher crude pooled rate", "alpha": alpha, "note": "; ".join(notes),
+        }),
+    )
+    return {**row, "true_emotion": str(keys["true_emotion"]), "predicted_emotion": str(keys["predicted_emotion"]),
+            "group_a": str(keys["group_a"]), "group_b": str(keys["group_b"]), "n_datasets": len(datasets),
+            "datasets": ",".join(datasets), "n_a": n_a, "count_a": count_a, "n_b": n_b, "count_b": count_b,
+            "crude_ratio": crude_ratio, "crude_z": none_if_nan(float(crude_z)),
+            "crude_p_value": none_if_nan(float(crude_p))}
+
+
+__all__ = ["POOLED_EXTRA_COLUMNS", "pooled_misclassification_tests"]
