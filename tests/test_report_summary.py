@@ -134,3 +134,19 @@ def test_ratio_forest_labels_drop_the_repeated_model_and_small_groups_stay_out()
     assert list(ratio_forest_rows(drawable)["label"]) == ["black vs white"]  # one model: not repeated
     two = pd.concat([tests, tests.assign(model="other")], ignore_index=True)
     assert ratio_forest_rows(two)["label"].iloc[0] == "mx / black vs white"
+
+
+def test_error_rate_forest_leaves_groups_below_min_cell_n_out(tmp_path, monkeypatch):
+    from dagster_project.analysis import figures
+    drawn = {}
+    frame = pd.DataFrame({"grouping": ["all", "race", "race"], "group_value": ["all", "white", "other"],
+                          "n": [200, 198, 2], "accuracy": [0.8, 0.8, 1.0], "ci_low": [0.7, 0.7, 0.3],
+                          "ci_high": [0.9, 0.9, 1.0]})
+    import matplotlib.pyplot as plt
+    # keep the figure open instead of saving it, to read what was drawn
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    figures.forest_plot_png(frame, "t", tmp_path / "g.png", min_n=10)
+    ax = drawn["fig"].axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["all: all (n=200)", "race: white (n=198)"]
+    assert "1 group(s) below min_cell_n = 10 not drawn" in ax.get_title()
+    plt.close(drawn["fig"])
