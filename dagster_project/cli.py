@@ -203,13 +203,16 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     bench = load_config(args.config) if args.config else benchmark_config()
     rows = plan_benchmark(bench)
     columns = ["model", "kind", "dataset", "protocol", "n_images", "expected_calls", "max_calls",
-               "projected_input_tokens", "projected_output_tokens", "projected_cost_usd", "note"]
+               "projected_input_tokens", "projected_output_tokens", "delivery", "projected_cost_usd",
+               "cost_standard_usd", "cost_flex_usd", "cost_batch_usd", "budget_usd", "note"]
     frame = pd.DataFrame(rows).reindex(columns=columns)
     frame["n_images"] = frame["n_images"].astype("Int64")
     print(f"Dry run of {bench.path} (nothing is called or written). Calls: one per protocol step "
           f"and sample (expected) or with every retry of invalid answers (max); input tokens "
           f"~4 characters per token + 800 per image; output tokens: the max_tokens budget "
-          f"(an upper bound); cost at price_per_million_tokens.\n")
+          f"(an upper bound); cost at price_per_million_tokens: projected_cost_usd at the model's "
+          f"delivery tier, and each tier's cost (flex and batch: half the standard price unless "
+          f"configured).\n")
     print(frame.astype(object).where(frame.notna(), "").to_string(index=False))
     priced = pd.to_numeric(frame["projected_cost_usd"], errors="coerce").fillna(0.0)
     print(f"\ntotal: {int(frame['expected_calls'].sum())} calls expected "

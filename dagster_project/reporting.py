@@ -20,12 +20,12 @@ from inference.config import BenchmarkConfig, StatisticsConfig
 
 REPORT_FILE = "report.html"
 # What the report reads: every stats.* and papers.* table (papers.* only where that schema
-# exists: the seed papers' models may not be built), and the accuracy mart.
+# exists: the seed papers' models may not be built), the accuracy mart, the API cost mart and the human baseline.
 TABLES_SQL = """
 select table_schema, table_name
 from information_schema.tables
 where table_catalog = current_database()
-  and (table_schema in ('stats', 'papers') or (table_schema = 'marts' and table_name = 'group_accuracy'))
+  and (table_schema in ('stats', 'papers') or (table_schema = 'marts' and table_name in ('group_accuracy', 'run_costs', 'human_category_agreement')))
 order by all
 """
 

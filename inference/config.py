@@ -86,6 +86,25 @@ class HumanRatingsConfig(_Strict):
         return value
 
 
+class HumanAgreementConfig(_Strict):
+    """Per-image share of validation raters who chose the intended expression (e.g. RADIATE's
+    validation data; its layout is not known here, so any per-image file maps its columns)."""
+
+    # CSV or Parquet file, relative to the config file.
+    location: str
+    # Renames {field: column in the file}; fields: image, agreement (share 0..1), n_raters (optional).
+    columns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - {"image", "agreement", "n_raters"})
+        if unknown:
+            raise ValueError(f"unknown field(s) {', '.join(unknown)}; map fields image, agreement, n_raters "
+                             f"to column names, e.g. {{image: file, agreement: percent_correct}}")
+        return value
+
+
 class DatasetConfig(_Strict):
     name: str
     kind: str  # a key of inference.kinds.DATASET_ADAPTERS
@@ -100,6 +119,8 @@ class DatasetConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     # Optional human ratings of the dataset's images (-> raw.human_ratings).
     human_ratings: HumanRatingsConfig | None = None
+    # Optional per-image human agreement with the intended expression (-> extra.human_agreement).
+    human_agreement: HumanAgreementConfig | None = None
     # What every model that reads images receives (inference.preprocessing): crop, size, face
     # detector. None: the kind's default (presets.yaml), else the images as stored.
     preprocessing: PreprocessingConfig | None = None

@@ -313,6 +313,8 @@ def evaluation_rows(
         "n_answers": len(rows.predictions),
         "n_no_face": int((rows.predictions["parse_status"] == "no_face").sum()),
         "weights_sha256": evaluation.weights_sha256, "options": redacted_options(dict(model.options)),
+        "prices": (json.dumps(evaluation.usage.prices, sort_keys=True)
+                   if evaluation.usage is not None and evaluation.usage.prices else None),
     }])
     rows.model_version = {
         "model": model.name, "model_version": model.version, "model_kind": model.kind,

@@ -71,7 +71,12 @@ def plan_benchmark(bench: BenchmarkConfig) -> list[dict[str, Any]]:
             if plan["projected_cost_usd"] is None:
                 note += "; no price_per_million_tokens"
             row.update({k: plan[k] for k in ("n_images", "expected_calls", "max_calls", "projected_input_tokens",
-                                             "projected_output_tokens", "projected_cost_usd")})
+                                             "projected_output_tokens", "projected_cost_usd", "delivery",
+                                             "budget_usd")})
+            for tier, cost in (plan["projected_cost_by_tier"] or {}).items():
+                row[f"cost_{tier}_usd"] = cost
+            if plan["budget_usd"] is not None and (plan["projected_cost_usd"] or 0.0) > plan["budget_usd"]:
+                note += f"; OVER BUDGET: ~${plan['projected_cost_usd']:.2f} > budget_usd {plan['budget_usd']:g}"
             row["protocol"] = plan["protocol"]
             row["note"] = note
             rows.append(row)

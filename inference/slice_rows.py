@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from inference.batch_ledger import ledger_for
 from inference.config import BenchmarkConfig, DatasetConfig, ModelConfig
 from inference.datasets.base import DatasetLoad, ImageRecord
 from inference.datasets.labels import load_label_map
@@ -77,9 +78,12 @@ def evaluate_slice(bench: BenchmarkConfig, model_cfg: ModelConfig, ds: DatasetCo
     # model reads that dataset's file, a VLM calling an external API checks allow_external_apis
     model = build_model(model_cfg, bench.cache_dir, resolve=bench.resolve, dataset=ds.name, dataset_config=ds)
     label_map = load_label_map()
+    slice_key = {"model": model_cfg.name, "model_version": model_cfg.version, "dataset": ds.name}
     context = EvaluationContext(
         true_labels=[label_map.canonical(ds.effective_label_set, r.source_label) for r in images],
         progress=progress, show_progress_bar=show_progress_bar,
+        # batch delivery keeps its submitted batches in the deployment's raw store
+        batch_ledger=ledger_for(bench.warehouse, bench.raw_slices, slice_key),
     )
     # Every model that reads images gets the dataset's preprocessed images (the step records
     # itself in each answer); built before the clock starts (MTCNN loads its weights).

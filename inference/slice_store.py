@@ -39,7 +39,9 @@ SLICE_KEYS = ("dataset", "model", "model_version")
 EVALUATION_TABLES = ("predictions", "model_runs", "transport_failures", "image_embeddings", "model_versions",
                      "quarantine")
 DATASET_TABLES = ("dataset_images", "dataset_exclusions", "human_ratings", "quarantine")
-ALL_TABLES = tuple(dict.fromkeys(EVALUATION_TABLES + DATASET_TABLES))
+# raw.api_batches: one file per slice, rewritten by inference.batch_ledger as batches progress
+LEDGER_TABLES = ("api_batches",)
+ALL_TABLES = tuple(dict.fromkeys(EVALUATION_TABLES + DATASET_TABLES + LEDGER_TABLES))
 # Tables the embedded writer replaces even with no rows (an evaluation that failed nothing
 # clears the slice's earlier failures); the others are replaced only when the run produced rows.
 ALWAYS_REPLACED = ("transport_failures",)
@@ -86,6 +88,18 @@ class SliceStore:
             clause = " and ".join(f"{col} = ?" for col in where) or "true"
             return con.execute(f"select * from read_parquet(?, union_by_name = true) where {clause}",
                                [self.table_glob(table), *where.values()]).df()
+        finally:
+            con.close()
+
+    def replace_slice_table(self, table: str, key: dict[str, str], frame: pd.DataFrame) -> None:
+        """Replace one slice's file of `table` by `frame` (typed by the table's DDL)."""
+        self.ensure_layout()
+        con = _raw_memory_db()
+        try:
+            con.register("_incoming", frame)
+            columns = ", ".join(frame.columns)
+            con.execute(f"insert into raw.{table} ({columns}) select {columns} from _incoming")
+            _copy_out(con, f"select * from raw.{table}", f"{self.slice_dir(table, key)}/data.parquet")
         finally:
             con.close()
 

@@ -126,7 +126,9 @@ create table if not exists raw.model_runs (
     n_answers      integer not null,
     n_no_face      integer not null,
     weights_sha256 varchar,
-    options        json                -- model options from the config (never secrets)
+    options        json,               -- model options from the config (never secrets)
+    prices         json                -- USD per million tokens per delivery tier, as priced for this
+                                       -- run: {"standard": {"input", "output"}, "flex": ..., "batch": ...}
 )
 """
 
@@ -163,7 +165,7 @@ create table if not exists raw.transport_failures (
     step_name      varchar not null,
     sample_index   integer not null,
     attempt        integer not null,   -- try (retry-until-valid) whose request failed
-    kind           varchar not null,   -- rate_limited / timeout / server_error / safety_block / bad_response / client_error
+    kind           varchar not null,   -- rate_limited / timeout / server_error / safety_block / bad_response / client_error / deadline
     status         integer,            -- HTTP status when there was one
     message        varchar,            -- what went wrong (secrets scrubbed)
     created_at     timestamp not null,
@@ -203,8 +205,35 @@ create table if not exists raw.model_versions (
 )
 """
 
+# One row per batch submitted to a provider's batch API (models.<name>.options.delivery: batch),
+# written before anything is sent, updated as it is polled and read (inference.batch_ledger).
+# Grain: ledger_id (ours; sent as the batch's metadata, so a batch created by a process killed
+# before it could record the provider's id is found again by listing the batches).
+API_BATCHES_DDL = """
+create table if not exists raw.api_batches (
+    ledger_id      varchar not null primary key,
+    model          varchar not null,
+    model_version  varchar not null,
+    dataset        varchar not null,
+    provider       varchar not null,   -- 'openai'
+    batch_id       varchar,            -- the provider's id; null until it answered the creation
+    input_file_id  varchar,
+    custom_ids     json not null,      -- the requests' keys (response-cache keys), in file order
+    n_requests     integer not null,
+    state          varchar not null,   -- submitting / validating / in_progress / finalizing / completed /
+                                       -- expired / failed / cancelled / never_sent
+    ingested       boolean not null,   -- its answers are in the response cache
+    request_errors json,               -- {custom_id: {kind, status, message}}: requests it failed
+    n_answered     integer,
+    input_tokens   bigint,             -- billed tokens of its answers
+    output_tokens  bigint,
+    created_at     timestamp not null,
+    updated_at     timestamp not null
+)
+"""
+
 ALL_DDL = (IMAGE_EMBEDDINGS_DDL, MODEL_VERSIONS_DDL, DATASET_IMAGES_DDL, DATASET_EXCLUSIONS_DDL, QUARANTINE_DDL, PREDICTIONS_DDL, MODEL_RUNS_DDL, HUMAN_RATINGS_DDL,
-           TRANSPORT_FAILURES_DDL)
+           TRANSPORT_FAILURES_DDL, API_BATCHES_DDL)
 
 # Columns added after a table was first released: warehouses created before get them on
 # the next connection (`ensure_raw_schema`). (table, column, type)
@@ -212,6 +241,7 @@ ADDED_COLUMNS = (
     ("raw.predictions", "raw_value", "double"),
     ("raw.predictions", "value_mapping", "varchar"),
     ("raw.dataset_images", "media_type", "varchar"),
+    ("raw.model_runs", "prices", "json"),
 )
 
 

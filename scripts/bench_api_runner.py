@@ -1,8 +1,8 @@
 """The API runner at a provider's limit: the engine beside a naive loop and an inspect_ai-style
 fixed policy, in ONE run, against a loopback OpenAI-compatible server in its own process.
 
-    .venv/bin/python scripts/bench_api_runner.py                 # every client x scenario
-    .venv/bin/python scripts/bench_api_runner.py --clients engine --scenarios 429@256
+    .venv/bin/python scripts/bench_api_runner.py                 # the engine, every default scenario x size
+    .venv/bin/python scripts/bench_api_runner.py --clients naive inspect engine --scenarios 429@256
     .venv/bin/python scripts/bench_api_runner.py --profile       # CPU profile of the engine, 256 in flight
     .venv/bin/python scripts/bench_api_runner.py --profile --engine-transport sdk-httpx   # the path before
 
@@ -12,8 +12,16 @@ sent per prompt, so lost answers (never answered) and duplicates (answered twice
 server-counted. Scenarios:
   clean@64, clean@256   no faults, 64 / 256 in flight          bound = in_flight / latency
   429@64, 429@256       10 % random 429 + Retry-After: 1         bound = the same
-  limit100@256          the server admits 100 req/s (429 + Retry-After: 1 past it), 256
-                        allowed in flight, no rpm configured       bound = 100 req/s
+  limit50@256           the server admits 50 req/s (a bucket of one second's requests; 429 +
+                        Retry-After: 1 past it), 256 allowed in flight, no rpm configured,
+                        no budget headers                          bound = 50 req/s
+  limit50h@256          the same, the server sending OpenAI's x-ratelimit-* budget headers
+  limit100@256          the server admits 100 req/s (bursts of 20), 256 allowed
+Each scenario runs at every size of --sizes (default 1,000 and 4,096 requests: a researcher's
+slice is mostly its start) with a fresh engine per measured phase (its limiter starts cold, as
+a user's run does; only the warm-up's connections are kept). Reported: answers/s over the
+bound, calls the server refused (429) per answer, unanswered requests and requests answered
+twice (server-counted), and with --window-dir the engine's window over time.
 Clients:
   naive    asyncio.Semaphore(in_flight) over the official AsyncOpenAI (its default 2 retries,
            which honour Retry-After), chat.completions.create, base64 per request
@@ -50,8 +58,11 @@ SCENARIOS = {  # name: (in_flight, provider behaviour, bound req/s or None = in_
     "clean@256": (256, {}, None),
     "429@64": (64, {"p_rate_limited": 0.10, "retry_after": "1"}, None),
     "429@256": (256, {"p_rate_limited": 0.10, "retry_after": "1"}, None),
+    "limit50@256": (256, {"rate_per_s": 50.0, "retry_after": "1"}, 50.0),
+    "limit50h@256": (256, {"rate_per_s": 50.0, "retry_after": "1", "budget_headers": True}, 50.0),
     "limit100@256": (256, {"rate_per_s": 100.0, "burst": 20.0, "retry_after": "1"}, 100.0),
 }
+DEFAULT_SCENARIOS = ["clean@64", "clean@256", "429@64", "limit50@256", "limit50h@256"]
 KEY_ENV = "BENCH_OPENAI_KEY"
 
 
@@ -156,8 +167,12 @@ async def run_inspect(base_url: str, image: bytes, in_flight: int, phases: list[
     return ok
 
 
+CACHE_FLUSH_EVERY = {"each": 1, "batch": 64}  # --cache-commit: answers per cache transaction
+
+
 async def run_engine(base_url: str, image: bytes, in_flight: int, phases: list[tuple[int, int]],
-                     on_phase, report: dict | None = None, transport: str = "direct") -> int:
+                     on_phase, report: dict | None = None, transport: str = "direct",
+                     cache_commit: str = "each") -> int:
     from inference.vlm.cache import ResponseCache
     from inference.vlm.engine import Engine, run_all
     from inference.vlm.openai_backend import OpenAIChatBackend
@@ -166,17 +181,21 @@ async def run_engine(base_url: str, image: bytes, in_flight: int, phases: list[t
     backend = OpenAIChatBackend("bench-model", base_url=base_url, api_key_env=KEY_ENV, timeout_s=30,
                                 max_connections=2 * in_flight, transport=transport)
     params = GenerationParams(max_tokens=8)
-    with tempfile.TemporaryDirectory() as tmp, ResponseCache(Path(tmp) / "cache.sqlite") as cache:
-        engine = Engine(backend, max_in_flight=in_flight, timeout_s=30, max_retries=8, cache=cache)
+    with tempfile.TemporaryDirectory() as tmp, \
+            ResponseCache(Path(tmp) / "cache.sqlite", flush_every=CACHE_FLUSH_EVERY[cache_commit]) as cache:
+        engines: list = []
 
         def run(n: int, offset: int):
+            # a fresh engine (and limiter) per phase: the measured phase starts cold, as a
+            # user's run; the backend's connections opened by the warm-up are kept
+            engines.append(Engine(backend, max_in_flight=in_flight, timeout_s=30, max_retries=8, cache=cache))
             requests = [ChatRequest((Turn("system", SYSTEM), Turn("user", _prompt(offset + i), with_image=True)),
                                     image, "image/jpeg", params) for i in range(n)]
-            return run_all([engine.complete(r, cache_key=f"k{offset + i}") for i, r in enumerate(requests)])
+            return run_all([engines[-1].complete(r, cache_key=f"k{offset + i}") for i, r in enumerate(requests)])
 
         ok = await _phases(phases, on_phase, run)
-        if report is not None and hasattr(engine, "concurrency_report"):
-            report.update(engine.concurrency_report())
+        if report is not None:
+            report.update(engines[-1].concurrency_report())
     await backend.aclose()
     return ok
 
@@ -186,7 +205,7 @@ CLIENTS = {"naive": run_naive, "inspect": run_inspect, "engine": run_engine}
 
 # ----------------------------------------------------------------------------- measuring
 def measure(client: str, scenario: str, server_url: str, image: bytes, n: int, latency_s: float,
-            offset: int, transport: str = "direct") -> dict:
+            offset: int, transport: str = "direct", cache_commit: str = "each") -> dict:
     in_flight, provider, bound = SCENARIOS[scenario]
     bound = bound or in_flight / latency_s
     runner = CLIENTS[client]
@@ -202,7 +221,7 @@ def measure(client: str, scenario: str, server_url: str, image: bytes, n: int, l
                          started=time.perf_counter(), cpu=time.process_time())
 
     async def go() -> tuple[int, float, float]:
-        kwargs = {"report": report, "transport": transport} if client == "engine" else {}
+        kwargs = {"report": report, "transport": transport, "cache_commit": cache_commit} if client == "engine" else {}
         ok = await runner(server_url + "/v1", image, in_flight, [(in_flight, offset + 10_000_000), (n, offset)],
                           on_phase, **kwargs)
         return ok, time.perf_counter() - marks["started"], time.process_time() - marks["cpu"]
@@ -211,8 +230,10 @@ def measure(client: str, scenario: str, server_url: str, image: bytes, n: int, l
     server_cpu = marks["server_cpu"]
     stats = _control(server_url, reset=False)
     rate = ok / elapsed
+    refused = stats["outcomes"].get("rate_limited", 0)
     return {"client": client, "scenario": scenario, "n": n, "ok": ok, "elapsed_s": elapsed, "rate": rate,
-            "ratio": rate / bound, "lost": n - stats["answered_keys"], "duplicates": stats["duplicates"],
+            "bound": bound, "ratio": rate / bound, "lost": n - stats["answered_keys"],
+            "duplicates": stats["duplicates"], "refused": refused, "refused_per_answer": refused / max(1, ok),
             "requests": stats["requests"], "cpu_ms_per_req": cpu_s * 1000 / n,
             "max_concurrent": stats["max_concurrent"], "window": report,
             "server_cpu_ms_per_req": (stats["process_cpu_s"] - server_cpu) * 1000 / n}
@@ -259,7 +280,7 @@ def profile_areas(stats: pstats.Stats) -> dict[str, float]:
 
 
 def profile_engine(server_url: str, image: bytes, n: int, latency_s: float, out: Path | None,
-                   transport: str = "direct") -> None:
+                   transport: str = "direct", cache_commit: str = "each") -> None:
     """cProfile of the engine's measured phase, timed in *CPU* seconds of this process
     (time.process_time), so that other processes' load on a shared machine does not show up
     as time spent in whatever function was running when the scheduler preempted it."""
@@ -273,10 +294,10 @@ def profile_engine(server_url: str, image: bytes, n: int, latency_s: float, out:
             profiler.enable()
 
     ok = asyncio.run(run_engine(server_url + "/v1", image, 256, [(256, 20_000_000), (n, 30_000_000)], on_phase,
-                                transport=transport))
+                                transport=transport, cache_commit=cache_commit))
     profiler.disable()
     cpu_s = time.process_time() - marks["cpu"]
-    print(f"\nengine (transport {transport}), 256 in flight, {n} requests ({ok} answered): {cpu_s:.2f} CPU s "
+    print(f"\nengine (transport {transport}, cache commit: {cache_commit}), 256 in flight, {n} requests ({ok} answered): {cpu_s:.2f} CPU s "
           f"= {cpu_s * 1000 / n:.2f} CPU s per 1,000 requests (profiler overhead included)\n")
     stats = pstats.Stats(profiler)
     areas = profile_areas(stats)
@@ -293,18 +314,21 @@ def profile_engine(server_url: str, image: bytes, n: int, latency_s: float, out:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency", type=float, default=1.0)
-    # 4,096: at 1,024 the start (the window finding a quota) and the tail (the last requests'
-    # Retry-After waits) were a quarter of a run, and the ratio measured them, not the steady state.
-    parser.add_argument("--requests", type=int, default=4096, help="per scenario at 64 in flight; "
-                        "twice this at 256 (so the first and last waves do not dominate)")
-    parser.add_argument("--clients", nargs="+", default=list(CLIENTS), choices=list(CLIENTS))
-    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=list(SCENARIOS))
+    # 1,000 and 4,096: a researcher's slice is mostly its start, which the longer run dilutes.
+    # (Until 2026-12: 4,096 at 64 in flight and 8,192 at 256, the limiter warm from the warm-up.)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4096], help="requests per scenario")
+    parser.add_argument("--requests", type=int, default=512, help="--profile: twice this many requests")
+    parser.add_argument("--clients", nargs="+", default=["engine"], choices=list(CLIENTS),
+                        help="naive / inspect: the baselines, for comparison")
+    parser.add_argument("--scenarios", nargs="+", default=DEFAULT_SCENARIOS, choices=list(SCENARIOS))
     parser.add_argument("--window-dir", type=Path, default=None,
                         help="write the engine's window history (JSON) and plot (PNG) per scenario here")
     parser.add_argument("--profile", action="store_true", help="only profile the engine (256 in flight)")
     parser.add_argument("--profile-out", type=Path, default=None)
     parser.add_argument("--engine-transport", default="direct", choices=["direct", "sdk", "sdk-httpx"],
                         help="the engine's OpenAIChatBackend transport (sdk-httpx: the path before aiohttp)")
+    parser.add_argument("--cache-commit", default="each", choices=list(CACHE_FLUSH_EVERY),
+                        help="the response cache's commits: each answer (the default) or batches of 64")
     args = parser.parse_args(argv)
 
     os.environ.setdefault(KEY_ENV, "sk-bench-not-a-secret")
@@ -317,45 +341,46 @@ def main(argv: list[str] | None = None) -> int:
     try:
         url = url_queue.get(timeout=60)
         if args.profile:
-            profile_engine(url, image, 2 * args.requests, args.latency, args.profile_out, args.engine_transport)
+            profile_engine(url, image, 2 * args.requests, args.latency, args.profile_out, args.engine_transport,
+                           args.cache_commit)
             return 0
         offset = 0
         for scenario in args.scenarios:
-            n = args.requests * (2 if SCENARIOS[scenario][0] >= 256 else 1)
-            for client in args.clients:
-                offset += 1_000_000
-                row = measure(client, scenario, url, image, n, args.latency, offset, args.engine_transport)
-                rows.append(row)
-                if args.window_dir is not None and row["window"]:
-                    from inference.vlm.window_plot import plot_window
+            for n in args.sizes:
+                for client in args.clients:
+                    offset += 1_000_000
+                    row = measure(client, scenario, url, image, n, args.latency, offset, args.engine_transport,
+                                  args.cache_commit)
+                    rows.append(row)
+                    if args.window_dir is not None and row["window"]:
+                        from inference.vlm.window_plot import plot_window
 
-                    args.window_dir.mkdir(parents=True, exist_ok=True)
-                    (args.window_dir / f"{scenario}.json").write_text(json.dumps(row["window"], indent=1))
-                    plot_window(row["window"], args.window_dir / f"{scenario}.png")
-                print(f"{scenario:>13} {client:>8}: ratio {row['ratio']:.3f}  lost {row['lost']}  "
-                      f"dup {row['duplicates']}  requests {row['requests']}  {row['cpu_ms_per_req']:.2f} CPU ms/req "
-                      f"(server {row['server_cpu_ms_per_req']:.2f})  "
-                      f"server max concurrent {row['max_concurrent']}", flush=True)
+                        args.window_dir.mkdir(parents=True, exist_ok=True)
+                        (args.window_dir / f"{scenario}-{n}.json").write_text(json.dumps(row["window"], indent=1))
+                        plot_window(row["window"], args.window_dir / f"{scenario}-{n}.png")
+                    print(f"{scenario:>13} {n:>5} {client:>8}: {row['rate']:.1f}/s = {row['ratio']:.3f} of bound  "
+                          f"refused {row['refused']} ({row['refused_per_answer']:.1%} of answers)  "
+                          f"unanswered {row['lost']}  twice {row['duplicates']}  "
+                          f"{row['cpu_ms_per_req']:.2f} CPU ms/req (server {row['server_cpu_ms_per_req']:.2f})  "
+                          f"server max concurrent {row['max_concurrent']}", flush=True)
     finally:
         stop.set()
         server.join(timeout=10)
 
     print(f"\nAPI runner, loopback server in its own process, {args.latency:g} s latency, {len(image)} B JPEG, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}\n")
-    print("| scenario | " + " | ".join(args.clients) + " |")
-    print("|---|" + "---|" * len(args.clients))
-    for scenario in args.scenarios:
-        cells = []
-        for client in args.clients:
-            row = next(r for r in rows if r["scenario"] == scenario and r["client"] == client)
-            cells.append(f"{row['ratio']:.2f} (lost {row['lost']}, dup {row['duplicates']}, "
-                         f"{row['cpu_ms_per_req']:.1f} ms CPU/req)")
-        print(f"| {scenario} | " + " | ".join(cells) + " |")
+    print("| scenario | requests | client | answers/s (bound) | of bound | refused / answers | unanswered "
+          "| asked twice | CPU ms/req |\n|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['scenario']} | {row['n']} | {row['client']} | {row['rate']:.1f} ({row['bound']:g}) "
+              f"| {row['ratio']:.3f} | {row['refused']} / {row['ok']} = {row['refused_per_answer']:.1%} "
+              f"| {row['lost']} | {row['duplicates']} | {row['cpu_ms_per_req']:.2f} |")
     for row in rows:
         if row["window"]:
             window = row["window"]
-            print(f"engine window {row['scenario']}: final {window.get('window')}, "
-                  f"min {window.get('min_window_seen')}, rate-limited rounds {window.get('rate_limited_rounds')}")
+            print(f"engine window {row['scenario']} {row['n']}: final {window.get('window')}, "
+                  f"min {window.get('min_window_seen')}, rate-limited rounds {window.get('rate_limited_rounds')}, "
+                  f"pace {window.get('pace_per_s')}/s")
     return 0
 
 

@@ -141,3 +141,15 @@ def test_demo_writes_the_report_and_it_opens_offline(tmp_path):
     out = tmp_path / "cli.html"
     assert main(["report", "--out", str(out)]) == 0
     assert out.stat().st_size > 0 and "marts.group_accuracy" in out.read_text()
+
+
+def test_api_cost_section_shows_each_runs_cost_per_tier():
+    costs = pd.DataFrame({
+        "model": ["gpt"] * 3, "model_version": ["v1"] * 3, "dataset": ["faces"] * 3, "run_id": ["r1"] * 3,
+        "service_tier": ["all", "flex", "standard"], "n_answers": [12, 10, 2], "input_tokens": [1200, 1000, 200],
+        "output_tokens": [24, 20, 4], "cost_usd": [0.00217, 0.00135, 0.00082]})
+    html = render_report({"marts.run_costs": costs}, [], Settings(min_cell_n=5))
+    section = html.split('id="costs"')[1].split("<h2")[0]
+    assert "marts.run_costs" in section and "0.0014" in section and "0.0022" in section
+    assert section.count("<tr>") == 3  # one body row per tier and the total
+    assert "no rows" in render_report({}, [], Settings(min_cell_n=5)).split('id="costs"')[1].split("<h2")[0]

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -60,6 +57,7 @@ if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--worker":
 import pytest  # noqa: E402
 
 from support.gemini_server import GeminiServer  # noqa: E402
+from support.kill_worker import kill9_when  # noqa: E402
 from support.openai_server import OpenAIServer, answer, client_error, hang, malformed, rate_limited, server_error  # noqa: E402
 
 
@@ -246,25 +244,14 @@ def test_cache_key_covers_every_component():
 def test_kill_and_resume_requests_only_the_missing(server, tmp_path):
     server.latency_s = 0.05
     cache_path = tmp_path / "responses.sqlite"
-    worker = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--worker", server.base_url, str(cache_path), "40"],
-        env={**os.environ, "OPENAI_API_KEY": KEY}, cwd=REPO_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 30
-    try:
-        while time.monotonic() < deadline:
-            if cache_path.exists():
-                with ResponseCache(cache_path) as peek:
-                    if len(peek) >= 10:
-                        break
-            if worker.poll() is not None:
-                pytest.fail(f"worker exited early: {worker.communicate()[1].decode()[-2000:]}")
-            time.sleep(0.02)
-        worker.send_signal(signal.SIGKILL)
-    finally:
-        worker.wait(timeout=10)
-    assert worker.returncode == -signal.SIGKILL
+    def stored_10() -> bool:
+        if not cache_path.exists():
+            return False
+        with ResponseCache(cache_path) as peek:
+            return len(peek) >= 10
+
+    kill9_when([str(Path(__file__).resolve()), "--worker", server.base_url, str(cache_path), "40"],
+               {"OPENAI_API_KEY": KEY}, REPO_ROOT, stored_10, timeout_s=30, poll_s=0.02)
     with ResponseCache(cache_path) as cache:
         committed = len(cache)
     assert 10 <= committed < 40, committed
@@ -279,6 +266,24 @@ def test_kill_and_resume_requests_only_the_missing(server, tmp_path):
     assert [r.text for r in results] == [f"answer-{i}" for i in range(40)]
     with ResponseCache(cache_path) as cache:
         assert len(cache) == 40
+
+
+def test_after_kill9_only_the_requests_in_flight_are_asked_again(server, tmp_path):
+    # an answer is durable the moment it arrives: of the answers the provider sent before the
+    # kill, at most those of the 2 requests in flight are missing from the cache (batched
+    # commits lost up to a batch of answers already paid for)
+    server.latency_s = 0.01
+    cache_path = tmp_path / "responses.sqlite"
+    n = 400
+    kill9_when([str(Path(__file__).resolve()), "--worker", server.base_url, str(cache_path), str(n)],
+               {"OPENAI_API_KEY": KEY}, REPO_ROOT, lambda: server.generation_count >= n // 3)
+    server.wait_for_disconnect()  # the dead worker's last requests are answered (to a closed socket)
+    answered = set(server.answered)
+    with ResponseCache(cache_path) as cache:
+        stored = {cache.get(key_for(i)).text for i in range(n) if key_for(i) in cache}
+    assert n // 3 <= len(answered) < n
+    assert {a.replace("answer-", "item ") for a in stored} <= {p.split(":")[0] for p in answered}
+    assert len(answered) - len(stored) <= 2, (len(answered), len(stored))  # max_in_flight of the worker
 
 
 def test_secrets_never_leak(monkeypatch, tmp_path, caplog):
@@ -298,7 +303,8 @@ def test_secrets_never_leak(monkeypatch, tmp_path, caplog):
         for b, (backend, srv) in enumerate(backends):
             engine = Engine(backend, max_in_flight=2, max_retries=1, base_delay_s=0.01, max_delay_s=0.02,
                             cache=cache)
-            srv.enqueue(rate_limited("0.01"), rate_limited("0.01"),      # gives up
+            srv.enqueue(rate_limited("0.01"), server_error(503),         # a 429 is no failed attempt:
+                        server_error(502),                                #   two errors, gives up
                         client_error(401, "Incorrect API key provided"),
                         server_error(500), malformed(),                   # gives up
                         hang(5), hang(5),                                 # timeouts, gives up

@@ -239,6 +239,20 @@ def test_n_class_without_neutral():
         run(ScriptedBackend(), ProtocolConfig("n_class_without_neutral", "asanuma_7class"))
 
 
+def test_answers_record_the_protocol_and_the_labels_offered_whatever_the_stored_name():
+    six = ["anger", "disgust", "fear", "happy", "sad", "surprise"]
+    result = run(ScriptedBackend("Neutral"), ProtocolConfig("two_stage", "asanuma_two_stage", stored_as="exp4"))
+    gate, emotion = result.answers
+    assert {a.protocol for a in result.answers} == {"exp4"}
+    assert gate.preprocessing["protocol_name"] == emotion.preprocessing["protocol_name"] == "two_stage"
+    assert "offered_labels" not in gate.preprocessing and emotion.preprocessing["offered_labels"] == six
+    (a,) = run(ScriptedBackend("Sad"), ProtocolConfig("single", "asanuma_6class", stored_as="exp3")).answers
+    assert (a.preprocessing["protocol_name"], a.preprocessing["offered_labels"]) == ("single", six)
+    (b,) = run(ScriptedBackend("Sad"), ProtocolConfig("single", "asanuma_7class"),
+               label_set=["happy", "neutral", "sad"]).answers
+    assert b.preprocessing["offered_labels"] == ["happy", "neutral", "sad"]  # narrowed by the label set
+
+
 def test_free_description():
     text = "The person has a broad smile with raised cheeks; they look cheerful."
     backend = ScriptedBackend(text)

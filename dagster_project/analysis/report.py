@@ -12,7 +12,9 @@ What it shows, in order:
    statistics settings and, per table and measure, the methods the rows themselves record in
    `detail` (so the notes cannot drift from what was computed);
 2. accuracy per model version x dataset (over answered images and intent-to-treat), then per
-   demographic group (marts.group_accuracy, Wilson intervals);
+   demographic group (marts.group_accuracy, Wilson intervals); the human baseline beside the
+   models where a dataset ships one (marts.human_category_agreement), with what each human
+   number means;
 3. every stats.* table in the common result shape (results.RESULT_COLUMNS): estimate with its
    interval, p-value, adjusted p-value with its correction and family size m, n and the
    min-n flag; rows sorted by adjusted p-value, every row (in a collapsed <details> section);
@@ -40,6 +42,7 @@ from dagster_project.analysis.paper_grid import GRID_NOTE, has_difference_outsid
 from dagster_project.analysis.report_format import fmt as _fmt
 from dagster_project.analysis.report_format import interval as _interval
 from dagster_project.analysis.report_format import p_text as _p
+from dagster_project.analysis.report_human import human_baseline_table, human_meanings
 from dagster_project.analysis.report_summary import SliceSummary, slice_summaries
 from dagster_project.analysis.results import RESULT_COLUMNS
 
@@ -261,6 +264,17 @@ def method_notes(settings: Settings) -> list[tuple[str, str]]:
     ]
 
 
+def api_costs_table(run_costs: pd.DataFrame) -> pd.DataFrame:
+    """marts.run_costs as shown: each slice's latest run, per delivery tier and in total."""
+    if run_costs.empty:
+        return run_costs
+    keys = ["model", "model_version", "dataset"]
+    return (run_costs.sort_values(keys + ["run_id", "service_tier"])
+            .assign(cost_usd=lambda f: f["cost_usd"].map(lambda v: f"{v:.4f}"))
+            [keys + ["run_id", "service_tier", "n_answers", "input_tokens", "output_tokens", "cost_usd"]]
+            .reset_index(drop=True))
+
+
 def _result_sections(tables: Mapping[str, pd.DataFrame], max_rows: int | None, alpha: float) -> list[Section]:
     """Every stats.* table: the common result shape through result_table, others as they are."""
     sections = []
@@ -309,6 +323,8 @@ def render_report(
     """The report as one HTML string. `tables`: frames keyed "schema.table" (marts.group_accuracy,
     stats.*, papers.*; any may be missing); `figures`: PNGs to inline."""
     accuracy = tables.get("marts.group_accuracy", pd.DataFrame())
+    human = tables.get("marts.human_category_agreement", pd.DataFrame())
+    human_rows = human_baseline_table(human)
     return _template().render(
         title=title, generated_at=generated_at, source=source, settings=settings,
         summaries=slice_summaries(tables, alpha=settings.alpha, min_cell_n=settings.min_cell_n,
@@ -318,11 +334,15 @@ def render_report(
         recorded=_table_html(recorded_methods({k: v for k, v in tables.items() if k.startswith("stats.")})),
         overview=_table_html(accuracy_overview(accuracy)),
         groups=_table_html(group_accuracy_table(accuracy)),
+        costs=_table_html(api_costs_table(tables.get("marts.run_costs", pd.DataFrame()))),
+        human=_table_html(human_rows.head(max_rows)) if not human.empty else None,
+        human_note=f"{min(len(human_rows), max_rows)} of {len(human_rows)} rows", human_meanings=human_meanings(human),
         results=_result_sections(tables, max_rows, settings.alpha),
         papers=_paper_sections(tables),
         figures=list(figures),
     )
 
 
-__all__ = ["Figure", "Section", "Settings", "SliceSummary", "accuracy_overview", "group_accuracy_table", "method_notes",
+__all__ = ["Figure", "Section", "Settings", "SliceSummary", "accuracy_overview", "api_costs_table", "group_accuracy_table",
+           "method_notes",
            "plain_table", "recorded_methods", "render_report", "result_table"]

@@ -38,7 +38,9 @@ def quarantine_share_is_small(duckdb: WarehouseResource) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset=PREDICTIONS, description=(
     "Every image of an evaluated dataset has an answer from each evaluated model version, or a "
-    "recorded transport failure (raw.transport_failures)."))
+    "recorded transport failure (raw.transport_failures); a request still unanswered at the run's "
+    "deadline (kind 'deadline') or never sent for the model's budget (kind 'budget') is no outcome: "
+    "its slice is incomplete until a rerun asks it."))
 def every_image_answered_or_recorded(duckdb: WarehouseResource) -> dg.AssetCheckResult:
     with duckdb.raw_connection() as con:
         missing = con.execute(
@@ -50,7 +52,8 @@ def every_image_answered_or_recorded(duckdb: WarehouseResource) -> dg.AssetCheck
             left join raw.predictions p
               on p.model = s.model and p.model_version = s.model_version
              and p.dataset = s.dataset and p.image_id = i.image_id
-            left join (select distinct model, model_version, dataset, image_id from raw.transport_failures) f
+            left join (select distinct model, model_version, dataset, image_id from raw.transport_failures
+                       where kind not in ('deadline', 'budget')) f
               on f.model = s.model and f.model_version = s.model_version
              and f.dataset = s.dataset and f.image_id = i.image_id
             where p.image_id is null and f.image_id is null

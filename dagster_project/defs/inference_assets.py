@@ -13,6 +13,7 @@ from dagster_project.defs.partitions import DATASET_DIMENSION, MODEL_DIMENSION, 
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 from inference.frames import Discovery
+from inference.models.vlm_batch import BatchPending
 from inference.slice_rows import evaluate_slice
 
 # Run tags the watched-versions sensor sets (how and when a version was discovered).
@@ -48,7 +49,9 @@ def _progress_logger(context: dg.AssetExecutionContext, label: str):
 
 
 def _spec(key: dg.AssetKey, description: str, kinds: set[str]) -> dg.AssetSpec:
-    return dg.AssetSpec(key, deps=[DATASET_IMAGES], description=description, group_name="inference", kinds=kinds)
+    # skippable: a batch-delivery run that submitted and returns materializes nothing yet
+    return dg.AssetSpec(key, deps=[DATASET_IMAGES], description=description, group_name="inference", kinds=kinds,
+                        skippable=True)
 
 
 @dg.multi_asset(
@@ -75,13 +78,17 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
             f"raw/dataset_images for partition {ds.name!r} first"
         )
     tags = context.run.tags
-    result = evaluate_slice(
-        bench, model_cfg, ds, rows, run_id=context.run.run_id,
-        discovery=Discovery(tags.get(DISCOVERED_BY_TAG, "config"), tags.get(DISCOVERED_AT_TAG),
-                            tags.get(DISCOVERED_FROM_TAG)),
-        progress=_progress_logger(context, f"{model_cfg.partition_key} on {ds.name}"),
-        show_progress_bar=sys.stderr.isatty(),
-    )
+    try:
+        result = evaluate_slice(
+            bench, model_cfg, ds, rows, run_id=context.run.run_id,
+            discovery=Discovery(tags.get(DISCOVERED_BY_TAG, "config"), tags.get(DISCOVERED_AT_TAG),
+                                tags.get(DISCOVERED_FROM_TAG)),
+            progress=_progress_logger(context, f"{model_cfg.partition_key} on {ds.name}"),
+            show_progress_bar=sys.stderr.isatty(),
+        )
+    except BatchPending as pending:  # submitted and returns; the finished_api_batches sensor polls
+        context.log.info(f"{pending} (open batches: {', '.join(pending.open_batches)})")
+        return
     evaluation, out, elapsed, n_images = result.evaluation, result.rows, result.seconds, result.n_images
     slice_key = {"model": model_cfg.name, "model_version": model_cfg.version, "dataset": ds.name}
     duckdb.write_evaluation(slice_key, out)
@@ -97,18 +104,33 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     n_no_face = int((frame["parse_status"] == "no_face").sum())
     answered = frame[(frame["step_name"] == "emotion") & frame["parse_status"].isin(["ok", "repaired"])]
     failed_images = int(failures["image_id"].nunique()) if len(failures) else 0
+    # requests still unanswered at the run's deadline (options.deadline_s): the slice is not
+    # complete; the next materialization asks only those (everything answered is cached)
+    unanswered = failures[failures["kind"].isin(["deadline", "budget"])] if len(failures) else failures
+    if len(unanswered):
+        context.log.warning(
+            f"{model_cfg.partition_key} on {ds.name}: INCOMPLETE: {len(unanswered)} requests on "
+            f"{unanswered['image_id'].nunique()} images still unanswered at the run's deadline "
+            f"(options.deadline_s) or never sent once its billed cost reached options.budget_usd; "
+            f"materialize the partition again to ask only those")
     usage = evaluation.usage
+    if usage is not None and usage.stopped_at_budget:
+        context.log.warning(f"{model_cfg.partition_key} on {ds.name}: STOPPED at budget_usd "
+                            f"{model_cfg.options.get('budget_usd')}: billed ${usage.cost_usd}; what was "
+                            f"answered is stored, the rest was not sent")
     context.log.info(
         f"{model_cfg.partition_key} on {ds.name}: {len(answered)}/{n_images} answered, "
         f"{n_no_face} without a detected face, {elapsed:.1f}s"
         + (f", {len(failures)} transport failures on {failed_images} images" if len(failures) else "")
-        + (f", {usage.calls} calls / {usage.cache_hits} cache hits" if usage else "")
+        + (f", {usage.calls} calls / {usage.cache_hits} cache hits / {usage.rate_limited_calls} throttled"
+           if usage else "")
     )
     # usage of a VLM run: calls made, answers served from the response cache, tokens, cost
     usage_metadata = {} if usage is None else {
         "calls": usage.calls, "cache_hits": usage.cache_hits, "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
+        "output_tokens": usage.output_tokens, "rate_limited_calls": usage.rate_limited_calls,
         "cost_usd": float(usage.cost_usd) if usage.cost_usd is not None else "unpriced",
+        "stopped_at_budget": usage.stopped_at_budget,
         **({"concurrency_window": dg.MetadataValue.json(usage.concurrency)} if usage.concurrency else {}),
     }
     yield dg.MaterializeResult(asset_key=PREDICTIONS, metadata={
@@ -118,6 +140,7 @@ def model_predictions(context: dg.AssetExecutionContext, duckdb: WarehouseResour
         "predicted_labels": dg.MetadataValue.json(answered["predicted_label"].value_counts().to_dict()),
         "weights_sha256": evaluation.weights_sha256 or "", "n_quarantined": len(out.quarantined),
         "n_transport_failures": len(failures), "n_images_with_transport_failures": failed_images,
+        "complete": not len(unanswered), "n_unanswered_at_deadline": len(unanswered),
         **usage_metadata, "dagster/row_count": len(frame),
     })
     yield dg.MaterializeResult(asset_key=MODEL_RUNS, metadata={"run_id": context.run.run_id})

@@ -119,6 +119,13 @@ class DatasetAdapter(ABC):
         label_set = self.cfg.effective_label_set
         label_map.labels(label_set)  # fail early, naming the seed, for an unknown label_set
         load = self.load_images(location, label_map)
+        agreement = self.cfg.human_agreement
+        if agreement is not None:
+            from inference.datasets.human_agreement import join_agreement
+
+            load.images, unmatched = join_agreement(load.images, self.ctx.resolve(agreement.location),
+                                                    agreement.columns)
+            load.quarantined = [*load.quarantined, *unmatched]
         spec = self.cfg.human_ratings
         if spec is not None and ratings:
             load.ratings_source = self.ctx.resolve(spec.location)

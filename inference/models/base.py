@@ -73,6 +73,8 @@ class EvaluationContext:
     # progress(done, total) in images, for long runs (remote APIs).
     progress: Callable[[int, int], Any] | None = None
     show_progress_bar: bool = False  # a tqdm bar on stderr
+    # The slice's raw.api_batches (inference.batch_ledger.BatchLedger), for batch delivery.
+    batch_ledger: Any = None
 
 
 @dataclass(frozen=True)
@@ -84,8 +86,14 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None  # None: no price configured
+    rate_limited_calls: int = 0  # calls the provider throttled (429 / RESOURCE_EXHAUSTED), each waited out
     # The adaptive concurrency window over the run (inference.vlm.limiter report), or None.
     concurrency: dict[str, Any] | None = None
+    # USD per million tokens per delivery tier ({"standard": {"input", "output"}, "flex", "batch"}),
+    # stored in raw.model_runs.prices: marts.answer_costs prices each answer by its tier
+    prices: dict[str, dict[str, float]] | None = None
+    # The run's billed cost reached the model's budget_usd: it sent nothing more (kind 'budget' failures).
+    stopped_at_budget: bool = False
 
 
 @dataclass

@@ -17,8 +17,11 @@ Config (models.<name>, kinds openai / gemini / transformers / mlx; schema:
       requests_per_minute: 500
       tokens_per_minute: 200000
       timeout_s: 60
-      max_retries: 6
-      price_per_million_tokens: {input: 2.5, output: 10}
+      max_retries: 6                    # errors / timeouts; waits on a rate limit never use them
+      deadline_s: 21600                 # the run's deadline; what is unanswered then waits for the next run
+      price_per_million_tokens: {input: 2.5, output: 10}   # + flex / batch prices (default: half)
+      delivery: standard                # flex | batch | auto (deliver_within_h); inference.vlm.delivery
+      budget_usd: 25                    # refuse above the estimate; stop sending when billed reaches it
       backend: {image_detail: low}      # further keyword arguments of the chat backend
 
 `VLMAdapter.predict(images)` runs `inference.vlm.protocols.run_protocol` for every image
@@ -57,20 +60,22 @@ from inference.kinds import import_class
 from inference.models.base import (
     Answer, BuildContext, Evaluation, EvaluationContext, ModelAdapter, Usage,
 )
-from inference.models.vlm_options import VLMOptions, vlm_options
+from inference.models.vlm_metering import (
+    IMAGE_TOKENS_ESTIMATE, BudgetExceeded, Metered, calls_per_image, check_budget, plan_run,
+)
+from inference.models.vlm_options import VLMOptions, price_table, vlm_options
 from inference.vlm.cache import ResponseCache, request_cache_key
+from inference.vlm.delivery import TieredBackend, resolve_delivery
 from inference.vlm.engine import Engine, estimate_tokens, limit_key, run_all
 from inference.vlm.openai_backend import scrub
 from inference.vlm.prompts import LABEL_SET, PromptTemplate, load_template
 from inference.vlm.protocols import ProtocolConfig, check_template, run_protocol
-from inference.vlm.types import VIDEO_MIMES, ChatBackend, ChatRequest, ChatResponse, GenerationParams, Turn
+from inference.vlm.types import VIDEO_MIMES, ChatBackend, ChatRequest, ChatResponse, GenerationParams
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "responses.sqlite"
 VIDEO_KINDS = ("gemini",)  # kinds whose backend takes a clip itself; the others get its frames
-IMAGE_TOKENS_ESTIMATE = 800  # per attached image, for plans and the token bucket (deliberately high)
-_STEPS_PER_SAMPLE = {"context_carry": 3, "two_stage": 2}
 
 
 class ExternalAPIError(RuntimeError):
@@ -125,15 +130,23 @@ def build_backend(cfg: ModelConfig, options: VLMOptions) -> ChatBackend:
         from inference.vlm.openai_backend import OpenAIChatBackend
 
         extra.setdefault("max_connections", max(64, options.max_in_flight * 2))
-        return OpenAIChatBackend(model_id, base_url=options.base_url,
-                                 api_key_env=options.api_key_variable("openai"),
-                                 timeout_s=options.timeout_s, **extra)
+
+        def openai_backend(**tier_body: str) -> OpenAIChatBackend:
+            body = {**dict(extra.get("extra_body") or {}), **tier_body}
+            return OpenAIChatBackend(model_id, base_url=options.base_url,
+                                     api_key_env=options.api_key_variable("openai"),
+                                     timeout_s=options.timeout_s, **{**extra, "extra_body": body})
+
+        if resolve_delivery(cfg.kind, options) == "flex":  # shed flex requests go out at standard
+            return TieredBackend(openai_backend(service_tier="flex"), "flex", fallback=openai_backend())
+        return TieredBackend(openai_backend(), "standard")
     if cfg.kind == "gemini":
         from inference.vlm.gemini_backend import GeminiBackend
 
         extra.setdefault("max_connections", max(64, options.max_in_flight * 2))
-        return GeminiBackend(model_id, api_key_env=options.api_key_variable("gemini"),
-                             base_url=options.base_url, timeout_s=options.timeout_s, **extra)
+        return TieredBackend(GeminiBackend(model_id, api_key_env=options.api_key_variable("gemini"),
+                                           base_url=options.base_url, timeout_s=options.timeout_s, **extra),
+                             "standard")
     if cfg.kind == "transformers":
         cls = import_class("inference.vlm.transformers_backend:TransformersBackend", cfg.kind, f"models.{cfg.name}",
                            ConfigError)
@@ -149,27 +162,14 @@ BACKEND_FACTORIES: dict[str, Callable[[ModelConfig, VLMOptions], ChatBackend]] =
 }
 
 
-class _Metered:
-    """Wraps the backend the engine calls: sums the tokens of real (uncached) answers."""
-
-    def __init__(self, backend: ChatBackend) -> None:
-        self.inner = backend
-        self.name = getattr(backend, "name", type(backend).__name__)
-        self.input_tokens = 0
-        self.output_tokens = 0
-
-    def prepare(self) -> None:
-        """The inner backend's client set-up (imports, pools), which the engine runs before its
-        first call's timeout starts: without it a cold import counts as a slow answer."""
-        prepare = getattr(self.inner, "prepare", None)
-        if prepare is not None:
-            prepare()
-
-    async def complete(self, request: ChatRequest) -> ChatResponse:
-        response = await self.inner.complete(request)
-        self.input_tokens += response.input_tokens or 0
-        self.output_tokens += response.output_tokens or 0
-        return response
+def protocol_request_key(model: str, version: str, template: PromptTemplate, protocol: str,
+                         request: ChatRequest) -> str:
+    """The response-cache key of a protocol's request (also a batch request's custom_id)."""
+    step = sum(1 for t in request.turns if t.role == "user")
+    return request_cache_key(
+        model, version, request, step=f"{protocol}/{template.id}@{template.hash}/{step}",
+        sample_index=request.sample_index or 0, attempt=request.attempt or 1,
+    )
 
 
 class _CachedEngine:
@@ -183,12 +183,7 @@ class _CachedEngine:
         self.name = getattr(engine.backend, "name", "vlm")
 
     def key(self, request: ChatRequest) -> str:
-        step = sum(1 for t in request.turns if t.role == "user")
-        return request_cache_key(
-            self.model, self.version, request,
-            step=f"{self.protocol}/{self.template.id}@{self.template.hash}/{step}",
-            sample_index=request.sample_index or 0, attempt=request.attempt or 1,
-        )
+        return protocol_request_key(self.model, self.version, self.template, self.protocol, request)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         return await self.engine.complete(request, cache_key=self.key(request))
@@ -286,7 +281,7 @@ class VLMAdapter(ModelAdapter):
         self._backend = backend
         self.weights_sha256 = self._identity_hash()
         self.transport_failures: list[dict[str, Any]] = []
-        self.usage: dict[str, Any] = self._usage(0, 0, 0, 0)
+        self.usage: dict[str, Any] = self._usage(0, 0, {})
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, cache_dir: Path | str, *,
@@ -300,7 +295,8 @@ class VLMAdapter(ModelAdapter):
     def evaluate(self, images: Sequence[ImageRecord], context: EvaluationContext) -> Evaluation:
         """Every answer about `images` through the engine; requests that got no answer are
         transport failures, and the run's calls, cache hits, tokens and cost its usage."""
-        answers = self.predict(images, progress=context.progress, use_tqdm=context.show_progress_bar)
+        answers = self.predict(images, progress=context.progress, use_tqdm=context.show_progress_bar,
+                               batch_ledger=context.batch_ledger)
         return Evaluation(answers=answers, label_set=self.label_set, weights_sha256=self.weights_sha256,
                           transport_failures=list(self.transport_failures), usage=Usage(**self.usage))
 
@@ -340,17 +336,23 @@ class VLMAdapter(ModelAdapter):
             )
         check_external_api_allowed(self.cfg, self.dataset, self.options)
 
+    def _check_budget(self, images: Sequence[ImageRecord]) -> None:
+        check_budget(self, images)
+
     def _secret(self) -> str | None:
         var = self.options.api_key_variable(self.kind) if self.kind in EXTERNAL_API_KINDS else None
         return os.environ.get(var) if var else None
 
-    def _usage(self, calls: int, hits: int, tokens_in: int, tokens_out: int) -> dict[str, Any]:
+    def _usage(self, calls: int, hits: int, tokens: dict[str, tuple[int, int]]) -> dict[str, Any]:
+        """Calls, cache hits, tokens and USD of a run; `tokens`: (input, output) per served tier."""
         price = self.options.price_per_million_tokens
         cost = None
         if price is not None:
-            cost = round((tokens_in * price.input + tokens_out * price.output) / 1e6, 6)
-        return {"calls": calls, "cache_hits": hits, "input_tokens": tokens_in,
-                "output_tokens": tokens_out, "cost_usd": cost}
+            cost = round(sum(t_in * price.tier(tier).input + t_out * price.tier(tier).output
+                             for tier, (t_in, t_out) in tokens.items()) / 1e6, 6)
+        return {"calls": calls, "cache_hits": hits, "input_tokens": sum(t[0] for t in tokens.values()),
+                "output_tokens": sum(t[1] for t in tokens.values()), "cost_usd": cost,
+                "prices": None if price is None else price_table(price)}
 
     # -- predict
     def predict(
@@ -360,28 +362,51 @@ class VLMAdapter(ModelAdapter):
         *,
         progress: Callable[[int, int], Any] | None = None,
         use_tqdm: bool = False,
+        batch_ledger: Any = None,
     ) -> list[Answer]:
         """Every answer (steps, samples, tries) about `images`, in image order; requests that got
-        no answer land in `.transport_failures`. `progress(done, total)` counts images."""
+        no answer land in `.transport_failures`. `progress(done, total)` counts images.
+        Batch delivery (`batch_ledger`: the slice's raw.api_batches) runs one round
+        (`inference.models.vlm_batch`) and raises BatchPending until every answer is in."""
         del batch_size  # the engine's max_in_flight bounds concurrency
         self._check_external()
+        self._check_budget(images)
         backend = self._backend
         if backend is None:
             try:
                 backend = BACKEND_FACTORIES[self.kind](self.cfg, self.options)
             except RuntimeError as exc:  # e.g. the key's environment variable is not set
                 raise RuntimeError(f"models.{self.cfg.name}: {exc}") from None
+        if resolve_delivery(self.kind, self.options) == "batch":
+            return self._predict_batch(backend, list(images), batch_ledger)
         return _run_sync(self._predict(backend, list(images), progress, use_tqdm))
+
+    def _predict_batch(self, backend: ChatBackend, images: list[ImageRecord], ledger: Any) -> list[Answer]:
+        from inference.models.vlm_batch import run_round
+
+        if ledger is None:
+            raise RuntimeError(f"models.{self.cfg.name}: delivery batch keeps its batches in the warehouse "
+                               f"(raw.api_batches); evaluate it through the pipeline (evaluate_slice), "
+                               f"which passes the slice's ledger")
+        results, billed = run_round(self, backend, images, ledger)
+        return self._outcome(images, results, calls=sum(len(r.custom_ids) for r in billed), hits=0,
+                             tokens={"batch": (sum(r.input_tokens or 0 for r in billed),
+                                               sum(r.output_tokens or 0 for r in billed))})
+
+    def request_key(self, request: ChatRequest) -> str:
+        """The response-cache key of one of this model's protocol requests."""
+        return protocol_request_key(self.cache_model, self.cfg.version, self.template, self.protocol.label,
+                                    request)
 
     async def _predict(self, backend: ChatBackend, images: list[ImageRecord],
                        progress: Callable[[int, int], Any] | None, use_tqdm: bool) -> list[Answer]:
-        metered = _Metered(backend)
+        metered = Metered(backend, self.options.price_per_million_tokens, self.options.budget_usd)
         cache = ResponseCache(self.cache_path)
         opts = self.options
         engine = Engine(
             metered, max_in_flight=opts.max_in_flight, requests_per_minute=opts.requests_per_minute,
             tokens_per_minute=opts.tokens_per_minute, max_retries=opts.max_retries,
-            timeout_s=opts.timeout_s, cache=cache,
+            deadline_s=opts.deadline_s, timeout_s=opts.timeout_s, cache=cache,
             token_estimator=lambda r: estimate_tokens(r, IMAGE_TOKENS_ESTIMATE),
             shared_key=limit_key(backend),  # one window and budget per provider+model in this process
         )
@@ -407,6 +432,16 @@ class VLMAdapter(ModelAdapter):
                     await closer()
                 except Exception:  # noqa: BLE001 - closing is best effort
                     pass
+        answers = self._outcome(images, results, calls=engine.stats["calls"], hits=engine.stats["cache_hits"],
+                                tokens=metered.tokens)
+        self.usage["stopped_at_budget"] = metered.stopped
+        self.usage["rate_limited_calls"] = engine.stats["error:rate_limited"]
+        self.usage["concurrency"] = engine.concurrency_report()  # the window over time (run metadata)
+        return answers
+
+    def _outcome(self, images: list[ImageRecord], results: list[Any], *, calls: int, hits: int,
+                 tokens: dict[str, tuple[int, int]]) -> list[Answer]:
+        """The answers of every image; transport failures and usage kept on the adapter."""
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
@@ -424,48 +459,19 @@ class VLMAdapter(ModelAdapter):
                     "message": scrub(f.message, secret),
                 })
         self.transport_failures = failures
-        self.usage = self._usage(engine.stats["calls"], engine.stats["cache_hits"],
-                                 metered.input_tokens, metered.output_tokens)
-        self.usage["concurrency"] = engine.concurrency_report()  # the window over time (run metadata)
+        self.usage = self._usage(calls, hits, tokens)
         return answers
 
     # -- plan
     def calls_per_image(self) -> tuple[int, int]:
         """(calls when every first try is valid, most calls with every retry)."""
-        steps = _STEPS_PER_SAMPLE.get(self.protocol.name, 1)
-        return self.protocol.k * steps, self.protocol.k * steps * self.protocol.tries
+        return calls_per_image(self.protocol)
 
     def plan(self, images: Sequence[ImageRecord]) -> dict[str, Any]:
-        """What running on `images` would cost, without any call: calls, tokens (input: ~4
-        characters per token plus IMAGE_TOKENS_ESTIMATE per image; output: the max_tokens
-        budget, an upper bound) and cost at price_per_million_tokens."""
-        expected, most = self.calls_per_image()
-        n = len(images)
-        params = self.protocol.generation_params
-        history: tuple[Turn, ...] = (Turn("system", self.template.system),) if self.template.system else ()
-        per_sample_in = 0
-        steps = self.template.steps if self.protocol.name in _STEPS_PER_SAMPLE else self.template.steps[:1]
-        for i, step in enumerate(steps):
-            text = step.render(emotion="neutral", valence=5) if step.placeholders else step.text
-            history = history + (Turn("user", text, with_image=i == 0 or self.protocol.image_on_every_step),)
-            request = ChatRequest(history, b"", "image/jpeg", params)
-            per_sample_in += estimate_tokens(request, IMAGE_TOKENS_ESTIMATE) - params.max_tokens
-            history = history + (Turn("assistant", "x" * 8),)
-        input_tokens = per_sample_in * self.protocol.k * n
-        output_tokens = params.max_tokens * expected * n
-        price = self.options.price_per_million_tokens
-        cost = None if price is None else round(
-            (input_tokens * price.input + output_tokens * price.output) / 1e6, 4)
-        return {
-            "model": self.cfg.partition_key, "kind": self.kind, "model_id": self.model_id,
-            "protocol": self.protocol.label, "template": self.template.id, "n_images": n,
-            "expected_calls": expected * n, "max_calls": most * n,
-            "projected_input_tokens": input_tokens, "projected_output_tokens": output_tokens,
-            "projected_cost_usd": cost, "external_api": self.external,
-        }
-
+        """What running on `images` would cost, without any call (`vlm_metering.plan_run`)."""
+        return plan_run(self, images)
 
 __all__ = [
-    "BACKEND_FACTORIES", "CACHE_FILE", "ExternalAPIError", "VLMAdapter", "build_backend",
+    "BACKEND_FACTORIES", "BudgetExceeded", "CACHE_FILE", "ExternalAPIError", "VLMAdapter", "build_backend",
     "check_external_api_allowed", "image_payload", "is_local_url", "uses_external_api",
 ]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
 from inference.config import ConfigError, ModelConfig, explain_errors
 from inference.models.base import KindOptions
+from inference.vlm.types import DEFAULT_DEADLINE_S
 
 # Environment variable holding the API key of a kind whose default endpoint is a third-party API.
 DEFAULT_API_KEY_ENV = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
@@ -56,11 +57,43 @@ class ProtocolOptions(KindOptions):
         return self.template or DEFAULT_PROTOCOL_TEMPLATES[self.name]
 
 
-class PriceOptions(KindOptions):
-    """USD per million tokens, as the provider bills them."""
+class TierPrice(KindOptions):
+    """USD per million tokens of one delivery tier."""
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
+
+
+# Flex and Batch answers cost this share of the standard price unless `flex` / `batch` say
+# otherwise (OpenAI and Gemini both bill them at half, 2025-26 price lists).
+DISCOUNTED_TIER_SHARE = 0.5
+PRICED_TIERS = ("standard", "flex", "batch")
+
+
+class PriceOptions(KindOptions):
+    """USD per million tokens, as the provider bills them: `input`/`output` at the standard
+    tier; `flex` and `batch` their own prices (default: half the standard ones)."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    flex: TierPrice | None = None
+    batch: TierPrice | None = None
+
+    def tier(self, name: str) -> TierPrice:
+        """The price of tier `name` ('standard', 'flex' or 'batch')."""
+        if name not in PRICED_TIERS:
+            raise ValueError(f"no price tier {name!r}; tiers: {', '.join(PRICED_TIERS)}")
+        if name == "standard":
+            return TierPrice(input=self.input, output=self.output)
+        own = getattr(self, name)
+        if own is not None:
+            return own
+        return TierPrice(input=self.input * DISCOUNTED_TIER_SHARE, output=self.output * DISCOUNTED_TIER_SHARE)
+
+
+def price_table(price: PriceOptions) -> dict[str, dict[str, float]]:
+    """Every tier's price, resolved (raw.model_runs.prices)."""
+    return {tier: price.tier(tier).model_dump() for tier in PRICED_TIERS}
 
 
 class VLMOptions(KindOptions):
@@ -76,8 +109,20 @@ class VLMOptions(KindOptions):
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
     timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(6, ge=0)
+    max_retries: int = Field(6, ge=0)  # errors and timeouts; a rate limit's wait is no retry
+    # The run's deadline: requests still unanswered then (rate-limited, or never sent) are
+    # stored as unanswered (raw.transport_failures kind 'deadline'); the next run asks only them.
+    deadline_s: float | None = Field(DEFAULT_DEADLINE_S, gt=0)
     price_per_million_tokens: PriceOptions | None = None
+    # How requests reach the provider (inference.vlm.delivery): standard; flex (half price,
+    # slower, falls back to standard when the provider sheds it); batch (half price, answers
+    # within the provider's batch window, submitted and collected by the warehouse); auto
+    # (batch when `deliver_within_h` allows the batch window, else flex where offered).
+    delivery: Literal["standard", "flex", "batch", "auto"] = "standard"
+    deliver_within_h: float | None = Field(None, gt=0)  # for `auto`: when the answers are needed
+    # The most this model may bill per run (USD at the served tiers' prices): a run whose
+    # dry-run estimate exceeds it refuses to start; one whose billed tokens reach it stops sending.
+    budget_usd: float | None = Field(None, gt=0)
     # Further keyword arguments of the chat backend (e.g. image_detail, extra_body for openai;
     # device, dtype for local backends).
     backend: dict[str, Any] = Field(default_factory=dict)
@@ -111,7 +156,8 @@ _VLM_FIXES = {
         "unknown key; allowed: model_id, base_url, api_key_env, protocol {name, template, k, "
         "temperature, max_tries, retry_invalid, image_on_every_step, stored_as, max_tokens, top_p, "
         "seed}, max_in_flight, requests_per_minute, tokens_per_minute, timeout_s, max_retries, "
-        "price_per_million_tokens {input, output}, backend"
+        "deadline_s, price_per_million_tokens {input, output, flex, batch}, delivery, "
+        "deliver_within_h, budget_usd, backend"
     ),
 }
 
@@ -131,6 +177,12 @@ def vlm_options(model: ModelConfig, cfg_path: Path | str | None = None) -> VLMOp
     except ValidationError as exc:
         raise ConfigError(explain_errors(exc, Path(str(cfg_path)) if cfg_path else Path("benchmark.yaml"),
                                          where, fixes=_VLM_FIXES)) from None
+    from inference.vlm.delivery import check_delivery
+
+    try:
+        check_delivery(model.kind, options)
+    except ValueError as exc:
+        raise ConfigError(f"{prefix}{where}.delivery: {exc}") from None
     from inference.vlm.prompts import PromptTemplateError, load_template
     from inference.vlm.protocols import check_template
 

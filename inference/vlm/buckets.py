@@ -21,6 +21,7 @@ class TokenBucket:
         self.rate = float(rate_per_s)
         self.capacity = max(float(capacity), 1e-9)
         self.tokens = self.capacity
+        self.generation = 0  # moves on when waiters must reserve again (set_rate(requeue=True))
         self._clock = clock
         self._updated = clock()
         self._lock = threading.Lock()
@@ -43,11 +44,32 @@ class TokenBucket:
                 self.debit(-amount)
                 raise
 
-    def set_rate(self, rate_per_s: float, capacity: float) -> None:
+    def set_rate(self, rate_per_s: float, capacity: float, *, requeue: bool = False) -> None:
+        """A new rate. `requeue`: the waiters' reservations (made at the old rate) are dropped
+        and `generation` moves on: a waiter that sees it changed reserves again (`paced`)."""
         with self._lock:
             self._refill()
             self.rate, self.capacity = float(rate_per_s), max(float(capacity), 1e-9)
-            self.tokens = min(self.tokens, self.capacity)
+            self.tokens = min(max(self.tokens, 0.0) if requeue else self.tokens, self.capacity)
+            if requeue:
+                self.generation += 1
+
+    async def paced(self, amount: float = 1.0) -> None:
+        """`acquire`, reserving again after a `set_rate(requeue=True)` while it waited: a
+        slower pace holds back the calls that queued at the faster one."""
+        while True:
+            generation = self.generation
+            await self.acquire(amount)
+            if self.generation == generation:
+                return
+
+    def set_balance(self, tokens: float, only_lower: bool = False) -> None:
+        """Set the balance (at most the capacity; negative: owed), e.g. to what a provider
+        reported; `only_lower`: unless that is more than the balance now."""
+        with self._lock:
+            self._refill()
+            value = min(self.capacity, float(tokens))
+            self.tokens = min(self.tokens, value) if only_lower else value
 
     def debit(self, amount: float) -> None:
         """Take (or, if negative, give back) `amount` without waiting."""

@@ -13,16 +13,25 @@ Per `complete(request, cache_key)`:
 2. otherwise the request takes a ticket of the adaptive window (`inference.vlm.limiter`: a 429
    shrinks the window of that provider and model to what it sustained, clean full rounds grow
    it) and keeps it through its retries; each call takes a call slot (at most `max_in_flight`)
-   and the request's share of the rpm / tpm buckets (hard caps), and runs under
+   and the request's share of the rpm / tpm buckets (hard caps) and -- once the provider
+   reported it with an answer or a 429 (OpenAI's x-ratelimit-* headers) -- of the provider's
+   own budget, so calls are paced to it before any 429 (`inference.vlm.budget`), and runs under
    `asyncio.timeout(timeout_s)` (expiry -> TransportError('timeout'));
-3. the retry policy lives in `_retrying` (tenacity): a retryable TransportError (rate_limited,
-   timeout, server_error, bad_response) is retried up to `max_retries` times after a
-   full-jitter exponential backoff, uniform(0, min(max_delay_s, base_delay_s * 2**n)) -- or,
-   when the error has a Retry-After / retry-after-ms, that wait plus a jitter of at most a
-   quarter of it, honoured by that request alone: the other requests go on. A non-retryable error (client_error, safety_block), or a Retry-After
-   longer than `max_retry_after_s` (a daily quota), is raised at once; after the last retry the
-   last TransportError is raised (`.attempts` says how many calls were made);
-4. the answer (a `ChatResponse`, refusals included) is handed to the cache (batched commits);
+3. the retry policy lives in `_retrying` (tenacity): a retryable TransportError is retried
+   after a full-jitter exponential backoff, uniform(0, min(max_delay_s, base_delay_s * 2**n))
+   -- or, when the error has a Retry-After / retry-after-ms, that wait plus a jitter of at most
+   a quarter of it, honoured by that request alone: the other requests go on. Errors and
+   timeouts (timeout, server_error, bad_response) use up the request's `max_retries`; a wait
+   imposed by a rate limit (429 / RESOURCE_EXHAUSTED) does not: the provider said "later", not
+   "no", so it is retried until the run's deadline (`deadline_s`, counted from the engine's
+   first request on its event loop). A request still unanswered then -- waiting for its first
+   call, or for its next retry -- raises TransportError('deadline') naming its last error: it
+   is stored as unanswered, never cached, and the next run asks only such requests. A
+   non-retryable error (client_error, safety_block), or a Retry-After longer than
+   `max_retry_after_s` (a daily quota), is raised at once; after the last retry the last
+   TransportError is raised (`.attempts` says how many calls were made);
+4. the answer (a `ChatResponse`, refusals included) is handed to the cache (committed at once:
+   durable the moment it arrives, unless the cache batches);
    the actual token usage, when reported, corrects the token bucket's estimate.
 
 `stats` counts calls, retries, cache hits and errors by kind.
@@ -44,7 +53,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from inference.vlm.cache import ResponseCache
 from inference.vlm.buckets import TokenBucket
 from inference.vlm.limiter import AdaptiveLimiter, shared_limiter
-from inference.vlm.types import ChatBackend, ChatRequest, ChatResponse, TransportError
+from inference.vlm.types import DEFAULT_DEADLINE_S, ChatBackend, ChatRequest, ChatResponse, TransportError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,6 +96,7 @@ class Engine:
         cache: ResponseCache | None = None,
         burst_s: float = 1.0,
         max_retry_after_s: float = 600.0,
+        deadline_s: float | None = DEFAULT_DEADLINE_S,
         token_estimator: Callable[[ChatRequest], int] = estimate_tokens,
         rng: random.Random | None = None,
         adaptive: bool = True,
@@ -103,6 +113,8 @@ class Engine:
         burst_s: bucket capacity in seconds of rate (1.0: at most a second's quota at once).
         max_retry_after_s: a Retry-After longer than this (a daily quota) is not waited out:
             the error is raised at once.
+        deadline_s: the run's total time from its first request (None = none): what is still
+            unanswered then raises TransportError('deadline').
         adaptive: False = a fixed window of max_in_flight (429s shrink nothing).
         shared_key: share one limiter (window and hard caps) with every engine of this process
             that names the same key (`limit_key(backend)`); None = a private limiter.
@@ -112,6 +124,8 @@ class Engine:
             raise ValueError(f"Engine: max_in_flight must be >= 1, got {max_in_flight}")
         if max_retries < 0:
             raise ValueError(f"Engine: max_retries must be >= 0, got {max_retries}")
+        if deadline_s is not None and deadline_s <= 0:
+            raise ValueError(f"Engine: deadline_s must be > 0 or None, got {deadline_s}")
         for label, value in (("requests_per_minute", requests_per_minute), ("tokens_per_minute", tokens_per_minute)):
             if value is not None and value <= 0:
                 raise ValueError(f"Engine: {label} must be > 0 or None, got {value}")
@@ -125,6 +139,8 @@ class Engine:
         self.timeout_s = timeout_s
         self.cache = cache
         self.max_retry_after_s = float(max_retry_after_s)
+        self.deadline_s = deadline_s
+        self._deadline_at: float | None = None  # loop time, set by the first request on a loop
         self.token_estimator = token_estimator
         self._rng = rng or random.Random()
         caps = dict(max_in_flight=self.max_in_flight, requests_per_minute=requests_per_minute,
@@ -170,15 +186,29 @@ class Engine:
             return self._rng.uniform(0.0, ceiling)
         return retry_after + self._rng.uniform(0.0, min(ceiling, 0.25 * retry_after))
 
+    def _wait(self, state: RetryCallState) -> float:
+        """The wait before the next call (tenacity asks before `_stop`). A rate-limited call is
+        no failed attempt: it counts on its own, for its backoff only."""
+        error = state.outcome.exception() if state.outcome is not None else None
+        if getattr(error, "kind", None) == "rate_limited":
+            index = state.rate_limited_calls = getattr(state, "rate_limited_calls", 0) + 1  # type: ignore[attr-defined]
+        else:
+            index = state.failed_calls = getattr(state, "failed_calls", 0) + 1  # type: ignore[attr-defined]
+        return self.backoff_delay(index - 1, getattr(error, "retry_after", None))
+
     def _stop(self, state: RetryCallState) -> bool:
+        """Give up after max_retries failed calls (rate-limited ones not counted), on a
+        Retry-After beyond max_retry_after_s, or when the next call would start past the deadline."""
         error = state.outcome.exception() if state.outcome is not None else None
         retry_after = getattr(error, "retry_after", None)
-        return state.attempt_number > self.max_retries or (
-            retry_after is not None and retry_after > self.max_retry_after_s)
-
-    def _wait(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome is not None else None
-        return self.backoff_delay(state.attempt_number - 1, getattr(error, "retry_after", None))
+        if getattr(state, "failed_calls", 0) > self.max_retries or (
+                retry_after is not None and retry_after > self.max_retry_after_s):
+            return True
+        if self._deadline_at is not None and self._loop is not None and \
+                self._loop.time() + (state.upcoming_sleep or 0.0) >= self._deadline_at:
+            error.deadline_passed = True  # type: ignore[union-attr]
+            return True
+        return False
 
     def _before_sleep(self, state: RetryCallState) -> None:
         self.stats["retries"] += 1
@@ -187,7 +217,7 @@ class Engine:
                  self.max_retries, state.upcoming_sleep)
 
     def _gave_up(self, error: TransportError) -> None:
-        if not error.retryable:
+        if not error.retryable or getattr(error, "deadline_passed", False):
             return
         if error.retry_after is not None and error.retry_after > self.max_retry_after_s:
             log.warning("%s: Retry-After %.0f s exceeds max_retry_after_s=%.0f; giving up",
@@ -201,6 +231,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             self._loop, self._pending, self._flush_timer = loop, {}, None
+            self._deadline_at = None if self.deadline_s is None else loop.time() + self.deadline_s
             prepare = getattr(self.backend, "prepare", None)
             if prepare is not None:  # client set-up is not the provider's latency
                 prepare()
@@ -246,8 +277,9 @@ class Engine:
             pass
 
     async def _call_once(self, request: ChatRequest, estimate: int, attempt: int) -> ChatResponse:
+        mark = None
         try:
-            async with self.limiter.call(estimate):
+            async with self.limiter.call(estimate) as mark:
                 self.stats["calls"] += 1
                 started = time.monotonic()
                 try:  # asyncio.timeout, unlike wait_for, runs the call without a task of its own
@@ -259,9 +291,13 @@ class Engine:
         except TransportError as error:
             self.stats[f"error:{error.kind}"] += 1
             error.attempts = attempt  # type: ignore[attr-defined]
+            if error.budget is not None and mark is not None:
+                self.limiter.observe_budget(error.budget, mark)
             self.limiter.record(error.kind)
             raise
         self.limiter.record("answer", time.monotonic() - started)
+        if response.budget is not None:
+            self.limiter.observe_budget(response.budget, mark)
         self.stats["answers"] += 1
         bucket = self.limiter.token_bucket
         if bucket is not None and response.input_tokens is not None:
@@ -270,18 +306,40 @@ class Engine:
         return response
 
     async def _complete_with_retries(self, request: ChatRequest) -> ChatResponse:
-        estimate = self.token_estimator(request) if self.limiter.token_bucket is not None else 0
-        async with self.limiter.ticket():
-            try:
-                async for attempt in self._retrying.copy():
-                    with attempt:
-                        if attempt.retry_state.attempt_number > 1:
-                            await self.limiter.readmit()
-                        return await self._call_once(request, estimate, attempt.retry_state.attempt_number)
-            except TransportError as error:
-                self._gave_up(error)
-                raise
+        estimate = self.token_estimator(request)  # for the tpm cap and a provider's token budget
+        await self._before_deadline(self.limiter.take_ticket(), "waiting for its first call")
+        try:
+            async for attempt in self._retrying.copy():
+                with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        await self._before_deadline(self.limiter.readmit(), "waiting to be readmitted")
+                    return await self._call_once(request, estimate, attempt.retry_state.attempt_number)
+        except TransportError as error:
+            self._gave_up(error)
+            if getattr(error, "deadline_passed", False):
+                raise self._unanswered(f"its last call failed: {error}", getattr(error, "attempts", 0)) from None
+            raise
+        finally:
+            self.limiter.release_ticket()
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _before_deadline(self, waiting: Awaitable[None], what: str) -> None:
+        """Await `waiting` (a limiter queue) until the run's deadline at most."""
+        if self._deadline_at is None:
+            await waiting
+            return
+        try:
+            async with asyncio.timeout_at(self._deadline_at):
+                await waiting
+        except TimeoutError:
+            raise self._unanswered(f"still {what}", 0) from None
+
+    def _unanswered(self, why: str, attempts: int) -> TransportError:
+        self.stats["unanswered_at_deadline"] += 1
+        error = TransportError("deadline", f"{self._name}: no answer within the run's deadline "
+                               f"(deadline_s={self.deadline_s:g}); {why}")
+        error.attempts = attempts  # type: ignore[attr-defined]
+        return error
 
 
 async def run_all(

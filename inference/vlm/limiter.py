@@ -7,33 +7,17 @@ account, model), hard caps (in flight, requests and tokens per minute), shared i
             ...                                   # one HTTP call
         limiter.record(kind, latency_s)           # 'answer', 'rate_limited' or another error kind
 
-The controller. A request owns a *ticket* from its first call until its final outcome, so a
-request waiting out a Retry-After still counts against the window (releasing its slot would
-turn every 429 into a fresh request at once: a 429 storm against a real quota); each HTTP call
-also takes a *call* slot (at most `max_in_flight`, the hard cap) and the rpm/tpm budget.
-Time runs in rounds of one round-trip (the EWMA latency of answers). At each round's end:
-- a round whose share of refused calls (429) stays within the tolerance, headroom / (1 +
-  headroom) = 20 %, does not shrink the window: random 429s are noise, not a limit (pure AIMD
-  collapses under random loss: W ~ 1.22 / sqrt(p), i.e. ~4 at 10 %);
-- a round refused more than that sets the window to admitted rate x RTT x (1 + headroom) --
-  what the provider took, plus room to probe -- never below `max_decrease` x window in one
-  round (a quota's bandwidth-delay product, as BBR sizes cwnd), and paces call starts at
-  admitted rate x (1 + headroom): a quota refuses bursts, so calls are spread evenly; clean
-  rounds raise the pace by the headroom until it cannot bind, then drop it;
-- except in an app-limited round (more than the tolerance share of the window parked on a
-  Retry-After at once): its admitted rate measures the client's own retry burst, not the
-  provider, so the window steps down by at most the tolerance (x0.8) and the pace keeps the
-  new window busy; the next rounds, less parked, measure again (BBR's app-limited rule);
-- a clean round in which the window was full grows it by `headroom` (multiplicative, so a
-  transient dip recovers in a few round-trips; a round that did not fill the window says
-  nothing about more capacity, RFC 7661);
-- the window stays in [min_window, max_in_flight x (1 + headroom)]: above max_in_flight only
-  the requests parked on a Retry-After make the difference, the call cap holds the provider.
-Retry-After is honoured per request by the engine (its own sleep); nothing else pauses.
+The controller (how the window and the pace follow the provider's answers) is
+`inference.vlm.window_control.WindowControl`, this class's base.
+A request owns a *ticket* from its first call until its final outcome, so a request waiting
+out a Retry-After still counts against the window (releasing its slot would turn every 429 into
+a fresh request at once: a 429 storm against a real quota); each HTTP call also takes a *call*
+slot (at most `max_in_flight`, the hard cap) and the rpm/tpm budget.
 Before a retry, a request whose ticket lies outside a window that shrank meanwhile gives it
 back and queues at the head (`readmit`), so retries cannot hold more than the window.
-`history` records every change (time, window, pace, owned, active, goodput) for run metadata
-and `inference.vlm.window_plot.plot_window`.
+A provider that reports its budget (OpenAI's x-ratelimit-* headers, `observe_budget`) is
+mirrored (`inference.vlm.budget.BudgetMirror`): every call then also waits for a request (and
+its estimated tokens) of that budget, so it is paced to the provider's refill before any 429.
 
 Thread-safe: two partitions evaluated at once in one process run on separate event loops
 (threads); waiters are futures woken on their own loop.
@@ -53,12 +37,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from inference.vlm.budget import BudgetMirror, RateBudget
 from inference.vlm.buckets import TokenBucket
+from inference.vlm.window_control import COLD_SETUP_S, SLOW_START_WINDOW, WindowControl, _Round
 
 log = logging.getLogger(__name__)
 HISTORY_LIMIT = 5000
-
-
 def provider_key(provider: str, endpoint: str | None, account: str | None, model: str) -> str:
     """The identity whose quota is shared: provider kind, endpoint (None = the provider's
     default), account (the *name* of the key's environment variable, never the key) and model."""
@@ -77,19 +61,8 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-@dataclass
-class _Round:
-    started: float
-    calls: int = 0  # calls sent in the round
-    answers: int = 0
-    rate_limited: int = 0
-    peak_owned: int = 0
-    peak_active: int = 0
-    peak_parked: int = 0  # most tickets at once not in a call: waiting out a Retry-After
-
-
 @dataclass(eq=False)  # identity semantics (and hashable, for the weak registry)
-class AdaptiveLimiter:
+class AdaptiveLimiter(WindowControl):
     """See the module docstring."""
 
     key: str
@@ -97,10 +70,12 @@ class AdaptiveLimiter:
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
     adaptive: bool = True
-    initial_window: float | None = None  # default: max_in_flight (optimistic; one round measures)
+    initial_window: float | None = None  # default: SLOW_START_WINDOW, at most max_in_flight
     min_window: float = 1.0
     headroom: float = 0.25
-    max_decrease: float = 0.25
+    probe_gain: float = 0.025  # a paced window's pace rises by this after a round without 429s,
+    #                            doubling with each further clean round (at most the headroom)
+    backoff: float = 0.05  # after 429s at a pace, it is set this much under the admitted rate
     min_round_s: float = 0.02
     pace_burst_s: float = 0.05  # calls started at once under a pace: 50 ms worth
     burst_s: float = 1.0
@@ -123,9 +98,19 @@ class AdaptiveLimiter:
         self.pace: TokenBucket | None = None  # set while a quota refuses more than the tolerance
         self.request_bucket = self._bucket(self.requests_per_minute)
         self.token_bucket = self._bucket(self.tokens_per_minute)
-        self.window = float(self.initial_window or self.max_in_flight)
+        # the provider's buckets as its budget headers report them (inert until a report)
+        self.request_budget = BudgetMirror("requests", self.clock)
+        self.token_budget = BudgetMirror("tokens", self.clock)
+        start = self.initial_window or (SLOW_START_WINDOW if self.adaptive else self.max_in_flight)
+        self.window = float(min(start, self.max_in_flight))
+        self.slow_start = self.adaptive  # +1 per answer until the first rate-limited round
+        self._unpaced_window: float | None = None  # the window before a 429 round paced it
+        self._paced_to_admitted = False  # the last round set the pace to the admitted rate
+        self._clean_rounds = 0  # paced rounds without 429s in a row
         self.window = min(max(self.window, self.min_window), self.max_window)
         self.latency_s: float | None = None
+        self.fastest_answer_s: float | None = None
+        self._first_answer_at: float | None = None
         self.min_window_seen = self.window
         self.rate_limited_rounds = 0
         self._t0 = self.clock()
@@ -137,17 +122,6 @@ class AdaptiveLimiter:
         if not per_minute:
             return None
         return TokenBucket(per_minute / 60.0, max(1.0, per_minute / 60.0 * self.burst_s), self.clock)
-
-    @property
-    def tolerance(self) -> float:
-        """The share of refused calls a round may have without shrinking the window: a window
-        (1 + headroom) x the sustained rate is refused that share when it probes a quota, and
-        random 429s up to it are noise, not a limit."""
-        return self.headroom / (1.0 + self.headroom)
-
-    @property
-    def max_window(self) -> float:
-        return self.max_in_flight * (1.0 + self.headroom) if self.adaptive else float(self.max_in_flight)
 
     def tighten(self, max_in_flight: int, requests_per_minute: float | None,
                 tokens_per_minute: float | None) -> None:
@@ -225,10 +199,18 @@ class AdaptiveLimiter:
             self.active -= 1
             self._dispatch()
 
+    async def take_ticket(self) -> None:
+        """One place in the adaptive window for a request, all its retries included; give it
+        back with `release_ticket` (or use `ticket()`)."""
+        await self._acquire(self._ticket_waiters, self._can_ticket, self._take_ticket, self._release_ticket)
+
+    def release_ticket(self) -> None:
+        self._release_ticket()
+
     @contextlib.asynccontextmanager
     async def ticket(self) -> AsyncIterator[None]:
         """Hold one place in the adaptive window for a request, all its retries included."""
-        await self._acquire(self._ticket_waiters, self._can_ticket, self._take_ticket, self._release_ticket)
+        await self.take_ticket()
         try:
             yield
         finally:
@@ -255,101 +237,47 @@ class AdaptiveLimiter:
             raise
 
     @contextlib.asynccontextmanager
-    async def call(self, tokens: float = 0.0) -> AsyncIterator[None]:
-        """One HTTP call: a call slot (hard cap), then one request and `tokens` of the budgets."""
+    async def call(self, tokens: float = 0.0) -> AsyncIterator[tuple[float, float, float]]:
+        """One HTTP call: a call slot (hard cap), then one request and `tokens` of the budgets
+        (the hard caps, the pace, the provider's reported budget). Yields the call's mark for
+        `observe_budget`: (when it was sent, requests and tokens sent until then)."""
         await self._acquire(self._call_waiters, lambda: self.active < self.max_in_flight,
                             self._take_call, self._release_call)
         try:
             pace = self.pace
             if pace is not None:
-                await pace.acquire(1)
+                await pace.paced(1)
             if self.request_bucket is not None:
                 await self.request_bucket.acquire(1)
             if self.token_bucket is not None and tokens:
                 await self.token_bucket.acquire(tokens)
+            await self.request_budget.acquire(1.0)
+            if tokens:
+                await self.token_budget.acquire(tokens)
             with self._lock:
                 self._round.calls += 1
-            yield
+            yield self.clock(), self.request_budget.sent, self.token_budget.sent
         finally:
             self._release_call()
 
-    # ------------------------------------------------------------------ control
-    def record(self, kind: str, latency_s: float | None = None) -> None:
-        """One call's outcome: 'answer' (with its latency) or a TransportError kind."""
-        with self._lock:
-            now = self.clock()
-            if kind == "answer":
-                if self.latency_s is None:  # rounds start once a round-trip has been measured
-                    self._round = _Round(now, peak_owned=self.owned, peak_active=self.active)
-                self._round.answers += 1
-                if latency_s is not None:
-                    self.latency_s = latency_s if self.latency_s is None else 0.8 * self.latency_s + 0.2 * latency_s
-            elif kind == "rate_limited":
-                self._round.rate_limited += 1
-            self._round.peak_parked = max(self._round.peak_parked, self.owned - self.active)
-            if self.latency_s is not None and now - self._round.started >= max(self.min_round_s, self.latency_s):
-                self._end_round(now)
-                self._dispatch()
-
-    def _end_round(self, now: float) -> None:
-        r = self._round
-        elapsed = max(now - r.started, 1e-6)
-        goodput = r.answers / elapsed
-        old = self.window
-        event = "steady"
-        full = r.peak_owned >= old - 1 or r.peak_active >= self.max_in_flight
-        refused = r.rate_limited / max(1, r.calls, r.rate_limited)
-        # the rate the provider admitted: calls sent in this round that were not refused (a 429
-        # comes back at once, an answer one round-trip later, so admission is known a round
-        # before the goodput shows it)
-        admitted = max(r.calls - r.rate_limited, r.answers, 0) / elapsed
-        if self.adaptive and r.rate_limited:
-            self.rate_limited_rounds += 1
-            event = "rate_limited"
-            # admitted rate x RTT x (1 + headroom): what the provider takes, plus room to probe
-            rtt = self.latency_s or elapsed
-            target = admitted * rtt * (1.0 + self.headroom)
-            if refused <= self.tolerance:  # 429s within the probing share: not shrinking
-                self.window = max(old, target) if full else old
-            else:
-                # app-limited (BBR's rule): when more than the tolerance share of the window sat
-                # parked on Retry-After, those requests were not at the provider and come back as
-                # one burst (Retry-After ~ one round-trip), so the admitted rate measures the
-                # client's own burst, a lower bound on the provider's limit: step down by at most
-                # the tolerance per round and let the next, less parked rounds measure again
-                app_limited = r.peak_parked > self.tolerance * old
-                floor = 1.0 - self.tolerance if app_limited else self.max_decrease
-                self.window = max(min(target, old), old * floor)
-                # a quota refuses bursts: start calls evenly at the rate it admitted (for an
-                # app-limited round, at least the rate that keeps the new window busy)
-                self._set_pace(max(admitted * (1.0 + self.headroom), self.window / rtt if app_limited else 0.0))
-        elif self.adaptive and full:
-            self.window = old * (1.0 + self.headroom)
-            event = "grow"
-            if self.pace is not None:  # clean: probe up, and drop the pace once it cannot bind
-                self._set_pace(self.pace.rate * (1.0 + self.headroom))
-        self.window = min(max(self.window, self.min_window), self.max_window)
-        self.min_window_seen = min(self.min_window_seen, self.window)
-        self._round = _Round(now, peak_owned=self.owned, peak_active=self.active)
-        if self.window != old or event == "rate_limited":
-            self._note(event, goodput, r.rate_limited)
-
-    def _set_pace(self, rate: float) -> None:
-        ceiling = self.max_in_flight / max(self.latency_s or 1.0, 1e-3)
-        if rate >= ceiling:
-            self.pace = None
-            return
-        rate = max(rate, self.min_window / max(self.latency_s or 1.0, 1e-3))
-        if self.pace is None:
-            self.pace = TokenBucket(rate, max(1.0, rate * self.pace_burst_s), self.clock)
-        else:
-            self.pace.set_rate(rate, max(1.0, rate * self.pace_burst_s))
-
-    def _note(self, event: str, goodput: float, rate_limited: int = 0) -> None:
-        self.history.append({"t": round(self.clock() - self._t0, 4), "window": round(self.window, 2),
-                             "pace_per_s": None if self.pace is None else round(self.pace.rate, 2),
-                             "owned": self.owned, "active": self.active, "goodput": round(goodput, 2),
-                             "rate_limited": rate_limited, "event": event})
+    def observe_budget(self, budget: RateBudget, mark: tuple[float, float, float]) -> None:
+        """The provider's budget reported with the answer to (or 429 of) the call of `mark`:
+        from now on calls wait for it (pacing to the provider's own refill)."""
+        sent_at, requests_then, tokens_then = mark
+        # the provider counted the call when it arrived, somewhat after it left the limiter (the
+        # body's encoding, a busy event loop; on a cold start, new connections too): the quickest
+        # answer yet bounds the time since from above, and 90 % of it is credited -- so that in
+        # steady state the provider's bucket keeps a tenth of a round-trip's refill, a cushion
+        # for jitter; a call sent before any answer came back is credited COLD_SETUP_S less
+        age = 0.9 * min(self.clock() - sent_at, self.fastest_answer_s or 0.0)
+        if self._first_answer_at is None or sent_at < self._first_answer_at:
+            age = max(0.0, age - COLD_SETUP_S)
+        if budget.requests is not None:
+            self.request_budget.observe(budget.requests, age_s=age, sent_mark=requests_then,
+                                        sent_since=self.request_budget.sent - requests_then)
+        if budget.tokens is not None:
+            self.token_budget.observe(budget.tokens, age_s=age, sent_mark=tokens_then,
+                                      sent_since=self.token_budget.sent - tokens_then)
 
     def report(self) -> dict[str, Any]:
         """Run metadata: where the window ended, how low it went, and its history."""

@@ -23,6 +23,8 @@ and llama.cpp's server (`http://localhost:8080/v1`) through `base_url`.
     200, `message.refusal` set or finish_reason 'content_filter'  -> ChatResponse(refused=True)
     200, body not JSON / not a chat completion                     -> TransportError('bad_response')
     429 (Retry-After / retry-after-ms: seconds or an HTTP date)    -> TransportError('rate_limited', retry_after=s)
+  and the x-ratelimit-* budget headers, when sent, ride along (`ChatResponse.budget`, the
+  error's `.budget`; "direct" answers and every transport's errors) for the limiter's pacing
     408, client-side timeout                                       -> TransportError('timeout')
     5xx, connection refused/reset                                  -> TransportError('server_error')
     400 with code content_filter / content_policy_violation        -> TransportError('safety_block')
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import functools
 import json
 import logging
@@ -43,6 +46,7 @@ from typing import Any
 
 import orjson
 
+from inference.vlm.budget import parse_budget
 from inference.vlm.http_common import parse_retry_after, read_api_key, scrub, shared_ssl_context
 from inference.vlm.limiter import provider_key
 from inference.vlm.openai_direct import DirectPost
@@ -275,7 +279,9 @@ class OpenAIChatBackend:
                         **self.build_params(request), **self.extra_body}
                 completion = await client.post("/chat/completions", cast_to=object, body=body)
         except openai.APIStatusError as exc:
-            raise self._status_error(exc.status_code, exc.body, exc.response.headers, exc.message) from None
+            error = self._status_error(exc.status_code, exc.body, exc.response.headers, exc.message)
+            error.budget = parse_budget(exc.response.headers)
+            raise error from None
         except openai.APITimeoutError:
             raise TransportError("timeout", f"{self.name}: no answer within {self.timeout_s:g} s") from None
         except openai.APIConnectionError as exc:
@@ -295,19 +301,23 @@ class OpenAIChatBackend:
         body = {"model": self.model, "messages": self.build_messages(request),
                 **self.build_params(request), **self.extra_body}
         status, headers, raw = await direct.post(orjson.dumps(body))
+        budget = parse_budget(headers)  # the x-ratelimit-* headers: the limiter paces to them
         if not 200 <= status < 300:
             text = raw.decode("utf-8", "replace").strip()
             try:
                 error_body: object = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 error_body = text
-            raise self._status_error(status, error_body, headers, f"Error code: {status} - {text}")
+            error = self._status_error(status, error_body, headers, f"Error code: {status} - {text}")
+            error.budget = budget
+            raise error
         try:
             completion = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise TransportError("bad_response", f"{self.name}: response body is not valid JSON",
                                  status=status) from None
-        return self._to_response(completion, (time.perf_counter() - started) * 1000.0)
+        response = self._to_response(completion, (time.perf_counter() - started) * 1000.0)
+        return response if budget is None else dataclasses.replace(response, budget=budget)
 
     # ------------------------------------------------------------------ mapping
     def _status_error(self, status: int, body: object, headers: Mapping[str, str],
@@ -368,7 +378,15 @@ class OpenAIChatBackend:
             input_tokens=input_tokens if isinstance(input_tokens, int) else None,
             output_tokens=output_tokens if isinstance(output_tokens, int) else None,
             latency_ms=latency_ms,
+            service_tier=_tier(_field(completion, "service_tier")),
         )
+
+
+def _tier(value: Any) -> str | None:
+    """The provider's `service_tier` of an answer ('default' is OpenAI's name for standard)."""
+    if not isinstance(value, str) or not value:
+        return None
+    return "standard" if value in ("default", "auto") else value
 
 
 def _field(obj: Any, name: str) -> Any:

@@ -206,12 +206,18 @@ class _Run:
                extra: dict[str, Any] | None = None) -> Answer:
         params = self.params(sample_index, attempt)
         meta: dict[str, Any] = {
+            # with offered_labels: what dbt int_protocol_settings classifies by (never the stored name)
+            "protocol_name": self.protocol.name,
             "template": self.template.id, "template_version": self.template.version,
             "temperature": params.temperature, "max_tokens": params.max_tokens,
             "top_p": params.top_p, "seed": params.seed, "backend": getattr(self.backend, "name", None),
         }
+        if step.kind == "label":
+            meta["offered_labels"] = list(self.offered(step))
         if response is not None:
             meta["finish_reason"] = response.finish_reason
+            if response.service_tier is not None:  # priced per tier in marts.answer_costs
+                meta["service_tier"] = response.service_tier
         meta.update(extra or {})
         ans = Answer(
             image_id=self.image.image_id, image_hash=self.image.image_hash,
@@ -227,12 +233,16 @@ class _Run:
         self.result.answers.append(ans)
         return ans
 
+    def offered(self, step: PromptStep) -> tuple[str, ...]:
+        """The labels a step accepts: its own, narrowed by `label_set` for an emotion step."""
+        if step.kind == "label" and self.labels is not None:
+            return tuple(lbl for lbl in step.labels if lbl in self.labels)
+        return step.labels
+
     def parse(self, step: PromptStep, text: str | None) -> tuple[str, Any, dict[str, Any]]:
         """(status, label-or-ParsedValue, extra metadata) for a reply text."""
         if step.kind in ("label", "gate"):
-            labels = step.labels
-            if step.kind == "label" and self.labels is not None:
-                labels = tuple(lbl for lbl in labels if lbl in self.labels)
+            labels = self.offered(step)
             parsed: ParsedLabel = parse_label(text, labels, words=dict(step.label_words),
                                               synonyms=dict(step.synonyms),
                                               answer_line=step.answer_line)

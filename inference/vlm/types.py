@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 ROLES = ("system", "user", "assistant")
 IMAGE_MIMES = ("image/jpeg", "image/png")
@@ -94,11 +94,23 @@ class ChatResponse:
     input_tokens: int | None = None
     output_tokens: int | None = None
     latency_ms: float | None = None
+    # the delivery tier that served the answer ('standard', 'flex', 'batch'): as the provider
+    # reported it, else as asked (inference.vlm.delivery); prices it in marts.answer_costs
+    service_tier: str | None = None
+    # the provider's rate budget reported with the answer (inference.vlm.budget.RateBudget);
+    # for the limiter only: never stored, never compared
+    budget: Any = field(default=None, compare=False, repr=False)
 
 
 TRANSPORT_ERROR_KINDS = (
     "rate_limited", "timeout", "server_error", "safety_block", "bad_response", "client_error",
+    "deadline",  # still unanswered when the run's deadline passed (the engine's `deadline_s`)
+    "budget",  # never sent: the run's billed cost had reached the model's budget_usd
 )
+# A run's deadline: rate-limit waits never use up a request's retries, so this bounds them. Six
+# hours: longer than a slice of tens of thousands of requests takes under a typical tier's rpm,
+# short enough that a run stuck on an exhausted quota ends the same working day.
+DEFAULT_DEADLINE_S = 6 * 3600.0
 RETRYABLE_KINDS = frozenset({"rate_limited", "timeout", "server_error", "bad_response"})
 
 
@@ -115,6 +127,7 @@ class TransportError(Exception):
         self.message = message
         self.retry_after = retry_after
         self.status = status
+        self.budget: Any = None  # the provider's rate budget sent with the refusal, if any
 
     @property
     def retryable(self) -> bool:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import random
 import threading
@@ -44,6 +45,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import rate_budget
 
 # ----------------------------------------------------------------------------- actions
 
@@ -64,6 +67,7 @@ class Action:
     body: bytes | None = None  # for kind == "raw"
     content_type: str = "application/json"
     message: str = ""
+    headers: tuple[tuple[str, str], ...] = ()  # more response headers (a provider's budget)
 
 
 def answer(text: str, latency_s: float | None = None) -> Action:
@@ -118,14 +122,20 @@ def finish_safety(reason: str = "SAFETY") -> Action:
 
 @dataclass
 class Provider:
-    """How a real provider treats load: past `rate_per_s` (a token bucket of `burst` requests)
-    or `max_concurrency` requests at once, a 429 with Retry-After (`retry_after`, seconds) or
-    `retry-after-ms` (`retry_after_ms`); besides, each request independently gets a 429
+    """How a real provider treats load: past `rate_per_s` (a token bucket of `burst` requests),
+    `tokens_per_s` (a bucket of `token_burst` tokens, each request costing its prompt and its
+    max_tokens, as OpenAI counts) or `max_concurrency` requests at once, a 429 with Retry-After
+    (`retry_after`, seconds), `retry-after-ms` (`retry_after_ms`) or Gemini's RetryInfo
+    (`retry_delay`, e.g. "0.5s"); besides, each request independently gets a 429
     (`p_rate_limited`), a 5xx (`p_server_error`), a hang (`p_hang`, for `hang_s`) or a
-    garbage 200 body (`p_garbage`), drawn from a seeded RNG."""
+    garbage 200 body (`p_garbage`), drawn from a seeded RNG. `budget_headers`: every answer and
+    429 carries OpenAI's x-ratelimit-* headers of the moment it was admitted, and a 429 a
+    computed retry-after-ms (tests/support/rate_budget.py)."""
 
     rate_per_s: float | None = None
     burst: float | None = None  # default: one second of rate
+    tokens_per_s: float | None = None
+    token_burst: float | None = None  # default: one second of tokens_per_s
     max_concurrency: int | None = None
     p_rate_limited: float = 0.0
     p_server_error: float = 0.0
@@ -133,30 +143,71 @@ class Provider:
     p_garbage: float = 0.0
     retry_after: str | None = "1"
     retry_after_ms: str | None = None
+    retry_delay: str | None = None
+    budget_headers: bool = False
     hang_s: float = 30.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
-        self._tokens = self.burst if self.burst is not None else (self.rate_per_s or 0.0)
+        self._capacity = self.burst if self.burst is not None else (self.rate_per_s or 0.0)
+        self._token_capacity = self.token_burst if self.token_burst is not None else (self.tokens_per_s or 0.0)
+        self._tokens, self._token_tokens = self._capacity, self._token_capacity
         self._updated = time.monotonic()
 
-    def _throttle(self) -> Action:
+    def _throttle(self, retry_after_ms: str | None = None) -> Action:
         return Action("rate_limited", status=429, retry_after=self.retry_after,
-                      retry_after_ms=self.retry_after_ms, latency_s=0.0)
+                      retry_after_ms=retry_after_ms or self.retry_after_ms, retry_delay=self.retry_delay,
+                      latency_s=0.0)
 
-    def decide(self, in_flight: int) -> Action | None:
-        """The action for one arriving request (None: answer normally). Call under a lock."""
+    def _refill(self) -> None:
+        now = time.monotonic()
+        elapsed, self._updated = now - self._updated, now
+        if self.rate_per_s:
+            self._tokens = min(self._capacity, self._tokens + elapsed * self.rate_per_s)
+        if self.tokens_per_s:
+            self._token_tokens = min(self._token_capacity, self._token_tokens + elapsed * self.tokens_per_s)
+
+    def _over_budget(self, cost: float) -> Action | None:
+        """A 429 when either bucket cannot pay for the request, else pay for it."""
+        self._refill()
+        short = self.rate_per_s and self._tokens < 1.0
+        short_tokens = self.tokens_per_s and self._token_tokens < min(cost, self._token_capacity)
+        if short or short_tokens:
+            waits = []
+            if short:
+                waits.append(int(rate_budget.wait_ms(self._tokens, 1.0, self.rate_per_s)))
+            if short_tokens:
+                waits.append(int(rate_budget.wait_ms(self._token_tokens, min(cost, self._token_capacity),
+                                                     self.tokens_per_s)))
+            return self._throttle(str(max(waits)) if self.budget_headers else None)
+        if self.rate_per_s:
+            self._tokens -= 1.0
+        if self.tokens_per_s:
+            self._token_tokens -= cost
+        return None
+
+    def budget(self) -> tuple[tuple[str, str], ...]:
+        """The x-ratelimit-* headers now (after `decide`), when `budget_headers` is on."""
+        if not self.budget_headers:
+            return ()
+        headers: dict[str, str] = {}
+        if self.rate_per_s:
+            headers.update(rate_budget.budget_headers("requests", self._capacity, self._tokens, self.rate_per_s))
+        if self.tokens_per_s:
+            headers.update(rate_budget.budget_headers("tokens", self._token_capacity, self._token_tokens,
+                                                      self.tokens_per_s))
+        return tuple(headers.items())
+
+    def decide(self, in_flight: int, cost: float = 0.0) -> Action | None:
+        """The action for one arriving request costing `cost` tokens (None: answer normally).
+        Call under a lock."""
         if self.max_concurrency is not None and in_flight > self.max_concurrency:
             return self._throttle()
-        if self.rate_per_s:
-            now = time.monotonic()
-            capacity = self.burst if self.burst is not None else self.rate_per_s
-            self._tokens = min(capacity, self._tokens + (now - self._updated) * self.rate_per_s)
-            self._updated = now
-            if self._tokens < 1.0:
-                return self._throttle()
-            self._tokens -= 1.0
+        if self.rate_per_s or self.tokens_per_s:
+            refused = self._over_budget(cost)
+            if refused is not None:
+                return refused
         draw = self._rng.random()
         for p, action in ((self.p_rate_limited, self._throttle),
                           (self.p_server_error, lambda: server_error(503)),
@@ -377,11 +428,22 @@ class ScriptedServer:
                 return action
         if self.provider is not None:
             with self._lock:
-                action = self.provider.decide(self._in_flight)
+                action = self.provider.decide(self._in_flight, self.token_cost(recorded))
+                budget = self.provider.budget()
+            if action is None and budget:
+                action = self._answer(recorded)
+            if budget:
+                action = dataclasses.replace(action, headers=budget)
             if action is not None:
                 return action
-        text = self.answer_fn(recorded) if self.answer_fn is not None else self.default_text
-        return answer(text)
+        return self._answer(recorded)
+
+    def _answer(self, recorded: RecordedRequest) -> Action:
+        return answer(self.answer_fn(recorded) if self.answer_fn is not None else self.default_text)
+
+    def token_cost(self, recorded: RecordedRequest) -> float:
+        """What a request costs a provider's token budget (a subclass counts; 0 here)."""
+        return 0.0
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep `seconds` unless the server stops first; True if it stopped."""
@@ -559,8 +621,15 @@ class OpenAIServer(ScriptedServer):
                     recorded.images.append(data)
         recorded.prompt = "\n".join(texts)
 
+    def token_cost(self, recorded: RecordedRequest) -> float:
+        """OpenAI's count at admission: the prompt (~4 characters a token, 85 an image part) and
+        the whole max_tokens of the answer."""
+        body = recorded.body if isinstance(recorded.body, dict) else {}
+        images = recorded.raw_body.count(b'"image_url"') // 2  # each part names its type and its field
+        return max(1, len(recorded.prompt) // 4) + 85 * images + int(body.get("max_tokens") or 16)
+
     def _generation(self, recorded: RecordedRequest, action: Action) -> tuple[int, dict[str, str], bytes]:
-        json_headers = {"Content-Type": "application/json"}
+        json_headers = {"Content-Type": "application/json", **dict(action.headers)}
         if action.kind == "rate_limited":
             headers = dict(json_headers)
             if action.retry_after is not None:

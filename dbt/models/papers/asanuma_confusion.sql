@@ -1,10 +1,11 @@
 {#- Asanuma's confusion matrices: 7-class, 6-class without neutral, and two-stage (neutral gate,
     then 6 classes), one row per model x protocol x true x predicted emotion over the answered
-    images, with the row's share. `classification` comes from the protocol
-    (inference/vlm/protocols.py): two_stage -> 'two-stage', n_class_without_neutral ->
-    '6-class without neutral', any other -> 'n-class' (the 7-class setting on a 7-label
-    dataset). Asanuma printed the matrices as figures without numbers: the published columns
-    are empty (row_source 'warehouse only'), kept so every papers table has the same shape. -#}
+    images, with the row's share. `classification` is the setting the answers record
+    (int_protocol_settings: the protocol's own name and the labels offered, whatever name
+    `stored_as` gave the protocol): 'two-stage', '6-class without neutral', else 'n-class'
+    (the 7-class setting on a 7-label dataset). Asanuma printed the matrices as figures without
+    numbers: the published columns are empty (row_source 'warehouse only'), kept so every
+    papers table has the same shape. -#}
 
 with
 
@@ -22,6 +23,12 @@ group_accuracy as (
 
 ),
 
+settings as (
+
+    select * from {{ ref('int_protocol_settings') }}
+
+),
+
 cells as (
 
     select
@@ -29,11 +36,7 @@ cells as (
         confusion_counts.model_version,
         confusion_counts.dataset,
         confusion_counts.protocol,
-        case
-            when {{ paper_key('confusion_counts.protocol') }} like '%twostage%' then 'two-stage'
-            when {{ paper_key('confusion_counts.protocol') }} like '%withoutneutral%' then '6-class without neutral'
-            else 'n-class'
-        end as classification,
+        coalesce(settings.classification, 'n-class') as classification,
         'true_predicted' as subset_kind,
         confusion_counts.true_emotion || '|' || confusion_counts.predicted_emotion as subset,
         confusion_counts.true_emotion,
@@ -52,6 +55,12 @@ cells as (
         and group_accuracy.dataset = confusion_counts.dataset
         and group_accuracy.protocol = confusion_counts.protocol
         and group_accuracy.true_emotion = confusion_counts.true_emotion
+
+    left join settings
+        on settings.model = confusion_counts.model
+        and settings.model_version = confusion_counts.model_version
+        and settings.dataset = confusion_counts.dataset
+        and settings.protocol = confusion_counts.protocol
 
 ),
 

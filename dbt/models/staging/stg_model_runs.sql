@@ -20,7 +20,8 @@ renamed as (
         cast(n_answers as integer) as n_answers,
         cast(n_no_face as integer) as n_no_face,
         cast(weights_sha256 as varchar) as weights_sha256,
-        options
+        options,
+        prices
 
     from source
 
