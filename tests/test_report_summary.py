@@ -150,3 +150,15 @@ def test_error_rate_forest_leaves_groups_below_min_cell_n_out(tmp_path, monkeypa
     assert [t.get_text() for t in ax.get_yticklabels()] == ["all: all (n=200)", "race: white (n=198)"]
     assert "1 group(s) below min_cell_n = 10 not drawn" in ax.get_title()
     plt.close(drawn["fig"])
+
+
+def test_people_from_the_human_baseline_mart_stand_beside_the_model(tables):
+    baseline = pd.DataFrame([{"dataset": "d", "grouping": "race", "group_value": "black", "true_emotion": "all",
+                              "measure": "share_choosing_intended", "reader": "human", "value": 0.8125,
+                              "n_images": 198}])
+    only_mart = {**{k: v for k, v in tables.items() if k != "marts.group_accuracy"},
+                 "marts.group_accuracy": tables["marts.group_accuracy"].query("model != 'human'"),
+                 "marts.human_category_agreement": baseline}
+    v2 = [s for s in slice_summaries(only_mart, alpha=0.05, min_cell_n=10) if "v2" in s.title][0]
+    people = dict(zip(v2.groups["group"], v2.groups["people, same images [95 % CI] (n)"]))
+    assert people["black"].startswith("0.812 (198; share of raters") and people["white"] == ""

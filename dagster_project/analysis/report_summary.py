@@ -6,7 +6,8 @@
    of stats.error_rate_ztests (Holm within each recorded family). A slice where nothing survives
    says so, with how many tests were made.
 2. Accuracy by group (emotions pooled, Wilson 95 %), with people's accuracy on the same images
-   beside the model's where the warehouse holds human answers (rows of model HUMAN_MODELS);
+   beside the model's where the warehouse holds a human baseline (marts.human_category_agreement:
+   the share of raters choosing the intended expression; or group_accuracy rows of HUMAN_MODELS);
    groups below min_cell_n are left out of the table and named in a note.
 3. What changed since the previous version of the model (version order from raw.model_runs):
    the overall accuracy of both and the bias regression gate's verdict on every disparity
@@ -101,15 +102,29 @@ def disparities(tables: Mapping[str, pd.DataFrame], key: tuple, alpha: float) ->
     return shown, (source if len(shown) else f"no disparity survives the correction ({source})")
 
 
-def _people(accuracy: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    humans = accuracy[accuracy["model"].astype(str).str.lower().isin(HUMAN_MODELS) & (accuracy["dataset"] == dataset)
-                      & (accuracy["true_emotion"] == "all")]
-    return humans.drop_duplicates(["grouping", "group_value"]).set_index(["grouping", "group_value"])
+def _people(tables: Mapping[str, pd.DataFrame], dataset: str) -> dict[tuple[str, str], str]:
+    """People on the same images, per (grouping, group): the human baseline mart's share of
+    raters choosing the intended expression (marts.human_category_agreement, emotions pooled),
+    or group_accuracy rows of HUMAN_MODELS; text with its n."""
+    people: dict[tuple[str, str], str] = {}
+    accuracy = tables.get("marts.group_accuracy", pd.DataFrame())
+    if len(accuracy):
+        humans = accuracy[accuracy["model"].astype(str).str.lower().isin(HUMAN_MODELS)
+                          & (accuracy["dataset"] == dataset) & (accuracy["true_emotion"] == "all")]
+        people.update({(h.grouping, h.group_value): f"{interval(h.accuracy, h.ci_low, h.ci_high)} ({int(h.n)})"
+                       for h in humans.itertuples()})
+    baseline = tables.get("marts.human_category_agreement", pd.DataFrame())
+    if len(baseline):
+        shares = baseline[(baseline["reader"] == "human") & (baseline["measure"] == "share_choosing_intended")
+                          & (baseline["dataset"] == dataset) & (baseline["true_emotion"] == "all")]
+        people.update({(h.grouping, h.group_value): f"{fmt(h.value)} ({int(h.n_images)}; share of raters "
+                       "choosing the intended expression)" for h in shares.itertuples()})
+    return people
 
 
-def group_accuracy(accuracy: pd.DataFrame, key: tuple, min_cell_n: int) -> tuple[pd.DataFrame, str]:
+def group_accuracy(tables: Mapping[str, pd.DataFrame], key: tuple, min_cell_n: int) -> tuple[pd.DataFrame, str]:
     """Accuracy per group (emotions pooled) of the slice, people beside it; small groups -> note."""
-    rows = _of_slice(accuracy, key)
+    rows = _of_slice(tables["marts.group_accuracy"], key)
     rows = rows[(rows["grouping"] != "all") & (rows["true_emotion"] == "all")].sort_values(["grouping", "group_value"])
     small = rows[rows["n"] < min_cell_n]
     shown = rows[rows["n"] >= min_cell_n]
@@ -117,12 +132,10 @@ def group_accuracy(accuracy: pd.DataFrame, key: tuple, min_cell_n: int) -> tuple
         "grouping": shown["grouping"], "group": shown["group_value"], "n": shown["n"],
         "accuracy [95 % CI]": [interval(r.accuracy, r.ci_low, r.ci_high) for r in shown.itertuples()],
     })
-    people = _people(accuracy, key[2])
-    if len(people):
-        table["people, same images [95 % CI] (n)"] = [
-            f"{interval(h.accuracy, h.ci_low, h.ci_high)} ({int(h.n)})" if (g, v) in people.index else ""
-            for g, v in zip(shown["grouping"], shown["group_value"])
-            for h in [people.loc[(g, v)] if (g, v) in people.index else None]]
+    people = _people(tables, key[2])
+    if people:
+        table["people, same images [95 % CI] (n)"] = [people.get((g, v), "")
+                                                      for g, v in zip(shown["grouping"], shown["group_value"])]
     note = ""
     if len(small):
         listed = ", ".join(f"{g} {v} (n={int(n)})" for g, v, n in zip(small["grouping"], small["group_value"], small["n"]))
@@ -182,7 +195,7 @@ def slice_summaries(tables: Mapping[str, pd.DataFrame], *, alpha: float, min_cel
     for row in pooled.itertuples():
         key = (row.model, row.model_version, row.dataset, row.protocol)
         shown, note = disparities(tables, key, alpha)
-        groups, small = group_accuracy(accuracy, key, min_cell_n)
+        groups, small = group_accuracy(tables, key, min_cell_n)
         change_note, changed = changes(tables, key, min_cell_n, alpha, gate_correction)
         summaries.append(SliceSummary(
             title=f"{row.model} {row.model_version} on {row.dataset} ({row.protocol})",
