@@ -8,7 +8,7 @@
     fer-warehouse dry-run         calls, tokens and cost each model x dataset partition would
                                   take (VLMs), without calling or writing anything
     fer-warehouse fan-out         one run per partition through the instance's run launcher
-                                  (Celery workers: README, "Scaling out")
+                                  (Celery workers: docs/scaling-out.md)
     fer-warehouse report [--out F] one self-contained HTML report of the warehouse (tables,
                                   figures, method notes); default <reports_dir>/report.html
     fer-warehouse export TABLE    a papers.*, marts.* or stats.* table as CSV or LaTeX (booktabs;
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="planned intra-person correlation of errors (default: %(default)s)")
     plan.set_defaults(func=cmd_plan)
     fan = sub.add_parser("fan-out", help="one run per partition through the instance's run launcher "
-                                         "(Celery workers, Kubernetes; README 'Scaling out')")
+                                         "(Celery workers, Kubernetes; docs/scaling-out.md)")
     fan.add_argument("--job", default="evaluate_model_on_dataset", help="a partitioned job (default: %(default)s)")
     fan.add_argument("--partition", action="append", help="a partition key, repeatable (default: every "
                                                           "configured model version x dataset)")
