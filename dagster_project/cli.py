@@ -8,9 +8,13 @@
     fer-warehouse dry-run         calls, tokens and cost each model x dataset partition would
                                   take (VLMs), without calling or writing anything
     fer-warehouse fan-out         one run per partition through the instance's run launcher
-                                  (Celery workers: README, "Scaling out")
+                                  (Celery workers: docs/scaling-out.md)
     fer-warehouse report [--out F] one self-contained HTML report of the warehouse (tables,
                                   figures, method notes); default <reports_dir>/report.html
+    fer-warehouse export TABLE    a papers.*, marts.* or stats.* table as CSV or LaTeX (booktabs;
+                                  papers.* in the paper's own grid)
+    fer-warehouse docs [--port N] dbt docs of the warehouse (every model, source, column; lineage
+                                  graph), generated from a snapshot and served on 127.0.0.1
 """
 
 from __future__ import annotations
@@ -288,6 +292,43 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from dagster_project.export import export_table
+    from dagster_project.settings import benchmark_config
+    from inference.warehouse import snapshot_for_reading
+
+    with snapshot_for_reading(benchmark_config().warehouse) as snapshot:
+        con = duckdb.connect(str(snapshot), read_only=True)
+        try:
+            text = export_table(con, args.table, args.format, long=args.long)
+        finally:
+            con.close()
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
+        print(f"{args.table} -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from dagster_project import dbt_docs
+    from dagster_project.settings import benchmark_config
+
+    cfg = benchmark_config()
+    target = dbt_docs.generate(cfg, args.out or dbt_docs.docs_dir(cfg))
+    missing = dbt_docs.undocumented(target)
+    print(f"dbt docs: {target / 'index.html'} (served below); one offline file: {target / 'static_index.html'}")
+    if missing:
+        print(f"{len(missing)} without a description (add them to the yml beside the model):", *missing, sep="\n  ")
+    else:
+        print("every model, seed, source and column has a description")
+    return 0 if args.no_serve else dbt_docs.serve(target, args.port)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-warehouse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -313,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="planned intra-person correlation of errors (default: %(default)s)")
     plan.set_defaults(func=cmd_plan)
     fan = sub.add_parser("fan-out", help="one run per partition through the instance's run launcher "
-                                         "(Celery workers, Kubernetes; README 'Scaling out')")
+                                         "(Celery workers, Kubernetes; docs/scaling-out.md)")
     fan.add_argument("--job", default="evaluate_model_on_dataset", help="a partitioned job (default: %(default)s)")
     fan.add_argument("--partition", action="append", help="a partition key, repeatable (default: every "
                                                           "configured model version x dataset)")
@@ -325,15 +366,29 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("report", help="write one self-contained HTML report of the warehouse")
     report.add_argument("--out", type=Path, help="output file (default: <reports_dir>/report.html)")
     report.set_defaults(func=cmd_report)
+    export = sub.add_parser("export", help="a papers.*, marts.* or stats.* table as CSV or LaTeX")
+    export.add_argument("table", help="schema.table, e.g. papers.tae_table2 or stats.error_rate_ztests")
+    export.add_argument("--format", choices=("csv", "latex"), default="csv",
+                        help="csv or latex (booktabs); default %(default)s")
+    export.add_argument("--long", action="store_true",
+                        help="papers.*: one row per cell, every column, instead of the paper's grid")
+    export.add_argument("--out", type=Path, help="write to this file (default: standard output)")
+    export.set_defaults(func=cmd_export)
+    docs = sub.add_parser("docs", help="generate the warehouse's dbt docs and serve them on 127.0.0.1")
+    docs.add_argument("--port", type=int, default=8080)
+    docs.add_argument("--out", type=Path, help="where the docs go (default: <reports_dir>/dbt_docs)")
+    docs.add_argument("--no-serve", action="store_true", help="generate only (static_index.html opens offline)")
+    docs.set_defaults(func=cmd_docs)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except Exception as exc:  # noqa: BLE001 - the CLI turns known errors into one clear line
+        from dagster_project.export import ExportError
         from inference.config import ConfigError
         from inference.download import DownloadError
         from inference.models.vlm import ExternalAPIError
 
-        if isinstance(exc, ConfigError | DownloadError | FileNotFoundError | ExternalAPIError):
+        if isinstance(exc, ConfigError | DownloadError | FileNotFoundError | ExternalAPIError | ExportError):
             print(f"error: {exc}", file=sys.stderr)
             return 2
         raise

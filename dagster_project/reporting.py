@@ -15,6 +15,7 @@ import duckdb
 import pandas as pd
 
 from dagster_project.analysis.report import Figure, Settings, render_report
+from dagster_project.analysis.report_summary import VERSION_ORDER
 from inference.config import BenchmarkConfig, StatisticsConfig
 
 REPORT_FILE = "report.html"
@@ -34,10 +35,24 @@ def report_path(cfg: BenchmarkConfig) -> Path:
     return cfg.reports_dir / REPORT_FILE
 
 
+# Versions of a model in the order they were first evaluated: the summary's "since the previous
+# version" (the same order as the regression gate's asset check, defs/gate.py).
+VERSION_ORDER_SQL = """
+select model, model_version, min(started_at) as first_evaluated
+from raw.model_runs
+group by all
+"""
+
+
 def read_tables(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
-    """{"schema.table": rows} of the tables the report shows."""
+    """{"schema.table": rows} of the tables the report shows, and raw.version_order."""
     names = con.execute(TABLES_SQL).fetchall()
-    return {f"{schema}.{name}": con.execute(f'select * from "{schema}"."{name}"').df() for schema, name in names}
+    tables = {f"{schema}.{name}": con.execute(f'select * from "{schema}"."{name}"').df() for schema, name in names}
+    has_runs = con.execute("select count(*) from information_schema.tables where table_catalog = current_database() "
+                           "and table_schema = 'raw' and table_name = 'model_runs'").fetchone()[0]
+    if has_runs:
+        tables[VERSION_ORDER] = con.execute(VERSION_ORDER_SQL).df()
+    return tables
 
 
 def read_figures(reports_dir: Path) -> list[Figure]:
@@ -47,7 +62,8 @@ def read_figures(reports_dir: Path) -> list[Figure]:
 
 def report_settings(cfg: StatisticsConfig) -> Settings:
     return Settings(alpha=cfg.alpha, min_cell_n=cfg.min_cell_n, corrections=tuple(cfg.corrections),
-                    family=cfg.family, bootstrap_resamples=cfg.bootstrap_resamples, tie_policy=cfg.tie_policy)
+                    family=cfg.family, bootstrap_resamples=cfg.bootstrap_resamples, tie_policy=cfg.tie_policy,
+                    gate_correction=cfg.gate_correction)
 
 
 def write_report(con: duckdb.DuckDBPyConnection, cfg: BenchmarkConfig, out: Path | None = None) -> Path:

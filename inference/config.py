@@ -386,8 +386,8 @@ def load_config(path: str | Path | None = None) -> BenchmarkConfig:
     cfg_path = Path(path).resolve() if path else config_path()
     if not cfg_path.is_file():
         raise ConfigError(
-            f"benchmark config {cfg_path} does not exist; create it (see README, "
-            f"'benchmark.yaml') or point {CONFIG_ENV} at one"
+            f"benchmark config {cfg_path} does not exist; create it (see docs/configuration.md) "
+            f"or point {CONFIG_ENV} at one"
         )
     try:
         raw = yaml.safe_load(cfg_path.read_text()) or {}

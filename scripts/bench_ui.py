@@ -6,8 +6,12 @@ the same two runs as `dg launch --job ... --partition ...` commands (process sta
 code location's load included, as for a UI run).
 UI: `fer-warehouse ui` on the same warehouse and DAGSTER_HOME; the evaluation is launched through
 the UI's GraphQL API (`launchRun`, what the Materialize button sends) and timed from the launch
-to its end; the refresh is the run that declarative automation launches for the slice, timed
-from its launch to its end (the automation tick comes on top and is reported apart).
+to its end; the refresh is the run launched for the slice after it (by the sensor
+refresh_after_evaluation as soon as the evaluation succeeds, or by declarative automation at its
+tick, whichever comes first: the output names it), timed from its launch to its end; the delay
+between the evaluation's end and the refresh's launch is reported apart. "click -> results" is
+the whole wait a user has, from the click to the slice's marts, statistics and figures, beside
+the CLI's evaluate + refresh.
 
 Wall times depend on the machine's load, so CPU seconds are reported beside them: for the CLI
 this process's (and its dbt children's) CPU, for the UI the CPU of every process of the UI's
@@ -93,12 +97,15 @@ def median_timings(rounds: list[dict[str, tuple[float, float]]]) -> dict[str, tu
             for name in rounds[0]}
 
 
-def wait_for_run(ui: DagsterUI, run_filter: dict, timeout_s: float) -> dict:
+def wait_for_run(ui: DagsterUI, run_filter: dict, timeout_s: float, first: bool = False) -> dict:
+    """The newest run matching `run_filter` once it is done (`first`: the oldest, e.g. the first
+    run of a slice after its evaluation, whoever launched it)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         runs = ui.graphql(RUNS, {"filter": run_filter})["runsOrError"]["results"]
-        if runs and runs[0]["status"] in DONE:
-            return runs[0]
+        run = (runs[-1] if first else runs[0]) if runs else None
+        if run and run["status"] in DONE:
+            return run
         time.sleep(0.5)
     raise TimeoutError(f"no finished run matching {run_filter} in {timeout_s} s")
 
@@ -138,12 +145,18 @@ def measure_ui(ui: DagsterUI, pgid: int, model: str, dataset: str, timeout_s: fl
     timings["evaluate"] = (time.perf_counter() - wall, group_cpu_s(pgid) - cpu)
     print(f"UI evaluate {run_id} {run['status']}: {timings['evaluate']}", flush=True)
     cpu = group_cpu_s(pgid)
-    refresh = wait_for_run(ui, {"tags": [{"key": "dagster/partition", "value": str(key)}],
-                                "createdAfter": run["endTime"]}, timeout_s)
+    after = {"tags": [{"key": "dagster/partition", "value": str(key)}], "createdAfter": run["endTime"]}
+    refresh = wait_for_run(ui, after, timeout_s, first=True)
     timings["refresh"] = (refresh["endTime"] - refresh["creationTime"], group_cpu_s(pgid) - cpu)
     timings["automation delay"] = (refresh["creationTime"] - run["endTime"], 0.0)
-    timings["evaluate+refresh"] = (refresh["endTime"] - run["creationTime"], 0.0)
-    print(f"UI refresh {refresh['runId']} {refresh['status']}: {timings['refresh']}", flush=True)
+    timings["click -> results"] = (refresh["endTime"] - run["creationTime"], 0.0)
+    launcher = {tag["key"]: tag["value"] for tag in refresh["tags"]}.get("dagster/sensor_name", "?")
+    print(f"UI refresh {refresh['runId']} {refresh['status']} (launched by {launcher}, "
+          f"{timings['automation delay'][0]:.1f} s after the evaluation): {timings['refresh']}", flush=True)
+    time.sleep(40)  # a tick of automation later: did anything refresh the slice a second time?
+    again = [r for r in ui.graphql(RUNS, {"filter": after})["runsOrError"]["results"] if r["runId"] != refresh["runId"]]
+    print(f"other runs of the slice since the evaluation: {len(again)} "
+          f"{[{t['key']: t['value'] for t in r['tags']}.get('dagster/sensor_name') for r in again]}", flush=True)
     return timings
 
 
@@ -156,6 +169,7 @@ def main() -> int:
     parser.add_argument("--attach", help="URL,PGID of a running `fer-warehouse ui` (its dg dev group); skips the CLI")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each measurement; medians are printed")
     parser.add_argument("--cli", help="CLI numbers measured before, as evaluate_wall,evaluate_cpu,refresh_wall,refresh_cpu")
+    parser.add_argument("--launch", help="dg launch numbers measured before, as the same four values")
     args = parser.parse_args()
     args.log.parent.mkdir(parents=True, exist_ok=True)
     from dagster_project.cli import dagster_home
@@ -169,7 +183,11 @@ def main() -> int:
         # loaded, which no UI run (a fresh process each) ever does.
         cli_t = cli(args.model, args.dataset)
     print("CLI (wall s, CPU s):", {name: (round(w, 1), round(c, 1)) for name, (w, c) in cli_t.items()}, flush=True)
-    command_t = median_timings([cli_command(args.model, args.dataset) for _ in range(args.repeat)])
+    if args.launch:
+        ew, ec, rw, rc = map(float, args.launch.split(","))
+        command_t = {"evaluate": (ew, ec), "refresh": (rw, rc)}
+    else:
+        command_t = median_timings([cli_command(args.model, args.dataset) for _ in range(args.repeat)])
     print("dg launch (wall s, CPU s):", {name: (round(w, 1), round(c, 1)) for name, (w, c) in command_t.items()},
           flush=True)
     ui_t = ui_timings(args.model, args.dataset, args.log, args.timeout_s, args.attach, args.repeat)
@@ -181,8 +199,12 @@ def main() -> int:
         (cw, cc), (lw, _), (uw, uc) = cli_t[name], command_t[name], ui_t[name]
         print(f"{name:18} {cw:10.1f} {cc:10.1f} {lw:11.1f} {uw:10.1f} {uc:10.1f} {uw / cw:11.2f} {uc / cc:10.2f} "
               f"{uw / lw:12.2f}")
-    for name in ("automation delay", "evaluate+refresh"):
-        print(f"{name:18} {'':10} {'':10} {ui_t[name][0]:10.1f}")
+    print(f"{'automation delay':18} {'':10} {'':10} {'':11} {ui_t['automation delay'][0]:10.1f}")
+    cli_total = cli_t["evaluate"][0] + cli_t["refresh"][0]
+    launch_total = command_t["evaluate"][0] + command_t["refresh"][0]
+    clicked = ui_t["click -> results"][0]
+    print(f"{'click -> results':18} {cli_total:10.1f} {'':10} {launch_total:11.1f} {clicked:10.1f} {'':10} "
+          f"{clicked / cli_total:11.2f} {'':10} {clicked / launch_total:12.2f}")
     return 0
 
 

@@ -80,7 +80,8 @@ def test_report_from_small_frames_has_tables_notes_and_escapes(small):
 def test_papers_section_appears_with_published_values(small):
     html, _ = _small_report(small, papers=True)
     assert "Seed papers" in html and "papers.chhua_table1" in html
-    assert "published_value" in html and "difference" in html
+    # issue 25: the paper's grid, ours / the paper's value in one cell (3 decimals: no rounding unit given)
+    assert "0.710 / 0.690" in html and "outside the paper" in html
 
 
 def test_result_table_puts_adjusted_tests_first_and_says_what_it_cut():
@@ -105,7 +106,7 @@ def _open_offline(path: Path, shot: str) -> dict:
         page.on("request", lambda request: requests.append(request.url))
         page.goto(path.resolve().as_uri(), wait_until="load")
         sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
-        headings = page.eval_on_selector_all("h3", "hs => hs.map(h => h.id)")
+        headings = page.eval_on_selector_all("[id]", "hs => hs.map(h => h.id)")
         page.screenshot(path=str(artifacts_dir("html_report") / shot), full_page=False)
     return {"requests": requests, "sizes": sizes, "headings": headings}
 

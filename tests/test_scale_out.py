@@ -1,4 +1,4 @@
-"""Scaling out on real services (README, "Scaling out"): the Postgres-backed instance of
+"""Scaling out on real services (docs/scaling-out.md): the Postgres-backed instance of
 deploy/dagster.yaml records runs, and dagster-celery workers started here run evaluation
 partitions concurrently, never more of one provider's partitions at once than its pool.
 
@@ -41,7 +41,7 @@ def _unreachable(port: int, what: str) -> str | None:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
         return None
     except OSError:
-        return f"{what} is not reachable on 127.0.0.1:{port} (start it as .ci/run does; README 'Scaling out')"
+        return f"{what} is not reachable on 127.0.0.1:{port} (start it as .ci/run does; docs/scaling-out.md)"
 
 
 needs_postgres = pytest.mark.skipif(bool(_unreachable(5432, "PostgreSQL")), reason=str(_unreachable(5432, "PostgreSQL")))

@@ -121,10 +121,15 @@ def accuracy_heatmap_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path
     return _save(fig, path)
 
 
-def forest_plot_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path:
-    """Error rate per group with its Wilson 95 % interval, one panel row per group."""
+def forest_plot_png(accuracy: pd.DataFrame, title: str, path: Path, min_n: int = 0) -> Path:
+    """Error rate per group with its Wilson 95 % interval, one panel row per group. Groups with
+    fewer than `min_n` answered images (statistics.min_cell_n) are not drawn -- their intervals
+    span most of the axis and say nothing -- and the title counts them."""
     plt = pyplot()
-    frame = accuracy.sort_values(["grouping", "group_value"]).reset_index(drop=True)
+    small = (accuracy["n"] < min_n) & (accuracy["grouping"] != "all")
+    if small.any():
+        title += f"\n{int(small.sum())} group(s) below min_cell_n = {min_n} not drawn"
+    frame = accuracy[~small].sort_values(["grouping", "group_value"]).reset_index(drop=True)
     error = 1 - frame["accuracy"].astype(float)
     low = 1 - frame["ci_high"].astype(float)
     high = 1 - frame["ci_low"].astype(float)

@@ -5,6 +5,9 @@ needs nothing outside itself -- figures are inlined as base64 `data:` URLs, the 
 inline, there is no script -- so it opens offline and can be mailed as one file.
 
 What it shows, in order:
+0. the summary (analysis/report_summary.py): per slice the largest disparities that survive the
+   correction, accuracy by group (people beside models where the warehouse has them), what
+   changed since the previous version -- the first screen;
 1. how to read it: families, multiplicity correction, intervals and denominators, from the
    statistics settings and, per table and measure, the methods the rows themselves record in
    `detail` (so the notes cannot drift from what was computed);
@@ -14,9 +17,9 @@ What it shows, in order:
    number means;
 3. every stats.* table in the common result shape (results.RESULT_COLUMNS): estimate with its
    interval, p-value, adjusted p-value with its correction and family size m, n and the
-   min-n flag; rows sorted by adjusted p-value and capped, the cap stated;
-4. the seed papers' tables (schema papers), when the warehouse has them: every column as is,
-   the published value and our difference side by side;
+   min-n flag; rows sorted by adjusted p-value, every row (in a collapsed <details> section);
+4. the seed papers' tables (schema papers), when the warehouse has them, in the paper's own
+   grid (analysis/paper_grid.py): ours / the paper's value, differences outside rounding marked;
 5. the figures.
 
 The template is a Jinja2 file (templates/report.html.j2) with autoescaping on; tables are
@@ -35,11 +38,14 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from dagster_project.analysis.paper_grid import GRID_NOTE, has_difference_outside_rounding, paper_grid
+from dagster_project.analysis.report_format import fmt as _fmt
+from dagster_project.analysis.report_format import interval as _interval
+from dagster_project.analysis.report_format import p_text as _p
 from dagster_project.analysis.report_human import human_baseline_table, human_meanings
+from dagster_project.analysis.report_summary import SliceSummary, slice_summaries
 from dagster_project.analysis.results import RESULT_COLUMNS
 
-MAX_ROWS = 60  # rows shown per stats table (the full table is named beside it)
-MAX_PAPER_ROWS = 300
 # Methods recorded per row in `detail` that the notes collect (key -> what it says).
 METHOD_KEYS = ("ci_method", "denominator", "method", "average", "test", "estimate", "inference")
 OVERVIEW_COLUMNS = ["model", "model_version", "dataset", "protocol", "n_images", "n_answered", "accuracy",
@@ -66,6 +72,7 @@ class Settings:
     family: str = "grouping"
     bootstrap_resamples: int = 200
     tie_policy: str = "status"
+    gate_correction: str = "holm"
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -75,6 +82,7 @@ class Section:
     title: str
     html: Markup
     note: str = ""
+    rows: int = 0
 
 
 FAMILY_TEXT = {
@@ -86,27 +94,11 @@ FAMILY_TEXT = {
 }
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
-    return str(value)
-
-
-def _p(value) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    if value < 1e-300:  # underflow: the library returned 0
-        return "< 1e-300"
-    return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
-
-
-def _table_html(frame: pd.DataFrame) -> Markup:
+def _table_html(frame: pd.DataFrame, index: bool = False) -> Markup:
     """Cells are escaped by pandas; the result is marked safe for the template."""
     if frame.empty:
         return Markup("<p class='empty'>no rows</p>")
-    return Markup(frame.to_html(index=False, escape=True, na_rep="", border=0, classes="data"))
+    return Markup(frame.to_html(index=index, escape=True, na_rep="", border=0, classes="data"))
 
 
 def accuracy_overview(group_accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -150,14 +142,6 @@ def _by_identity(rows: pd.DataFrame) -> dict[str, list[str]]:
         for r in rows.itertuples()]}
 
 
-def _interval(estimate, low, high) -> str:
-    if estimate is None or pd.isna(estimate):
-        return ""
-    if low is None or pd.isna(low):
-        return _fmt(estimate)
-    return f"{_fmt(estimate)} [{_fmt(low)}, {_fmt(high)}]"
-
-
 def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
     """Family-adjusted tests first, smallest adjusted p first; then the other rows in key order
     (a raw p-value of an unadjusted test, e.g. kappa = 0, says little about bias)."""
@@ -177,34 +161,39 @@ def _significant(p_adjusted, below_min_n, alpha: float) -> str:
     return "yes" if p_adjusted < alpha else "no"
 
 
-def result_table(frame: pd.DataFrame, max_rows: int = MAX_ROWS, alpha: float = 0.05) -> tuple[pd.DataFrame, str]:
+def result_table(frame: pd.DataFrame, max_rows: int | None = None, alpha: float = 0.05) -> tuple[pd.DataFrame, str]:
     """A stats.* table in the common shape, readable: family-adjusted tests first (smallest
-    adjusted p first), at most `max_rows` rows; returns the rows and a note on what was cut."""
+    adjusted p first), every row unless `max_rows` is given; returns the rows and a note.
+    The columns a reader reads first (what, estimate, p adjusted) come first, so they are on
+    screen without scrolling; the slice keys last."""
     if frame.empty:
         return pd.DataFrame(), "0 rows"
-    shown = _ordered(frame).head(max_rows)
-    extra = [c for c in frame.columns if c not in RESULT_COLUMNS]
+    shown = _ordered(frame).head(max_rows) if max_rows is not None else _ordered(frame)
+    extra = [c for c in frame.columns if c not in RESULT_COLUMNS and c != "_adj"]
     out = pd.DataFrame({
-        **{c: shown[c] for c in ("model", "model_version", "dataset", "protocol", "subset_kind", "subset")},
-        **{c: shown[c] for c in extra},
+        **{c: shown[c] for c in ("subset_kind", "subset")},
         "measure": shown["measure"],
-        "n": shown["n"],
         "estimate [CI]": [_interval(r.estimate, r.ci_low, r.ci_high) for r in shown.itertuples()],
-        "p": shown["p_value"].map(_p),
+        "n": shown["n"],
         "p adjusted": shown["p_adjusted"].map(_p),
-        "correction": shown["correction"],
+        f"significant (alpha {alpha})": [_significant(r.p_adjusted, r.below_min_n, alpha) for r in shown.itertuples()],
         "family (m)": [f"{r.family} (m={r.family_m})" if r.family and not pd.isna(r.family_m) else (r.family or "")
                        for r in shown.itertuples()],
-        f"significant (alpha {alpha})": [_significant(r.p_adjusted, r.below_min_n, alpha) for r in shown.itertuples()],
+        "p": shown["p_value"].map(_p),
+        "correction": shown["correction"],
         "n < min": shown["below_min_n"],
+        **{c: shown[c] for c in extra},
+        **{c: shown[c] for c in ("model", "model_version", "dataset", "protocol")},
     })
     return out, _cut_note(len(shown), len(frame))
 
 
-def plain_table(frame: pd.DataFrame, max_rows: int = MAX_ROWS) -> tuple[pd.DataFrame, str]:
+def plain_table(frame: pd.DataFrame, max_rows: int | None = None) -> tuple[pd.DataFrame, str]:
     """A table in its own shape (e.g. stats.error_rate_ztests): its columns as they are, minus
-    `detail`, ordered like result_table, capped."""
-    shown = _ordered(frame).head(max_rows).drop(columns=["_adj", "detail"], errors="ignore")
+    `detail`, ordered like result_table, every row unless `max_rows` is given."""
+    ordered = _ordered(frame)
+    shown = (ordered.head(max_rows) if max_rows is not None else ordered).drop(columns=["_adj", "detail"],
+                                                                               errors="ignore")
     for column in ("p_value", "p_adjusted", "p_bh"):
         if column in shown:
             shown[column] = pd.to_numeric(shown[column], errors="coerce").map(_p)
@@ -286,7 +275,7 @@ def api_costs_table(run_costs: pd.DataFrame) -> pd.DataFrame:
             .reset_index(drop=True))
 
 
-def _result_sections(tables: Mapping[str, pd.DataFrame], max_rows: int, alpha: float) -> list[Section]:
+def _result_sections(tables: Mapping[str, pd.DataFrame], max_rows: int | None, alpha: float) -> list[Section]:
     """Every stats.* table: the common result shape through result_table, others as they are."""
     sections = []
     for key, frame in sorted(tables.items()):
@@ -294,22 +283,23 @@ def _result_sections(tables: Mapping[str, pd.DataFrame], max_rows: int, alpha: f
             continue
         common = set(RESULT_COLUMNS) <= set(frame.columns)
         shown, note = result_table(frame, max_rows, alpha) if common else plain_table(frame, max_rows)
-        sections.append(Section(key, key.removeprefix("stats.").replace("_", " "), _table_html(shown), note))
+        sections.append(Section(key, key.removeprefix("stats.").replace("_", " "), _table_html(shown), note,
+                                len(frame)))
     return sections
 
 
 def _paper_sections(tables: Mapping[str, pd.DataFrame]) -> list[Section]:
-    """Every papers.* table as it is (it holds published_value / difference where the paper
-    has a number); capped at MAX_PAPER_ROWS."""
+    """Every papers.* table in the paper's own grid (paper_grid): ours / the paper's value per
+    cell, the cells outside the paper's rounding counted in the note; every cell shown (the long
+    form, one row per cell, is `fer-warehouse export papers.<table> --long`)."""
     sections = []
     for key, frame in sorted(tables.items()):
         if not key.startswith("papers."):
             continue
-        has = {"published_value", "difference"} & set(frame.columns)
-        note = f"{len(frame)} rows" + (f", {MAX_PAPER_ROWS} shown" if len(frame) > MAX_PAPER_ROWS else "")
-        if has:
-            note += "; published value and our difference beside each number the paper reports"
-        sections.append(Section(key, key.removeprefix("papers."), _table_html(frame.head(MAX_PAPER_ROWS)), note))
+        off = has_difference_outside_rounding(frame)
+        note = f"{len(frame)} cells; {off} outside the paper's rounding; {GRID_NOTE}"
+        sections.append(Section(key, key.removeprefix("papers."), _table_html(paper_grid(frame, key), index=True),
+                                note, len(frame)))
     return sections
 
 
@@ -328,7 +318,7 @@ def render_report(
     title: str = "FER bias warehouse report",
     generated_at: str = "",
     source: str = "",
-    max_rows: int = MAX_ROWS,
+    max_rows: int | None = None,
 ) -> str:
     """The report as one HTML string. `tables`: frames keyed "schema.table" (marts.group_accuracy,
     stats.*, papers.*; any may be missing); `figures`: PNGs to inline."""
@@ -336,19 +326,24 @@ def render_report(
     human = tables.get("marts.human_category_agreement", pd.DataFrame())
     human_rows = human_baseline_table(human)
     return _template().render(
-        title=title, generated_at=generated_at, source=source,
+        title=title, generated_at=generated_at, source=source, settings=settings,
+        summaries=slice_summaries(tables, alpha=settings.alpha, min_cell_n=settings.min_cell_n,
+                                  gate_correction=settings.gate_correction),
+        table_html=_table_html,
         notes=method_notes(settings),
         recorded=_table_html(recorded_methods({k: v for k, v in tables.items() if k.startswith("stats.")})),
         overview=_table_html(accuracy_overview(accuracy)),
         groups=_table_html(group_accuracy_table(accuracy)),
         costs=_table_html(api_costs_table(tables.get("marts.run_costs", pd.DataFrame()))),
-        human=_table_html(human_rows.head(max_rows)) if not human.empty else None,
-        human_note=f"{min(len(human_rows), max_rows)} of {len(human_rows)} rows", human_meanings=human_meanings(human),
+        human=_table_html(human_rows.head(max_rows) if max_rows is not None else human_rows) if not human.empty else None,
+        human_note=f"{len(human_rows) if max_rows is None else min(len(human_rows), max_rows)} of {len(human_rows)} rows",
+        human_meanings=human_meanings(human),
         results=_result_sections(tables, max_rows, settings.alpha),
         papers=_paper_sections(tables),
         figures=list(figures),
     )
 
 
-__all__ = ["Figure", "Section", "Settings", "accuracy_overview", "api_costs_table", "group_accuracy_table", "method_notes",
+__all__ = ["Figure", "Section", "Settings", "SliceSummary", "accuracy_overview", "api_costs_table", "group_accuracy_table",
+           "method_notes",
            "plain_table", "recorded_methods", "render_report", "result_table"]

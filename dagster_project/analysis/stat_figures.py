@@ -231,8 +231,9 @@ def ratio_forest_rows(tests: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         centre = (np.log(low) + np.log(high)) / 2  # = ln ratio for the Katz interval
         half = (np.log(high) - np.log(low)) / 2 * widen
     out = pd.DataFrame({
+        # the model only where the plot holds several: a slice's plot would repeat it on every row
         "label": [" / ".join(str(x) for x in parts) for parts in zip(
-            *[frame[c] for c in ("model", "subset") if c in frame])],
+            *[frame[c] for c in ("model", "subset") if c in frame and (c == "subset" or frame[c].nunique() > 1)])],
         "estimate": est, "adj_low": np.exp(centre - half), "adj_high": np.exp(centre + half), "m": m.astype(int),
     })
     one_sided = np.isfinite(low) & np.isinf(high)
@@ -305,20 +306,30 @@ def ratio_forest_axes(rows: pd.DataFrame, ax, alpha: float = 0.05) -> None:
     ax.legend(fontsize=7, loc="best")
 
 
+def without_small_groups(tests: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The rows whose groups both reach min_cell_n (below_min_n false), and how many were left out."""
+    small = tests["below_min_n"].fillna(False).astype(bool) if "below_min_n" in tests else pd.Series(False, tests.index)
+    return tests[~small], int(small.sum())
+
+
 def ratio_forest_png(tests: pd.DataFrame, title: str, path: Path, alpha: float = 0.05) -> Path:
-    """Forest plot of stats.misclassification_tests rate ratios (see ratio_forest_rows)."""
+    """Forest plot of stats.misclassification_tests rate ratios (see ratio_forest_rows). Pairs
+    with a group below min_cell_n (below_min_n) are not drawn -- a 2-image group would fill the
+    plot with unreadable ratios -- and the title says how many were left out."""
     plt = pyplot()
-    rows = ratio_forest_rows(tests, alpha)
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.35 * max(len(rows), 1)))
+    drawable, small = without_small_groups(tests)
+    rows = ratio_forest_rows(drawable, alpha)
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.3 * max(len(rows), 1)))
     if rows.empty:
         _empty(ax)
     else:
         ratio_forest_axes(rows, ax, alpha)
-    ax.set_title(title, fontsize=8)
+    note = f"\n{small} pair(s) with a group below min_cell_n not drawn (see the table)" if small else ""
+    ax.set_title(title + note, fontsize=8)
     return _save(fig, path)
 
 
 __all__ = [
     "adjusted_forest_png", "bias_bars_png", "bland_altman_png", "ratio_forest_axes", "ratio_forest_png",
-    "ratio_forest_rows", "strength_arousal_order_png", "strength_inversion_png",
+    "ratio_forest_rows", "strength_arousal_order_png", "without_small_groups", "strength_inversion_png",
 ]

@@ -6,6 +6,7 @@ redraws only that slice's files; figures that compare models on a dataset are un
 """
 
 import base64
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,7 +96,7 @@ accuracy_heatmaps = slice_figure_asset(
 )
 error_rate_forest_plots = slice_figure_asset(
     "error_rate_forest_plots", "forest", GROUP_ACCURACY, "select * from marts.group_accuracy where true_emotion = 'all' and n > 0",
-    figures.forest_plot_png,
+    functools.partial(figures.forest_plot_png, min_n=benchmark_config().statistics.min_cell_n),
     "Forest plot of error rate per group with Wilson 95 % intervals (all emotions pooled).",
 )
 
