@@ -70,7 +70,9 @@ regexp_replace(lower(coalesce({{ expr }}, '')), '[^a-z0-9]', '', 'g')
                          if found is not none else [] -%}
         {%- set missing = columns.keys() | reject('in', stored) | list -%}
         {%- if found is not none and not missing -%}
-    {{ relation }}
+        {#- Cast to the declared types: a stats table written from an empty frame has untyped
+            (NULL) columns, which the papers views' contracts refuse. -#}
+    (select * replace ({% for name, type in columns.items() %}cast({{ name }} as {{ type }}) as {{ name }}{{ ', ' if not loop.last }}{% endfor %}) from {{ relation }})
         {%- else -%}
     (select {% for name, type in columns.items() %}cast(null as {{ type }}) as {{ name }}{{ ', ' if not loop.last }}{% endfor %} where false)
         {%- endif -%}
