@@ -46,7 +46,7 @@ def built(tmp_path_factory):
                 "columns": {"image": "file", "agreement": "prop_intended", "n_raters": "raters"}}},
             "cfd": {"kind": "chicago_face", "location": str(cfd)},
         },
-        "models": {"always_happy": {"kind": "imported", "version": "v1", "options": {
+        "models": {"always_happy": {"kind": "imported", "family": "fer", "version": "v1", "options": {
             "files": {"radiate": "radiate_answers.csv", "cfd": "cfd_answers.csv"}}}},
     }))
     materialize_slices(config, root, report=True)

@@ -11,7 +11,8 @@ import pytest
 from dagster_project.analysis.inputs import load_inputs
 
 COLUMNS = ("model, model_version, dataset, protocol, grouping, true_emotion, predicted_emotion, group_a, group_b, "
-           "n_a, count_a, rate_a, n_b, count_b, rate_b, ratio, ci_low, ci_high")
+           "n_a, count_a, rate_a, n_b, count_b, rate_b, ratio, ci_low, ci_high, "
+           "n_clusters_a, design_effect_a, n_clusters_b, design_effect_b, cluster_ci_low, cluster_ci_high")
 
 
 def _warehouse() -> duckdb.DuckDBPyConnection:
@@ -20,7 +21,7 @@ def _warehouse() -> duckdb.DuckDBPyConnection:
     con.execute("create table marts.misclassification_ratios as select " + ", ".join(
         f"{value} as {name.strip()}" for name, value in zip(COLUMNS.split(","), [
             "'m'", "'v1'", "'d'", "'classify'", "'race'", "'sad'", "'neutral'", "'black'", "'white'",
-            "10", "5", "0.5", "10", "1", "0.1", "5.0", "0.7", "35.0"])))
+            "10", "5", "0.5", "10", "1", "0.1", "5.0", "0.7", "35.0", "10", "1.0", "10", "1.0", "0.7", "35.0"])))
     con.execute("insert into marts.misclassification_ratios select * replace ('v2' as model_version) "
                 "from marts.misclassification_ratios")
     return con
