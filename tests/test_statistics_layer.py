@@ -121,7 +121,6 @@ def test_misclassification_finds_the_disgust_anger_merger(demo):
     # pairs with a group below min_cell_n are flagged and not tested (no p-value, no correction)
     tested = tests[tests["p_value"].notna()]
     assert len(tested) and set(tested["correction"]) == {"holm"} and "p_adjusted_fdr_bh" in tests.columns
-    assert set(tests.loc[tests["p_value"].isna(), "correction"]) <= {""}
 
 
 def test_mcnemar_compares_models_on_the_same_images(demo):
