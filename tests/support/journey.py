@@ -37,19 +37,28 @@ MINI_XCEPTION = "fer2013_mini_XCEPTION.102-0.66"
 FAST_AUTOMATION = "automation: {sensor_interval_s: 5, automation_interval_s: 5}\n"
 
 
+class CommandFailed(AssertionError):
+    """A `fer-warehouse` command exited non-zero."""
+
+
 def wait_until(what: str, check: Callable[[], Any], timeout_s: float, every_s: float = 2.0,
                alive: Callable[[], None] | None = None) -> Any:
     """Poll `check` until it returns something truthy (returned); `alive` raises when a process
-    the wait depends on has died."""
+    the wait depends on has died. A command that fails while polling counts as "not yet" (its
+    last error is in the timeout's message)."""
     deadline = time.monotonic() + timeout_s
+    last_error = ""
     while True:
-        value = check()
+        try:
+            value = check()
+        except CommandFailed as failed:
+            value, last_error = None, str(failed)[-2000:]
         if value:
             return value
         if alive is not None:
             alive()
         if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {timeout_s:.0f} s for {what}")
+            raise TimeoutError(f"waited {timeout_s:.0f} s for {what}" + (f"; last error: {last_error}" if last_error else ""))
         time.sleep(every_s)
 
 
@@ -80,7 +89,7 @@ class Workspace:
         done = subprocess.run([FER_WAREHOUSE, *args], env=self.env, cwd=self.root, capture_output=True,
                               text=True, timeout=timeout_s)
         if check and done.returncode != 0:
-            raise AssertionError(f"fer-warehouse {' '.join(args)} exited {done.returncode}:\n"
+            raise CommandFailed(f"fer-warehouse {' '.join(args)} exited {done.returncode}:\n"
                                  f"{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
         return done
 
