@@ -23,10 +23,9 @@ LONDON = REPO_ROOT.parent / "shared" / "datasets" / "london_set"
 MINI_XCEPTION = "fer2013_mini_XCEPTION.102-0.66"
 
 
-def tiny_benchmark(root: Path, identities_per_cell: int = 1) -> Path:
-    """A London Set subset (`identities_per_cell` identity per ethnicity x gender, both
-    expressions) evaluated by mini-Xception alone: the smallest graph with every kind of asset."""
-    london = root / "london_tiny"
+def london_subset(london: Path, identities_per_cell: int = 1) -> Path:
+    """A London Set copy in its published layout at `london`, with `identities_per_cell`
+    identities per ethnicity x gender (both expressions)."""
     rows = [line.split(",") for line in (LONDON / "london_info.csv").read_text().splitlines()]
     chosen: dict[tuple[str, str], list[list[str]]] = {}
     for row in rows[1:]:
@@ -39,6 +38,13 @@ def tiny_benchmark(root: Path, identities_per_cell: int = 1) -> Path:
         for row in keep:
             shutil.copy(LONDON / folder / f"{row[0]}_{suffix}.jpg", london / folder)
     (london / "london_info.csv").write_text("\n".join(",".join(r) for r in [rows[0], *keep]) + "\n")
+    return london
+
+
+def tiny_benchmark(root: Path, identities_per_cell: int = 1) -> Path:
+    """A London Set subset (`identities_per_cell` identity per ethnicity x gender, both
+    expressions) evaluated by mini-Xception alone: the smallest graph with every kind of asset."""
+    london = london_subset(root / "london_tiny", identities_per_cell)
     config = root / "benchmark.yaml"
     config.write_text(f"""
 warehouse: {root / 'warehouse.duckdb'}

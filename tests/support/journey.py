@@ -25,11 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.dagster_ui import free_port, group_members
+from tests.support.dagster_ui import free_port, group_members, london_subset  # noqa: F401 (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = REPO_ROOT.parent / "shared"
-LONDON = SHARED / "datasets" / "london_set"
 FER_WAREHOUSE = str(Path(sys.executable).with_name("fer-warehouse"))
 MINI_XCEPTION = "fer2013_mini_XCEPTION.102-0.66"
 # Settings a user may write too (README, "New model versions evaluate themselves"): the journeys
@@ -107,26 +105,6 @@ class Workspace:
             return False
         return self.scalar(f"select count(*) from information_schema.tables where table_schema = '{schema}' "
                            f"and table_name = '{table}'") == "1"
-
-
-def london_subset(root: Path, identities_per_cell: int = 1) -> Path:
-    """A London Set copy in its published layout with `identities_per_cell` identities per
-    ethnicity x gender (both expressions)."""
-    import shutil
-
-    rows = [line.split(",") for line in (LONDON / "london_info.csv").read_text().splitlines()]
-    chosen: dict[tuple[str, str], list[list[str]]] = {}
-    for row in rows[1:]:
-        cell = chosen.setdefault((row[3], row[2]), [])
-        if len(cell) < identities_per_cell:
-            cell.append(row)
-    keep = sorted(row for cell in chosen.values() for row in cell)
-    for folder, suffix in (("neutral_front", "03"), ("smiling_front", "08")):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-        for row in keep:
-            shutil.copy(LONDON / folder / f"{row[0]}_{suffix}.jpg", root / folder)
-    (root / "london_info.csv").write_text("\n".join(",".join(r) for r in [rows[0], *keep]) + "\n")
-    return root
 
 
 class Provider:
