@@ -78,11 +78,12 @@ def _sql_list(values: tuple[str, ...]) -> str:
 def write_images(con, n_images: int) -> None:
     """raw.dataset_images: N images, emotion / race / gender / identity from the image number."""
     con.execute(f"""
-        insert into raw.dataset_images
+        insert into raw.dataset_images (dataset, image_id, image_hash, label_set, source_label, identity,
+            race, gender, age, width, height, extra, loaded_at, media_type)
         select '{DATASET}', printf('img/%06d.png', i), md5(i::varchar), 'canonical',
                {_sql_list(EMOTIONS)}[1 + i % 7], printf('p%05d', i // 7),
                {_sql_list(RACES)}[1 + (hash('race' || i) % 4)::int], {_sql_list(GENDERS)}[1 + (hash('gender' || i) % 2)::int],
-               null, 48, 48, null, now()
+               null, 48, 48, null, now(), 'image'
         from range({n_images}) t(i)
     """)
 
@@ -117,11 +118,15 @@ def write_version(con, version_index: int, n_images: int, n_samples: int) -> Non
         from draws
     """)
     con.execute(f"""
-        insert into raw.model_runs values ('{run_id}', '{MODEL}', '{version}', 'openai', '{DATASET}', now(), now(),
-            {n_images}, {n_images * n_samples}, 0, null, null)
+        insert into raw.model_runs (run_id, model, model_version, model_kind, dataset, started_at, finished_at,
+            n_images, n_answers, n_no_face)
+        values ('{run_id}', '{MODEL}', '{version}', 'openai', '{DATASET}', now(), now(),
+            {n_images}, {n_images * n_samples}, 0)
     """)
     con.execute(f"""
-        insert into raw.model_versions values ('{MODEL}', '{version}', 'openai', now(), 'config', null, '{run_id}')
+        insert into raw.model_versions (model, model_version, model_kind, discovered_at, discovered_by,
+            discovered_from, first_run_id)
+        values ('{MODEL}', '{version}', 'openai', now(), 'config', null, '{run_id}')
     """)
 
 
