@@ -25,6 +25,7 @@ from inference.config import load_config
 from inference.slice_rows import dataset_rows
 from inference.slice_store import SliceStore
 from inference.vlm.run_tags import provider_tag
+from tests.support.celery_workers import celery_workers
 from tests.support.openai_server import OpenAIServer
 from tests.support.tae_fixture import build_tae_fixture
 
@@ -166,24 +167,9 @@ def test_celery_workers_run_partitions_concurrently_within_the_provider_pool(tmp
                                                    ratings=data.ratings, exclusions=data.exclusions)
         queue = f"fer.{provider_tag('openai', server.base_url, None)}"
         env = {**os.environ, **scaled_env, "FER_CONFIG": str(config), "DAGSTER_CELERY_BROKER_HOST": "127.0.0.1"}
-        logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(POOL)]
-        workers = [subprocess.Popen(
-            [sys.executable, "-m", "celery", "--app", "dagster_celery.app", "worker", "--queues", queue,
-             "--pool", "threads", "--concurrency", "1", "--hostname", f"fer{i}-{uuid.uuid4().hex[:6]}@%h", "--include",
-             "dagster_project.definitions", "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=log) for i, log in enumerate(logs)]
-        try:
+        with celery_workers(POOL, queue, name="fer", cwd=REPO_ROOT, env=env, log_dir=tmp_path):
             fan_out = subprocess.run([sys.executable, "-m", "dagster_project.cli", "fan-out", "--wait", "--timeout", "420"],
                                      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=480)
-        finally:
-            for proc in workers:
-                proc.terminate()
-            for proc, log in zip(workers, logs):
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                log.close()
         worker_logs = "\n".join((tmp_path / f"worker{i}.log").read_text()[-2000:] for i in range(POOL))
         assert fan_out.returncode == 0, f"{fan_out.stdout}\n{fan_out.stderr[-3000:]}\n{worker_logs}"
         max_in_flight = server.max_concurrent

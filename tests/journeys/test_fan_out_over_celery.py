@@ -11,12 +11,12 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.support.celery_workers import celery_workers
 from tests.support.journey import REPO_ROOT, Workspace, provider
 from tests.support.tae_fixture import build_tae_fixture
 
@@ -71,27 +71,14 @@ def test_fan_out_over_celery_gives_the_marts_of_the_embedded_run(tmp_path: Path)
                           DAGSTER_CELERY_BROKER_HOST="127.0.0.1")
         provider_queue = "fer.openai." + api.url.split("://", 1)[1].replace(":", "_") + ".nokey"
         _psql(f"create database {database}")
-        logs = [open(tmp_path / f"worker{i}.log", "w") for i in range(2)]
-        workers = [subprocess.Popen(
-            [str(Path(sys.executable).with_name("celery")), "--app", "dagster_celery.app", "worker", "--pool",
-             "threads", "-c", "1", "--queues", f"dagster,{provider_queue}", "--hostname",
-             f"journey{i}-{uuid.uuid4().hex[:6]}@%h", "--include", "dagster_project.definitions",
-             "--without-gossip", "--without-mingle"], cwd=scaled.root, env=scaled.env, stdout=log, stderr=log)
-            for i, log in enumerate(logs)]
         try:
-            scaled.cli("fan-out", "--job", "ingest_dataset", "--partition", "faces", "--wait", "--timeout", "600")
-            launched = scaled.cli("fan-out", "--wait", "--timeout", "600").stdout
-            assert len(launched.splitlines()) == len(MODELS)
-            scaled.cli("fan-out", "--job", "refresh_slice", "--wait", "--timeout", "600")
+            with celery_workers(2, f"dagster,{provider_queue}", name="journey", cwd=scaled.root, env=scaled.env,
+                                log_dir=tmp_path):
+                scaled.cli("fan-out", "--job", "ingest_dataset", "--partition", "faces", "--wait", "--timeout", "600")
+                launched = scaled.cli("fan-out", "--wait", "--timeout", "600").stdout
+                assert len(launched.splitlines()) == len(MODELS)
+                scaled.cli("fan-out", "--job", "refresh_slice", "--wait", "--timeout", "600")
         finally:
-            for worker in workers:
-                worker.terminate()
-            for worker, log in zip(workers, logs):
-                try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                log.close()
             _psql(f"drop database if exists {database} with (force)")
         ledger = api.stats()["ledger"]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.dagster_ui import free_port, group_members, london_subset  # noqa: F401 (re-exported)
+from tests.support.dagster_ui import DagsterUI, free_port, group_members, london_subset  # noqa: F401 (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FER_WAREHOUSE = str(Path(sys.executable).with_name("fer-warehouse"))
@@ -151,8 +151,9 @@ def provider(log: Path, *args: str) -> Iterator[Provider]:
         started.stop()
 
 
-class UI:
-    """`fer-warehouse ui` as a user starts it, in a session (process group) of its own."""
+class UI(DagsterUI):
+    """`fer-warehouse ui` as a user starts it, in a session (process group) of its own; its
+    GraphQL client is the UI tests' (tests/support/dagster_ui.DagsterUI)."""
 
     def __init__(self, workspace: Workspace, log: Path) -> None:
         self.port = free_port()
@@ -163,15 +164,6 @@ class UI:
                                             cwd=workspace.root, stdout=out, stderr=subprocess.STDOUT,
                                             start_new_session=True)
 
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            payload = json.loads(response.read())
-        if payload.get("errors"):
-            raise RuntimeError(f"GraphQL errors: {payload['errors']}")
-        return payload["data"]
-
     def alive(self) -> None:
         if self.process.poll() is not None:
             raise RuntimeError(f"fer-warehouse ui exited ({self.process.returncode}); see {self.log}")
@@ -179,11 +171,9 @@ class UI:
     def wait_loaded(self, timeout_s: float = 900) -> None:
         def loaded() -> bool:
             try:
-                data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }")
-            except (urllib.error.URLError, ConnectionError, RuntimeError, OSError):
+                return self.location_loaded()
+            except (urllib.error.URLError, ConnectionError, RuntimeError, OSError, KeyError, TypeError):
                 return False
-            entries = data["workspaceOrError"]["locationEntries"]
-            return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
 
         wait_until("the UI to load its code location", loaded, timeout_s, alive=self.alive)
 
