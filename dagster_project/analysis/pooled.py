@@ -20,8 +20,17 @@ A dataset is a stratum when both groups have answered images with that true emot
 pool needs two strata (one is the per-dataset test, which stays in stats.misclassification_tests).
 Orientation: group_a has the higher crude pooled rate; `mh_rate_ratio` < 1 then means the
 direction reverses within datasets (detail.note says so). Families as the per-dataset tests
-(statistics.family), with the pooled datasets in place of the dataset. Not cluster-aware yet:
-images of one identity count as independent (as in the per-dataset tests).
+(statistics.family), with the pooled datasets in place of the dataset.
+
+Cluster-aware as the per-dataset tests (analysis/clustered.py): images of one person are not
+independent. Where a stratum's group repeats identities, the CMH test runs on effective counts
+-- each group's count and n in each dataset divided by its design effect there (the marts'
+design_effect_a / _b, clustered by identity) -- the Rao-Scott adjustment applied stratum by
+stratum (Donald & Donner 1987, "Adjustments to the Mantel-Haenszel chi-square statistic and
+odds ratio variance estimator when the data are clustered", Stat Med 6:491-499, with
+group-specific design effects as in Rao & Scott 1992). The naive CMH test stays beside it
+(statistic_naive, p_value_naive), `inference` says which decides. The Mantel-Haenszel ratio
+and the crude ratio are point estimates and keep the raw counts.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from dagster_project.analysis.clustered import CLUSTER_METHOD, NAIVE_METHOD, NO_CLUSTER_INFO, group_cell, inference_method
 from dagster_project.analysis.proportions import FAMILY_KEYS, family_name
 from dagster_project.analysis.results import (
     RESULT_COLUMNS,
@@ -46,7 +56,9 @@ POOL_KEYS = ["model", "model_version", "protocol", "grouping", "true_emotion", "
 POOLED_EXTRA_COLUMNS = [
     "true_emotion", "predicted_emotion", "group_a", "group_b", "n_datasets", "datasets",
     "n_a", "count_a", "n_b", "count_b", "crude_ratio", "crude_z", "crude_p_value",
+    "statistic_naive", "p_value_naive", "inference",
 ]
+CELL_COLUMNS = ["count_a", "n_a", "count_b", "n_b"]
 
 
 def pooled_misclassification_tests(ratios: pd.DataFrame, *, correction: str = "holm", min_n: int = 10,
@@ -78,31 +90,63 @@ def pooled_misclassification_tests(ratios: pd.DataFrame, *, correction: str = "h
     return frame[columns]
 
 
+def _strata_cells(strata: pd.DataFrame) -> list[tuple]:
+    """Per dataset, the two groups' GroupCells (design effects from the marts; a frame without
+    them counts images as independent)."""
+    return [(group_cell(r["count_a"], r["n_a"], r.get("n_clusters_a"), r.get("design_effect_a")),
+             group_cell(r["count_b"], r["n_b"], r.get("n_clusters_b"), r.get("design_effect_b")))
+            for _, r in strata.iterrows()]
+
+
+def _pooled_inference(cells: list[tuple]) -> str:
+    """Cluster-aware when any stratum's group repeats identities; naive when none does."""
+    methods = {inference_method(a, b) for a, b in cells}
+    if CLUSTER_METHOD in methods:
+        return CLUSTER_METHOD
+    return NO_CLUSTER_INFO if NO_CLUSTER_INFO in methods else NAIVE_METHOD
+
+
+def _cmh_test(tables: list[np.ndarray], continuity: bool) -> tuple[float, float]:
+    from statsmodels.stats.contingency_tables import StratifiedTable
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        test = StratifiedTable(tables).test_null_odds(correction=continuity)
+    return float(test.statistic), float(test.pvalue)
+
+
 def _pooled_row(keys: dict, strata: pd.DataFrame, alpha: float, continuity: bool) -> dict:
     from statsmodels.stats.contingency_tables import StratifiedTable
     from statsmodels.stats.proportion import proportions_ztest
 
-    counts = strata[["count_a", "n_a", "count_b", "n_b"]].astype(int).to_numpy()
+    cells = _strata_cells(strata)
+    counts = strata[CELL_COLUMNS].astype(int).to_numpy()
     count_a, n_a, count_b, n_b = (int(v) for v in counts.sum(axis=0))
     # Orientation: the group with the higher crude pooled rate first (ties: alphabetical).
     if count_b / n_b > count_a / n_a:
         keys = {**keys, "group_a": keys["group_b"], "group_b": keys["group_a"]}
         counts = counts[:, [2, 3, 0, 1]]
+        cells = [(b, a) for a, b in cells]
         count_a, n_a, count_b, n_b = count_b, n_b, count_a, n_a
     tables = [np.array([[ca, na - ca], [cb, nb - cb]], dtype=float) for ca, na, cb, nb in counts]
+    inference = _pooled_inference(cells)
+    effective_tables = [np.array([[a.effective[0], a.effective[1] - a.effective[0]],
+                                  [b.effective[0], b.effective[1] - b.effective[0]]]) for a, b in cells]
     notes = []
-    mh_ratio = statistic = p_value = odds = odds_low = odds_high = homogeneity_p = np.nan
-    crude_z = crude_p = np.nan
+    mh_ratio = statistic = p_value = statistic_naive = p_value_naive = np.nan
+    odds = odds_low = odds_high = homogeneity_p = crude_z = crude_p = np.nan
     if 0 < count_a + count_b < n_a + n_b:
         crude_z, crude_p = proportions_ztest([count_a, count_b], [n_a, n_b])
+        statistic_naive, p_value_naive = _cmh_test(tables, continuity)
+        statistic, p_value = (_cmh_test(effective_tables, continuity) if inference == CLUSTER_METHOD
+                              else (statistic_naive, p_value_naive))
         with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             table = StratifiedTable(tables)
-            test = table.test_null_odds(correction=continuity)
-            statistic, p_value = float(test.statistic), float(test.pvalue)
             mh_ratio, odds = float(table.riskratio_pooled), float(table.oddsratio_pooled)
-            odds_low, odds_high = (float(v) for v in table.oddsratio_pooled_confint(alpha=alpha))
-            homogeneity_p = float(table.test_equal_odds().pvalue)
+            # the odds ratio's interval and the homogeneity test count people where they repeat
+            effective = StratifiedTable(effective_tables) if inference == CLUSTER_METHOD else table
+            odds_low, odds_high = (float(v) for v in effective.oddsratio_pooled_confint(alpha=alpha))
+            homogeneity_p = float(effective.test_equal_odds().pvalue)
     else:
         notes.append("no test: the pooled rate is 0 or 1")
     crude_ratio = (count_a / n_a) / (count_b / n_b) if count_b else np.nan
@@ -116,10 +160,14 @@ def _pooled_row(keys: dict, strata: pd.DataFrame, alpha: float, continuity: bool
         estimate=mh_ratio, statistic=statistic, p_value=p_value,
         detail=json.dumps({
             "true_emotion": str(keys["true_emotion"]), "predicted_emotion": str(keys["predicted_emotion"]),
-            "strata": {d: {"count_a": int(c[0]), "n_a": int(c[1]), "count_b": int(c[2]), "n_b": int(c[3])}
-                       for d, c in zip(datasets, counts)},
+            "strata": {d: {"count_a": int(c[0]), "n_a": int(c[1]), "count_b": int(c[2]), "n_b": int(c[3]),
+                           "design_effect_a": ab[0].design_effect, "design_effect_b": ab[1].design_effect}
+                       for d, c, ab in zip(datasets, counts, cells)},
             "test": f"Cochran-Mantel-Haenszel chi-square, 1 df, {'with' if continuity else 'no'} continuity "
-                    f"correction (statsmodels StratifiedTable.test_null_odds), strata = datasets",
+                    f"correction (statsmodels StratifiedTable.test_null_odds), strata = datasets"
+                    + (", on effective counts count / design_effect per dataset and group (Rao-Scott; "
+                       "Donald & Donner 1987)" if inference == CLUSTER_METHOD else ""),
+            "inference": inference,
             "estimate": "Mantel-Haenszel pooled rate ratio (statsmodels riskratio_pooled; no interval)",
             "mh_odds_ratio": none_if_nan(odds), "mh_odds_ratio_ci": [none_if_nan(odds_low), none_if_nan(odds_high)],
             "breslow_day_homogeneity_p": none_if_nan(homogeneity_p),
@@ -131,7 +179,8 @@ def _pooled_row(keys: dict, strata: pd.DataFrame, alpha: float, continuity: bool
             "group_a": str(keys["group_a"]), "group_b": str(keys["group_b"]), "n_datasets": len(datasets),
             "datasets": ",".join(datasets), "n_a": n_a, "count_a": count_a, "n_b": n_b, "count_b": count_b,
             "crude_ratio": crude_ratio, "crude_z": none_if_nan(float(crude_z)),
-            "crude_p_value": none_if_nan(float(crude_p))}
+            "crude_p_value": none_if_nan(float(crude_p)), "statistic_naive": none_if_nan(statistic_naive),
+            "p_value_naive": none_if_nan(p_value_naive), "inference": inference}
 
 
 __all__ = ["POOLED_EXTRA_COLUMNS", "pooled_misclassification_tests"]

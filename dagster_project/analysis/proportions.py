@@ -38,6 +38,7 @@ from dagster_project.analysis.clustered import (
 from dagster_project.analysis.results import (
     RESULT_COLUMNS,
     adjust_within_families,
+    collections_of_new_objects_only,
     result_frame,
     result_row,
 )
@@ -110,11 +111,12 @@ def pairwise_error_ztests(
     frame["p_adjusted"] = np.nan
     frame["family_size"] = frame.groupby("family")["family"].transform("size")
     frame["family_m"] = frame.groupby("family")["p_value"].transform("count")
-    for _, idx in frame.groupby("family").groups.items():
-        p = frame.loc[idx, "p_value"]
-        if p.notna().any():
-            _, adjusted, _, _ = multipletests(p.dropna(), alpha=alpha, method=correction)
-            frame.loc[p.dropna().index, "p_adjusted"] = adjusted
+    with collections_of_new_objects_only():
+        for _, idx in frame.groupby("family").groups.items():
+            p = frame.loc[idx, "p_value"]
+            if p.notna().any():
+                _, adjusted, _, _ = multipletests(p.dropna(), alpha=alpha, method=correction)
+                frame.loc[p.dropna().index, "p_adjusted"] = adjusted
     frame["significant"] = frame["p_adjusted"] < alpha
     return frame[ZTEST_COLUMNS]
 
