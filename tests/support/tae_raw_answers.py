@@ -142,8 +142,9 @@ def construct(x: np.ndarray, emotions: np.ndarray, model: str, dimension: str) -
     for j, emotion in enumerate(ORDER):
         idx = np.flatnonzero(emotions == emotion)
         v[idx] = x[idx].mean() + bias[j]
-        block = np.zeros((n, 4))
-        block[idx] = _patterns(x[idx] - x[idx].mean())
+        patterns = _patterns(x[idx] - x[idx].mean())
+        block = np.zeros((n, patterns.shape[1]))
+        block[idx] = patterns
         blocks.append(block)
     phi = np.concatenate(blocks, axis=1)
     # The printed biases are rounded to 0.01: moving all six by the same amount within their
