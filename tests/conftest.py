@@ -191,6 +191,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 LONGEST_GROUPS = ("demo", "tests/journeys/test_new_model_in_benchmark_yaml.py",
                   "tests/journeys/test_watched_provider_serves_a_new_version.py",
                   "tests/journeys/test_dataset_in_a_wrong_layout.py", "tests/test_ui_browser.py",
+                  "tests/journeys/test_tae_reproduced_from_raw_answers.py",
                   "tests/journeys/test_ui_killed_mid_evaluation.py", "tests/test_incremental_slices.py",
                   "tests/test_fer_baselines_pipeline.py", "tests/test_clip_pipeline.py", "tests/test_dbt_runner.py",
                   "tests/test_slice_store.py", "tests/test_scale_out.py", "tests/test_papers_tables.py",
