@@ -39,7 +39,7 @@ def rows(work: Workspace, view: str, where: str) -> list[dict[str, str]]:
     return work.sql(f"select * from papers.{view} where {where} order by all")
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_chhua_tables_come_out_of_imported_answers_on_chicago_face_shaped_sets(tmp_path: Path) -> None:
     fixture = build(tmp_path / "downloads")
     work = Workspace(tmp_path / "work")
