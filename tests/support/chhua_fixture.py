@@ -16,8 +16,9 @@ the `chicago_face` kind), unbalanced like the real one:
   emotion searched so that one image count per cell carries all three models' Table 2 accuracies.
   Table 2 cannot be Chicago Face alone (the paper's own numbers: GPT-4o scores 95.6 % on Chicago
   Face in Table 1 but at most 84.5 % for any race in Table 2, and Table 2 has Asian and Hispanic
-  anger, fear and happy faces, which CFD lacks): it pools the datasets (RADIATE and Tarr at
-  least). This set stands for that pool, as far as a set with CFD's four expressions can.
+  anger, fear and happy faces, which CFD lacks), nor RADIATE and Tarr alone (GPT-4o's and
+  Gemini's Table 1 accuracies there are below every race's in Table 2): it pools the three. This set stands for that
+  pool, as far as a set with CFD's four expressions can.
   The race z-tests (Section 5, no model named: `vlm_unnamed` here) are answered on it too: on
   `cfd`'s group sizes (Asian and Latino 108-109 neutral faces, Black and White ~500) no error
   rates give all four published z (Latino vs White stays near -2.58 where -2.70 is printed);
