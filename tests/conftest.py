@@ -188,7 +188,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 # The groups that take longest (`--durations`), longest first.
-LONGEST_GROUPS = ("demo", "tests/journeys/test_new_model_in_benchmark_yaml.py",
+LONGEST_GROUPS = ("demo", "tests/journeys/test_chhua_tables_from_imported_answers.py",
+                  "tests/journeys/test_new_model_in_benchmark_yaml.py",
                   "tests/journeys/test_watched_provider_serves_a_new_version.py",
                   "tests/journeys/test_dataset_in_a_wrong_layout.py", "tests/test_ui_browser.py",
                   "tests/journeys/test_tae_reproduced_from_raw_answers.py",
