@@ -189,11 +189,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 # The groups that take longest (`--durations`), longest first.
 LONGEST_GROUPS = ("demo", "tests/journeys/test_chhua_tables_from_imported_answers.py",
+                  "tests/journeys/test_fan_out_over_celery.py",
                   "tests/journeys/test_new_model_in_benchmark_yaml.py",
                   "tests/journeys/test_watched_provider_serves_a_new_version.py",
-                  "tests/journeys/test_dataset_in_a_wrong_layout.py", "tests/test_ui_browser.py",
-                  "tests/journeys/test_tae_reproduced_from_raw_answers.py",
-                  "tests/journeys/test_ui_killed_mid_evaluation.py", "tests/test_incremental_slices.py",
+                  "tests/journeys/test_api_model_against_a_throttling_provider.py",
+                  "tests/journeys/test_tae_reproduced_from_raw_answers.py", "tests/test_ui_browser.py",
+                  "tests/journeys/test_ui_killed_mid_evaluation.py", "tests/journeys/test_dataset_in_a_wrong_layout.py",
+                  "tests/test_incremental_slices.py",
                   "tests/test_fer_baselines_pipeline.py", "tests/test_clip_pipeline.py", "tests/test_dbt_runner.py",
                   "tests/test_slice_store.py", "tests/test_scale_out.py", "tests/test_papers_tables.py",
                   "tests/test_dbt_project.py", "tests/test_imported_pipeline.py")
