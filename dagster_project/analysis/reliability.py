@@ -190,9 +190,51 @@ def value_counts(matrix: np.ndarray, domain: np.ndarray) -> np.ndarray:
     return counts
 
 
+# krippendorff.alpha builds an images x values x values array on its way to the values x values
+# coincidence matrix: ratings on a continuous scale (averaged or slider ratings; 1,440 images
+# with 2,880 distinct values) asked it for 89 GiB and killed ingestion. Above this many bytes the
+# coincidence matrix is summed sparsely instead (coincidences_sparse), then the library's own steps.
+DENSE_COINCIDENCE_BYTES = 256 * 2**20
+MAX_DISTINCT_VALUES = 20_000  # values x values distance and coincidence matrices: 3.2 GB each
+
+
 def _alpha(counts: np.ndarray, domain: np.ndarray, level: str) -> float:
     import krippendorff
-    return float(krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=level))
+    if counts.shape[0] * len(domain) ** 2 * 8 <= DENSE_COINCIDENCE_BYTES:
+        return float(krippendorff.alpha(value_counts=counts, value_domain=domain, level_of_measurement=level))
+    return _alpha_sparse(counts, domain, level)
+
+
+def coincidences_sparse(counts: np.ndarray) -> np.ndarray:
+    """Krippendorff's coincidence matrix o_ck = sum over images u of (n_uc n_uk - [c = k] n_uc) /
+    (m_u - 1), the sum krippendorff._coincidences takes over a dense images x V x V array, as one
+    sparse product: C' diag(1 / (m_u - 1)) C - diag(sum_u n_uc / (m_u - 1)). Images rated once
+    weigh 0 in both (the library's max(m_u, 2) - 1 divisor, with a zero numerator)."""
+    from scipy import sparse
+    pairable = np.maximum(counts.sum(axis=1), 2)
+    weights = 1.0 / (pairable - 1)
+    table = sparse.csr_matrix(counts)
+    product = (table.T @ sparse.diags(weights) @ table).toarray()
+    return product - np.diag(table.T @ weights)
+
+
+def _alpha_sparse(counts: np.ndarray, domain: np.ndarray, level: str) -> float:
+    """krippendorff.alpha's own steps (its checks, random coincidences, distance metric), with the
+    coincidence matrix from coincidences_sparse."""
+    from krippendorff import krippendorff as kd
+    if len(domain) > MAX_DISTINCT_VALUES:
+        raise ValueError(f"Krippendorff's alpha over {len(domain):,} distinct rating values needs two "
+                         f"{len(domain):,} x {len(domain):,} matrices; round the ratings to the scale's steps "
+                         "(datasets.<name>.human_ratings) or leave this dimension out")
+    if len(domain) <= 1:
+        raise ValueError("There has to be more than one value in the domain.")
+    if (counts.sum(axis=-1) <= 1).all():
+        raise ValueError("There has to be at least one unit with values assigned by at least two coders.")
+    observed = coincidences_sparse(counts)
+    n_v = observed.sum(axis=0)
+    expected = kd._random_coincidences(n_v)
+    distances = kd._distances(np.asarray(domain), kd._distance_metric(level), n_v)
+    return float(1 - (observed * distances).sum() / (expected * distances).sum())
 
 
 def _alpha_or_nan(counts, domain, level) -> float:
