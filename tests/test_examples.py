@@ -27,7 +27,8 @@ def test_each_seed_study_config_loads(name, datasets, models, monkeypatch):
     assert set(cfg.datasets) == datasets and set(cfg.models) == models
     assert cfg.warehouse == (EXAMPLES.parent / "data" / name / "warehouse.duckdb").resolve()
     if name == "chhua":
-        assert cfg.dataset_groups == {"radiate_tarr": ("radiate", "tarr")}
+        # RADIATE + Tarr, and all three: the pool papers.chhua_table2 is met by
+        assert cfg.dataset_groups == {"radiate_tarr": ("radiate", "tarr"), "radiate_tarr_cfd": ("radiate", "tarr", "cfd")}
 
 
 def test_tae_families_make_the_strength_inversion_comparable(monkeypatch):
