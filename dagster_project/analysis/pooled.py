@@ -106,11 +106,8 @@ def _pooled_inference(cells: list[tuple]) -> str:
     return NO_CLUSTER_INFO if NO_CLUSTER_INFO in methods else NAIVE_METHOD
 
 
-def _cmh_test(tables: list[np.ndarray], continuity: bool) -> tuple[float, float]:
-    from statsmodels.stats.contingency_tables import StratifiedTable
-    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)
-        test = StratifiedTable(tables).test_null_odds(correction=continuity)
+def _null_odds_test(table, continuity: bool) -> tuple[float, float]:
+    test = table.test_null_odds(correction=continuity)
     return float(test.statistic), float(test.pvalue)
 
 
@@ -136,17 +133,17 @@ def _pooled_row(keys: dict, strata: pd.DataFrame, alpha: float, continuity: bool
     odds = odds_low = odds_high = homogeneity_p = crude_z = crude_p = np.nan
     if 0 < count_a + count_b < n_a + n_b:
         crude_z, crude_p = proportions_ztest([count_a, count_b], [n_a, n_b])
-        statistic_naive, p_value_naive = _cmh_test(tables, continuity)
-        statistic, p_value = (_cmh_test(effective_tables, continuity) if inference == CLUSTER_METHOD
-                              else (statistic_naive, p_value_naive))
         with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             table = StratifiedTable(tables)
             mh_ratio, odds = float(table.riskratio_pooled), float(table.oddsratio_pooled)
-            # the odds ratio's interval and the homogeneity test count people where they repeat
-            effective = StratifiedTable(effective_tables) if inference == CLUSTER_METHOD else table
-            odds_low, odds_high = (float(v) for v in effective.oddsratio_pooled_confint(alpha=alpha))
-            homogeneity_p = float(effective.test_equal_odds().pvalue)
+            statistic_naive, p_value_naive = _null_odds_test(table, continuity)
+            # the test, the odds ratio's interval and the homogeneity test count people where they repeat
+            decisive = StratifiedTable(effective_tables) if inference == CLUSTER_METHOD else table
+            statistic, p_value = (_null_odds_test(decisive, continuity) if decisive is not table
+                                  else (statistic_naive, p_value_naive))
+            odds_low, odds_high = (float(v) for v in decisive.oddsratio_pooled_confint(alpha=alpha))
+            homogeneity_p = float(decisive.test_equal_odds().pvalue)
     else:
         notes.append("no test: the pooled rate is 0 or 1")
     crude_ratio = (count_a / n_a) / (count_b / n_b) if count_b else np.nan
