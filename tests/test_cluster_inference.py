@@ -15,7 +15,7 @@ import pytest
 import statsmodels.api as sm
 from scipy.stats import fisher_exact
 
-from cluster_support import clustered_errors, person_failures, statsmodels_design_effect
+from cluster_support import clustered_errors, null_rejection_rates, person_failures, statsmodels_design_effect
 from dagster_project.analysis.clustered import CLUSTER_METHOD, NAIVE_METHOD, comparison, group_cell
 from dagster_project.analysis.proportions import pairwise_error_ztests
 
@@ -34,17 +34,14 @@ def test_null_with_identity_effect_naive_rejects_often_cluster_aware_near_alpha(
     # 30 people per group, 4 faces each, the same distribution of per-person error rates in both
     # groups (no group difference) with a strong identity effect (beta-binomial ICC = 1 / (1 + a + b)).
     rng = np.random.default_rng(22)
-    sims, naive_rejections, cluster_rejections, tested = 600, 0, 0, 0
-    for _ in range(sims):
+
+    def p_values():
         a = _cell(*clustered_errors(rng, 30, 4, mean_rate=0.2, icc_concentration=concentration))
         b = _cell(*clustered_errors(rng, 30, 4, mean_rate=0.2, icc_concentration=concentration))
         result = comparison(a, b)
-        if np.isnan(result["p_value"]):
-            continue
-        tested += 1
-        naive_rejections += result["p_value_naive"] < 0.05
-        cluster_rejections += result["p_value"] < 0.05
-    naive_rate, cluster_rate = naive_rejections / tested, cluster_rejections / tested
+        return None if np.isnan(result["p_value"]) else (result["p_value_naive"], result["p_value"])
+
+    naive_rate, cluster_rate, tested = null_rejection_rates(600, p_values)
     print(f"rejection rate at alpha 0.05 over {tested} null simulations: naive {naive_rate:.3f}, "
           f"cluster-aware {cluster_rate:.3f}")
     assert naive_rate > naive_at_least

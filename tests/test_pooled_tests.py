@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cluster_support import clustered_errors, statsmodels_design_effect
+from cluster_support import clustered_errors, null_rejection_rates, statsmodels_design_effect
 from dagster_project.analysis.clustered import CLUSTER_METHOD, NAIVE_METHOD, NO_CLUSTER_INFO
 from dagster_project.analysis.pooled import pooled_misclassification_tests
 
@@ -99,16 +99,15 @@ def test_with_an_identity_effect_the_naive_pooled_test_rejects_often_the_cluster
         concentration, naive_at_least, cluster_at_most):
     # Two datasets, 30 people per group in each, 4 faces each; no group difference anywhere.
     rng = np.random.default_rng(20)
-    naive, clustered, tested = 0, 0, 0
-    for _ in range(400):
+
+    def p_values():
         row = pooled_misclassification_tests(_clustered_ratios(rng, concentration=concentration), min_n=1).iloc[0]
         if np.isnan(row["p_value"]):
-            continue
+            return None
         assert row["inference"] == CLUSTER_METHOD
-        tested += 1
-        naive += row["p_value_naive"] < 0.05
-        clustered += row["p_value"] < 0.05
-    naive_rate, cluster_rate = naive / tested, clustered / tested
+        return row["p_value_naive"], row["p_value"]
+
+    naive_rate, cluster_rate, tested = null_rejection_rates(400, p_values)
     print(f"pooled CMH rejection rate at alpha 0.05 over {tested} null simulations: naive {naive_rate:.3f}, "
           f"cluster-aware {cluster_rate:.3f}")
     assert naive_rate > naive_at_least

@@ -59,14 +59,14 @@ def build_tae_fixture(root: Path, identities_per_cell: int = 3, seed: int = 11) 
                     pixels = rng.integers(0, 256, size=(24, 24, 3), dtype=np.uint8)
                     Image.fromarray(pixels).save(root / rel)
                     images.append({"image": rel, "emotion": emotion, "race": race, "gender": gender, "identity": identity})
-    manifest = _write_csv(root / "manifest.csv", images)
-    ratings = _write_csv(root / "ratings.csv", _human_ratings(images, rng))
-    gemma = _write_csv(root / "gemma_sim.csv", [_gemma_answer(img, rng) for img in images])
-    fer = _write_csv(root / "fer_sim.csv", [_fer_answer(img, rng) for img in images])
+    manifest = write_csv(root / "manifest.csv", images)
+    ratings = write_csv(root / "ratings.csv", _human_ratings(images, rng))
+    gemma = write_csv(root / "gemma_sim.csv", [_gemma_answer(img, rng) for img in images])
+    fer = write_csv(root / "fer_sim.csv", [_fer_answer(img, rng) for img in images])
     return TaeFixture(root, manifest, ratings, gemma, fer, len(images))
 
 
-def _write_csv(path: Path, rows: list[dict]) -> Path:
+def write_csv(path: Path, rows: list[dict]) -> Path:
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()

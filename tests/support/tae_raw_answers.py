@@ -37,6 +37,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from tests.support.tae_confusions import IDENTITIES, MODELS, ORDER, answered_labels
+from tests.support.tae_fixture import write_csv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED = REPO_ROOT / "dbt" / "seeds" / "published_values.csv"
@@ -198,14 +199,6 @@ def in_scale(values: np.ndarray) -> bool:
     return bool(values.min() >= 1.0 - 1e-9 and values.max() <= 9.0 + 1e-9)
 
 
-def _write_csv(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
 @dataclass(frozen=True)
 class TaeFiles:
     root: Path
@@ -255,6 +248,6 @@ def write_files(root: Path) -> TaeFiles:
                     for dimension in BIAS_TABLES},
                  "raw_text": labels[i] or "doubt", "parse_status": "" if labels[i] else "off_label"}
                 for i, img in enumerate(frame)]
-        answers[model] = _write_csv(root / f"{model}.csv", rows)
-    return TaeFiles(root, _write_csv(root / "manifest.csv", frame), _write_csv(root / "ratings.csv", ratings),
+        answers[model] = write_csv(root / f"{model}.csv", rows)
+    return TaeFiles(root, write_csv(root / "manifest.csv", frame), write_csv(root / "ratings.csv", ratings),
                     answers, constructions)
