@@ -44,7 +44,7 @@ def test_a_model_added_to_benchmark_yaml_is_evaluated_once_when_the_ui_starts(tm
             figures = list((work.root / "reports").rglob("*.png"))
             assert figures, "no figure drawn"
             assert "loop_vlm" in report.read_text()
-            evaluations = [r for r in first.runs() if r["job"] == "evaluate_model_on_dataset"]
+            evaluations = first.ended_runs("evaluate_model_on_dataset", at_least=1)
             assert [r["status"] for r in evaluations] == ["SUCCESS"]
         with ui(work, tmp_path / "ui.log") as second:
             # Two ticks of the sensor after the restart, and nothing is asked or launched again.

@@ -43,7 +43,8 @@ def test_a_run_killed_with_the_ui_is_retried_and_stores_each_answer_once(tmp_pat
             wait_until("every image answered in the warehouse", lambda: work.table_exists("raw", "predictions") and
                        work.scalar("select count(*) from raw.predictions where model = 'loop_vlm'") == str(n_images),
                        TIMEOUT_S, alive=second.alive)
-            runs = [r for r in second.runs() if r["job"] == "evaluate_model_on_dataset"]
+            # The answers are stored before the retry's run has ended (CI saw it STARTED).
+            runs = second.ended_runs("evaluate_model_on_dataset", at_least=2)
             statuses = sorted(r["status"] for r in runs)
             assert statuses == ["FAILURE", "SUCCESS"], statuses  # the killed run, and its retry
             retry = next(r for r in runs if r["status"] == "SUCCESS")

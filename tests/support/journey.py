@@ -151,6 +151,9 @@ def provider(log: Path, *args: str) -> Iterator[Provider]:
         started.stop()
 
 
+RUN_END_STATES = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
+
+
 class UI(DagsterUI):
     """`fer-warehouse ui` as a user starts it, in a session (process group) of its own; its
     GraphQL client is the UI tests' (tests/support/dagster_ui.DagsterUI)."""
@@ -183,6 +186,17 @@ class UI(DagsterUI):
             runId status pipelineName tags { key value } } } } }""")
         return [{"id": r["runId"], "status": r["status"], "job": r["pipelineName"],
                  "tags": {t["key"]: t["value"] for t in r["tags"]}} for r in data["runsOrError"]["results"]]
+
+    def ended_runs(self, job: str, at_least: int, timeout_s: float = 300) -> list[dict]:
+        """The runs of `job` once there are `at_least` of them and none is still queued or
+        running. A run's assets can be in the warehouse before its run has ended (its last
+        steps, or the run's own bookkeeping, still running), so a test that checks statuses
+        after seeing the data waits for this."""
+        def ended() -> list[dict] | None:
+            runs = [r for r in self.runs() if r["job"] == job]
+            return runs if len(runs) >= at_least and all(r["status"] in RUN_END_STATES for r in runs) else None
+
+        return wait_until(f"{at_least} run(s) of {job} ended", ended, timeout_s, alive=self.alive)
 
     def instigator_ticks(self, name: str, limit: int = 20) -> list[dict]:
         """The latest ticks of a sensor: status and skip reason / error."""
