@@ -180,7 +180,7 @@ class DemoProgress:
         """Report one step: a line when it finished, or its error and the log path."""
         self._label = f"[{self._done + 1}/{len(self._steps)}] {step.label}"
         self.show_activity("")
-        self._events.info(f"=== demo step {self._label} (job {step.job_name}, partition {step.partition_key})")
+        self._events.info(f"=== demo step {self._label} (job {step.job_name}, partition {step.partition_key or step.partition_range})")
         began = time.monotonic()
         try:
             yield

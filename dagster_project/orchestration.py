@@ -19,13 +19,20 @@ import duckdb
 
 from dagster_project.defs.partitions import (
     MODEL_DIMENSION,
+    MODEL_PARTITIONS_NAME,
     model_dataset_partitions,
     register_configured_models,
     slice_partition,
+    slice_ranges,
 )
 from dagster_project.settings import REPO_ROOT, benchmark_config
 from inference.config import BenchmarkConfig
 from inference.warehouse import snapshot_for_reading
+
+
+# The tags by which a run targets a range of partitions (what a single-run backfill sets).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,15 @@ class Step:
     label: str
     job_name: str
     partition_key: str | None = None  # a dg.MultiPartitionKey is a str
+    # Or several partitions in one run: a range of a job whose assets run a range at once
+    # (BackfillPolicy.single_run), as a backfill from the UI launches it.
+    partition_range: dg.PartitionKeyRange | None = None
+
+    @property
+    def run_tags(self) -> dict[str, str]:
+        if self.partition_range is None:
+            return {}
+        return {RANGE_START_TAG: self.partition_range.start, RANGE_END_TAG: self.partition_range.end}
 
 
 class StepFailed(RuntimeError):
@@ -82,21 +98,30 @@ def _slice_label(key: dg.MultiPartitionKey) -> str:
     return f"{by_dimension[MODEL_DIMENSION]} on {by_dimension['dataset']}"
 
 
-def refresh_steps(slices: Sequence[dg.MultiPartitionKey]) -> list[Step]:
-    """Refresh each slice (marts, statistics, figures), then the results spanning slices."""
+def refresh_steps(slices: Sequence[dg.MultiPartitionKey], model_keys: Sequence[str]) -> list[Step]:
+    """Refresh the slices (marts, statistics, figures), as few runs as partition ranges cover
+    them exactly (`slice_ranges`; `model_keys`: the model-version dimension's keys in order),
+    then the results spanning slices."""
     return [
-        *(Step(f"refresh   {_slice_label(key)}", "refresh_slice", key) for key in slices),
+        *(_refresh_step(key_range) for key_range in slice_ranges(slices, model_keys)),
         Step("compare   versions and models (McNemar, strength inversion, figures)", "refresh_cross_slice"),
     ]
 
 
-def demo_steps(cfg: BenchmarkConfig) -> list[Step]:
-    """Ingest every dataset, evaluate every configured model version on it, refresh each slice."""
+def _refresh_step(key_range: dg.PartitionKeyRange) -> Step:
+    first, last = (model_dataset_partitions.get_partition_key_from_str(k) for k in (key_range.start, key_range.end))
+    if first == last:
+        return Step(f"refresh   {_slice_label(first)}", "refresh_slice", first)
+    return Step(f"refresh   {_slice_label(first)} .. {_slice_label(last)}", "refresh_slice", partition_range=key_range)
+
+
+def demo_steps(cfg: BenchmarkConfig, model_keys: Sequence[str]) -> list[Step]:
+    """Ingest every dataset, evaluate every configured model version on it, refresh the slices."""
     slices = configured_slices(cfg)
     return [
         *(Step(f"ingest    {dataset}", "ingest_dataset", dataset) for dataset in sorted(cfg.datasets)),
         *(Step(f"evaluate  {_slice_label(key)}", "evaluate_model_on_dataset", key) for key in slices),
-        *refresh_steps(slices),
+        *refresh_steps(slices, model_keys),
     ]
 
 
@@ -118,7 +143,7 @@ def slices_to_refresh(instance: dg.DagsterInstance) -> list[dg.MultiPartitionKey
 
 def refresh(defs: dg.Definitions, instance: dg.DagsterInstance, slices: Sequence[dg.MultiPartitionKey]) -> list[str]:
     """Run the refresh of the given slices and then of what spans slices (tests, benchmarks)."""
-    return run_steps(defs, instance, refresh_steps(slices))
+    return run_steps(defs, instance, refresh_steps(slices, instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME)))
 
 
 def materialize_everything(
@@ -131,7 +156,8 @@ def materialize_everything(
     instance = instance or dg.DagsterInstance.get()
     defs = load_definitions()
     register_configured_models(instance, cfg)
-    planned = list(steps) if steps is not None else demo_steps(cfg)
+    planned = list(steps) if steps is not None else demo_steps(
+        cfg, instance.get_dynamic_partitions(MODEL_PARTITIONS_NAME))
     run_ids = run_steps(defs, instance, planned, reporter)
     return DemoResult(warehouse=cfg.warehouse, reports_dir=cfg.reports_dir, run_ids=run_ids)
 
@@ -161,7 +187,8 @@ def run_step(
             job = job.with_logger_defs(logger_defs)
             run_config = {"loggers": {name: {} for name in logger_defs}}
         result = job.execute_in_process(
-            run_config=run_config, instance=instance, partition_key=step.partition_key, raise_on_error=False
+            run_config=run_config, instance=instance, partition_key=step.partition_key, raise_on_error=False,
+            tags=step.run_tags,
         )
     except Exception as exc:  # noqa: BLE001 - e.g. an unknown job or invalid config: still this step's failure
         raise StepFailed(step, f"{type(exc).__name__}: {exc}") from exc

@@ -30,7 +30,7 @@ def dbt_executable() -> str:
 
 
 def run_dbt(args: list[str], warehouse: Path, target_dir: Path, timeout_s: float = 600,
-            slice_: dict[str, str] | None = None) -> dict[str, Any]:
+            slice_: dict[str, str] | list[dict[str, str]] | None = None) -> dict[str, Any]:
     """Run `dbt <args>` on `warehouse` (for `slice_` only, as the Dagster asset does: in
     SLICE_ENV); return run_results.json (empty dict if none).
 

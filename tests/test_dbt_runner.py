@@ -98,8 +98,10 @@ def test_the_next_invocation_reuses_the_saved_parse(tmp_path):
 
 def test_the_slice_is_in_the_environment_only_while_dbt_starts(monkeypatch):
     monkeypatch.setenv(SLICE_ENV, '{"stale": "value"}')  # e.g. left by hand: never leaks into a build
-    with slice_environment({"model": "m", "model_version": "1", "dataset": "d"}):
-        assert json.loads(os.environ[SLICE_ENV]) == {"dataset": "d", "model": "m", "model_version": "1"}
+    with slice_environment([{"model": "m", "model_version": "1", "dataset": "d"},
+                            {"model": "m", "model_version": "2", "dataset": "d"}]):
+        assert json.loads(os.environ[SLICE_ENV]) == [{"dataset": "d", "model": "m", "model_version": "1"},
+                                                     {"dataset": "d", "model": "m", "model_version": "2"}]
     with slice_environment(None):
         assert SLICE_ENV not in os.environ  # a build of every slice
     assert os.environ[SLICE_ENV] == '{"stale": "value"}'

@@ -12,7 +12,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from dbt_support import run_dbt
+from dbt_support import DbtError, run_dbt
 from test_dbt_project import write_raw
 
 OLD_SLICE = "model = 'clf' and model_version = '1'"
@@ -110,3 +110,30 @@ def test_a_slice_without_answers_leaves_no_rows_and_a_plain_build_rebuilds_all(t
     run_dbt(["build"], warehouse=path, target_dir=tmp_path / "target")
     pd.testing.assert_frame_equal(_query(path, "select * from marts.group_accuracy order by all"),
                                   everything[everything["model_version"] != "2"].reset_index(drop=True))
+
+
+def test_several_slices_build_in_one_invocation_and_their_tests_read_only_them(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    write_raw(path)
+    _add_version_2(path)
+    run_dbt(["build"], warehouse=path, target_dir=tmp_path / "target")
+    built = _query(path, "select * from marts.group_accuracy order by all")
+
+    # Both versions' slices in one invocation (what one run of a backfill does) restore both.
+    _execute(path, f"update marts.group_accuracy set correct = {TAMPERED} where model = 'clf'")
+    run_dbt(["build", "--select", "tag:slice"], warehouse=path, target_dir=tmp_path / "target",
+            slice_=[_slice("1"), _slice("2")])
+    pd.testing.assert_frame_equal(_query(path, "select * from marts.group_accuracy order by all"), built)
+
+    # A broken row of another slice: the slices' data tests read only the slices being built,
+    # so their build passes; a test of the whole table (no slice) finds it.
+    _execute(path, "update marts.group_accuracy set grouping = null where model <> 'clf'")
+    results = run_dbt(["test", "--select", "group_accuracy"], warehouse=path, target_dir=tmp_path / "target",
+                      slice_=[_slice("1"), _slice("2")])
+    assert results["results"] and {r["status"] for r in results["results"]} == {"pass"}
+    try:
+        run_dbt(["test", "--select", "group_accuracy"], warehouse=path, target_dir=tmp_path / "target")
+    except DbtError as failed:
+        assert "not_null_group_accuracy_grouping" in str(failed)
+    else:
+        raise AssertionError("the whole-table test passed over a null grouping")

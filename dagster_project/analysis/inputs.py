@@ -76,6 +76,25 @@ class StatsInputs:
     def has_ratings(self) -> bool:
         return not self.ratings.empty
 
+    def of_slice(self, model: str, model_version: str, dataset: str) -> StatsInputs:
+        """The inputs of one slice out of inputs read for several: each frame's rows of that
+        slice (the human ratings: of its dataset), in the order read, on a fresh index -- what
+        load_inputs of that slice alone returns."""
+        def keep(name: str, frame: pd.DataFrame | NotLoaded) -> pd.DataFrame | NotLoaded:
+            if isinstance(frame, NotLoaded):
+                return frame
+            if name == "ratings":
+                return frame[frame["dataset"] == dataset].reset_index(drop=True)
+            return rows_of_slice(frame, model, model_version, dataset)
+
+        return StatsInputs(**{name: keep(name, getattr(self, name)) for name in FRAME_SQL})
+
+
+def rows_of_slice(frame: pd.DataFrame, model: str, model_version: str, dataset: str) -> pd.DataFrame:
+    """The rows of one slice of `frame` (read for several), in order, on a fresh index."""
+    mask = (frame["model"] == model) & (frame["model_version"] == model_version) & (frame["dataset"] == dataset)
+    return frame[mask].reset_index(drop=True)
+
 
 def select_in_slices(con: duckdb.DuckDBPyConnection, sql: str, slices: pd.DataFrame) -> pd.DataFrame:
     """The rows of `sql` (with model, model_version and dataset columns) of the given slices."""

@@ -29,7 +29,7 @@ from dagster_project.defs.dbt_runner import dbt_build
 from dagster_project.defs.headline_metadata import with_paper_match_hints, with_slice_headlines
 from dagster_project.defs.inference_assets import MODEL_RUNS, PREDICTIONS, TRANSPORT_FAILURES
 from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS
-from dagster_project.defs.partitions import model_dataset_partitions, slice_of
+from dagster_project.defs.partitions import SINGLE_RUN, model_dataset_partitions, slices_of
 from dagster_project.defs.resources import WarehouseDbtResource, WarehouseResource
 from dagster_project.settings import benchmark_config
 
@@ -98,17 +98,19 @@ def warehouse_foundation(context: dg.AssetExecutionContext, dbt: WarehouseDbtRes
     select=f"tag:{SLICE_TAG}",
     dagster_dbt_translator=TRANSLATOR,
     partitions_def=model_dataset_partitions,
+    backfill_policy=SINGLE_RUN,
 )
 def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource, duckdb: WarehouseResource):
-    """`dbt build` of one evaluated slice (model version x dataset): intermediate answers and
-    every mart, replaced for that slice only, with their data tests. The metric unit tests are
-    left out: they check the SQL on fixed fixture rows, not the slice's data, so they say the
-    same for every slice (measured: 17.6 -> 15.3 s CPU per slice build, scripts/bench_at_scale.py
-    notes); `make test` runs them (tests/test_dbt_project.py builds every node)."""
-    slice_key = slice_of(context.partition_key, benchmark_config())
+    """`dbt build` of the run's evaluated slices (model version x dataset; one, or a backfill's
+    range in one invocation): intermediate answers and every mart, replaced for those slices
+    only, with their data tests on those slices' rows. The metric unit tests are left out: they
+    check the SQL on fixed fixture rows, not the slices' data, so they say the same for every
+    slice (measured: 17.6 -> 15.3 s CPU per slice build, scripts/bench_at_scale.py notes);
+    `make test` runs them (tests/test_dbt_project.py builds every node)."""
+    slice_keys = slices_of(context.partition_keys, benchmark_config())
     events = dbt_build(context, dbt, ["build", "--exclude-resource-type", "unit_test", *dbt.vars_args()],
-                       slice_=slice_key.as_dict())
-    yield from with_slice_headlines(context, duckdb, slice_key, events)
+                       slices=[slice_key.as_dict() for slice_key in slice_keys])
+    yield from with_slice_headlines(context, duckdb, slice_keys, events)
 
 
 @dbt_assets(manifest=dbt_project.manifest_path, select=" ".join(f"tag:{tag}" for tag in AFTER_SLICES_TAGS),

@@ -6,7 +6,7 @@ fails with "could not set lock"; that invocation is thrown away and run again (t
 `dg.Failure` carrying the end of dbt.log.
 
 Two things keep dbt's partial parsing working across invocations (a full parse costs seconds of
-CPU per build): a slice build names its slice in the dbt process's environment (`SLICE_ENV`,
+CPU per build): a slice build names its slices in the dbt process's environment (`SLICE_ENV`,
 read by dbt/macros/slices.sql at run time) instead of in `--vars`, whose every change makes dbt
 re-parse the whole project; and each invocation's saved parse is shared back to
 <project>/target/, the file dagster-dbt copies into every new invocation's own target folder.
@@ -20,7 +20,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ LOCK_MESSAGE = "could not set lock"
 LOCK_TRIES = 5
 LOCK_WAIT = tenacity.wait_incrementing(start=2, increment=2)
 LOG_TAIL_LINES = 40
-# The slice a build is for, as JSON; read by dbt/macros/slices.sql. Unset: every slice.
+# The slices a build is for, as a JSON list; read by dbt/macros/slices.sql. Unset: every slice.
 SLICE_ENV = "FER_DBT_SLICE"
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 # os.environ is the only way into dagster-dbt's dbt subprocess; one invocation starts at a time.
@@ -56,9 +56,9 @@ class DbtOutcome:
 
 def dbt_build(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[str],
-    slice_: Mapping[str, str] | None = None,
+    slices: Sequence[Mapping[str, str]] | None = None,
 ) -> Iterator[Any]:
-    """Run `dbt <args>` (for `slice_` only, if given) and yield its events; retried while the
+    """Run `dbt <args>` (for `slices` only, if given) and yield its events; retried while the
     warehouse is locked.
 
     Raises dg.Failure with the tail of dbt.log if the (last) invocation failed.
@@ -77,16 +77,17 @@ def dbt_build(
         before_sleep=before_sleep,
         retry_error_callback=lambda state: state.outcome.result(),  # still locked: report it below
     )
-    outcome: DbtOutcome = retrying(_invoke, context, dbt, args, slice_)
+    outcome: DbtOutcome = retrying(_invoke, context, dbt, args, slices)
     yield from outcome.events
     if not outcome.invocation.is_successful():
         raise dg.Failure(f"`dbt {args[0]}` failed; end of dbt.log:\n{outcome.log_tail}")
 
 
 def _invoke(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[str], slice_: Mapping[str, str] | None
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, args: list[str],
+    slices: Sequence[Mapping[str, str]] | None,
 ) -> DbtOutcome:
-    with slice_environment(slice_):
+    with slice_environment(slices):
         invocation = dbt.cli(args, context=context, raise_on_error=False)  # the subprocess starts here
     events = list(invocation.stream())  # held back until we know this try is the one to keep
     _share_partial_parse(Path(dbt.project_dir), invocation.target_path)
@@ -94,12 +95,12 @@ def _invoke(
 
 
 @contextlib.contextmanager
-def slice_environment(slice_: Mapping[str, str] | None) -> Iterator[None]:
-    """SLICE_ENV set to `slice_` (or unset: every slice) while a dbt subprocess is started."""
+def slice_environment(slices: Sequence[Mapping[str, str]] | None) -> Iterator[None]:
+    """SLICE_ENV set to `slices` (or unset: every slice) while a dbt subprocess is started."""
     with _ENV_LOCK:
         previous = os.environ.pop(SLICE_ENV, None)
-        if slice_ is not None:
-            os.environ[SLICE_ENV] = json.dumps(dict(slice_), sort_keys=True)
+        if slices is not None:
+            os.environ[SLICE_ENV] = json.dumps([dict(slice_) for slice_ in slices], sort_keys=True)
         try:
             yield
         finally:

@@ -1,22 +1,23 @@
 """Figures (PNG under <reports_dir>/) shown inline as asset metadata in the UI.
 
 Each figure asset is partitioned like the slice it draws (model version x dataset) and
-redraws only that slice's files; figures that compare models on a dataset are unpartitioned
+redraws only the files of its run's slices (one, or a backfill's range); figures that compare models on a dataset are unpartitioned
 (dagster_project/defs/stat_reports.py).
 """
 
 import base64
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from dagster_project.analysis import figures
+from dagster_project.analysis.inputs import select_in_slices
 from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_assets import SLICE_INPUTS
-from dagster_project.defs.partitions import SliceKey, model_dataset_partitions, slice_of
+from dagster_project.defs.partitions import SINGLE_RUN, SliceKey, model_dataset_partitions, slices_of
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 
@@ -51,13 +52,11 @@ def figure_result(paths: list[Path], empty_reason: str = NO_ROWS) -> dg.Material
 Draw = Callable[[pd.DataFrame, str, Path], Path]
 
 
-def read_slice(duckdb: WarehouseResource, sql: str, slice_key: SliceKey) -> pd.DataFrame:
-    """Rows of `sql` (a query with model, model_version, dataset columns) of one slice."""
+def read_slices(duckdb: WarehouseResource, sql: str, slice_keys: Sequence[SliceKey]) -> pd.DataFrame:
+    """Rows of `sql` (a query with model, model_version, dataset columns) of the run's slices."""
+    slices = pd.DataFrame([key.as_dict() for key in slice_keys], columns=["model", "model_version", "dataset"])
     with duckdb.get_connection() as con:
-        return con.execute(
-            f"select * from ({sql}) where model = ? and model_version = ? and dataset = ? order by all",
-            list(slice_key.as_dict().values()),
-        ).df()
+        return select_in_slices(con, sql, slices)
 
 
 def draw_per_protocol(frame: pd.DataFrame, draw: Draw, stem: str, subtitle: str = "") -> list[Path]:
@@ -74,10 +73,10 @@ def draw_per_protocol(frame: pd.DataFrame, draw: Draw, stem: str, subtitle: str 
 def slice_figure_asset(name: str, stem: str, source: dg.AssetKey, sql: str, draw: Draw,
                        description: str) -> dg.AssetsDefinition:
     @dg.asset(key=["reports", name], deps=[source, *SLICE_INPUTS], partitions_def=model_dataset_partitions,
-              group_name="reports", kinds={"matplotlib"}, description=description,
+              backfill_policy=SINGLE_RUN, group_name="reports", kinds={"matplotlib"}, description=description,
               automation_condition=SLICE_RESULTS)
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-        frame = read_slice(duckdb, sql, slice_of(context.partition_key, benchmark_config()))
+        frame = read_slices(duckdb, sql, slices_of(context.partition_keys, benchmark_config()))
         return figure_result(draw_per_protocol(frame, draw, stem))
 
     return _asset
@@ -111,16 +110,16 @@ def draw_group_confusions(counts: pd.DataFrame) -> list[Path]:
 
 
 @dg.asset(key=["reports", "group_confusion_matrices"], deps=[CONFUSION_COUNTS, *SLICE_INPUTS],
-          partitions_def=model_dataset_partitions, group_name="reports", kinds={"matplotlib"},
-          automation_condition=SLICE_RESULTS,
+          partitions_def=model_dataset_partitions, backfill_policy=SINGLE_RUN, group_name="reports",
+          kinds={"matplotlib"}, automation_condition=SLICE_RESULTS,
           description="Confusion grids per race, gender and race x gender group (true x predicted emotion; counts "
                       "and shares of the true emotion's answered images), per model version, dataset and protocol "
                       "(Chhua et al.'s and Tae et al.'s main evidence).")
 def group_confusion_matrices(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     bench = benchmark_config()
     groupings = ", ".join(f"'{g}'" for g in bench.statistics.groupings)  # validated names: race, gender, race_gender
-    counts = read_slice(duckdb, f"select * from marts.confusion_counts where grouping in ({groupings})",
-                        slice_of(context.partition_key, bench))
+    counts = read_slices(duckdb, f"select * from marts.confusion_counts where grouping in ({groupings})",
+                         slices_of(context.partition_keys, bench))
     return figure_result(draw_group_confusions(counts))
 
 

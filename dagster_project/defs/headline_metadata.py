@@ -2,10 +2,11 @@
 each model and, on marts/group_accuracy, accuracy by group with its intervals (so the UI
 shows results without SQL). Read after dbt has finished (dbt_runner holds events back)."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 
 from dagster_project.analysis.headlines import accuracy_by_group_table
 from dagster_project.defs.partitions import SliceKey
@@ -36,13 +37,34 @@ def slice_headlines(duckdb: WarehouseResource, key: dg.AssetKey, slice_key: Slic
     return meta
 
 
-def with_slice_headlines(context: dg.AssetExecutionContext, duckdb: WarehouseResource, slice_key: SliceKey,
-                         events: Iterator[Any]) -> Iterator[Any]:
+def with_slice_headlines(context: dg.AssetExecutionContext, duckdb: WarehouseResource,
+                         slice_keys: Sequence[SliceKey], events: Iterator[Any]) -> Iterator[Any]:
+    """Each output with its slice's headlines; a run of several slices materializes every one
+    of its partitions with the same metadata, so there each slice's headlines are prefixed with
+    the slice ("<model>@<version> | <dataset>: ...") and `dagster/row_count` is the sum."""
     for event in events:
         if isinstance(event, dg.Output):
             key = context.asset_key_for_output(event.output_name)
-            event = event.with_metadata({**event.metadata, **slice_headlines(duckdb, key, slice_key)})
+            event = event.with_metadata({**event.metadata, **headlines_of(duckdb, key, slice_keys)})
         yield event
+
+
+def headlines_of(duckdb: WarehouseResource, key: dg.AssetKey, slice_keys: Sequence[SliceKey]) -> dict[str, Any]:
+    """One slice's headlines; for several, their total row count and a table of each slice's
+    (one grouped query: a per-slice query each would cost seconds over hundreds of slices)."""
+    if len(slice_keys) == 1:
+        return slice_headlines(duckdb, key, slice_keys[0])
+    schema, name = key.path[-2], key.path[-1]
+    with duckdb.get_connection() as con:
+        con.register("_run_slices", pd.DataFrame([slice_key.as_dict() for slice_key in slice_keys]))
+        try:
+            counts = con.execute(
+                f"select s.model, s.model_version, s.dataset, count(t.model) as rows from _run_slices s "
+                f"left join {schema}.{name} t using (model, model_version, dataset) group by all order by all").df()
+        finally:
+            con.unregister("_run_slices")
+    return {"dagster/row_count": int(counts["rows"].sum()), "slices": len(slice_keys),
+            "rows_by_slice": dg.MetadataValue.md(counts.to_markdown(index=False))}
 
 
 PAPER_MATCHES = dg.AssetKey(["papers", "model_paper_matches"])

@@ -4,6 +4,7 @@ One partition of `model_dataset_partitions` is one evaluated slice (model, model
 dataset) all the way through: raw answers, dbt slice models, statistics and figures.
 """
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import dagster as dg
@@ -21,6 +22,10 @@ dataset_partitions = dg.StaticPartitionsDefinition(sorted(benchmark_config().dat
 model_dataset_partitions = dg.MultiPartitionsDefinition(
     {MODEL_DIMENSION: model_partitions, DATASET_DIMENSION: dataset_partitions}
 )
+
+# Every asset of a slice's refresh: a backfill (UI, `fer-warehouse demo`) of many slices is one
+# run, whose dbt invocation, statistics and figures each handle every slice of it at once.
+SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
 def slice_partition(model_key: str, dataset: str) -> dg.MultiPartitionKey:
@@ -47,6 +52,52 @@ def slice_of(partition_key: dg.MultiPartitionKey | str, cfg: BenchmarkConfig) ->
     by_dimension = partition_key.keys_by_dimension
     model = cfg.model_for_partition(by_dimension[MODEL_DIMENSION])
     return SliceKey(model=model.name, model_version=model.version, dataset=by_dimension[DATASET_DIMENSION])
+
+
+def slices_of(partition_keys: Sequence[dg.MultiPartitionKey | str], cfg: BenchmarkConfig) -> list[SliceKey]:
+    """The slices of a run's partitions (`context.partition_keys`: one, or a backfill's range)."""
+    return [slice_of(key, cfg) for key in partition_keys]
+
+
+def slice_ranges(slices: Sequence[dg.MultiPartitionKey], model_keys: Sequence[str],
+                 dataset_keys: Sequence[str] | None = None) -> list[dg.PartitionKeyRange]:
+    """`slices` as few partition-key ranges (rectangles: datasets x consecutive model versions,
+    in the order `model_keys` of the dynamic dimension) as this greedy grouping finds, each
+    covering exactly slices of `slices`: one run can refresh each range (BackfillPolicy.single_run).
+
+    Per dataset, its model versions split into runs of consecutive keys; datasets next to each
+    other (in the static dimension's order, `dataset_keys`) with the same runs share one range."""
+    position = {key: i for i, key in enumerate(model_keys)}
+    wanted: dict[str, list[str]] = {}
+    for key in slices:
+        by_dimension = key.keys_by_dimension
+        wanted.setdefault(by_dimension[DATASET_DIMENSION], []).append(by_dimension[MODEL_DIMENSION])
+    runs_by_dataset = {dataset: _consecutive_runs(sorted(set(models), key=position.__getitem__), position)
+                       for dataset, models in wanted.items()}
+    ranges: list[dg.PartitionKeyRange] = []
+    ordered = dataset_keys if dataset_keys is not None else dataset_partitions.get_partition_keys()
+    datasets = [d for d in ordered if d in runs_by_dataset]
+    start = 0
+    while start < len(datasets):
+        end = start
+        while end + 1 < len(datasets) and runs_by_dataset[datasets[end + 1]] == runs_by_dataset[datasets[start]]:
+            end += 1
+        for first, last in runs_by_dataset[datasets[start]]:
+            ranges.append(dg.PartitionKeyRange(str(slice_partition(first, datasets[start])),
+                                               str(slice_partition(last, datasets[end]))))
+        start = end + 1
+    return ranges
+
+
+def _consecutive_runs(models: list[str], position: dict[str, int]) -> list[tuple[str, str]]:
+    """(first, last) of each run of consecutive positions in `models` (sorted by position)."""
+    runs: list[tuple[str, str]] = []
+    for model in models:
+        if runs and position[model] == position[runs[-1][1]] + 1:
+            runs[-1] = (runs[-1][0], model)
+        else:
+            runs.append((model, model))
+    return runs
 
 
 def configured_model_keys(cfg: BenchmarkConfig) -> list[str]:

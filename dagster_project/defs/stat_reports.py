@@ -16,8 +16,8 @@ from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import MODEL_VALUES_SQL, RATINGS_SQL, load_inputs
 from dagster_project.analysis.response_style import per_emotion_means
 from dagster_project.defs.conditions import ACROSS_SLICES, SLICE_RESULTS
-from dagster_project.defs.figures import draw_per_protocol, figure_result, read_slice
-from dagster_project.defs.partitions import model_dataset_partitions, slice_of
+from dagster_project.defs.figures import draw_per_protocol, figure_result, read_slices
+from dagster_project.defs.partitions import SINGLE_RUN, model_dataset_partitions, slices_of
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.defs.statistics import SLICE_STATS_DEPS, slice_frame
 from dagster_project.settings import benchmark_config
@@ -36,7 +36,7 @@ def _pairs(duckdb: WarehouseResource, model_slices: pd.DataFrame | None = None,
         if model_slices is None:  # every slice: only the two frames the pairs need, not every answer
             ratings, values = con.execute(RATINGS_SQL).df(), con.execute(MODEL_VALUES_SQL).df()
         else:
-            inputs = load_inputs(con, model_slices, datasets)
+            inputs = load_inputs(con, model_slices, datasets, only=("ratings", "model_values"))
             ratings, values = inputs.ratings, inputs.model_values
     if ratings.empty or values.empty:
         return pd.DataFrame()
@@ -44,11 +44,11 @@ def _pairs(duckdb: WarehouseResource, model_slices: pd.DataFrame | None = None,
 
 
 @dg.asset(key=["reports", "bland_altman_plots"], deps=SLICE_STATS_DEPS, partitions_def=model_dataset_partitions,
-          group_name="reports", kinds={"matplotlib"}, automation_condition=SLICE_RESULTS,
+          backfill_policy=SINGLE_RUN, group_name="reports", kinds={"matplotlib"}, automation_condition=SLICE_RESULTS,
           description="Bland-Altman plot (model vs mean human rating) per model version, dataset and dimension.")
 def bland_altman_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    slice_key = slice_of(context.partition_key, benchmark_config())
-    pairs = _pairs(duckdb, slice_frame(slice_key), [slice_key.dataset])
+    slice_keys = slices_of(context.partition_keys, benchmark_config())
+    pairs = _pairs(duckdb, slice_frame(*slice_keys), sorted({key.dataset for key in slice_keys}))
     paths = []
     for (model, version, dataset, protocol, dimension), part in (
         pairs.groupby([*SLICE, "dimension"], sort=True) if len(pairs) else []
@@ -59,15 +59,15 @@ def bland_altman_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResou
 
 
 @dg.asset(key=["reports", "disparity_forest_plots"], deps=[dg.AssetKey(["stats", "misclassification_tests"])],
-          partitions_def=model_dataset_partitions, group_name="reports", kinds={"matplotlib"},
-          automation_condition=SLICE_RESULTS,
+          partitions_def=model_dataset_partitions, backfill_policy=SINGLE_RUN, group_name="reports",
+          kinds={"matplotlib"}, automation_condition=SLICE_RESULTS,
           description="Forest plot of error-rate ratios between groups (all emotions pooled) with Katz CIs; "
                       "filled markers are significant after the configured correction.")
 def disparity_forest_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    frame = read_slice(
+    frame = read_slices(
         duckdb,
         "select * from stats.misclassification_tests where true_emotion = 'all' and predicted_emotion = 'error'",
-        slice_of(context.partition_key, benchmark_config()),
+        slices_of(context.partition_keys, benchmark_config()),
     )
     draw = functools.partial(stat_figures.ratio_forest_png, alpha=benchmark_config().statistics.alpha)
     paths = draw_per_protocol(frame, draw, "disparity_forest", "error-rate ratio between groups")

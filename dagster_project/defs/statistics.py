@@ -8,24 +8,25 @@ adjustment, unpartitioned) and the human-only baselines per dataset (stats/human
 Tables that need human ratings stay empty for a slice without them, and say so.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
+from duckdb import DuckDBPyConnection
 
 from dagster_project.analysis import agreement, dimensional, mixed_models, reliability, response_style
 from dagster_project.analysis.human_ceiling import human_ceiling, with_human_ceiling
 from dagster_project.analysis.headlines import largest_significant_disparity
-from dagster_project.analysis.inputs import StatsInputs, load_inputs
+from dagster_project.analysis.inputs import StatsInputs, load_inputs, rows_of_slice, select_in_slices
 from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
 from dagster_project.analysis.results import empty_result
 from dagster_project.analysis.worst_subgroup import worst_subgroups
 from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_assets import SLICE_INPUTS
-from dagster_project.defs.partitions import SliceKey, model_dataset_partitions, slice_of
+from dagster_project.defs.partitions import SINGLE_RUN, SliceKey, model_dataset_partitions, slices_of
 from dagster_project.defs.resources import WarehouseResource
-from dagster_project.defs.stats_io import owned_by, replace_rows, summary_metadata
+from dagster_project.defs.stats_io import owned_by, replace_many_rows, summary_metadata
 from dagster_project.settings import benchmark_config
 from inference.config import StatisticsConfig
 
@@ -35,13 +36,16 @@ _DATASET_VIEWS = [dg.AssetKey(["intermediate", name]) for name in ("int_images_l
 # staleness) the slice's raw inputs, its dataset's images and human ratings included.
 SLICE_STATS_DEPS = [*(dg.AssetDep(key) for key in _SLICE_MODELS), *_DATASET_VIEWS, *SLICE_INPUTS]
 GROUP_ACCURACY = dg.AssetKey(["marts", "group_accuracy"])
+# Final answers read at once by a run of many slices (the grouped frame holds ~4 rows per answer).
+ANSWERS_PER_READ = 2_000_000
 NO_RATINGS = "no human ratings configured: table left empty (add `human_ratings:` to a dataset in benchmark.yaml)"
 
 Compute = Callable[[StatsInputs, StatisticsConfig], pd.DataFrame]
 
 
-def slice_frame(slice_key: SliceKey) -> pd.DataFrame:
-    return pd.DataFrame([slice_key.as_dict()])
+def slice_frame(*slice_keys: SliceKey) -> pd.DataFrame:
+    return pd.DataFrame([slice_key.as_dict() for slice_key in slice_keys],
+                        columns=["model", "model_version", "dataset"])
 
 
 @dataclass(frozen=True)
@@ -50,26 +54,85 @@ class SliceResult:
     metadata: dict
 
 
-def materialize_slice(context: dg.AssetExecutionContext, warehouse: WarehouseResource, table: str,
-                      compute: Callable[[], tuple[pd.DataFrame, str]], slice_key: SliceKey) -> SliceResult:
-    """Compute one slice's rows of stats.<table> and replace them; other slices stay as they are."""
-    frame, note = compute()
-    own = owned_by(frame, slice_key)
+SliceCompute = Callable[[SliceKey], tuple[pd.DataFrame, str]]
+
+
+def materialize_slices(context: dg.AssetExecutionContext, warehouse: WarehouseResource, table: str,
+                       compute: SliceCompute, slice_keys: Sequence[SliceKey]) -> list[SliceResult]:
+    """Compute each slice's rows of stats.<table> and replace them, every slice in one
+    transaction (in the run's order: the same rows and types as one run per slice); other
+    slices stay as they are."""
+    results, parts = [], []
+    for slice_key in slice_keys:
+        frame, note = compute(slice_key)
+        own = owned_by(frame, slice_key)
+        parts.append((slice_key.as_dict(), own))
+        results.append(SliceResult(own, {"note": note, **slice_key.as_dict(), **summary_metadata(own)}))
+        context.log.info(f"stats.{table} [{slice_key.model}@{slice_key.model_version} | {slice_key.dataset}]: "
+                         f"{len(own)} rows ({note})")
     with warehouse.get_connection() as con:
-        replace_rows(con, table, slice_key.as_dict(), own)
-    context.log.info(f"stats.{table} [{slice_key.model}@{slice_key.model_version} | {slice_key.dataset}]: "
-                     f"{len(own)} rows ({note})")
-    return SliceResult(own, {"note": note, **slice_key.as_dict(), **summary_metadata(own)})
+        replace_many_rows(con, table, parts)
+    return results
+
+
+def run_metadata(results: Sequence[SliceResult]) -> dict:
+    """One slice's metadata; for a run of several (one materialization per partition, all with
+    the same metadata), the total row count and a table of each slice's rows and note."""
+    if len(results) == 1:
+        return results[0].metadata
+    table = pd.DataFrame([{key: result.metadata[key] for key in ("model", "model_version", "dataset", "note")}
+                          | {"rows": len(result.rows)} for result in results])
+    return {"dagster/row_count": int(table["rows"].sum()), "slices": len(results),
+            "rows_by_slice": dg.MetadataValue.md(table.to_markdown(index=False))}
+
+
+def read_in_batches(warehouse: WarehouseResource, slice_keys: Sequence[SliceKey],
+                    read: Callable[[DuckDBPyConnection, list[SliceKey]], StatsInputs]) -> Iterator[tuple[SliceKey, StatsInputs]]:
+    """Each slice with its inputs, read for many slices at once (one query per frame for up
+    to ANSWERS_PER_READ final answers, so memory stays bounded at 10^7 answers)."""
+    for batch in answer_batches(warehouse, slice_keys):
+        with warehouse.get_connection() as con:
+            inputs = read(con, batch)
+        for slice_key in batch:
+            yield slice_key, inputs.of_slice(slice_key.model, slice_key.model_version, slice_key.dataset)
+
+
+def answer_batches(warehouse: WarehouseResource, slice_keys: Sequence[SliceKey]) -> list[list[SliceKey]]:
+    """`slice_keys` in order, cut into runs of at most ANSWERS_PER_READ final answers (a
+    slice bigger than that alone)."""
+    if len(slice_keys) <= 1:
+        return [list(slice_keys)]
+    with warehouse.get_connection() as con:
+        con.register("_run_slices", slice_frame(*slice_keys))
+        try:
+            sizes = dict(((m, v, d), n) for m, v, d, n in con.execute(
+                "select model, model_version, dataset, count(*) from intermediate.int_final_answers "
+                "where (model, model_version, dataset) in (select * from _run_slices) group by all").fetchall())
+        finally:
+            con.unregister("_run_slices")
+    batches: list[list[SliceKey]] = [[]]
+    held = 0
+    for slice_key in slice_keys:
+        size = sizes.get((slice_key.model, slice_key.model_version, slice_key.dataset), 0)
+        if batches[-1] and held + size > ANSWERS_PER_READ:
+            batches.append([])
+            held = 0
+        batches[-1].append(slice_key)
+        held += size
+    return batches
 
 
 def stats_asset(name: str, description: str, compute: Compute, reads: tuple[str, ...], *,
                 needs_ratings: bool = False, extra_deps: tuple[dg.AssetKey, ...] = ()) -> dg.AssetsDefinition:
     """A per-slice stats.<name> asset; `reads`: the StatsInputs frames `compute` uses (only
-    those are read from the warehouse); `extra_deps`: marts it reads (so it runs after them)."""
+    those are read from the warehouse); `extra_deps`: marts it reads (so it runs after them).
+    A run of several slices reads their inputs together and computes each slice from its own
+    rows: the same result as a run per slice."""
     @dg.asset(
         key=["stats", name],
         deps=[*SLICE_STATS_DEPS, *extra_deps],
         partitions_def=model_dataset_partitions,
+        backfill_policy=SINGLE_RUN,
         group_name="stats",
         kinds={"duckdb", "python"},
         description=description,
@@ -77,16 +140,22 @@ def stats_asset(name: str, description: str, compute: Compute, reads: tuple[str,
     )
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
         bench = benchmark_config()
-        slice_key = slice_of(context.partition_key, bench)
+        slice_keys = slices_of(context.partition_keys, bench)
 
-        def run() -> tuple[pd.DataFrame, str]:
-            with duckdb.get_connection() as con:
-                inputs = load_inputs(con, slice_frame(slice_key), [slice_key.dataset], only=reads)
+        def read(con: DuckDBPyConnection, batch: list[SliceKey]) -> StatsInputs:
+            return load_inputs(con, slice_frame(*batch), sorted({key.dataset for key in batch}), only=reads)
+
+        # One batch of slices' inputs held at a time: materialize_slices asks in the same order.
+        inputs_in_order = read_in_batches(duckdb, slice_keys, read)
+
+        def run(slice_key: SliceKey) -> tuple[pd.DataFrame, str]:
+            read_key, inputs = next(inputs_in_order)
+            assert read_key == slice_key, (read_key, slice_key)
             if needs_ratings and not inputs.has_ratings:
                 return empty_result(bench.statistics.min_cell_n), NO_RATINGS
             return compute(inputs, bench.statistics), "computed"
 
-        return dg.MaterializeResult(metadata=materialize_slice(context, duckdb, name, run, slice_key).metadata)
+        return dg.MaterializeResult(metadata=run_metadata(materialize_slices(context, duckdb, name, run, slice_keys)))
 
     return _asset
 
@@ -95,6 +164,7 @@ def stats_asset(name: str, description: str, compute: Compute, reads: tuple[str,
     key=["stats", "error_rate_ztests"],
     deps=[GROUP_ACCURACY, *SLICE_INPUTS],
     partitions_def=model_dataset_partitions,
+    backfill_policy=SINGLE_RUN,
     group_name="stats",
     kinds={"duckdb", "statsmodels"},
     automation_condition=SLICE_RESULTS,
@@ -106,19 +176,20 @@ def stats_asset(name: str, description: str, compute: Compute, reads: tuple[str,
 )
 def error_rate_ztests(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     bench = benchmark_config()
-    cfg, slice_key = bench.statistics, slice_of(context.partition_key, bench)
+    cfg, slice_keys = bench.statistics, slices_of(context.partition_keys, bench)
+    with duckdb.get_connection() as con:  # group_accuracy is small: every slice in one read
+        accuracy = select_in_slices(con, "select * from marts.group_accuracy", slice_frame(*slice_keys))
 
-    def run() -> tuple[pd.DataFrame, str]:
-        with duckdb.get_connection() as con:
-            accuracy = con.execute(
-                "select * from marts.group_accuracy where model = ? and model_version = ? and dataset = ? order by all",
-                list(slice_key.as_dict().values()),
-            ).df()
-        tests = pairwise_error_ztests(accuracy, groupings=cfg.groupings, correction=cfg.corrections[0],
+    def run(slice_key: SliceKey) -> tuple[pd.DataFrame, str]:
+        own = rows_of_slice(accuracy, slice_key.model, slice_key.model_version, slice_key.dataset)
+        tests = pairwise_error_ztests(own, groupings=cfg.groupings, correction=cfg.corrections[0],
                                       alpha=cfg.alpha, min_n=cfg.min_cell_n, family=cfg.family)
         return tests, "computed"
 
-    result = materialize_slice(context, duckdb, "error_rate_ztests", run, slice_key)
+    results = materialize_slices(context, duckdb, "error_rate_ztests", run, slice_keys)
+    if len(results) > 1:
+        return dg.MaterializeResult(metadata=run_metadata(results))
+    result = results[0]
     tests = result.rows  # the slice's rows as written (no read-back), for the preview below
     significant = (tests[tests["significant"].fillna(False).astype(bool) & ~tests["below_min_n"].astype(bool)]
                    if len(tests) else tests)

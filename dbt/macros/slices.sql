@@ -11,45 +11,73 @@
     executing (`execute`), never while parsing: parsing does not depend on it (the filter adds
     no ref or source), so every slice build reuses the last parse. -#}
 
-{#- The slice of FER_DBT_SLICE, or none: a build of every slice, a unit test (its fixture rows
-    are the whole input, whatever slice the build is for), or parse time. -#}
-{% macro current_slice() -%}
+{#- The slices of FER_DBT_SLICE (a JSON list of {"model", "model_version", "dataset"}; one
+    object is one slice), or none: a build of every slice, a unit test (its fixture rows are the
+    whole input, whatever slice the build is for), or parse time. One invocation builds many
+    slices (a backfill, the demo's refresh): dbt starts, and each model and test runs, once. -#}
+{% macro current_slices() -%}
     {%- if not execute or model.resource_type == 'unit_test' -%}
     {{ return(none) }}
     {%- endif -%}
     {%- set requested = env_var('FER_DBT_SLICE', '') -%}
-    {{ return(fromjson(requested) if requested else none) }}
+    {%- if not requested -%}
+    {{ return(none) }}
+    {%- endif -%}
+    {%- set slices = fromjson(requested) -%}
+    {{ return(slices if slices is sequence and slices is not mapping else [slices]) }}
 {%- endmacro %}
 
 
-{#- SQL predicate on model / model_version / dataset selecting the current slice; `true` when
-    there is none. -#}
+{#- SQL predicate on model / model_version / dataset selecting the current slices; `true` when
+    there are none (every slice). -#}
 {% macro slice_predicate() -%}
-    {%- set slice = current_slice() -%}
-    {%- if slice is none -%}
+    {%- set slices = current_slices() -%}
+    {%- if slices is none -%}
     true
     {%- else -%}
-    (model = {{ sql_literal(slice['model']) }}
-        and model_version = {{ sql_literal(slice['model_version']) }}
-        and dataset = {{ sql_literal(slice['dataset']) }})
+    (model, model_version, dataset) in (
+        {%- for slice in slices -%}
+        ({{ sql_literal(slice['model']) }}, {{ sql_literal(slice['model_version']) }}, {{ sql_literal(slice['dataset']) }})
+        {%- if not loop.last %}, {% endif -%}
+        {%- endfor -%}
+    )
     {%- endif -%}
 {%- endmacro %}
 
 
-{#- `where` / `and` clause keeping only the slice's rows; nothing on a build of every slice. -#}
+{#- `where` / `and` clause keeping only the slices' rows; nothing on a build of every slice. -#}
 {% macro slice_filter(keyword='where') -%}
-    {%- if current_slice() is not none %}
+    {%- if current_slices() is not none %}
     {{ keyword }} {{ slice_predicate() }}
     {%- endif %}
 {%- endmacro %}
 
 
 {#- Pre-hook of every slice model: remove the rows the build is about to insert again (the
-    slice, or everything on a build of every slice). -#}
+    slices, or everything on a build of every slice). -#}
 {% macro delete_slice() -%}
     {%- if is_incremental() -%}
     delete from {{ this }} where {{ slice_predicate() }}
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- Data tests of a slice model check the slices being built, not the whole table (dbt's
+    documented override of the relation a generic test reads; the test's own `where` config
+    still applies). Every other slice was tested when it was built, and its rows have not
+    changed since: only this build replaced rows. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- set tested = graph.nodes.get(model.attached_node) if execute and model.attached_node else none -%}
+    {%- set slices_only = tested is not none and 'slice' in tested.tags and current_slices() is not none -%}
+    {%- if not where and not slices_only -%}
+    {{ return(relation) }}
+    {%- endif -%}
+    {%- set conditions = ([where] if where else []) + ([slice_predicate()] if slices_only else []) -%}
+    {%- set filtered -%}
+    (select * from {{ relation }} where {{ conditions | join(' and ') }}) dbt_subquery
+    {%- endset -%}
+    {{ return(filtered) }}
 {%- endmacro %}
 
 
