@@ -12,7 +12,7 @@ from sklearn.metrics import cohen_kappa_score, f1_score
 from statsmodels.stats.multitest import multipletests
 
 from dagster_project.analysis import agreement
-from dagster_project.analysis.agreement import mcnemar_between_models
+from dagster_project.analysis.mcnemar import mcnemar_between_models
 from dagster_project.analysis.results import RESULT_COLUMNS
 from stats_support import group_accuracy, grouped_answers
 

@@ -23,16 +23,13 @@ macro unpivot_groupings). What is computed here comes from library code only:
 * Cohen's kappa (truth and prediction as two raters): ``statsmodels.stats.inter_rater.cohens_kappa``
   on the ``sklearn.metrics.confusion_matrix`` -- kappa, its asymptotic standard error and Wald
   95 % interval, and the z test of kappa = 0;
-* McNemar's test between two model versions on the images both answered:
-  ``statsmodels.stats.contingency_tables.mcnemar``; Holm (or another ``multipletests`` method)
-  within each dataset/protocol family via ``results.adjust_within_families``.
+* McNemar's test between model versions: ``mcnemar.py``.
 
 This module only arranges rows into cells and records results (see ``results.py``).
 """
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from typing import Any
 
@@ -40,7 +37,6 @@ import numpy as np
 import pandas as pd
 
 from dagster_project.analysis.results import (
-    adjust_within_families,
     detail_json,
     none_if_nan,
     result_frame,
@@ -318,76 +314,5 @@ def bootstrap_f1_interval(counts: np.ndarray, resamples: int, alpha: float,
 # McNemar between model versions
 # --------------------------------------------------------------------------------------------
 
-def mcnemar_between_models(
-    answers: pd.DataFrame,
-    *,
-    correction: str = "holm",
-    min_n: int = 10,
-    exact_below: int = 25,
-    continuity_correction: bool = True,
-    involving: set[tuple[str, str, str]] | None = None,
-) -> pd.DataFrame:
-    """McNemar's test for every pair of (model, model_version) on the same dataset x protocol.
-
-    `involving` = {(model, model_version, dataset)}: only the pairs with at least one of these
-    (the pairs a newly evaluated version adds); None = every pair.
-
-    Images: those both versions answered (joined on image_id). 2x2 table: rows = model a
-    correct / incorrect, columns = model b correct / incorrect. The exact binomial test is used
-    when the discordant count (b + c) is below `exact_below` (25), else the chi-square test
-    (with Edwards' continuity correction when `continuity_correction`, the statsmodels default).
-
-    Orientation / labels: pairs are ordered by (model, model_version); model and model_version
-    are those of 'a', subset = "{model_a}/{version_a} vs {model_b}/{version_b}", and detail
-    holds model_b, model_version_b and the table. estimate = accuracy(a) - accuracy(b) on the
-    shared images (no CI). family = "{dataset}/{protocol}"; p_adjusted by `correction` within it.
-    """
-    answered = answers[is_answered(answers)].copy()
-    answered["_correct"] = answered["true_emotion"].astype(str) == answered["predicted_emotion"].astype(str)
-    rows = []
-    for (dataset, protocol), cell in answered.groupby(PAIR_KEYS, sort=True, dropna=False):
-        dataset = "" if pd.isna(dataset) else str(dataset)
-        protocol = "" if pd.isna(protocol) else str(protocol)
-        versions = {
-            key: frame.drop_duplicates("image_id").set_index("image_id")["_correct"]
-            for key, frame in cell.groupby(["model", "model_version"], sort=True)
-        }
-        for (key_a, correct_a), (key_b, correct_b) in itertools.combinations(sorted(versions.items()), 2):
-            if involving is not None and not {(*key_a, dataset), (*key_b, dataset)} & involving:
-                continue
-            rows.append(_mcnemar_row(dataset, protocol, key_a, correct_a, key_b, correct_b,
-                                     exact_below, continuity_correction))
-    frame = result_frame(rows, min_n)
-    return adjust_within_families(frame, correction)
-
-
-def _mcnemar_row(dataset, protocol, key_a, correct_a, key_b, correct_b, exact_below, continuity):
-    from statsmodels.stats.contingency_tables import mcnemar
-    joined = pd.concat([correct_a.rename("a"), correct_b.rename("b")], axis=1, join="inner")
-    a, b = joined["a"].to_numpy(bool), joined["b"].to_numpy(bool)
-    n = len(joined)
-    table = np.array([[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]], dtype=int)
-    discordant = int(table[0, 1] + table[1, 0])
-    exact = discordant < exact_below
-    stat = pval = estimate = np.nan
-    if n:
-        res = mcnemar(table, exact=exact, correction=continuity)
-        stat, pval = float(res.statistic), float(res.pvalue)
-        estimate = float(a.mean() - b.mean())
-    method = ("exact binomial (statistic = min(b, c))" if exact else
-              "chi-square" + (" with continuity correction" if continuity else " without continuity correction"))
-    return result_row(
-        analysis="mcnemar_between_models", model=str(key_a[0]), model_version=str(key_a[1]),
-        dataset=dataset, protocol=protocol, subset_kind="model_pair",
-        subset=f"{key_a[0]}/{key_a[1]} vs {key_b[0]}/{key_b[1]}", measure="mcnemar", n=n,
-        estimate=estimate, statistic=stat, p_value=pval, family=f"{dataset}/{protocol}",
-        detail=detail_json(model_b=str(key_b[0]), model_version_b=str(key_b[1]), table=table, discordant=discordant,
-                       exact=bool(exact), method=method, estimate="accuracy_a - accuracy_b on shared images",
-                       accuracy_a=none_if_nan(float(a.mean())) if n else None,
-                       accuracy_b=none_if_nan(float(b.mean())) if n else None),
-    )
-
-
 __all__ = ["bootstrap_count_intervals", "bootstrap_f1_interval", "categorical_agreement", "confusion_balanced_accuracy",
-           "confusion_counts", "confusion_macro_f1", "fixed_label_f1", "is_answered", "macro_f1_gaps",
-           "mcnemar_between_models"]
+           "confusion_counts", "confusion_macro_f1", "fixed_label_f1", "is_answered", "macro_f1_gaps"]

@@ -14,9 +14,10 @@
 import dagster as dg
 import pandas as pd
 
-from dagster_project.analysis import agreement, dimensional, pooled, reliability, response_style, stat_figures
+from dagster_project.analysis import dimensional, pooled, reliability, response_style, stat_figures
 from dagster_project.analysis.crossed_icc import crossed_icc
 from dagster_project.analysis.human_ceiling import human_ceiling
+from dagster_project.analysis.mcnemar import PAIR_TABLES_SQL, mcnemar_from_tables
 from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import (
     ANSWER_COLUMNS,
@@ -52,9 +53,9 @@ _DATASET_VIEWS = [dg.AssetKey(["intermediate", name]) for name in ("int_images_l
 )
 def mcnemar_tests(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     cfg = benchmark_config().statistics
-    with duckdb.get_connection() as con:  # the final answers only: every version's answer x grouping is 4x that
-        answers = con.execute(ANSWERS_SQL).df()
-    pairs = agreement.mcnemar_between_models(answers, correction=cfg.corrections[0], min_n=cfg.min_cell_n)
+    with duckdb.get_connection() as con:  # each pair's 2x2 table counted in DuckDB, not images in pandas
+        tables = con.execute(PAIR_TABLES_SQL.format(answers=ANSWERS_SQL)).df()
+    pairs = mcnemar_from_tables(tables, correction=cfg.corrections[0], min_n=cfg.min_cell_n)
     if len(pairs):
         pairs = adjust_within_families(pairs, cfg.corrections[0])
     with duckdb.get_connection() as con:
