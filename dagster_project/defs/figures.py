@@ -7,13 +7,14 @@ redraws only the files of its run's slices (one, or a backfill's range); figures
 
 import base64
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from dagster_project.analysis import figures
+from dagster_project.analysis.drawing import Draw, DrawJob, draw_all
 from dagster_project.analysis.inputs import select_in_slices
 from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_assets import SLICE_INPUTS
@@ -49,8 +50,6 @@ def figure_result(paths: list[Path], empty_reason: str = NO_ROWS) -> dg.Material
     )
 
 
-Draw = Callable[[pd.DataFrame, str, Path], Path]
-
 
 def read_slices(duckdb: WarehouseResource, sql: str, slice_keys: Sequence[SliceKey]) -> pd.DataFrame:
     """Rows of `sql` (a query with model, model_version, dataset columns) of the run's slices."""
@@ -60,14 +59,19 @@ def read_slices(duckdb: WarehouseResource, sql: str, slice_keys: Sequence[SliceK
 
 
 def draw_per_protocol(frame: pd.DataFrame, draw: Draw, stem: str, subtitle: str = "") -> list[Path]:
-    """One figure per (model, version, dataset, protocol) in `frame`, titled and named by it."""
+    """One figure per (model, version, dataset, protocol) in `frame`, titled and named by it
+    (on every core when there are many: drawing.draw_all)."""
+    return draw_all(protocol_jobs(frame, draw, stem, subtitle))
+
+
+def protocol_jobs(frame: pd.DataFrame, draw: Draw, stem: str, subtitle: str = "") -> list[DrawJob]:
     out_dir = benchmark_config().reports_dir
-    paths = []
+    jobs: list[DrawJob] = []
     for values, part in frame.groupby(SLICE, sort=True):
         model, version, dataset, protocol = values
         title = f"{model} {version}\n{dataset} ({protocol})" + (f"\n{subtitle}" if subtitle else "")
-        paths.append(draw(part, title, out_dir / f"{figures.slug(stem, model, version, dataset, protocol)}.png"))
-    return paths
+        jobs.append((draw, part, title, out_dir / f"{figures.slug(stem, model, version, dataset, protocol)}.png"))
+    return jobs
 
 
 def slice_figure_asset(name: str, stem: str, source: dg.AssetKey, sql: str, draw: Draw,
@@ -104,9 +108,9 @@ error_rate_forest_plots = slice_figure_asset(
 def draw_group_confusions(counts: pd.DataFrame) -> list[Path]:
     """One figure per protocol x grouping (race, gender, race_gender): a confusion grid per group,
     counts and row shares in every cell (figures.group_confusion_matrices_png)."""
-    return [path for grouping, part in counts.groupby("grouping", sort=True)
-            for path in draw_per_protocol(part, figures.group_confusion_matrices_png, f"group_confusion_{grouping}",
-                                          subtitle=f"per {grouping.replace('_', ' x ')} group")]
+    return draw_all([job for grouping, part in counts.groupby("grouping", sort=True)
+                     for job in protocol_jobs(part, figures.group_confusion_matrices_png, f"group_confusion_{grouping}",
+                                              subtitle=f"per {grouping.replace('_', ' x ')} group")])
 
 
 @dg.asset(key=["reports", "group_confusion_matrices"], deps=[CONFUSION_COUNTS, *SLICE_INPUTS],

@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.analysis import stat_figures
+from dagster_project.analysis.drawing import draw_all
 from dagster_project.analysis.dimensional import image_level_pairs
 from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import MODEL_VALUES_SQL, RATINGS_SQL, load_inputs
@@ -49,13 +50,13 @@ def _pairs(duckdb: WarehouseResource, model_slices: pd.DataFrame | None = None,
 def bland_altman_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     slice_keys = slices_of(context.partition_keys, benchmark_config())
     pairs = _pairs(duckdb, slice_frame(*slice_keys), sorted({key.dataset for key in slice_keys}))
-    paths = []
-    for (model, version, dataset, protocol, dimension), part in (
-        pairs.groupby([*SLICE, "dimension"], sort=True) if len(pairs) else []
-    ):
-        title = f"{model} {version} — {dataset} ({protocol})\n{dimension}: model − mean human"
-        paths.append(stat_figures.bland_altman_png(part, title, _out("bland_altman", model, version, dataset, dimension)))
-    return figure_result(paths, NEEDS_RATINGS)
+    jobs = [
+        (stat_figures.bland_altman_png, part, f"{model} {version} — {dataset} ({protocol})\n{dimension}: model − mean human",
+         _out("bland_altman", model, version, dataset, dimension))
+        for (model, version, dataset, protocol, dimension), part in (
+            pairs.groupby([*SLICE, "dimension"], sort=True) if len(pairs) else [])
+    ]
+    return figure_result(draw_all(jobs), NEEDS_RATINGS)
 
 
 @dg.asset(key=["reports", "disparity_forest_plots"], deps=[dg.AssetKey(["stats", "misclassification_tests"])],
