@@ -10,7 +10,8 @@
     fer-warehouse fan-out         one run per partition through the instance's run launcher
                                   (Celery workers: docs/scaling-out.md)
     fer-warehouse report [--out F] one self-contained HTML report of the warehouse (tables,
-                                  figures, method notes); default <reports_dir>/report.html
+                                  figures, method notes); default <reports_dir>/report.html;
+                                  --max-rows / --inline-mb: how much of it is inline
     fer-warehouse export TABLE    a papers.*, marts.* or stats.* table as CSV or LaTeX (booktabs;
                                   papers.* in the paper's own grid)
     fer-warehouse docs [--port N] dbt docs of the warehouse (every model, source, column; lineage
@@ -274,7 +275,7 @@ def cmd_fan_out(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import duckdb
 
-    from dagster_project.reporting import write_report
+    from dagster_project.reporting import report_limits, write_report
     from dagster_project.settings import benchmark_config
     from inference.warehouse import snapshot_for_reading
 
@@ -285,7 +286,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     with snapshot_for_reading(cfg.warehouse) as snapshot:  # never blocks a run writing the warehouse
         con = duckdb.connect(str(snapshot), read_only=True)
         try:
-            path = write_report(con, cfg, args.out)
+            path = write_report(con, cfg, args.out, **report_limits(args.max_rows, args.inline_mb))
         finally:
             con.close()
     print(f"report: {path}")
@@ -365,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
     fan.set_defaults(func=cmd_fan_out)
     report = sub.add_parser("report", help="write one self-contained HTML report of the warehouse")
     report.add_argument("--out", type=Path, help="output file (default: <reports_dir>/report.html)")
+    report.add_argument("--max-rows", type=int, default=None,
+                        help="rows shown per table, smallest adjusted p first (0 = all; default 2000)")
+    report.add_argument("--inline-mb", type=float, default=None,
+                        help="megabytes of figures inlined, the rest linked to their files (-1 = all; default 32)")
     report.set_defaults(func=cmd_report)
     export = sub.add_parser("export", help="a papers.*, marts.* or stats.* table as CSV or LaTeX")
     export.add_argument("table", help="schema.table, e.g. papers.tae_table2 or stats.error_rate_ztests")

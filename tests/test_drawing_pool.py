@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from dagster_project.analysis import figures
-from dagster_project.analysis.drawing import FIGURES_PER_WORKER, WORKERS_ENV, available_workers, draw_all
+from dagster_project.analysis.drawing import FIGURES_PER_WORKER, draw_all
+from dagster_project.analysis.on_cores import WORKERS_ENV, available_workers
 from tests.support.pid_figure import draw_pid
 
 EMOTIONS = ["anger", "happy", "neutral", "sad"]

@@ -3,7 +3,10 @@ Chromium offline; and the report the demo wrote from the session warehouse."""
 
 from __future__ import annotations
 
+from html import unescape
+import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -141,6 +144,52 @@ def test_demo_writes_the_report_and_it_opens_offline(tmp_path):
     out = tmp_path / "cli.html"
     assert main(["report", "--out", str(out)]) == 0
     assert out.stat().st_size > 0 and "marts.group_accuracy" in out.read_text()
+    # and with every figure linked and one row a table: the links reach the files from elsewhere
+    lean = tmp_path / "elsewhere" / "lean.html"
+    assert main(["report", "--out", str(lean), "--inline-mb", "0", "--max-rows", "1"]) == 0
+    page = lean.read_text()
+    hrefs = re.findall(r'<li><a href="([^"]+\.png)">', page)
+    assert "data:image/png" not in page and len(hrefs) == len(pngs)
+    assert {(lean.parent / unquote(href)).resolve() for href in hrefs} == {p.resolve() for p in pngs}
+    assert 'every row: fer-warehouse sql "select * from stats.error_rate_ztests"' in unescape(page)
+
+
+def _png_files(folder: Path, sizes: dict[str, int]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, size in sizes.items():
+        (folder / name).write_bytes(b"\x89PNG" + bytes(size - 4))
+
+
+def test_figures_past_the_budget_are_linked_comparisons_first(tmp_path):
+    """A refresh of 200 slices left 2,800 figures (405 MB): inlined whole the report was 1.67 GB.
+    The report inlines a prefix of the figures up to its budget, figures across slices first,
+    and links the rest relative to where the report is written."""
+    from dagster_project.reporting import read_figures
+
+    figures_dir = tmp_path / "reports"
+    _png_files(figures_dir, {"forest__m__v1__d__classify.png": 600, "forest__m__v2__d__classify.png": 600,
+                             "strength_inversion__d.png": 600, "b_confusion__m__v1__d__classify.png": 600})
+    found = read_figures(figures_dir, tmp_path / "out", inline_mb=1500 / 2**20)
+    assert [f.name for f in found] == ["strength_inversion__d.png", "b_confusion__m__v1__d__classify.png",
+                                       "forest__m__v1__d__classify.png", "forest__m__v2__d__classify.png"]
+    assert [f.png is not None for f in found] == [True, True, False, False]  # 1,200 of 1,500 bytes, then cut
+    assert found[2].href == "../reports/forest__m__v1__d__classify.png"
+    assert all(f.png is not None for f in read_figures(figures_dir, inline_mb=None))
+    html = render_report({}, found, Settings())
+    assert html.count("data:image/png;base64,") == 2
+    assert '2 more figures, linked' in html and 'href="../reports/forest__m__v2__d__classify.png"' in html
+
+
+def test_tables_past_max_rows_name_the_sql_for_the_rest():
+    frame = pd.DataFrame({
+        "model": "m", "model_version": "v", "dataset": "d", "protocol": "p", "grouping": "race", "true_emotion": "all",
+        "group_a": "black", "group_b": "white", "p_value": np.linspace(0.001, 0.5, 30), "detail": "{}"})
+    html = render_report({"stats.error_rate_ztests": frame}, [], Settings(), max_rows=10)
+    section = html.split('id="stats.error_rate_ztests"')[1].split("</details>")[0]
+    assert section.count("<tr") == 11  # the header and 10 rows
+    assert "10 of 30 rows shown" in section
+    assert 'every row: fer-warehouse sql &#34;select * from stats.error_rate_ztests&#34;' in section
+    assert "every row: fer-warehouse" not in render_report({"stats.error_rate_ztests": frame}, [], Settings())
 
 
 def test_api_cost_section_shows_each_runs_cost_per_tier():

@@ -56,8 +56,10 @@ def _draw_confusion(ax, table: pd.DataFrame, fontsize: int = 7):
     for i in range(table.shape[0]):
         for j in range(table.shape[1]):
             colour = "white" if shares.values[i, j] > 0.5 else "black"
+            # in_layout=False: a cell's label lies inside the axes, so tight_layout need not
+            # measure each of them (a race x gender grid has 392)
             ax.text(j, i, f"{int(table.values[i, j])}\n{shares.values[i, j]:.0%}", ha="center", va="center",
-                    fontsize=fontsize, color=colour)
+                    fontsize=fontsize, color=colour, in_layout=False)
     ax.set_xticks(range(table.shape[1]), table.columns, rotation=45, ha="right")
     ax.set_yticks(range(table.shape[0]), table.index)
     ax.set_xlabel("predicted")
@@ -113,7 +115,8 @@ def accuracy_heatmap_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path
     for i in range(len(groups)):
         for j in range(len(emotions)):
             if not np.isnan(acc.values[i, j]):
-                ax.text(j, i, f"{acc.values[i, j]:.2f}\nn={int(n.values[i, j])}", ha="center", va="center", fontsize=7)
+                ax.text(j, i, f"{acc.values[i, j]:.2f}\nn={int(n.values[i, j])}", ha="center", va="center", fontsize=7,
+                        in_layout=False)
     ax.set_xticks(range(len(emotions)), emotions, rotation=45, ha="right")
     ax.set_yticks(range(len(groups)), groups)
     ax.set_title(title, fontsize=8)
@@ -154,6 +157,10 @@ def _save(fig, path: Path) -> Path:
     plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
+    # tight_layout leaves a placeholder layout engine, and savefig draws a figure with an engine
+    # twice (once to lay it out, once to print): the second layout is the same, and text-heavy
+    # figures (a confusion grid has ~400 cell labels) spent half their time on it.
+    fig.set_layout_engine(None)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from functools import cached_property
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 ANSWERS_SQL = """
@@ -83,11 +85,29 @@ class StatsInputs:
         def keep(name: str, frame: pd.DataFrame | NotLoaded) -> pd.DataFrame | NotLoaded:
             if isinstance(frame, NotLoaded):
                 return frame
-            if name == "ratings":
-                return frame[frame["dataset"] == dataset].reset_index(drop=True)
-            return rows_of_slice(frame, model, model_version, dataset)
+            key = (dataset,) if name == "ratings" else (model, model_version, dataset)
+            rows = self._slice_rows[name].get(key, _NO_ROWS)
+            if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # read in key order: one run of rows
+                return frame.iloc[rows[0]:rows[-1] + 1].reset_index(drop=True)
+            return frame.take(rows).reset_index(drop=True)
 
         return StatsInputs(**{name: keep(name, getattr(self, name)) for name in FRAME_SQL})
+
+    @cached_property
+    def _slice_rows(self) -> dict[str, dict[tuple, np.ndarray]]:
+        """Per loaded frame, the positions of each slice's rows (of each dataset's, for the
+        ratings), ascending: found in one pass per frame. A mask per slice instead scanned the
+        whole batch once for every slice in it -- at 200 slices a batch, ~8 million grouped
+        rows 200 times."""
+        positions = {}
+        for name in FRAME_SQL:
+            frame = getattr(self, name)
+            if isinstance(frame, NotLoaded):
+                continue
+            keys = ["dataset"] if name == "ratings" else ["model", "model_version", "dataset"]
+            groups = frame.groupby(keys, sort=False, dropna=False).indices if len(frame) else {}
+            positions[name] = {(k if isinstance(k, tuple) else (k,)): v for k, v in groups.items()}
+        return positions
 
 
 def rows_of_slice(frame: pd.DataFrame, model: str, model_version: str, dataset: str) -> pd.DataFrame:
@@ -117,6 +137,9 @@ FRAME_SQL = {
     "group_accuracy": GROUP_ACCURACY_SQL,
     "misclassification_ratios": MISCLASSIFICATION_RATIOS_SQL,
 }
+
+
+_NO_ROWS = np.array([], dtype=np.intp)
 
 
 class NotLoaded:

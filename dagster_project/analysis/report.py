@@ -22,6 +22,10 @@ What it shows, in order:
    grid (analysis/paper_grid.py): ours / the paper's value, differences outside rounding marked;
 5. the figures.
 
+At scale (hundreds of slices) the page keeps a size a browser opens: each table shows its
+first `max_rows` rows in that order and names the SQL for the rest, and figures past the
+caller's budget are links to their files instead of data: URLs (reporting.py sets both).
+
 The template is a Jinja2 file (templates/report.html.j2) with autoescaping on; tables are
 rendered by pandas (`to_html`, cells escaped).
 """
@@ -55,11 +59,12 @@ OVERVIEW_COLUMNS = ["model", "model_version", "dataset", "protocol", "n_images",
 @dataclass(frozen=True)
 class Figure:
     name: str  # file name, shown as the caption
-    png: bytes
+    png: bytes | None  # None: linked, not inlined (the report's figure budget is spent)
+    href: str = ""  # the file, relative to the report
 
     @property
     def data_url(self) -> str:
-        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+        return "data:image/png;base64," + base64.b64encode(self.png or b"").decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -283,6 +288,8 @@ def _result_sections(tables: Mapping[str, pd.DataFrame], max_rows: int | None, a
             continue
         common = set(RESULT_COLUMNS) <= set(frame.columns)
         shown, note = result_table(frame, max_rows, alpha) if common else plain_table(frame, max_rows)
+        if len(shown) < len(frame):
+            note += f'; every row: fer-warehouse sql "select * from {key}"'
         sections.append(Section(key, key.removeprefix("stats.").replace("_", " "), _table_html(shown), note,
                                 len(frame)))
     return sections
@@ -321,10 +328,12 @@ def render_report(
     max_rows: int | None = None,
 ) -> str:
     """The report as one HTML string. `tables`: frames keyed "schema.table" (marts.group_accuracy,
-    stats.*, papers.*; any may be missing); `figures`: PNGs to inline."""
+    stats.*, papers.*; any may be missing); `figures`: PNGs to inline, or (png None) to link;
+    `max_rows`: rows shown per table, the rest named in the table's note (None = every row)."""
     accuracy = tables.get("marts.group_accuracy", pd.DataFrame())
     human = tables.get("marts.human_category_agreement", pd.DataFrame())
     human_rows = human_baseline_table(human)
+    groups = group_accuracy_table(accuracy)
     return _template().render(
         title=title, generated_at=generated_at, source=source, settings=settings,
         summaries=slice_summaries(tables, alpha=settings.alpha, min_cell_n=settings.min_cell_n,
@@ -333,14 +342,17 @@ def render_report(
         notes=method_notes(settings),
         recorded=_table_html(recorded_methods({k: v for k, v in tables.items() if k.startswith("stats.")})),
         overview=_table_html(accuracy_overview(accuracy)),
-        groups=_table_html(group_accuracy_table(accuracy)),
+        groups=_table_html(groups.head(max_rows) if max_rows is not None else groups),
+        groups_note=_cut_note(min(len(groups), max_rows if max_rows is not None else len(groups)), len(groups)),
+        max_rows=max_rows,
         costs=_table_html(api_costs_table(tables.get("marts.run_costs", pd.DataFrame()))),
         human=_table_html(human_rows.head(max_rows) if max_rows is not None else human_rows) if not human.empty else None,
         human_note=f"{len(human_rows) if max_rows is None else min(len(human_rows), max_rows)} of {len(human_rows)} rows",
         human_meanings=human_meanings(human),
         results=_result_sections(tables, max_rows, settings.alpha),
         papers=_paper_sections(tables),
-        figures=list(figures),
+        figures=[f for f in figures if f.png is not None],
+        linked_figures=[f for f in figures if f.png is None],
     )
 
 

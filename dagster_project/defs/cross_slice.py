@@ -26,13 +26,13 @@ from dagster_project.analysis.inputs import (
     RATINGS_SQL,
 )
 from dagster_project.analysis.results import adjust_within_families, empty_result
+from dagster_project.analysis.slice_stats import NO_RATINGS
 from dagster_project.defs.conditions import ACROSS_SLICES, SLICE_RESULTS
 from dagster_project.defs.figures import figure_result
 from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS
 from dagster_project.defs.partitions import dataset_partitions
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.defs.stats_io import replace_rows, summary_metadata
-from dagster_project.defs.statistics import NO_RATINGS
 from dagster_project.settings import benchmark_config
 from inference.kinds import DEFAULT_MODEL_FAMILY
 
@@ -158,6 +158,15 @@ def strength_inversion_figure(duckdb: WarehouseResource) -> dg.MaterializeResult
 
 
 MISCLASSIFICATION_RATIOS = dg.AssetKey(["marts", "misclassification_ratios"])
+# The ratios of model versions x protocols answered on two or more datasets: the others have
+# nothing to pool (at 200 versions of one dataset, two million rows read for no row written).
+POOLABLE_RATIOS_SQL = """
+select * from marts.misclassification_ratios
+where (model, model_version, protocol) in (
+    select model, model_version, protocol from marts.misclassification_ratios
+    group by all having count(distinct dataset) >= 2)
+order by all
+"""
 
 
 @dg.asset(
@@ -173,7 +182,7 @@ MISCLASSIFICATION_RATIOS = dg.AssetKey(["marts", "misclassification_ratios"])
 def pooled_misclassification_tests(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     cfg = benchmark_config().statistics
     with duckdb.get_connection() as con:
-        ratios = con.execute("select * from marts.misclassification_ratios order by all").df()
+        ratios = con.execute(POOLABLE_RATIOS_SQL).df()
     frame = pooled.pooled_misclassification_tests(ratios, correction=cfg.corrections[0], min_n=cfg.min_cell_n,
                                                   alpha=cfg.alpha, family=cfg.family)
     with duckdb.get_connection() as con:

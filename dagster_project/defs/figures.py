@@ -18,7 +18,7 @@ from dagster_project.analysis.drawing import Draw, DrawJob, draw_all
 from dagster_project.analysis.inputs import select_in_slices
 from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_assets import SLICE_INPUTS
-from dagster_project.defs.partitions import SINGLE_RUN, SliceKey, model_dataset_partitions, slices_of
+from dagster_project.defs.partitions import SINGLE_RUN, SliceKey, model_dataset_partitions, slice_frame, slices_of
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.settings import benchmark_config
 
@@ -53,9 +53,8 @@ def figure_result(paths: list[Path], empty_reason: str = NO_ROWS) -> dg.Material
 
 def read_slices(duckdb: WarehouseResource, sql: str, slice_keys: Sequence[SliceKey]) -> pd.DataFrame:
     """Rows of `sql` (a query with model, model_version, dataset columns) of the run's slices."""
-    slices = pd.DataFrame([key.as_dict() for key in slice_keys], columns=["model", "model_version", "dataset"])
     with duckdb.get_connection() as con:
-        return select_in_slices(con, sql, slices)
+        return select_in_slices(con, sql, slice_frame(*slice_keys))
 
 
 def draw_per_protocol(frame: pd.DataFrame, draw: Draw, stem: str, subtitle: str = "") -> list[Path]:

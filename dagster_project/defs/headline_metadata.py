@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from dagster_project.analysis.headlines import accuracy_by_group_table
-from dagster_project.defs.partitions import SliceKey
+from dagster_project.defs.partitions import SliceKey, slice_frame
 from dagster_project.defs.resources import WarehouseResource
 
 GROUP_ACCURACY = dg.AssetKey(["marts", "group_accuracy"])
@@ -56,7 +56,7 @@ def headlines_of(duckdb: WarehouseResource, key: dg.AssetKey, slice_keys: Sequen
         return slice_headlines(duckdb, key, slice_keys[0])
     schema, name = key.path[-2], key.path[-1]
     with duckdb.get_connection() as con:
-        con.register("_run_slices", pd.DataFrame([slice_key.as_dict() for slice_key in slice_keys]))
+        con.register("_run_slices", slice_frame(*slice_keys))
         try:
             counts = con.execute(
                 f"select s.model, s.model_version, s.dataset, count(t.model) as rows from _run_slices s "

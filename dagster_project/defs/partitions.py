@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import dagster as dg
+import pandas as pd
 
 from dagster_project.settings import benchmark_config
 from inference.config import BenchmarkConfig
@@ -43,6 +44,12 @@ class SliceKey:
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+def slice_frame(*slice_keys: SliceKey) -> pd.DataFrame:
+    """The slices as rows (model, model_version, dataset): what a query of many slices joins on."""
+    return pd.DataFrame([slice_key.as_dict() for slice_key in slice_keys],
+                        columns=["model", "model_version", "dataset"])
 
 
 def slice_of(partition_key: dg.MultiPartitionKey | str, cfg: BenchmarkConfig) -> SliceKey:

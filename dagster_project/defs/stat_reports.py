@@ -18,9 +18,9 @@ from dagster_project.analysis.inputs import MODEL_VALUES_SQL, RATINGS_SQL, load_
 from dagster_project.analysis.response_style import per_emotion_means
 from dagster_project.defs.conditions import ACROSS_SLICES, SLICE_RESULTS
 from dagster_project.defs.figures import draw_per_protocol, figure_result, read_slices
-from dagster_project.defs.partitions import SINGLE_RUN, model_dataset_partitions, slices_of
+from dagster_project.defs.partitions import SINGLE_RUN, model_dataset_partitions, slice_frame, slices_of
 from dagster_project.defs.resources import WarehouseResource
-from dagster_project.defs.statistics import SLICE_STATS_DEPS, slice_frame
+from dagster_project.defs.statistics import SLICE_STATS_DEPS
 from dagster_project.settings import benchmark_config
 
 SLICE = ["model", "model_version", "dataset", "protocol"]

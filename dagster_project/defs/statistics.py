@@ -15,16 +15,14 @@ import dagster as dg
 import pandas as pd
 from duckdb import DuckDBPyConnection
 
-from dagster_project.analysis import agreement, dimensional, mixed_models, reliability, response_style
-from dagster_project.analysis.human_ceiling import human_ceiling, with_human_ceiling
+from dagster_project.analysis import slice_stats
 from dagster_project.analysis.headlines import largest_significant_disparity
 from dagster_project.analysis.inputs import StatsInputs, load_inputs, rows_of_slice, select_in_slices
-from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
-from dagster_project.analysis.results import empty_result
-from dagster_project.analysis.worst_subgroup import worst_subgroups
+from dagster_project.analysis.on_cores import map_on_cores
+from dagster_project.analysis.proportions import pairwise_error_ztests
 from dagster_project.defs.conditions import SLICE_RESULTS
 from dagster_project.defs.dbt_assets import SLICE_INPUTS
-from dagster_project.defs.partitions import SINGLE_RUN, SliceKey, model_dataset_partitions, slices_of
+from dagster_project.defs.partitions import SINGLE_RUN, SliceKey, model_dataset_partitions, slice_frame, slices_of
 from dagster_project.defs.resources import WarehouseResource
 from dagster_project.defs.stats_io import owned_by, replace_many_rows, summary_metadata
 from dagster_project.settings import benchmark_config
@@ -38,14 +36,11 @@ SLICE_STATS_DEPS = [*(dg.AssetDep(key) for key in _SLICE_MODELS), *_DATASET_VIEW
 GROUP_ACCURACY = dg.AssetKey(["marts", "group_accuracy"])
 # Final answers read at once by a run of many slices (the grouped frame holds ~4 rows per answer).
 ANSWERS_PER_READ = 2_000_000
-NO_RATINGS = "no human ratings configured: table left empty (add `human_ratings:` to a dataset in benchmark.yaml)"
+# Slices a worker process must have before a run computes a statistic on several cores (a
+# spawned worker costs ~2 s of imports once per run; a slice's statistic 0.05-2 s).
+SLICES_PER_WORKER = 4
 
 Compute = Callable[[StatsInputs, StatisticsConfig], pd.DataFrame]
-
-
-def slice_frame(*slice_keys: SliceKey) -> pd.DataFrame:
-    return pd.DataFrame([slice_key.as_dict() for slice_key in slice_keys],
-                        columns=["model", "model_version", "dataset"])
 
 
 @dataclass(frozen=True)
@@ -86,15 +81,22 @@ def run_metadata(results: Sequence[SliceResult]) -> dict:
             "rows_by_slice": dg.MetadataValue.md(table.to_markdown(index=False))}
 
 
-def read_in_batches(warehouse: WarehouseResource, slice_keys: Sequence[SliceKey],
-                    read: Callable[[DuckDBPyConnection, list[SliceKey]], StatsInputs]) -> Iterator[tuple[SliceKey, StatsInputs]]:
-    """Each slice with its inputs, read for many slices at once (one query per frame for up
-    to ANSWERS_PER_READ final answers, so memory stays bounded at 10^7 answers)."""
+def computed_in_batches(warehouse: WarehouseResource, slice_keys: Sequence[SliceKey],
+                        read: Callable[[DuckDBPyConnection, list[SliceKey]], StatsInputs],
+                        compute: Compute, cfg: StatisticsConfig, needs_ratings: bool,
+                        ) -> Iterator[tuple[SliceKey, tuple[pd.DataFrame, str]]]:
+    """Each slice with its rows and note, read for many slices at once (one query per frame for
+    up to ANSWERS_PER_READ final answers, so memory stays bounded at 10^7 answers) and computed
+    slice by slice from its own inputs -- on every core when the batch has many slices."""
     for batch in answer_batches(warehouse, slice_keys):
         with warehouse.get_connection() as con:
             inputs = read(con, batch)
-        for slice_key in batch:
-            yield slice_key, inputs.of_slice(slice_key.model, slice_key.model_version, slice_key.dataset)
+        jobs = [(compute, inputs.of_slice(key.model, key.model_version, key.dataset), cfg, needs_ratings)
+                for key in batch]
+        # without ratings a rating statistic has nothing to compute: no worker is worth its start
+        per_worker = len(jobs) if needs_ratings and not inputs.has_ratings else SLICES_PER_WORKER
+        del inputs  # the slices' own frames are in the jobs
+        yield from zip(batch, map_on_cores(slice_stats.compute_slice, jobs, per_worker))
 
 
 def answer_batches(warehouse: WarehouseResource, slice_keys: Sequence[SliceKey]) -> list[list[SliceKey]]:
@@ -122,12 +124,22 @@ def answer_batches(warehouse: WarehouseResource, slice_keys: Sequence[SliceKey])
     return batches
 
 
+_COMPUTATIONS: dict[str, tuple[Compute, bool]] = {}
+
+
+def stats_computations() -> dict[str, tuple[Compute, bool]]:
+    """{table: (compute, needs_ratings)} of every stats_asset: what each computes per slice."""
+    return dict(_COMPUTATIONS)
+
+
 def stats_asset(name: str, description: str, compute: Compute, reads: tuple[str, ...], *,
                 needs_ratings: bool = False, extra_deps: tuple[dg.AssetKey, ...] = ()) -> dg.AssetsDefinition:
     """A per-slice stats.<name> asset; `reads`: the StatsInputs frames `compute` uses (only
     those are read from the warehouse); `extra_deps`: marts it reads (so it runs after them).
     A run of several slices reads their inputs together and computes each slice from its own
     rows: the same result as a run per slice."""
+    _COMPUTATIONS[name] = (compute, needs_ratings)
+
     @dg.asset(
         key=["stats", name],
         deps=[*SLICE_STATS_DEPS, *extra_deps],
@@ -146,14 +158,12 @@ def stats_asset(name: str, description: str, compute: Compute, reads: tuple[str,
             return load_inputs(con, slice_frame(*batch), sorted({key.dataset for key in batch}), only=reads)
 
         # One batch of slices' inputs held at a time: materialize_slices asks in the same order.
-        inputs_in_order = read_in_batches(duckdb, slice_keys, read)
+        results_in_order = computed_in_batches(duckdb, slice_keys, read, compute, bench.statistics, needs_ratings)
 
         def run(slice_key: SliceKey) -> tuple[pd.DataFrame, str]:
-            read_key, inputs = next(inputs_in_order)
-            assert read_key == slice_key, (read_key, slice_key)
-            if needs_ratings and not inputs.has_ratings:
-                return empty_result(bench.statistics.min_cell_n), NO_RATINGS
-            return compute(inputs, bench.statistics), "computed"
+            computed_key, result = next(results_in_order)
+            assert computed_key == slice_key, (computed_key, slice_key)
+            return result
 
         return dg.MaterializeResult(metadata=run_metadata(materialize_slices(context, duckdb, name, run, slice_keys)))
 
@@ -206,68 +216,12 @@ def error_rate_ztests(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     })
 
 
-def _misclassification(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
-    return misclassification_tests(
-        inputs.misclassification_ratios, corrections=cfg.corrections, min_n=cfg.min_cell_n, alpha=cfg.alpha,
-        family=cfg.family,
-    )
-
-
-def _worst_subgroups(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
-    tests = pairwise_error_ztests(inputs.group_accuracy, groupings=cfg.groupings, correction=cfg.corrections[0],
-                                  alpha=cfg.alpha, min_n=cfg.min_cell_n, family=cfg.family)
-    return worst_subgroups(tests, alpha=cfg.alpha, min_n=cfg.min_cell_n)
-
-
-def _categorical(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
-    return agreement.categorical_agreement(
-        inputs.grouped, inputs.group_accuracy, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples
-    )
-
-
-def _reliability(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
-    return reliability.rater_reliability(
-        inputs.ratings, inputs.model_values, min_n=cfg.min_cell_n, bootstrap_resamples=cfg.bootstrap_resamples
-    )
-
-
-def _dimensional(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
-    agreement_rows = dimensional.dimensional_agreement(inputs.model_values, inputs.ratings, min_n=cfg.min_cell_n)
-    # The human ceiling beside every model row (its bootstrap interval is in
-    # stats.human_rater_reliability; a point estimate per slice keeps slices cheap).
-    return with_human_ceiling(agreement_rows, human_ceiling(inputs.ratings, min_n=cfg.min_cell_n,
-                                                            bootstrap_resamples=0))
-
-
-def _wilcoxon(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
-    return dimensional.wilcoxon_by_emotion(inputs.model_values, inputs.ratings, min_n=cfg.min_cell_n)
-
-
-def _mixed(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
-    # One human-vs-model fit per model version (as Tae et al.): the slice's version alone, so
-    # the fit does not depend on which other versions are in the warehouse.
-    parts = [mixed_models.correctness_model(inputs.answers, min_n=cfg.min_cell_n)]
-    if inputs.has_ratings and not inputs.model_values.empty:
-        fits = [
-            mixed_models.rating_mixed_models(inputs.ratings, values, min_n=cfg.min_cell_n, per_model=True,
-                                             correction=cfg.corrections[0])
-            for _, values in inputs.model_values.groupby("protocol", sort=True)
-        ]
-        parts[:0] = [fit for fit in fits if len(fit)]
-    nonempty = [part for part in parts if len(part)]
-    return pd.concat(nonempty, ignore_index=True) if nonempty else parts[-1]
-
-
-def _response_style(inputs: StatsInputs, cfg: StatisticsConfig) -> pd.DataFrame:
-    return response_style.response_style(inputs.model_values, inputs.ratings, inputs.answers, min_n=cfg.min_cell_n)
-
-
 misclassification = stats_asset(
     "misclassification_tests",
     "Rate ratio (Katz log CI) and two-proportion z-test of every misclassification (and any error) between "
     "every pair of race / gender / race x gender groups, per true emotion and pooled; Holm within family, "
     "Benjamini-Hochberg alongside.",
-    _misclassification,
+    slice_stats.misclassification_rows,
     ("misclassification_ratios",),
 )
 worst_subgroup_table = stats_asset(
@@ -275,7 +229,7 @@ worst_subgroup_table = stats_asset(
     "Where the model is worst: every pairwise error-rate test of the slice (every grouping, intersection and "
     "emotion; cluster-aware where identities repeat), worse group first, Benjamini-Hochberg over the whole slice; "
     "the disparities that survive ranked by error-rate difference (rank 1 = largest).",
-    _worst_subgroups,
+    slice_stats.worst_subgroups_rows,
     ("group_accuracy",),
     extra_deps=(GROUP_ACCURACY,),
 )
@@ -284,14 +238,14 @@ categorical_agreement = stats_asset(
     "Accuracy (Wilson CI), macro F1 and balanced accuracy over the classes in each subset's truth (bootstrap CIs; "
     "groups compared only within a class set) and Cohen's kappa (asymptotic CI) per model version x dataset, "
     "overall and per group.",
-    _categorical,
+    slice_stats.categorical_rows,
     ("grouped", "group_accuracy"),
 )
 rater_reliability = stats_asset(
     "rater_reliability",
     "Krippendorff's alpha (nominal / ordinal / interval) of the human raters with the model version added as a "
     "rater; the humans alone are in stats.human_rater_reliability.",
-    _reliability,
+    slice_stats.reliability_rows,
     ("ratings", "model_values"),
     needs_ratings=True,
 )
@@ -299,14 +253,14 @@ dimensional_agreement = stats_asset(
     "dimensional_agreement",
     "Pearson r, MAE, RMSE, Bland-Altman bias and 95 % limits of agreement of model valence/arousal vs the mean "
     "human rating, overall and per emotion; beside r and MAE the human ceiling (one human vs the other humans).",
-    _dimensional,
+    slice_stats.dimensional_rows,
     ("ratings", "model_values"),
     needs_ratings=True,
 )
 wilcoxon_tests = stats_asset(
     "wilcoxon_tests",
     "Wilcoxon signed-rank test of model vs mean human rating per emotion and dimension, Bonferroni within family.",
-    _wilcoxon,
+    slice_stats.wilcoxon_rows,
     ("ratings", "model_values"),
     needs_ratings=True,
 )
@@ -316,14 +270,14 @@ mixed_model_fits = stats_asset(
     "with the model version (REML, one row per coefficient, convergence recorded), the model-minus-human simple "
     "effect per emotion / race / gender from that fit (Tae's Table 6 'LMM p'; Holm within family), and a GEE (binomial, "
     "exchangeable, clustered by identity) of correctness on race, gender and emotion.",
-    _mixed,
+    slice_stats.mixed_rows,
     ("answers", "ratings", "model_values"),
 )
 response_style_summary = stats_asset(
     "response_style",
     "Stereotyped responding (unique values, SD per emotion), polarity exaggeration (SD ratio to humans), "
     "per-emotion affine calibration (cross-validated MAE before/after), neutral absorption, strength inversion.",
-    _response_style,
+    slice_stats.response_style_rows,
     ("answers", "ratings", "model_values"),
 )
 

@@ -1,0 +1,60 @@
+"""Many independent pure jobs on every core: a refresh of many slices computes hundreds of
+per-slice statistics and draws hundreds of figures, and pandas, statsmodels and matplotlib
+each use one core.
+
+`map_on_cores(fn, items, per_worker)` is `[fn(item) for item in items]`, in that order --
+in this process when there are too few items to pay for workers (a spawned worker costs ~2 s
+of imports), else in a pool of spawned processes (not forked: the Dagster run process holds
+threads and a DuckDB connection). The pool is kept for the life of the process, so the many
+assets of one run start their workers once. `fn` must be a module-level function; each
+result is the same whichever way it is computed (the jobs are pure: tests/test_drawing_pool.py
+and tests/test_stats_on_cores.py compare them).
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+WORKERS_ENV = "FER_WORKERS"  # a cap (e.g. 1: never a pool); default: every core
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+_pools: dict[int, ProcessPoolExecutor] = {}
+
+
+def map_on_cores(fn: Callable[[Item], Result], items: Sequence[Item], per_worker: int) -> list[Result]:
+    """fn of each item, in order; on up to every core when there are at least 2 x per_worker items."""
+    workers = min(len(items) // max(per_worker, 1), available_workers())
+    if workers < 2:
+        return [fn(item) for item in items]
+    pool = _pool(workers)
+    try:
+        return list(pool.map(fn, items, chunksize=max(1, len(items) // (4 * workers))))
+    except BrokenProcessPool:  # a worker died (killed, out of memory): the next call starts anew
+        _pools.pop(workers, None)
+        raise
+
+
+def available_workers() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cap = os.environ.get(WORKERS_ENV, "")
+    return min(cores, int(cap)) if cap.isdigit() and int(cap) > 0 else cores
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    if workers not in _pools:
+        _pools[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return _pools[workers]
+
+
+@atexit.register
+def shutdown() -> None:
+    """Stop the workers (also at exit: a run worker's pool ends with it)."""
+    while _pools:
+        _pools.popitem()[1].shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,60 @@
+"""A run of many slices computes each statistic on every core (on_cores.map_on_cores from
+defs/statistics.computed_in_batches): each slice's rows computed in a worker process are the
+rows computed in the run's own process -- for every per-slice statistic, on the demo's slices
+(real answers, human ratings, numeric model answers)."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from dagster_project.analysis import slice_stats
+from dagster_project.analysis.inputs import load_inputs
+from dagster_project.analysis.on_cores import WORKERS_ENV, available_workers, map_on_cores
+from dagster_project.defs.statistics import stats_computations
+from dagster_project.settings import benchmark_config
+from inference import warehouse
+
+
+def _pid(_item: int) -> int:
+    return os.getpid()
+
+
+@pytest.fixture()
+def two_workers(monkeypatch):
+    if available_workers() < 2:
+        pytest.skip("one core: map_on_cores never starts a pool here")
+    monkeypatch.setenv(WORKERS_ENV, "2")
+
+
+def test_many_items_go_to_workers_in_order_few_stay_here(two_workers) -> None:
+    assert map_on_cores(abs, list(range(-20, 0)), per_worker=4) == list(range(20, 0, -1))
+    assert os.getpid() not in set(map_on_cores(_pid, list(range(16)), per_worker=4))
+    assert set(map_on_cores(_pid, list(range(7)), per_worker=4)) == {os.getpid()}  # < 2 workers' worth
+
+
+@pytest.mark.usefixtures("demo")
+def test_each_statistic_computed_in_workers_equals_the_one_computed_here(two_workers) -> None:
+    cfg = benchmark_config()
+    con = warehouse.connect(cfg.warehouse, read_only=True)
+    try:
+        inputs = load_inputs(con)
+        # two slices of the dataset with human ratings (every statistic has rows there)
+        keys = con.execute("select distinct model, model_version, dataset from intermediate.int_final_answers "
+                           "where dataset in (select dataset from intermediate.int_human_ratings_labeled) "
+                           "order by all limit 2").fetchall()
+    finally:
+        con.close()
+    assert len(keys) == 2 and inputs.has_ratings
+    computations = stats_computations()
+    assert {"misclassification_tests", "categorical_agreement", "mixed_models", "rater_reliability"} <= set(computations)
+    for table, (compute, needs_ratings) in computations.items():
+        jobs = [(compute, inputs.of_slice(*key), cfg.statistics, needs_ratings) for key in keys]
+        here = [slice_stats.compute_slice(job) for job in jobs]
+        there = map_on_cores(slice_stats.compute_slice, jobs, per_worker=1)
+        assert any(len(rows) for rows, _ in here), table
+        for key, (rows, note), (rows_there, note_there) in zip(keys, here, there):
+            assert note == note_there, (table, key)
+            pd.testing.assert_frame_equal(rows, rows_there, obj=f"stats.{table} {key}")
