@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from dagster_project.analysis.regression_gate import regression_gate
+from dagster_project.analysis.regression_gate import disparities as gap_disparities
+from dagster_project.analysis.regression_gate import gate_from_gaps, regression_gate
 from dagster_project.analysis.report_format import fmt, interval, p_text
 
 SLICE_KEYS = ["model", "model_version", "dataset", "protocol"]
@@ -154,8 +155,10 @@ def previous_version(order: pd.DataFrame | None, model: str, version: str) -> st
 
 
 def changes(tables: Mapping[str, pd.DataFrame], key: tuple, min_cell_n: int, alpha: float,
-            correction: str = "holm") -> tuple[str, pd.DataFrame]:
-    """What changed since the model's previous version: overall accuracy and the regression gate."""
+            correction: str = "holm", gaps: pd.DataFrame | None = None) -> tuple[str, pd.DataFrame]:
+    """What changed since the model's previous version: overall accuracy and the regression gate.
+    `gaps`: regression_gate.disparities of the model's versions on this dataset and protocol,
+    when already computed (slice_summaries computes every version's once)."""
     model, version, dataset, protocol = key
     previous = previous_version(tables.get(VERSION_ORDER), model, version)
     if previous is None:
@@ -167,8 +170,12 @@ def changes(tables: Mapping[str, pd.DataFrame], key: tuple, min_cell_n: int, alp
     if previous not in overall.index:
         return f"previous version {previous} has no results on this dataset and protocol", pd.DataFrame()
     old, new = overall.loc[previous], overall.loc[version]
-    gate = regression_gate(both, model=model, new_version=version, previous_version=previous, min_n=min_cell_n,
-                           alpha=alpha, correction=correction)
+    if gaps is None:
+        gate = regression_gate(both, model=model, new_version=version, previous_version=previous,
+                               min_n=min_cell_n, alpha=alpha, correction=correction)
+    else:
+        gate = gate_from_gaps(gaps, new_version=version, previous_version=previous, min_n=min_cell_n,
+                              alpha=alpha, correction=correction)
     note = (f"since {previous}: accuracy {interval(old.accuracy, old.ci_low, old.ci_high)} -> "
             f"{interval(new.accuracy, new.ci_low, new.ci_high)}; regression gate: {gate.summary()}")
     offenders = gate.offenders
@@ -191,12 +198,17 @@ def slice_summaries(tables: Mapping[str, pd.DataFrame], *, alpha: float, min_cel
         return []
     pooled = accuracy[(accuracy["grouping"] == "all") & (accuracy["true_emotion"] == "all")
                       & ~accuracy["model"].astype(str).str.lower().isin(HUMAN_MODELS)].sort_values(SLICE_KEYS)
+    # Every version's disparities once (each is compared with the version before and after it).
+    gaps = gap_disparities(accuracy[~accuracy["model"].astype(str).str.lower().isin(HUMAN_MODELS)])
+    gaps_of = dict(iter(gaps.groupby(["model", "dataset", "protocol"], sort=False)))
+    no_gaps = gaps.iloc[0:0]
     summaries = []
     for row in pooled.itertuples():
         key = (row.model, row.model_version, row.dataset, row.protocol)
         shown, note = disparities(tables, key, alpha)
         groups, small = group_accuracy(tables, key, min_cell_n)
-        change_note, changed = changes(tables, key, min_cell_n, alpha, gate_correction)
+        change_note, changed = changes(tables, key, min_cell_n, alpha, gate_correction,
+                                       gaps_of.get((row.model, row.dataset, row.protocol), no_gaps))
         summaries.append(SliceSummary(
             title=f"{row.model} {row.model_version} on {row.dataset} ({row.protocol})",
             accuracy=f"{interval(row.accuracy, row.ci_low, row.ci_high)} over {int(row.n)} answered images "
