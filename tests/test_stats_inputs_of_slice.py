@@ -3,6 +3,8 @@ per frame -- the same rows, order, index and dtypes as a mask over the frame for
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -48,3 +50,16 @@ def test_of_slice_equals_a_mask_per_slice(slice_key, in_key_order):
     if slice_key[1] != "v9":
         assert len(got.answers) > 0 and list(got.answers["image_id"]) == sorted(
             got.answers["image_id"], key=lambda i: int(i[1:]))  # the order read (sorting was stable)
+
+
+def test_inputs_with_a_frame_not_loaded_survive_pickling():
+    """A run of many slices sends each slice's inputs to worker processes: a frame not read
+    (NotLoaded) must pickle, and still refuse any use on the other side."""
+    inputs = _inputs(in_key_order=True).of_slice(*SLICES[0])
+    back = pickle.loads(pickle.dumps(inputs))
+    pd.testing.assert_frame_equal(back.answers, inputs.answers)
+    assert isinstance(back.grouped, NotLoaded)
+    with pytest.raises(RuntimeError, match="StatsInputs.grouped was not loaded"):
+        len(back.grouped)
+    with pytest.raises(RuntimeError, match="StatsInputs.grouped was not loaded"):
+        back.grouped.columns

@@ -144,16 +144,25 @@ _NO_ROWS = np.array([], dtype=np.intp)
 
 class NotLoaded:
     """Stands for a frame `load_inputs` was told not to read: any use raises (an empty frame
-    would silently read as "no data")."""
+    would silently read as "no data"). Picklable: a run of many slices sends inputs to worker
+    processes (on_cores)."""
 
     def __init__(self, name: str) -> None:
         self._name = name
+
+    def __reduce__(self):
+        return NotLoaded, (self._name,)
 
     def _fail(self, *_args, **_kwargs):
         raise RuntimeError(f"StatsInputs.{self._name} was not loaded: add {self._name!r} to the frames "
                            "this statistic reads (load_inputs(only=...), stats_asset(reads=...))")
 
-    __getattr__ = __len__ = __iter__ = __getitem__ = __bool__ = _fail
+    def __getattr__(self, attr: str):
+        if attr.startswith("__") or attr == "_name":  # what pickle and copy look up: not a use of the frame
+            raise AttributeError(attr)
+        return self._fail()
+
+    __len__ = __iter__ = __getitem__ = __bool__ = _fail
 
 
 def load_inputs(

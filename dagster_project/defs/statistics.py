@@ -124,11 +124,12 @@ def answer_batches(warehouse: WarehouseResource, slice_keys: Sequence[SliceKey])
     return batches
 
 
-_COMPUTATIONS: dict[str, tuple[Compute, bool]] = {}
+_COMPUTATIONS: dict[str, tuple[Compute, bool, tuple[str, ...]]] = {}
 
 
-def stats_computations() -> dict[str, tuple[Compute, bool]]:
-    """{table: (compute, needs_ratings)} of every stats_asset: what each computes per slice."""
+def stats_computations() -> dict[str, tuple[Compute, bool, tuple[str, ...]]]:
+    """{table: (compute, needs_ratings, reads)} of every stats_asset: what each computes per
+    slice, from which frames."""
     return dict(_COMPUTATIONS)
 
 
@@ -138,7 +139,7 @@ def stats_asset(name: str, description: str, compute: Compute, reads: tuple[str,
     those are read from the warehouse); `extra_deps`: marts it reads (so it runs after them).
     A run of several slices reads their inputs together and computes each slice from its own
     rows: the same result as a run per slice."""
-    _COMPUTATIONS[name] = (compute, needs_ratings)
+    _COMPUTATIONS[name] = (compute, needs_ratings, reads)
 
     @dg.asset(
         key=["stats", name],
