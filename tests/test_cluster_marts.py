@@ -20,7 +20,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 from cluster_support import statsmodels_design_effect
 from dagster_project.analysis.clustered import CLUSTER_METHOD
-from dagster_project.analysis.inputs import GROUP_ACCURACY_SQL, MISCLASSIFICATION_RATIOS_SQL
+from dagster_project.analysis.inputs import ordered_sql
 from dagster_project.analysis.proportions import misclassification_tests, pairwise_error_ztests
 from dagster_project.analysis.worst_subgroup import worst_subgroups
 from dagster_project.defs.stats_io import replace_rows
@@ -77,7 +77,7 @@ def marts(tmp_path_factory):
             target_dir=root / "target")
     # stats.worst_subgroups of the slice, then the lineage view over it (any grouping traced)
     con = duckdb.connect(str(path))
-    accuracy = con.execute(GROUP_ACCURACY_SQL).df()
+    accuracy = con.execute(ordered_sql("group_accuracy")).df()
     worst = worst_subgroups(pairwise_error_ztests(accuracy, groupings=STATISTICS.groupings), alpha=0.05)
     replace_rows(con, "worst_subgroups", {"model": "clf"}, worst)
     con.close()
@@ -90,8 +90,8 @@ def marts(tmp_path_factory):
         "lineage": con.execute("select * from lineage.stat_lineage where stats_table = 'worst_subgroups'").df(),
         "rows": con.execute("select * from intermediate.int_answers_with_groups").df(),
         "images": images,
-        "accuracy": con.execute(GROUP_ACCURACY_SQL).df(),
-        "ratios": con.execute(MISCLASSIFICATION_RATIOS_SQL).df(),
+        "accuracy": con.execute(ordered_sql("group_accuracy")).df(),
+        "ratios": con.execute(ordered_sql("misclassification_ratios")).df(),
     }
     con.close()
 

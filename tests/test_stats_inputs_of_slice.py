@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_project.analysis.inputs import FRAME_SQL, NotLoaded, StatsInputs, rows_of_slice
+from dagster_project.analysis.inputs import FRAME_ORDER, FRAME_SQL, NotLoaded, StatsInputs, rows_of_slice
 
 SLICES = [("m", "v1", "d1"), ("m", "v2", "d1"), ("n", "v1", "d2")]
 
@@ -63,3 +63,13 @@ def test_inputs_with_a_frame_not_loaded_survive_pickling():
         len(back.grouped)
     with pytest.raises(RuntimeError, match="StatsInputs.grouped was not loaded"):
         back.grouped.columns
+
+
+@pytest.mark.parametrize("frame", sorted(FRAME_SQL))
+def test_each_frame_is_read_in_its_grains_order_the_leading_columns(frame):
+    """Frames are sorted by their grain (FRAME_ORDER), not by every column: the same order only
+    while the grain is the SQL's first columns (and unique: dbt's unique_combination tests)."""
+    select_list = FRAME_SQL[frame].split("select", 1)[1].split("from", 1)[0]
+    leading = [column.strip().split(".")[-1] for column in select_list.split(",")]
+    grain = [column.strip() for column in FRAME_ORDER[frame].split(",")]
+    assert leading[:len(grain)] == grain

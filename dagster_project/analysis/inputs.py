@@ -17,7 +17,6 @@ select f.model, f.model_version, f.dataset, f.protocol, f.image_id,
        f.answer_status
 from intermediate.int_final_answers f
 join intermediate.int_images_labeled i using (dataset, image_id)
-order by all
 """
 
 # The single definition of the demographic groupings (dbt macro unpivot_groupings), as rows.
@@ -26,7 +25,6 @@ select model, model_version, dataset, protocol, image_id, grouping, group_value,
        case when answer_status = 'answered' then predicted_emotion end as predicted_emotion,
        answer_status
 from intermediate.int_answers_with_groups
-order by all
 """
 
 # Counts, rates and their Wilson / Katz intervals live in the marts (issue 9: one home each).
@@ -35,7 +33,6 @@ select model, model_version, dataset, protocol, grouping, group_value, true_emot
        n_unanswered, coverage, n, correct, accuracy, ci_low, ci_high, accuracy_itt, itt_ci_low, itt_ci_high,
        n_clusters, design_effect, cluster_ci_low, cluster_ci_high
 from marts.group_accuracy
-order by all
 """
 
 MISCLASSIFICATION_RATIOS_SQL = """
@@ -43,20 +40,17 @@ select model, model_version, dataset, protocol, grouping, true_emotion, predicte
        n_a, count_a, rate_a, n_b, count_b, rate_b, ratio, ci_low, ci_high,
        n_clusters_a, design_effect_a, n_clusters_b, design_effect_b, cluster_ci_low, cluster_ci_high
 from marts.misclassification_ratios
-order by all
 """
 
 RATINGS_SQL = """
 select dataset, rater, image_id, dimension, value, label, identity, race, gender, true_emotion
 from intermediate.int_human_ratings_labeled
-order by all
 """
 
 MODEL_VALUES_SQL = """
 select model, model_version, dataset, protocol, image_id, dimension, value,
        identity, race, gender, true_emotion
 from intermediate.int_model_dimensional_answers
-order by all
 """
 
 ANSWER_COLUMNS = ["model", "model_version", "dataset", "protocol", "image_id", "identity", "race", "gender",
@@ -116,19 +110,38 @@ def rows_of_slice(frame: pd.DataFrame, model: str, model_version: str, dataset: 
     return frame[mask].reset_index(drop=True)
 
 
-def select_in_slices(con: duckdb.DuckDBPyConnection, sql: str, slices: pd.DataFrame) -> pd.DataFrame:
-    """The rows of `sql` (with model, model_version and dataset columns) of the given slices."""
+def ordered_sql(frame: str) -> str:
+    """The SQL of one StatsInputs frame (a key of FRAME_SQL), every row, in its grain's order."""
+    return f"{FRAME_SQL[frame]} order by {FRAME_ORDER[frame]}"
+
+
+def select_in_slices(con: duckdb.DuckDBPyConnection, sql: str, slices: pd.DataFrame,
+                     order_by: str = "all") -> pd.DataFrame:
+    """The rows of `sql` (with model, model_version and dataset columns) of the given slices,
+    ordered by `order_by` (default every column)."""
     con.register("_scope_slices", slices[["model", "model_version", "dataset"]].astype(str))
     try:
         return con.execute(
             f"select * from ({sql}) where (model, model_version, dataset) in "
-            "(select model, model_version, dataset from _scope_slices) order by all"
+            f"(select model, model_version, dataset from _scope_slices) order by {order_by}"
         ).df()
     finally:
         con.unregister("_scope_slices")
 
 
-# The frames of StatsInputs and the SQL of each.
+# Each frame's grain: the first columns of its SQL, unique (dbt tests unique_combination on each
+# model), so ordering by them is the same order as "order by all" at a fraction of the sort: at
+# 10 slices x 100,000 images, the grouped answers (8 million rows) read in 18 s instead of 38 s.
+FRAME_ORDER = {
+    "answers": "model, model_version, dataset, protocol, image_id",
+    "ratings": "dataset, rater, image_id, dimension",
+    "model_values": "model, model_version, dataset, protocol, image_id, dimension",
+    "grouped": "model, model_version, dataset, protocol, image_id, grouping",
+    "group_accuracy": "model, model_version, dataset, protocol, grouping, group_value, true_emotion",
+    "misclassification_ratios": "model, model_version, dataset, protocol, grouping, true_emotion, predicted_emotion, group_a, group_b",
+}
+
+# The frames of StatsInputs and the SQL of each (unordered: readers order by FRAME_ORDER).
 FRAME_SQL = {
     "answers": ANSWERS_SQL,
     "ratings": RATINGS_SQL,
@@ -185,12 +198,13 @@ def load_inputs(
     def read(name: str) -> pd.DataFrame | NotLoaded:
         if name not in wanted:
             return NotLoaded(name)
+        order = FRAME_ORDER[name]
         if everything:
-            return con.execute(FRAME_SQL[name]).df()
+            return con.execute(ordered_sql(name)).df()
         if name == "ratings":
-            return con.execute(f"select * from ({RATINGS_SQL}) where list_contains(?, dataset) order by all",
+            return con.execute(f"select * from ({RATINGS_SQL}) where list_contains(?, dataset) order by {order}",
                                [list(datasets or [])]).df()
-        return select_in_slices(con, FRAME_SQL[name], model_slices)
+        return select_in_slices(con, FRAME_SQL[name], model_slices, order)
 
     return StatsInputs(**{name: read(name) for name in FRAME_SQL})
 

@@ -14,7 +14,7 @@ from dagster_project.analysis import stat_figures
 from dagster_project.analysis.drawing import draw_all
 from dagster_project.analysis.dimensional import image_level_pairs
 from dagster_project.analysis.figures import slug
-from dagster_project.analysis.inputs import MODEL_VALUES_SQL, RATINGS_SQL, load_inputs
+from dagster_project.analysis.inputs import load_inputs, ordered_sql
 from dagster_project.analysis.response_style import per_emotion_means
 from dagster_project.defs.conditions import ACROSS_SLICES, SLICE_RESULTS
 from dagster_project.defs.figures import draw_per_protocol, figure_result, read_slices
@@ -35,7 +35,7 @@ def _pairs(duckdb: WarehouseResource, model_slices: pd.DataFrame | None = None,
            datasets: list[str] | None = None) -> pd.DataFrame:
     with duckdb.get_connection() as con:
         if model_slices is None:  # every slice: only the two frames the pairs need, not every answer
-            ratings, values = con.execute(RATINGS_SQL).df(), con.execute(MODEL_VALUES_SQL).df()
+            ratings, values = con.execute(ordered_sql("ratings")).df(), con.execute(ordered_sql("model_values")).df()
         else:
             inputs = load_inputs(con, model_slices, datasets, only=("ratings", "model_values"))
             ratings, values = inputs.ratings, inputs.model_values
