@@ -131,7 +131,8 @@ def write_version(con, version_index: int, n_images: int, n_samples: int) -> Non
 
 
 def cpu_seconds() -> float:
-    """CPU of this process (DuckDB's threads included) and of waited-for children (dbt)."""
+    """CPU of this process (DuckDB's threads included) and of waited-for children (dbt, the
+    statistics' and figures' worker processes once shut down)."""
     me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
@@ -141,8 +142,14 @@ class Phases:
         self.rows: list[dict] = []
 
     def time(self, name: str, action) -> None:
+        from dagster_project.analysis import on_cores
+
         wall, cpu = time.perf_counter(), cpu_seconds()
         action()
+        # The worker processes of statistics and figures end with the phase, as they end with a
+        # run's process: their CPU is then counted (children's CPU is counted once they end),
+        # and the next phase starts its own, as the next run would.
+        on_cores.shutdown()
         row = {"phase": name, "wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu}
         self.rows.append(row)
         print(f"{name:<48} wall {row['wall_s']:7.1f} s   cpu {row['cpu_s']:7.1f} s", flush=True)

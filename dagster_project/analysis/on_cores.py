@@ -31,7 +31,8 @@ _pools: dict[int, ProcessPoolExecutor] = {}
 def map_on_cores(fn: Callable[[Item], Result], items: Sequence[Item], per_worker: int) -> list[Result]:
     """fn of each item, in order; on up to every core when there are at least 2 x per_worker items."""
     workers = min(len(items) // max(per_worker, 1), available_workers())
-    if workers < 2:
+    # a daemonic process (e.g. a pool worker of a task queue) may not start processes of its own
+    if workers < 2 or multiprocessing.current_process().daemon:
         return [fn(item) for item in items]
     pool = _pool(workers)
     try:
