@@ -1,7 +1,8 @@
-"""McNemar between every pair of versions, the two countings side by side in one run: one pandas
-join per pair (`mcnemar.pair_tables`, what the cross-slice asset ran before) against DuckDB's
-count of every pair's 2x2 table (`mcnemar.PAIR_TABLES_SQL`, what it runs now), then the same
-statsmodels rows from both (`mcnemar_from_tables`), checked equal.
+"""McNemar between every pair of versions, the two countings side by side in one run: DuckDB's
+join of every pair's images (`JOINED_PAIRS_SQL` below, what the cross-slice asset ran before)
+against three matrix products per dataset/protocol over the rows of CORRECTNESS_SQL
+(`mcnemar.tables_from_correctness`, what it runs now), then the same statsmodels rows from
+both (`mcnemar_from_tables`), checked equal.
 
     .venv/bin/python scripts/bench_mcnemar.py [--versions 200] [--images 10000]
 
@@ -21,8 +22,33 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dagster_project.analysis.inputs import ANSWER_COLUMNS  # noqa: E402
-from dagster_project.analysis.mcnemar import PAIR_TABLES_SQL, mcnemar_from_tables, pair_tables  # noqa: E402
+from dagster_project.analysis.mcnemar import CORRECTNESS_SQL, mcnemar_from_tables, tables_from_correctness  # noqa: E402
+
+# Before: every pair's 2x2 table from a self-join on the image (a row per pair per shared image).
+JOINED_PAIRS_SQL = """
+with answered as ({correctness}),
+versions as (select distinct dataset, protocol, model, model_version from answered),
+pairs as (
+    select a.dataset, a.protocol, a.model as model_a, a.model_version as version_a,
+           b.model as model_b, b.model_version as version_b
+    from versions a join versions b
+      on a.dataset = b.dataset and a.protocol = b.protocol
+     and (a.model < b.model or (a.model = b.model and a.model_version < b.model_version))
+),
+counts as (
+    select a.dataset, a.protocol, a.model as model_a, a.model_version as version_a,
+           b.model as model_b, b.model_version as version_b,
+           count_if(a.correct and b.correct) as n11, count_if(a.correct and not b.correct) as n10,
+           count_if(not a.correct and b.correct) as n01, count_if(not a.correct and not b.correct) as n00
+    from answered a join answered b
+      on a.dataset = b.dataset and a.protocol = b.protocol and a.image_id = b.image_id
+     and (a.model < b.model or (a.model = b.model and a.model_version < b.model_version))
+    group by all
+)
+select p.*, coalesce(n11, 0) as n11, coalesce(n10, 0) as n10, coalesce(n01, 0) as n01, coalesce(n00, 0) as n00
+from pairs p left join counts c using (dataset, protocol, model_a, version_a, model_b, version_b)
+order by dataset, protocol, model_a, version_a, model_b, version_b
+"""
 
 EMOTIONS = "['anger', 'disgust', 'fear', 'happy', 'neutral', 'sad', 'surprise']"
 
@@ -57,13 +83,13 @@ def main() -> None:
     answers(con, args.versions, args.images)
     pairs = args.versions * (args.versions - 1) // 2
     print(f"{args.versions} versions x {args.images} images: {pairs:,} pairs")
-    sql_tables = timed("DuckDB: every pair's table (PAIR_TABLES_SQL)",
-                       lambda: con.execute(PAIR_TABLES_SQL.format(answers="select * from answers")).df())
-    frame = timed("  (pandas: read the answers, not part of either)",
-                  lambda: con.execute(f"select {', '.join(ANSWER_COLUMNS)} from answers order by all").df())
-    pandas_tables = timed("pandas: one join per pair (pair_tables, before)", lambda: pair_tables(frame))
-    pd.testing.assert_frame_equal(sql_tables, pandas_tables, check_dtype=False)
-    rows = timed("statsmodels rows from the tables (both ways)", lambda: mcnemar_from_tables(sql_tables))
+    correctness = CORRECTNESS_SQL.format(answers="select * from answers")
+    joined = timed("DuckDB: a join of every pair's images (before)",
+                   lambda: con.execute(JOINED_PAIRS_SQL.format(correctness=correctness)).df())
+    matrix = timed("read + matrix products (tables_from_correctness, now)",
+                   lambda: tables_from_correctness(con.execute(correctness).df()))
+    pd.testing.assert_frame_equal(matrix, joined, check_dtype=False)
+    rows = timed("statsmodels rows from the tables (both ways)", lambda: mcnemar_from_tables(matrix))
     print(f"equal tables; {len(rows):,} result rows")
 
 

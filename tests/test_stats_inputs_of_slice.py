@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dagster_project.analysis.inputs import FRAME_ORDER, FRAME_SQL, NotLoaded, StatsInputs, rows_of_slice
+from dagster_project.analysis.inputs import FRAME_ORDER, FRAME_SQL, NotLoaded, StatsInputs, frames_of_slices
 
 SLICES = [("m", "v1", "d1"), ("m", "v2", "d1"), ("n", "v1", "d2")]
 
@@ -23,6 +23,12 @@ def _frame(rows: int, seed: int, with_slice: bool = True) -> pd.DataFrame:
         frame.insert(1, "model_version", [p[1] for p in picked])
     frame.insert(2 if with_slice else 0, "dataset", [p[2] for p in picked])
     return frame
+
+
+def _mask_of_slice(frame: pd.DataFrame, model: str, model_version: str, dataset: str) -> pd.DataFrame:
+    """The reference: a mask over the whole frame for one slice."""
+    mask = (frame["model"] == model) & (frame["model_version"] == model_version) & (frame["dataset"] == dataset)
+    return frame[mask].reset_index(drop=True)
 
 
 def _inputs(in_key_order: bool) -> StatsInputs:
@@ -44,12 +50,21 @@ def test_of_slice_equals_a_mask_per_slice(slice_key, in_key_order):
     got = inputs.of_slice(*slice_key)
     assert isinstance(got.grouped, NotLoaded)
     for name in ("answers", "group_accuracy", "misclassification_ratios", "model_values"):
-        pd.testing.assert_frame_equal(getattr(got, name), rows_of_slice(getattr(inputs, name), *slice_key))
+        pd.testing.assert_frame_equal(getattr(got, name), _mask_of_slice(getattr(inputs, name), *slice_key))
     ratings = inputs.ratings
     pd.testing.assert_frame_equal(got.ratings, ratings[ratings["dataset"] == slice_key[2]].reset_index(drop=True))
     if slice_key[1] != "v9":
         assert len(got.answers) > 0 and list(got.answers["image_id"]) == sorted(
             got.answers["image_id"], key=lambda i: int(i[1:]))  # the order read (sorting was stable)
+
+
+@pytest.mark.parametrize("in_key_order", [True, False])
+def test_frames_of_slices_equal_a_mask_per_slice(in_key_order):
+    frame = _inputs(in_key_order).group_accuracy
+    got = frames_of_slices(frame)
+    assert sorted(got) == sorted(SLICES)
+    for slice_key, rows in got.items():
+        pd.testing.assert_frame_equal(rows, _mask_of_slice(frame, *slice_key))
 
 
 def test_inputs_with_a_frame_not_loaded_survive_pickling():

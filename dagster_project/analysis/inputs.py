@@ -80,10 +80,7 @@ class StatsInputs:
             if isinstance(frame, NotLoaded):
                 return frame
             key = (dataset,) if name == "ratings" else (model, model_version, dataset)
-            rows = self._slice_rows[name].get(key, _NO_ROWS)
-            if len(rows) and rows[-1] - rows[0] + 1 == len(rows):  # read in key order: one run of rows
-                return frame.iloc[rows[0]:rows[-1] + 1].reset_index(drop=True)
-            return frame.take(rows).reset_index(drop=True)
+            return take_rows(frame, self._slice_rows[name].get(key, _NO_ROWS))
 
         return StatsInputs(**{name: keep(name, getattr(self, name)) for name in FRAME_SQL})
 
@@ -93,21 +90,31 @@ class StatsInputs:
         ratings), ascending: found in one pass per frame. A mask per slice instead scanned the
         whole batch once for every slice in it -- at 200 slices a batch, ~8 million grouped
         rows 200 times."""
-        positions = {}
-        for name in FRAME_SQL:
-            frame = getattr(self, name)
-            if isinstance(frame, NotLoaded):
-                continue
-            keys = ["dataset"] if name == "ratings" else ["model", "model_version", "dataset"]
-            groups = frame.groupby(keys, sort=False, dropna=False).indices if len(frame) else {}
-            positions[name] = {(k if isinstance(k, tuple) else (k,)): v for k, v in groups.items()}
-        return positions
+        return {name: slice_positions(frame, ["dataset"] if name == "ratings" else SLICE_KEY_COLUMNS)
+                for name in FRAME_SQL if not isinstance(frame := getattr(self, name), NotLoaded)}
 
 
-def rows_of_slice(frame: pd.DataFrame, model: str, model_version: str, dataset: str) -> pd.DataFrame:
-    """The rows of one slice of `frame` (read for several), in order, on a fresh index."""
-    mask = (frame["model"] == model) & (frame["model_version"] == model_version) & (frame["dataset"] == dataset)
-    return frame[mask].reset_index(drop=True)
+SLICE_KEY_COLUMNS = ["model", "model_version", "dataset"]
+
+
+def slice_positions(frame: pd.DataFrame, keys: list[str]) -> dict[tuple, np.ndarray]:
+    """{key values (a tuple): the ascending positions of their rows}, in one pass over `frame`."""
+    groups = frame.groupby(keys, sort=False, dropna=False).indices if len(frame) else {}
+    return {(k if isinstance(k, tuple) else (k,)): v for k, v in groups.items()}
+
+
+def take_rows(frame: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    """`frame`'s rows at ascending positions `rows`, on a fresh index (a contiguous run of rows,
+    as a frame read in key order holds each slice, is a slice of the frame, not a copy)."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return frame.iloc[rows[0]:rows[-1] + 1].reset_index(drop=True)
+    return frame.take(rows).reset_index(drop=True)
+
+
+def frames_of_slices(frame: pd.DataFrame) -> dict[tuple[str, str, str], pd.DataFrame]:
+    """Each slice's rows of `frame` (read for several), in order, on a fresh index, keyed by
+    (model, model_version, dataset)."""
+    return {key: take_rows(frame, rows) for key, rows in slice_positions(frame, SLICE_KEY_COLUMNS).items()}
 
 
 def ordered_sql(frame: str) -> str:

@@ -4,15 +4,18 @@ within each dataset/protocol family via ``results.adjust_within_families``).
 
 The test depends on the answers only through each pair's 2x2 table of (version a right or
 wrong) x (version b right or wrong) over their shared images, so the tables are counted first
--- in pandas from an answers frame (`pair_tables`), or in DuckDB over the warehouse
-(`PAIR_TABLES_SQL`: the cross-slice asset at 200 versions has ~20,000 pairs, and pandas joined
-each pair's images in Python) -- and the same code turns tables into result rows
-(`mcnemar_from_tables`). Both countings are tested equal.
+and the same code turns tables into result rows (`mcnemar_from_tables`).
+
+The tables of all pairs at once, as matrix products (`pair_tables`): with A[v, i] = 1 where
+version v answered image i and R[v, i] = 1 where it answered it right, R @ R.T counts the
+images both versions got right, R @ A.T those version a got right among the images both
+answered, A @ A.T the shared images; the other cells are differences. At 200 versions x
+10,000 images that is ~20,000 tables from three small matrix products, where a join of every
+pair's images (DuckDB, what the cross-slice asset ran before; scripts/bench_mcnemar.py times
+both) built 10^8 joined rows. The counting is tested equal to a join per pair.
 """
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import pandas as pd
@@ -21,62 +24,87 @@ from dagster_project.analysis.agreement import PAIR_KEYS, is_answered
 from dagster_project.analysis.results import adjust_within_families, detail_json, none_if_nan, result_frame, result_row
 
 TABLE_COLUMNS = ["dataset", "protocol", "model_a", "version_a", "model_b", "version_b", "n11", "n10", "n01", "n00"]
+CORRECTNESS_COLUMNS = ["dataset", "protocol", "model", "model_version", "image_id", "correct"]
 
-# One row per pair of versions on a dataset x protocol (a < b by model, then version), every
-# pair even without a shared image (n = 0). An image counts once per version (the grain of
-# int_final_answers); right = predicted = true emotion (a missing true emotion is wrong).
-PAIR_TABLES_SQL = """
-with answered as (
-    select coalesce(dataset, '') as dataset, coalesce(protocol, '') as protocol, model, model_version, image_id,
-           coalesce(true_emotion::varchar = predicted_emotion::varchar, false) as correct
-    from ({answers})
-    where answer_status = 'answered' and predicted_emotion is not null
-),
-versions as (select distinct dataset, protocol, model, model_version from answered),
-pairs as (
-    select a.dataset, a.protocol, a.model as model_a, a.model_version as version_a,
-           b.model as model_b, b.model_version as version_b
-    from versions a join versions b
-      on a.dataset = b.dataset and a.protocol = b.protocol
-     and (a.model < b.model or (a.model = b.model and a.model_version < b.model_version))
-),
-counts as (
-    select a.dataset, a.protocol, a.model as model_a, a.model_version as version_a,
-           b.model as model_b, b.model_version as version_b,
-           count_if(a.correct and b.correct) as n11, count_if(a.correct and not b.correct) as n10,
-           count_if(not a.correct and b.correct) as n01, count_if(not a.correct and not b.correct) as n00
-    from answered a join answered b
-      on a.dataset = b.dataset and a.protocol = b.protocol and a.image_id = b.image_id
-     and (a.model < b.model or (a.model = b.model and a.model_version < b.model_version))
-    group by all
-)
-select p.*, coalesce(n11, 0) as n11, coalesce(n10, 0) as n10, coalesce(n01, 0) as n01, coalesce(n00, 0) as n00
-from pairs p left join counts c using (dataset, protocol, model_a, version_a, model_b, version_b)
-order by dataset, protocol, model_a, version_a, model_b, version_b
+# Each answered image of each version, right or wrong: what the tables are counted from. An
+# image counts once per version (the grain of int_final_answers); right = predicted = true
+# emotion (a missing true emotion is wrong).
+CORRECTNESS_SQL = """
+select coalesce(dataset, '') as dataset, coalesce(protocol, '') as protocol, model, model_version, image_id,
+       coalesce(true_emotion::varchar = predicted_emotion::varchar, false) as correct
+from ({answers})
+where answer_status = 'answered' and predicted_emotion is not null
 """
+
+# Matrix cells (versions x images) per block of images: bounds the memory of a cell with many
+# versions and images (128 MB per float64 matrix); float64 counts are exact far beyond it.
+_BLOCK_CELLS = 2 ** 24
+
+
+def correctness(answers: pd.DataFrame) -> pd.DataFrame:
+    """CORRECTNESS_SQL's rows from an answers frame (ANSWER_COLUMNS)."""
+    answered = answers[is_answered(answers)]
+    return pd.DataFrame({
+        "dataset": answered["dataset"].fillna("").astype(str), "protocol": answered["protocol"].fillna("").astype(str),
+        "model": answered["model"].astype(str), "model_version": answered["model_version"].astype(str),
+        "image_id": answered["image_id"],
+        "correct": (answered["true_emotion"].astype(str) == answered["predicted_emotion"].astype(str))
+                   & answered["true_emotion"].notna(),
+    }).reset_index(drop=True)
 
 
 def pair_tables(answers: pd.DataFrame, involving: set[tuple[str, str, str]] | None = None) -> pd.DataFrame:
-    """The 2x2 table of every pair of (model, model_version) on the same dataset x protocol
-    (`involving`: only pairs with at least one of these (model, model_version, dataset))."""
-    answered = answers[is_answered(answers)].copy()
-    answered["_correct"] = answered["true_emotion"].astype(str) == answered["predicted_emotion"].astype(str)
-    rows = []
-    for (dataset, protocol), cell in answered.groupby(PAIR_KEYS, sort=True, dropna=False):
-        dataset = "" if pd.isna(dataset) else str(dataset)
-        protocol = "" if pd.isna(protocol) else str(protocol)
-        versions = {
-            key: frame.drop_duplicates("image_id").set_index("image_id")["_correct"]
-            for key, frame in cell.groupby(["model", "model_version"], sort=True)
-        }
-        for (key_a, correct_a), (key_b, correct_b) in itertools.combinations(sorted(versions.items()), 2):
-            if involving is not None and not {(*key_a, dataset), (*key_b, dataset)} & involving:
-                continue
-            joined = pd.concat([correct_a.rename("a"), correct_b.rename("b")], axis=1, join="inner")
-            a, b = joined["a"].to_numpy(bool), joined["b"].to_numpy(bool)
-            rows.append([dataset, protocol, str(key_a[0]), str(key_a[1]), str(key_b[0]), str(key_b[1]),
-                         int(np.sum(a & b)), int(np.sum(a & ~b)), int(np.sum(~a & b)), int(np.sum(~a & ~b))])
-    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    """The 2x2 table of every pair of (model, model_version) on the same dataset x protocol, a
+    row per pair (a < b by model, then version) even without a shared image (n = 0), ordered
+    by TABLE_COLUMNS[:6] (`involving`: only pairs with at least one of these
+    (model, model_version, dataset))."""
+    return tables_from_correctness(correctness(answers), involving)
+
+
+def tables_from_correctness(rows: pd.DataFrame, involving: set[tuple[str, str, str]] | None = None) -> pd.DataFrame:
+    """`pair_tables` from CORRECTNESS_COLUMNS rows (CORRECTNESS_SQL)."""
+    parts = [_cell_tables(str(dataset), str(protocol), cell)
+             for (dataset, protocol), cell in rows.groupby(PAIR_KEYS, sort=True)]
+    tables = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE_COLUMNS)
+    if involving is not None and len(tables):
+        keep = [{(a, va, d), (b, vb, d)} & involving != set() for d, a, va, b, vb in
+                tables[["dataset", "model_a", "version_a", "model_b", "version_b"]].itertuples(index=False)]
+        tables = tables[keep].reset_index(drop=True)
+    return tables
+
+
+def _cell_tables(dataset: str, protocol: str, cell: pd.DataFrame) -> pd.DataFrame:
+    """Every pair's table within one dataset x protocol, from three matrix products."""
+    keys = pd.MultiIndex.from_arrays([cell["model"].astype(str), cell["model_version"].astype(str)])
+    version_codes, versions = pd.factorize(keys, sort=True)
+    image_codes, images = pd.factorize(cell["image_id"])
+    n_versions, n_images = len(versions), len(images)
+    right_right = np.zeros((n_versions, n_versions))
+    right_answered = np.zeros((n_versions, n_versions))
+    shared = np.zeros((n_versions, n_versions))
+    right = cell["correct"].to_numpy(bool)
+    block = max(1, _BLOCK_CELLS // n_versions)
+    for start in range(0, n_images, block):
+        inside = (image_codes >= start) & (image_codes < start + block)
+        width = min(block, n_images - start)
+        answered_m, right_m = np.zeros((n_versions, width)), np.zeros((n_versions, width))
+        answered_m[version_codes[inside], image_codes[inside] - start] = 1.0
+        right_m[version_codes[inside], image_codes[inside] - start] = right[inside]
+        right_right += right_m @ right_m.T
+        right_answered += right_m @ answered_m.T
+        shared += answered_m @ answered_m.T
+    a, b = np.triu_indices(n_versions, k=1)  # versions are sorted: a < b
+    n11 = right_right[a, b]
+    n10 = right_answered[a, b] - n11   # a right on the shared images, b wrong
+    n01 = right_answered[b, a] - n11   # b right, a wrong
+    n00 = shared[a, b] - n11 - n10 - n01
+    models, model_versions = versions.get_level_values(0), versions.get_level_values(1)
+    return pd.DataFrame({
+        "dataset": dataset, "protocol": protocol,
+        "model_a": models[a], "version_a": model_versions[a], "model_b": models[b], "version_b": model_versions[b],
+        **{name: np.rint(counts).astype("int64") for name, counts in
+           (("n11", n11), ("n10", n10), ("n01", n01), ("n00", n00))},
+    }, columns=TABLE_COLUMNS)
 
 
 def mcnemar_between_models(

@@ -196,10 +196,11 @@ def slice_summaries(tables: Mapping[str, pd.DataFrame], *, alpha: float, min_cel
     accuracy = tables.get("marts.group_accuracy", pd.DataFrame())
     if accuracy.empty:
         return []
-    pooled = accuracy[(accuracy["grouping"] == "all") & (accuracy["true_emotion"] == "all")
-                      & ~accuracy["model"].astype(str).str.lower().isin(HUMAN_MODELS)].sort_values(SLICE_KEYS)
+    models_only = accuracy[~accuracy["model"].astype(str).str.lower().isin(HUMAN_MODELS)]
+    pooled = models_only[(models_only["grouping"] == "all")
+                         & (models_only["true_emotion"] == "all")].sort_values(SLICE_KEYS)
     # Every version's disparities once (each is compared with the version before and after it).
-    gaps = gap_disparities(accuracy[~accuracy["model"].astype(str).str.lower().isin(HUMAN_MODELS)])
+    gaps = gap_disparities(models_only)
     gaps_of = dict(iter(gaps.groupby(["model", "dataset", "protocol"], sort=False)))
     no_gaps = gaps.iloc[0:0]
     summaries = []

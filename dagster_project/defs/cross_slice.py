@@ -2,7 +2,8 @@
 
 * stats/mcnemar_tests (unpartitioned): McNemar between every pair of model versions on the
   images both answered, Holm within dataset/protocol; a family spans versions, so the table is
-  computed whole from the slice models (cheap: one 2x2 table per pair).
+  computed whole from the slice models (cheap: every pair's 2x2 table from three matrix
+  products per dataset/protocol, analysis/mcnemar.py).
 * stats/human_rater_reliability and stats/human_response_style (per dataset): the human
   raters alone, the ceiling every model is read against; they depend on the dataset's
   ratings, never on a model version.
@@ -17,7 +18,7 @@ import pandas as pd
 from dagster_project.analysis import dimensional, pooled, reliability, response_style, stat_figures
 from dagster_project.analysis.crossed_icc import crossed_icc
 from dagster_project.analysis.human_ceiling import human_ceiling
-from dagster_project.analysis.mcnemar import PAIR_TABLES_SQL, mcnemar_from_tables
+from dagster_project.analysis.mcnemar import CORRECTNESS_SQL, mcnemar_from_tables, tables_from_correctness
 from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import (
     ANSWER_COLUMNS,
@@ -53,8 +54,8 @@ _DATASET_VIEWS = [dg.AssetKey(["intermediate", name]) for name in ("int_images_l
 )
 def mcnemar_tests(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     cfg = benchmark_config().statistics
-    with duckdb.get_connection() as con:  # each pair's 2x2 table counted in DuckDB, not images in pandas
-        tables = con.execute(PAIR_TABLES_SQL.format(answers=ANSWERS_SQL)).df()
+    with duckdb.get_connection() as con:  # one row per version x answered image; pairs counted as matrix products
+        tables = tables_from_correctness(con.execute(CORRECTNESS_SQL.format(answers=ANSWERS_SQL)).df())
     pairs = mcnemar_from_tables(tables, correction=cfg.corrections[0], min_n=cfg.min_cell_n)
     if len(pairs):
         pairs = adjust_within_families(pairs, cfg.corrections[0])

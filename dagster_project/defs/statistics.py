@@ -17,7 +17,7 @@ from duckdb import DuckDBPyConnection
 
 from dagster_project.analysis import slice_stats
 from dagster_project.analysis.headlines import largest_significant_disparity
-from dagster_project.analysis.inputs import StatsInputs, load_inputs, rows_of_slice, select_in_slices
+from dagster_project.analysis.inputs import StatsInputs, frames_of_slices, load_inputs, select_in_slices
 from dagster_project.analysis.on_cores import map_on_cores
 from dagster_project.analysis.proportions import pairwise_error_ztests
 from dagster_project.defs.conditions import SLICE_RESULTS
@@ -93,10 +93,12 @@ def computed_in_batches(warehouse: WarehouseResource, slice_keys: Sequence[Slice
             inputs = read(con, batch)
         jobs = [(compute, inputs.of_slice(key.model, key.model_version, key.dataset), cfg, needs_ratings)
                 for key in batch]
-        # without ratings a rating statistic has nothing to compute: no worker is worth its start
-        per_worker = len(jobs) if needs_ratings and not inputs.has_ratings else SLICES_PER_WORKER
+        nothing_to_compute = needs_ratings and not inputs.has_ratings
         del inputs  # the slices' own frames are in the jobs
-        yield from zip(batch, map_on_cores(slice_stats.compute_slice, jobs, per_worker))
+        if nothing_to_compute:  # a rating statistic without ratings: its note only, no worker is worth its start
+            yield from zip(batch, [slice_stats.compute_slice(job) for job in jobs])
+        else:
+            yield from zip(batch, map_on_cores(slice_stats.compute_slice, jobs, SLICES_PER_WORKER))
 
 
 def answer_batches(warehouse: WarehouseResource, slice_keys: Sequence[SliceKey]) -> list[list[SliceKey]]:
@@ -105,13 +107,10 @@ def answer_batches(warehouse: WarehouseResource, slice_keys: Sequence[SliceKey])
     if len(slice_keys) <= 1:
         return [list(slice_keys)]
     with warehouse.get_connection() as con:
-        con.register("_run_slices", slice_frame(*slice_keys))
-        try:
-            sizes = dict(((m, v, d), n) for m, v, d, n in con.execute(
-                "select model, model_version, dataset, count(*) from intermediate.int_final_answers "
-                "where (model, model_version, dataset) in (select * from _run_slices) group by all").fetchall())
-        finally:
-            con.unregister("_run_slices")
+        counts = select_in_slices(con, "select model, model_version, dataset, count(*) as n_answers "
+                                       "from intermediate.int_final_answers group by all",
+                                  slice_frame(*slice_keys), order_by="model, model_version, dataset")
+    sizes = {(m, v, d): n for m, v, d, n in counts.itertuples(index=False)}
     batches: list[list[SliceKey]] = [[]]
     held = 0
     for slice_key in slice_keys:
@@ -190,9 +189,10 @@ def error_rate_ztests(context: dg.AssetExecutionContext, duckdb: WarehouseResour
     cfg, slice_keys = bench.statistics, slices_of(context.partition_keys, bench)
     with duckdb.get_connection() as con:  # group_accuracy is small: every slice in one read
         accuracy = select_in_slices(con, "select * from marts.group_accuracy", slice_frame(*slice_keys))
+    own_rows = frames_of_slices(accuracy)
 
     def run(slice_key: SliceKey) -> tuple[pd.DataFrame, str]:
-        own = rows_of_slice(accuracy, slice_key.model, slice_key.model_version, slice_key.dataset)
+        own = own_rows.get((slice_key.model, slice_key.model_version, slice_key.dataset), accuracy.iloc[0:0])
         tests = pairwise_error_ztests(own, groupings=cfg.groupings, correction=cfg.corrections[0],
                                       alpha=cfg.alpha, min_n=cfg.min_cell_n, family=cfg.family)
         return tests, "computed"
