@@ -21,13 +21,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
+from dagster_project.process_group import run_until_signalled
 from dagster_project.settings import REPO_ROOT
 
 DAGSTER_YAML = """\
@@ -145,47 +143,6 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(f"Dagster UI on http://127.0.0.1:{args.port} (code location fer_bias_warehouse); Ctrl-C stops it",
           flush=True)
     return run_until_signalled(command, cwd=REPO_ROOT, env=env)
-
-
-# `dagster dev` alone waits up to 60 s for each of its children after a SIGTERM / SIGINT.
-STOP_GRACE_S = 3.0
-
-
-class _Stop(Exception):
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-
-
-def run_until_signalled(command: list[str], cwd: Path, env: dict[str, str] | None = None,
-                        grace_s: float = STOP_GRACE_S) -> int:
-    """Run `command` in a process group of its own; a SIGTERM / SIGINT to us stops the whole
-    group (the webserver, the daemon, code servers, run workers) within `grace_s` seconds,
-    first politely (SIGTERM to every member at once), then with SIGKILL."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise _Stop(signum)
-
-    process = subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True)
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        return process.wait()
-    except _Stop as stopped:
-        _signal_group(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-        _signal_group(process.pid, signal.SIGKILL)  # whatever is left of the group, children too
-        process.wait()
-        return 128 + stopped.signum
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, sig)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:

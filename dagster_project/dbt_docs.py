@@ -100,7 +100,7 @@ def undocumented(target: Path) -> list[str]:
 
 def serve(target: Path, port: int) -> int:
     """dbt docs serve on 127.0.0.1 until SIGTERM / Ctrl-C."""
-    from dagster_project.cli import run_until_signalled
+    from dagster_project.process_group import run_until_signalled
 
     command = [dbt_executable(), "docs", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-browser",
                *_dbt_args(target)]

@@ -134,6 +134,6 @@ def test_materialize_from_asset_page_and_results_follow(tmp_path: Path) -> None:
             time.sleep(0.2)
         stopped_after = time.monotonic() - stop
         assert not group_members(group), f"still running after SIGTERM: {group_members(group)}"
-        # grace 3 s then SIGKILL (cli.STOP_GRACE_S); the rest is a busy machine's scheduling
+        # grace 3 s then SIGKILL (process_group.STOP_GRACE_S); the rest is a busy machine's scheduling
         assert stopped_after < 25, stopped_after
 
