@@ -40,6 +40,39 @@ def categorical_agreement(answers: pd.DataFrame, **kwargs) -> pd.DataFrame:
     return agreement.categorical_agreement(grouped, group_accuracy(grouped), **kwargs)
 
 
+def test_counted_answers_give_the_same_rows_to_the_bit():
+    """The asset reads the grouped answers counted (GROUPED_COUNTS_SQL: ~10^4 rows for 10^7
+    answers); every row, interval and detail must equal those from one row per answer: with
+    unanswered images, a class absent from a group, a predicted label outside the truth, two
+    versions and two protocols (a missing true emotion cannot reach it: dbt tests not_null)."""
+    import duckdb
+
+    from dagster_project.analysis.inputs import ordered_sql
+
+    rng = np.random.default_rng(5)
+    parts = []
+    for version, protocol in (("v1", "classify"), ("v1", "cot"), ("v2", "classify")):
+        n = 400
+        race = rng.choice(["black", "white", "asian"], n)
+        truth = ["neutral" if r == "asian" else EMOTIONS[i % 6] for i, r in enumerate(race)]  # asian: neutral only
+        pred = [t if rng.random() < 0.6 else rng.choice([*EMOTIONS, "contempt"]) for t in truth]
+        status = rng.choice(["answered", "unparseable", "refused"], n, p=[0.85, 0.1, 0.05]).tolist()
+        parts.append(_answers(truth, pred, version=version, protocol=protocol, race=list(race),
+                              gender=list(rng.choice(["female", "male"], n)), status=status))
+    grouped = grouped_answers(pd.concat(parts, ignore_index=True))
+    con = duckdb.connect()
+    con.execute("create schema intermediate")
+    con.register("grouped_rows", grouped)
+    con.execute("create table intermediate.int_answers_with_groups as select * from grouped_rows")
+    counted = con.execute(ordered_sql("grouped")).df()
+    assert len(counted) < len(grouped) / 2 and counted["n_answers"].sum() == len(grouped)
+    accuracy = group_accuracy(grouped)
+    per_answer = agreement.categorical_agreement(grouped, accuracy, bootstrap_resamples=200)
+    assert per_answer["ci_low"].notna().any() and (per_answer["measure"] == "macro_f1_gap").any()
+    pd.testing.assert_frame_equal(agreement.categorical_agreement(counted, accuracy, bootstrap_resamples=200),
+                                  per_answer, check_exact=True)
+
+
 def _row(frame: pd.DataFrame, measure: str, subset_kind: str = "all", subset: str = "all") -> pd.Series:
     hit = frame[(frame.measure == measure) & (frame.subset_kind == subset_kind) & (frame.subset == subset)]
     assert len(hit) == 1, hit

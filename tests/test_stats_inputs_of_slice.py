@@ -85,6 +85,6 @@ def test_each_frame_is_read_in_its_grains_order_the_leading_columns(frame):
     """Frames are sorted by their grain (FRAME_ORDER), not by every column: the same order only
     while the grain is the SQL's first columns (and unique: dbt's unique_combination tests)."""
     select_list = FRAME_SQL[frame].split("select", 1)[1].split("from", 1)[0]
-    leading = [column.strip().split(".")[-1] for column in select_list.split(",")]
+    leading = [column.strip().split(" as ")[-1].split(".")[-1] for column in select_list.split(",")]
     grain = [column.strip() for column in FRAME_ORDER[frame].split(",")]
     assert leading[:len(grain)] == grain

@@ -74,7 +74,11 @@ def categorical_agreement(
 
     `grouped`: rows of intermediate.int_answers_with_groups (one per answer and grouping:
     model, model_version, dataset, protocol, image_id, grouping, group_value, true_emotion,
-    predicted_emotion, answer_status). `accuracy`: rows of marts.group_accuracy. One block per
+    predicted_emotion, answer_status), or those rows counted (inputs.GROUPED_COUNTS_SQL: no
+    image_id, and `n_answers`, the rows each one stands for). Every measure depends on the
+    answers only through these counts (sklearn's sample_weight; the same values to the bit,
+    tests/test_stats_agreement.py), and at 10^7 answers the counts are ~10^4 rows.
+    `accuracy`: rows of marts.group_accuracy. One block per
     (model, model_version, dataset, protocol): grouping 'all' (subset_kind 'all') and each
     group of each grouping. Unanswered rows are left out of F1 and kappa; n = answered images.
 
@@ -88,7 +92,8 @@ def categorical_agreement(
     interval (kappa +/- 1.96 ASE; statsmodels offers no other level, `alpha` does not change
     it) and the z test of kappa = 0 (ASE under H0).
     """
-    grouped = grouped.assign(_answered=is_answered(grouped))
+    grouped = grouped.assign(_answered=is_answered(grouped),
+                             _weight=grouped["n_answers"] if "n_answers" in grouped else 1)
     marts = _accuracy_lookup(accuracy)
     rows: list[dict[str, Any]] = []
     for keys, cell in grouped.groupby(CELL_KEYS, sort=True, dropna=False):
@@ -169,7 +174,8 @@ def _agreement_rows(frame, labels, base, subset_kind, subset, resamples, seed, a
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
     from statsmodels.stats.inter_rater import cohens_kappa
     answered = frame[frame["_answered"]]
-    n = len(answered)
+    weight = answered["_weight"].to_numpy(np.int64)  # the answers each row stands for
+    n = int(weight.sum())
     # The classes present in this subset's truth come first (codes 0..K-1): macro F1 and balanced
     # accuracy average over them only. A class with no image in the group (Chicago Face targets with
     # neutral faces only) has no F1 to average: scoring it 0 made a perfect all-neutral group 0.25.
@@ -183,7 +189,7 @@ def _agreement_rows(frame, labels, base, subset_kind, subset, resamples, seed, a
     k = len(present)
     class_set = ",".join(present)
     common = dict(analysis="categorical_agreement", subset_kind=subset_kind, subset=subset, n=n, **base)
-    n_unanswered = int(len(frame) - n)
+    n_unanswered = int(frame["_weight"].sum() - n)
     rows = []
 
     # macro F1 and balanced accuracy over the classes present, bootstrap percentile CIs
@@ -192,13 +198,13 @@ def _agreement_rows(frame, labels, base, subset_kind, subset, resamples, seed, a
     ci_method = "none"
     per_class = np.full(k, np.nan)
     if n:
-        per_class = f1_score(truth, pred, labels=range(k), average=None, zero_division=0.0)
+        per_class = f1_score(truth, pred, labels=range(k), average=None, zero_division=0.0, sample_weight=weight)
         f1 = float(np.mean(per_class))
         with warnings.catch_warnings():  # "y_pred contains classes not in y_true": errors, as intended
             warnings.simplefilter("ignore", UserWarning)
-            balanced = float(balanced_accuracy_score(truth, pred))
+            balanced = float(balanced_accuracy_score(truth, pred, sample_weight=weight))
         if resamples > 0 and n >= 2:
-            counts = confusion_counts(truth, np.where(pred < k, pred, -1), k)
+            counts = confusion_counts(truth, np.where(pred < k, pred, -1), k, weight)
             intervals = bootstrap_count_intervals(counts, resamples, alpha, np.random.default_rng(seed))
             ci_method = (f"percentile bootstrap over images, {resamples} resamples drawn as multinomial "
                          f"confusion counts (numpy), seed {seed}; the class set held fixed")
@@ -214,7 +220,7 @@ def _agreement_rows(frame, labels, base, subset_kind, subset, resamples, seed, a
                                   detail=detail_json(**classes, n_unanswered=n_unanswered, ci_method=ci_method,
                                                      average=average)),
                      "class_set": class_set})
-    support = np.bincount(truth, minlength=len(index)) if n else np.zeros(len(index), int)
+    support = _counted(np.bincount(truth, weight, minlength=len(index))) if n else np.zeros(len(index), int)
     for label in labels:
         code = present.index(label) if label in present else None
         note = None if code is not None else "no image of this class in the subset's truth: F1 undefined"
@@ -229,7 +235,8 @@ def _agreement_rows(frame, labels, base, subset_kind, subset, resamples, seed, a
     kappa = low = high = z = pval = se = np.nan
     note = None
     if n and len(kappa_labels) >= 2:
-        table = confusion_matrix(truth, pred, labels=range(len(index)))  # kappa ignores the label order
+        # kappa ignores the label order
+        table = _counted(confusion_matrix(truth, pred, labels=range(len(index)), sample_weight=weight))
         with np.errstate(divide="ignore", invalid="ignore"):
             res = cohens_kappa(table)
         kappa, se = float(res.kappa), float(res.std_kappa)
@@ -245,11 +252,22 @@ def _agreement_rows(frame, labels, base, subset_kind, subset, resamples, seed, a
     return rows
 
 
-def confusion_counts(truth: np.ndarray, pred: np.ndarray, n_labels: int) -> np.ndarray:
+def _counted(weighted: np.ndarray) -> np.ndarray:
+    """Sums of integer weights (float64, exact) as the integer counts they are."""
+    return np.rint(weighted).astype(np.int64)
+
+
+def confusion_counts(truth: np.ndarray, pred: np.ndarray, n_labels: int, weights: np.ndarray | None = None
+                     ) -> np.ndarray:
     """Confusion counts along the last axis: shape (..., n_labels, n_labels + 1). Codes are
     0..n_labels-1; a prediction outside the labels (-1) goes to the last column (an error
-    for its true class, nobody's false positive), as sklearn's f1_score(labels=...) counts it."""
+    for its true class, nobody's false positive), as sklearn's f1_score(labels=...) counts it.
+    `weights` (1-D): the answers each pair of codes stands for (default one)."""
     truth, pred = np.asarray(truth), np.asarray(pred)
+    if weights is not None:
+        cells = truth * (n_labels + 1) + np.where(pred < 0, n_labels, pred)
+        return _counted(np.bincount(cells, weights, minlength=n_labels * (n_labels + 1))).reshape(
+            n_labels, n_labels + 1)
     width = n_labels + 1
     cells = truth * width + np.where(pred < 0, n_labels, pred)
     lead = cells.shape[:-1]

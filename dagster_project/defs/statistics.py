@@ -34,7 +34,7 @@ _DATASET_VIEWS = [dg.AssetKey(["intermediate", name]) for name in ("int_images_l
 # staleness) the slice's raw inputs, its dataset's images and human ratings included.
 SLICE_STATS_DEPS = [*(dg.AssetDep(key) for key in _SLICE_MODELS), *_DATASET_VIEWS, *SLICE_INPUTS]
 GROUP_ACCURACY = dg.AssetKey(["marts", "group_accuracy"])
-# Final answers read at once by a run of many slices (the grouped frame holds ~4 rows per answer).
+# Final answers read at once by a run of many slices (the answers frame holds a row per answer).
 ANSWERS_PER_READ = 2_000_000
 # Slices a worker process must have before a run computes a statistic on several cores (a
 # spawned worker costs ~2 s of imports once per run; a slice's statistic 0.05-2 s).
