@@ -37,6 +37,11 @@ SLICE_TAG = "slice"
 READS_STATS_TAG = "reads_stats"
 ACROSS_SLICES_TAG = "across_slices"
 AFTER_SLICES_TAGS = (READS_STATS_TAG, ACROSS_SLICES_TAG)
+# A refresh builds models and runs their data tests, not the dbt unit tests: those check each
+# model's SQL on fixed fixture rows, never the warehouse's data, so every refresh would repeat
+# the same verdict (~0.5 s each; the cross-slice build has 10). `make test` runs every one
+# (tests/test_dbt_project.py builds every node; tests/test_papers_tables.py the papers').
+BUILD_WITHOUT_UNIT_TESTS = ["build", "--exclude-resource-type", "unit_test"]
 # The partition's own raw answers (same partitions: identity) and its dataset's raw tables.
 _DATASET_DIMENSION = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="dataset")
 SLICE_INPUTS = [
@@ -89,8 +94,9 @@ def _code_versioned(context: dg.AssetExecutionContext, events: Iterator[Any]) ->
             exclude=" ".join(f"tag:{tag}" for tag in (SLICE_TAG, *AFTER_SLICES_TAGS)),
             dagster_dbt_translator=TRANSLATOR)
 def warehouse_foundation(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource):
-    """`dbt build` of the label-map seeds, staging views and dataset-level views, with their tests."""
-    yield from _code_versioned(context, dbt_build(context, dbt, ["build", *dbt.vars_args()]))
+    """`dbt build` of the label-map seeds, staging views and dataset-level views, with their data
+    tests (BUILD_WITHOUT_UNIT_TESTS)."""
+    yield from _code_versioned(context, dbt_build(context, dbt, [*BUILD_WITHOUT_UNIT_TESTS, *dbt.vars_args()]))
 
 
 @dbt_assets(
@@ -103,12 +109,11 @@ def warehouse_foundation(context: dg.AssetExecutionContext, dbt: WarehouseDbtRes
 def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource, duckdb: WarehouseResource):
     """`dbt build` of the run's evaluated slices (model version x dataset; one, or a backfill's
     range in one invocation): intermediate answers and every mart, replaced for those slices
-    only, with their data tests on those slices' rows. The metric unit tests are left out: they
-    check the SQL on fixed fixture rows, not the slices' data, so they say the same for every
-    slice (measured: 17.6 -> 15.3 s CPU per slice build, scripts/bench_at_scale.py notes);
-    `make test` runs them (tests/test_dbt_project.py builds every node)."""
+    only, with their data tests on those slices' rows. The metric unit tests are left out
+    (BUILD_WITHOUT_UNIT_TESTS; measured: 17.6 -> 15.3 s CPU per slice build, scripts/bench_at_scale.py
+    notes)."""
     slice_keys = slices_of(context.partition_keys, benchmark_config())
-    events = dbt_build(context, dbt, ["build", "--exclude-resource-type", "unit_test", *dbt.vars_args()],
+    events = dbt_build(context, dbt, [*BUILD_WITHOUT_UNIT_TESTS, *dbt.vars_args()],
                        slices=[slice_key.as_dict() for slice_key in slice_keys])
     yield from with_slice_headlines(context, duckdb, slice_keys, events)
 
@@ -117,6 +122,8 @@ def warehouse_slices(context: dg.AssetExecutionContext, dbt: WarehouseDbtResourc
             dagster_dbt_translator=TRANSLATOR)
 def warehouse_after_stats(context: dg.AssetExecutionContext, dbt: WarehouseDbtResource, duckdb: WarehouseResource):
     """`dbt build` of the views over the statistics (papers.*, lineage.stat_lineage) and over
-    every slice (the pooled marts), with their tests and unit tests (after the statistics); a
-    model matching no paper column is named in papers/model_paper_matches' metadata."""
-    yield from with_paper_match_hints(context, duckdb, dbt_build(context, dbt, ["build", *dbt.vars_args()]))
+    every slice (the pooled marts), with their data tests (after the statistics;
+    BUILD_WITHOUT_UNIT_TESTS); a model matching no paper column is named in
+    papers/model_paper_matches' metadata."""
+    yield from with_paper_match_hints(context, duckdb, dbt_build(context, dbt, [*BUILD_WITHOUT_UNIT_TESTS,
+                                                                               *dbt.vars_args()]))
