@@ -1,7 +1,7 @@
 """McNemar between every pair of versions, the two countings side by side in one run: DuckDB's
 join of every pair's images (`JOINED_PAIRS_SQL` below, what the cross-slice asset ran before)
-against three matrix products per dataset/protocol over the rows of CORRECTNESS_SQL
-(`mcnemar.tables_from_correctness`, what it runs now), then the same statsmodels rows from
+against three matrix products per dataset/protocol over the answers' integer codes
+(`mcnemar.tables_in_warehouse`, what it runs now), then the same statsmodels rows from
 both (`mcnemar_from_tables`), checked equal.
 
     .venv/bin/python scripts/bench_mcnemar.py [--versions 200] [--images 10000]
@@ -22,7 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dagster_project.analysis.mcnemar import CORRECTNESS_SQL, mcnemar_from_tables, tables_from_correctness  # noqa: E402
+from dagster_project.analysis.mcnemar import CORRECTNESS_SQL, mcnemar_from_tables, tables_in_warehouse  # noqa: E402
 
 # Before: every pair's 2x2 table from a self-join on the image (a row per pair per shared image).
 JOINED_PAIRS_SQL = """
@@ -86,8 +86,8 @@ def main() -> None:
     correctness = CORRECTNESS_SQL.format(answers="select * from answers")
     joined = timed("DuckDB: a join of every pair's images (before)",
                    lambda: con.execute(JOINED_PAIRS_SQL.format(correctness=correctness)).df())
-    matrix = timed("read + matrix products (tables_from_correctness, now)",
-                   lambda: tables_from_correctness(con.execute(correctness).df()))
+    matrix = timed("read codes + matrix products (tables_in_warehouse, now)",
+                   lambda: tables_in_warehouse(con, "select * from answers"))
     pd.testing.assert_frame_equal(matrix, joined, check_dtype=False)
     rows = timed("statsmodels rows from the tables (both ways)", lambda: mcnemar_from_tables(matrix))
     print(f"equal tables; {len(rows):,} result rows")

@@ -20,6 +20,7 @@ from dagster_project.analysis.inputs import ANSWER_COLUMNS
 from dagster_project.analysis.mcnemar import (
     CORRECTNESS_SQL,
     TABLE_COLUMNS,
+    tables_in_warehouse,
     mcnemar_between_models,
     mcnemar_from_tables,
     pair_tables,
@@ -66,7 +67,10 @@ def _joined_per_pair(answers: pd.DataFrame) -> pd.DataFrame:
 def _via_sql(answers: pd.DataFrame) -> pd.DataFrame:
     con = duckdb.connect()
     con.register("answers", answers)
-    return tables_from_correctness(con.execute(CORRECTNESS_SQL.format(answers="select * from answers")).df())
+    from_rows = tables_from_correctness(con.execute(CORRECTNESS_SQL.format(answers="select * from answers")).df())
+    from_codes = tables_in_warehouse(con, "select * from answers")  # what the asset counts
+    pd.testing.assert_frame_equal(from_codes, from_rows)
+    return from_codes
 
 
 def test_matrix_tables_equal_a_join_per_pair_from_the_frame_and_from_sql() -> None:
@@ -86,6 +90,7 @@ def test_counting_in_blocks_of_images_gives_the_same_tables(monkeypatch: pytest.
     expected = _joined_per_pair(answers)
     monkeypatch.setattr(mcnemar, "_BLOCK_CELLS", 7)  # 3 versions -> blocks of 2 images
     pd.testing.assert_frame_equal(pair_tables(answers), expected, check_dtype=False)
+    pd.testing.assert_frame_equal(_via_sql(answers), expected, check_dtype=False)
 
 
 def test_only_pairs_involving_the_new_versions() -> None:

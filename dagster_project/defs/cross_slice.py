@@ -18,7 +18,7 @@ import pandas as pd
 from dagster_project.analysis import dimensional, pooled, reliability, response_style, stat_figures
 from dagster_project.analysis.crossed_icc import crossed_icc
 from dagster_project.analysis.human_ceiling import human_ceiling
-from dagster_project.analysis.mcnemar import CORRECTNESS_SQL, mcnemar_from_tables, tables_from_correctness
+from dagster_project.analysis.mcnemar import mcnemar_from_tables, tables_in_warehouse
 from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import (
     ANSWER_COLUMNS,
@@ -54,8 +54,8 @@ _DATASET_VIEWS = [dg.AssetKey(["intermediate", name]) for name in ("int_images_l
 )
 def mcnemar_tests(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     cfg = benchmark_config().statistics
-    with duckdb.get_connection() as con:  # one row per version x answered image; pairs counted as matrix products
-        tables = tables_from_correctness(con.execute(CORRECTNESS_SQL.format(answers=ANSWERS_SQL)).df())
+    with duckdb.get_connection() as con:  # the answers as integer codes; pairs counted as matrix products
+        tables = tables_in_warehouse(con, ANSWERS_SQL)
     pairs = mcnemar_from_tables(tables, correction=cfg.corrections[0], min_n=cfg.min_cell_n)
     if len(pairs):
         pairs = adjust_within_families(pairs, cfg.corrections[0])
