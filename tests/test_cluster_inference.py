@@ -157,3 +157,39 @@ def test_the_forest_plot_says_which_intervals_count_people():
     ratio_forest_axes(ratio_forest_rows(tests), ax)
     assert "1 of 2 intervals count people" in ax.get_xlabel()
     pyplot().close(fig)
+
+
+def test_all_pairs_at_once_are_proportions_ztest_and_the_wald_interval_pair_by_pair():
+    """clustered.comparisons tests every pair in one statsmodels call (test_proportions_2indep,
+    score, no correction); each pair's z and p are proportions_ztest's (the test Chhua et al.
+    report) and its interval confint_proportions_2indep's, on effective counts where clustered;
+    no test where the pooled rate is 0 or 1; one pair alone gives the same row as in a batch."""
+    from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
+
+    from dagster_project.analysis.clustered import comparisons, group_cells
+
+    rng = np.random.default_rng(4)
+    n_a, n_b = rng.integers(1, 400, 300), rng.integers(1, 400, 300)
+    count_a, count_b = rng.integers(0, n_a + 1), rng.integers(0, n_b + 1)
+    count_a[:5], count_b[:5] = 0, 0          # pooled rate 0
+    count_a[5:10], count_b[5:10] = n_a[5:10], n_b[5:10]  # pooled rate 1
+    clusters_a = np.where(rng.random(300) < 0.5, n_a, np.maximum(n_a // 3, 1)).astype(float)
+    deff_a = np.where(clusters_a < n_a, rng.uniform(1.0, 3.0, 300), 1.0)
+    a, b = group_cells(count_a, n_a, clusters_a, deff_a), group_cells(count_b, n_b, n_b, None)
+    batch = comparisons(a, b)
+    assert batch["z"].iloc[:10].isna().all() and batch["ci_low"].iloc[:10].isna().all()
+    for i in range(10, 300):
+        row = batch.iloc[i]
+        clustered = row["inference"] == CLUSTER_METHOD
+        assert clustered == (clusters_a[i] < n_a[i])
+        d = deff_a[i] if clustered else 1.0
+        z, p = proportions_ztest(np.array([count_a[i] / d, count_b[i]]), np.array([n_a[i] / d, n_b[i]]))
+        low, high = confint_proportions_2indep(count_a[i] / d, n_a[i] / d, count_b[i], n_b[i], method="wald")
+        assert row["z"] == pytest.approx(z, rel=1e-11, abs=1e-12)
+        assert row["p_value"] == pytest.approx(p, rel=1e-9, abs=1e-300)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), rel=1e-12)
+        z_naive, _ = proportions_ztest(np.array([count_a[i], count_b[i]]), np.array([n_a[i], n_b[i]]))
+        assert row["z_naive"] == pytest.approx(z_naive, rel=1e-11, abs=1e-12)
+    one = comparisons(group_cells(count_a[[42]], n_a[[42]], clusters_a[[42]], deff_a[[42]]),
+                      group_cells(count_b[[42]], n_b[[42]], n_b[[42]], None))
+    pd.testing.assert_frame_equal(one, batch.iloc[[42]].reset_index(drop=True), check_exact=True)

@@ -264,12 +264,10 @@ def confusion_counts(truth: np.ndarray, pred: np.ndarray, n_labels: int, weights
     for its true class, nobody's false positive), as sklearn's f1_score(labels=...) counts it.
     `weights` (1-D): the answers each pair of codes stands for (default one)."""
     truth, pred = np.asarray(truth), np.asarray(pred)
-    if weights is not None:
-        cells = truth * (n_labels + 1) + np.where(pred < 0, n_labels, pred)
-        return _counted(np.bincount(cells, weights, minlength=n_labels * (n_labels + 1))).reshape(
-            n_labels, n_labels + 1)
     width = n_labels + 1
     cells = truth * width + np.where(pred < 0, n_labels, pred)
+    if weights is not None:
+        return _counted(np.bincount(cells, weights, minlength=n_labels * width)).reshape(n_labels, width)
     lead = cells.shape[:-1]
     flat = cells.reshape(-1, cells.shape[-1]) + (np.arange(int(np.prod(lead)))[:, None] * n_labels * width)
     counts = np.bincount(flat.ravel(), minlength=flat.shape[0] * n_labels * width)

@@ -20,11 +20,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from dagster_project.analysis.agreement import PAIR_KEYS, is_answered
+from dagster_project.analysis.agreement import ANSWERED, PAIR_KEYS
 from dagster_project.analysis.results import adjust_within_families, detail_json, none_if_nan, result_frame, result_row
 
 TABLE_COLUMNS = ["dataset", "protocol", "model_a", "version_a", "model_b", "version_b", "n11", "n10", "n01", "n00"]
-CORRECTNESS_COLUMNS = ["dataset", "protocol", "model", "model_version", "image_id", "correct"]
 
 # Each answered image of each version, right or wrong: what the tables are counted from. An
 # image counts once per version (the grain of int_final_answers); right = predicted = true
@@ -41,36 +40,19 @@ where answer_status = 'answered' and predicted_emotion is not null
 _BLOCK_CELLS = 2 ** 24
 
 
-def correctness(answers: pd.DataFrame) -> pd.DataFrame:
-    """CORRECTNESS_SQL's rows from an answers frame (ANSWER_COLUMNS)."""
-    answered = answers[is_answered(answers)]
-    return pd.DataFrame({
-        "dataset": answered["dataset"].fillna("").astype(str), "protocol": answered["protocol"].fillna("").astype(str),
-        "model": answered["model"].astype(str), "model_version": answered["model_version"].astype(str),
-        "image_id": answered["image_id"],
-        "correct": (answered["true_emotion"].astype(str) == answered["predicted_emotion"].astype(str))
-                   & answered["true_emotion"].notna(),
-    }).reset_index(drop=True)
-
-
 def pair_tables(answers: pd.DataFrame, involving: set[tuple[str, str, str]] | None = None) -> pd.DataFrame:
     """The 2x2 table of every pair of (model, model_version) on the same dataset x protocol, a
     row per pair (a < b by model, then version) even without a shared image (n = 0), ordered
     by TABLE_COLUMNS[:6] (`involving`: only pairs with at least one of these
-    (model, model_version, dataset))."""
-    return tables_from_correctness(correctness(answers), involving)
+    (model, model_version, dataset)). Counted by the warehouse's own SQL (tables_in_warehouse)
+    over the frame, so a frame and the warehouse cannot count differently; a frame without
+    answer_status counts every row with a predicted emotion (agreement.is_answered)."""
+    import duckdb
 
-
-def tables_from_correctness(rows: pd.DataFrame, involving: set[tuple[str, str, str]] | None = None) -> pd.DataFrame:
-    """`pair_tables` from CORRECTNESS_COLUMNS rows (CORRECTNESS_SQL)."""
-    parts = []
-    for (dataset, protocol), cell in rows.groupby(PAIR_KEYS, sort=True):
-        keys = pd.MultiIndex.from_arrays([cell["model"].astype(str), cell["model_version"].astype(str)])
-        version_codes, versions = pd.factorize(keys, sort=True)
-        image_codes, images = pd.factorize(cell["image_id"])
-        parts.append(_cell_tables(str(dataset), str(protocol), list(versions), version_codes, image_codes,
-                                  len(images), cell["correct"].to_numpy(bool)))
-    return _only_involving(_concat_tables(parts), involving)
+    frame = answers if "answer_status" in answers else answers.assign(answer_status=ANSWERED)
+    with duckdb.connect() as con:
+        con.register("answers", frame)
+        return _only_involving(tables_in_warehouse(con, "select * from answers"), involving)
 
 
 # The same rows as integer codes, so that millions of answers come out of DuckDB as four numeric
@@ -110,14 +92,19 @@ def tables_in_warehouse(con, answers_sql: str) -> pd.DataFrame:
     labels = con.execute(CELL_VERSIONS_SQL.format(correctness=correctness)).df()
     coded = con.execute(CODED_SQL.format(correctness=correctness)).fetchnumpy()
     cell_codes = np.asarray(coded["cell_code"], dtype=np.int64)
+    # each cell's rows as one run of a stable order (one pass, not a mask over every row per cell)
+    order = np.argsort(cell_codes, kind="stable")
+    version_codes, image_codes, right = (np.asarray(coded[name], dtype=dtype)[order] for name, dtype in
+                                         (("version_code", np.int64), ("image_code", np.int64), ("correct", bool)))
+    groups = labels.groupby(PAIR_KEYS, sort=True)
+    bounds = np.searchsorted(cell_codes[order], np.arange(groups.ngroups + 1))
     parts = []
-    for cell_code, ((dataset, protocol), versions) in enumerate(labels.groupby(PAIR_KEYS, sort=True)):
-        inside = cell_codes == cell_code
-        image_codes = np.asarray(coded["image_code"], dtype=np.int64)[inside]
+    for cell_code, ((dataset, protocol), versions) in enumerate(groups):
+        run = slice(bounds[cell_code], bounds[cell_code + 1])
         parts.append(_cell_tables(
             str(dataset), str(protocol), list(zip(versions["model"].astype(str), versions["model_version"].astype(str))),
-            np.asarray(coded["version_code"], dtype=np.int64)[inside], image_codes,
-            int(image_codes.max()) + 1 if len(image_codes) else 0, np.asarray(coded["correct"], dtype=bool)[inside]))
+            version_codes[run], image_codes[run], int(image_codes[run].max()) + 1 if run.stop > run.start else 0,
+            right[run]))
     return _concat_tables(parts)
 
 

@@ -22,7 +22,6 @@ records the results.
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import numpy as np
@@ -31,8 +30,9 @@ import pandas as pd
 from dagster_project.analysis.clustered import (
     CLUSTER_COLUMNS,
     CLUSTER_METHOD,
-    comparison,
+    comparisons,
     group_cell,
+    group_cells,
     zero_count_ratio_bound,
 )
 from dagster_project.analysis.results import (
@@ -53,7 +53,7 @@ ZTEST_COLUMNS = [
     "difference", "ci_low", "ci_high", "z", "p_value", "p_adjusted", "correction", "family",
     "family_size", "family_m", "alpha", "significant", "below_min_n",
     # issue 22: z / p_value / ci_low / ci_high are the values that decide (cluster-aware where a
-    # group repeats identities: clustered.comparison); the naive ones and the design beside them.
+    # group repeats identities: clustered.comparisons); the naive ones and the design beside them.
     *CLUSTER_COLUMNS, "note",
 ]
 
@@ -91,15 +91,9 @@ def pairwise_error_ztests(
     """
     from statsmodels.stats.multitest import multipletests
     cells = accuracy[accuracy["grouping"].isin(groupings) & (accuracy["n"] > 0)]
-    results = []
-    for cell_values, cell in cells.groupby(FAMILY_KEYS, sort=True):
-        rows = [_pair_test(a, b) for a, b in itertools.combinations(
-            cell.sort_values("group_value").itertuples(index=False), 2)]
-        if rows:
-            results.append(pd.DataFrame(rows).assign(**dict(zip(FAMILY_KEYS, cell_values))))
-    if not results:
+    frame = _group_pairs(cells)
+    if frame.empty:
         return pd.DataFrame(columns=ZTEST_COLUMNS)
-    frame = pd.concat(results, ignore_index=True)
     # issue 22: a pair with a group below min_cell_n is flagged and NOT tested (no p-value, not
     # counted in the family's m), so a few faces can never be called a significant disparity.
     frame["below_min_n"] = (frame["n_a"] < min_n) | (frame["n_b"] < min_n)
@@ -121,25 +115,30 @@ def pairwise_error_ztests(
     return frame[ZTEST_COLUMNS]
 
 
-def _pair_test(a, b) -> dict:
-    errors_a, errors_b = int(a.n - a.correct), int(b.n - b.correct)
-    n_a, n_b = int(a.n), int(b.n)
-    # Both groups error-free (or both always wrong): the pooled variance is 0, no test exists
-    # (comparison returns NaN). The design effect of an error rate is that of its accuracy.
-    tested = comparison(group_cell(errors_a, n_a, getattr(a, "n_clusters", None), getattr(a, "design_effect", None)),
-                        group_cell(errors_b, n_b, getattr(b, "n_clusters", None), getattr(b, "design_effect", None)))
-    return {
-        **tested,
-        "group_a": a.group_value,
-        "group_b": b.group_value,
-        "n_a": n_a,
-        "errors_a": errors_a,
-        "error_rate_a": errors_a / n_a,
-        "n_b": n_b,
-        "errors_b": errors_b,
-        "error_rate_b": errors_b / n_b,
-        "difference": errors_a / n_a - errors_b / n_b,
-    }
+def _group_pairs(cells: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of groups (group_a < group_b) within each FAMILY_KEYS cell of `cells`, ordered
+    by FAMILY_KEYS, group_a, group_b, with their error counts and both tests (clustered.comparisons,
+    all pairs at once). The design effect of an error rate is that of its accuracy; both groups
+    error-free (or both always wrong): the pooled variance is 0, no test exists (NaN)."""
+    keyed = cells.dropna(subset=FAMILY_KEYS).assign(group_value=lambda f: f["group_value"].astype(str))
+    pairs = keyed.merge(keyed, on=FAMILY_KEYS, suffixes=("_a", "_b"))
+    pairs = pairs[pairs["group_value_a"] < pairs["group_value_b"]].sort_values(
+        [*FAMILY_KEYS, "group_value_a", "group_value_b"], ignore_index=True)
+    sides = {}
+    for side in ("a", "b"):
+        n = pairs[f"n_{side}"].to_numpy(np.int64)
+        errors = (pairs[f"n_{side}"] - pairs[f"correct_{side}"]).to_numpy(np.int64)
+        sides[side] = (errors, n, group_cells(errors, n, pairs.get(f"n_clusters_{side}"),
+                                             pairs.get(f"design_effect_{side}")))
+    (errors_a, n_a, cell_a), (errors_b, n_b, cell_b) = sides["a"], sides["b"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        counts = pd.DataFrame({
+            "group_a": pairs["group_value_a"], "group_b": pairs["group_value_b"],
+            "n_a": n_a, "errors_a": errors_a, "error_rate_a": errors_a / n_a,
+            "n_b": n_b, "errors_b": errors_b, "error_rate_b": errors_b / n_b,
+            "difference": errors_a / n_a - errors_b / n_b,
+        })
+    return pd.concat([comparisons(cell_a, cell_b), counts, pairs[FAMILY_KEYS]], axis=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,7 +190,7 @@ def misclassification_tests(
       one (cluster_ci_*, on effective counts) where a group repeats identities (`inference`,
       module clustered) -- null where the lower rate or a count is 0: the row is kept and
       says so in detail.note;
-    * statistic/p_value = statsmodels proportions_ztest, the pooled two-proportion z-test that
+    * statistic/p_value = the pooled two-proportion z-test (clustered.pooled_ztests) that
       Chhua et al. report (z >= 0 here), on effective counts (Rao-Scott) where a group repeats
       identities; the naive test and interval in statistic_naive, p_value_naive, ci_*_naive.
       NaN when the pooled rate is 0 or 1 (not counted in m).
@@ -214,7 +213,13 @@ def misclassification_tests(
         return pd.DataFrame({col: pd.Series(dtype=object) for col in columns})
     pairs = pairs.sort_values([*FAMILY_KEYS, "predicted_emotion", "group_a", "group_b"], key=lambda c: c.astype(str))
     families = family_name(pairs, family)
-    rows = [_misclassification_row(r, fam, alpha) for r, fam in zip(pairs.itertuples(index=False), families)]
+    cells = [group_cells(pairs[f"count_{side}"], pairs[f"n_{side}"], pairs.get(f"n_clusters_{side}"),
+                         pairs.get(f"design_effect_{side}")) for side in ("a", "b")]
+    tested = comparisons(*cells).to_dict("records")  # every pair's tests at once
+    # Python objects for the row loop: iterating an Arrow-backed string column costs ~2 us a value
+    by_row = pairs.astype({column: object for column in pairs.columns if pd.api.types.is_string_dtype(pairs[column])})
+    rows = [_misclassification_row(r, fam, test, alpha)
+            for r, fam, test in zip(by_row.itertuples(index=False), families, tested)]
     frame = result_frame([{k: r[k] for k in RESULT_COLUMNS} for r in rows], min_n)
     extras = pd.DataFrame([{k: r[k] for k in MISCLASSIFICATION_EXTRA_COLUMNS} for r in rows], index=frame.index)
     frame = pd.concat([frame, extras], axis=1)
@@ -235,11 +240,10 @@ def _with_note(detail: str, note: str) -> str:
     return json.dumps(values)
 
 
-def _misclassification_row(r, family: str, alpha: float) -> dict:
+def _misclassification_row(r, family: str, tested: dict, alpha: float) -> dict:
+    """One result row from a pair of marts.misclassification_ratios and its tests (`tested`: a
+    row of clustered.comparisons)."""
     count_a, n_a, count_b, n_b = int(r.count_a), int(r.n_a), int(r.count_b), int(r.n_b)
-    cells = (group_cell(count_a, n_a, getattr(r, "n_clusters_a", None), getattr(r, "design_effect_a", None)),
-             group_cell(count_b, n_b, getattr(r, "n_clusters_b", None), getattr(r, "design_effect_b", None)))
-    tested = comparison(*cells)
     z, p = tested["z"], tested["p_value"]
     clustered = tested["inference"] == CLUSTER_METHOD
     ci_low, ci_high = ((getattr(r, "cluster_ci_low", np.nan), getattr(r, "cluster_ci_high", np.nan)) if clustered
@@ -248,7 +252,9 @@ def _misclassification_row(r, family: str, alpha: float) -> dict:
     bound = ""
     if count_b == 0 and count_a > 0:
         # No Katz interval exists; the score interval is one-sided there: [low, inf).
-        ci_low, ci_high = zero_count_ratio_bound(cells[0], cells[1], clustered, alpha)
+        ci_low, ci_high = zero_count_ratio_bound(
+            group_cell(count_a, n_a, tested["n_clusters_a"], tested["design_effect_a"]),
+            group_cell(count_b, n_b, tested["n_clusters_b"], tested["design_effect_b"]), clustered, alpha)
         bound = "score (Miettinen-Nurminen) interval, statsmodels; one-sided: the lower rate is 0"
         notes.append(f"{count_a} vs 0: ratio unbounded above; lower bound from the score interval")
     # Pooled rate 0 or 1: the pooled variance is 0 and no z-test exists.
@@ -270,7 +276,8 @@ def _misclassification_row(r, family: str, alpha: float) -> dict:
                 "group_a": str(r.group_a), "group_b": str(r.group_b), "orientation": "group_a has the higher rate",
                 "count_a": count_a, "n_a": n_a, "count_b": count_b, "n_b": n_b,
                 "rate_difference": rate_a - rate_b,
-                "test": "statsmodels proportions_ztest (pooled two-proportion z; z > 0: a higher)",
+                "test": "pooled two-proportion z (statsmodels test_proportions_2indep, score, no correction: "
+                        "proportions_ztest's z; z > 0: a higher)",
                 "ci_method": (bound or "marts.misclassification_ratios (Katz log interval, dbt macro "
                                         "katz_ratio_interval)") + (", on effective counts count / design_effect"
                                                                    if clustered else ""),
