@@ -69,10 +69,10 @@ def timed(label: str, run) -> pd.DataFrame:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kept", type=Path, help="the --keep folder of scripts/bench_at_scale.py")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with duckdb.connect(str(args.kept / "warehouse.duckdb"), read_only=True) as con:
         accuracy = con.execute("select * from marts.group_accuracy").df()
         ratios = con.execute("select * from marts.misclassification_ratios").df()
