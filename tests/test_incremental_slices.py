@@ -68,6 +68,7 @@ def test_a_slice_build_replaces_only_its_slice(tmp_path):
 
     _execute(path, f"update marts.group_accuracy set correct = {TAMPERED} where {OLD_SLICE} and grouping = 'all'")
     _execute(path, f"update marts.confusion_counts set n = {TAMPERED} where {OLD_SLICE}")
+    _execute(path, f"update intermediate.int_protocol_settings set classification = 'tampered' where {OLD_SLICE}")
     _add_version_2(path)
     run_dbt(["build", "--select", "tag:slice"], warehouse=path, target_dir=tmp_path / "target", slice_=_slice("2"))
 
@@ -76,6 +77,12 @@ def test_a_slice_build_replaces_only_its_slice(tmp_path):
     tampered = _query(path, f"select correct from marts.group_accuracy where {OLD_SLICE} and grouping = 'all'")
     assert tampered["correct"].eq(TAMPERED).all()
     assert _query(path, f"select n from marts.confusion_counts where {OLD_SLICE}")["n"].eq(TAMPERED).all()
+    settings = _query(path, "select * from intermediate.int_protocol_settings where model = 'clf' order by all")
+    old_settings, new_settings = (settings[settings["model_version"] == v].drop(columns="model_version")
+                                  .reset_index(drop=True) for v in ("1", "2"))
+    assert len(old_settings) and old_settings["classification"].eq("tampered").all()
+    pd.testing.assert_frame_equal(new_settings.drop(columns="classification"), old_settings.drop(columns="classification"))
+    assert new_settings["classification"].ne("tampered").all()
     new = _query(path, f"select * from marts.group_accuracy where {NEW_SLICE} order by all")
     pd.testing.assert_frame_equal(
         before[before["grouping"] != "all"].drop(columns=["model_version"]).reset_index(drop=True),
@@ -102,7 +109,8 @@ def test_a_slice_without_answers_leaves_no_rows_and_a_plain_build_rebuilds_all(t
     # Version 2's answers are withdrawn: its slice build empties its rows in every slice model.
     _execute(path, "delete from raw.predictions where model_version = '2'")
     run_dbt(["build", "--select", "tag:slice"], warehouse=path, target_dir=tmp_path / "target", slice_=_slice("2"))
-    for table in ("intermediate.int_final_answers", "marts.confusion_counts", "marts.group_accuracy"):
+    for table in ("intermediate.int_final_answers", "intermediate.int_protocol_settings", "marts.confusion_counts",
+                  "marts.group_accuracy"):
         assert _query(path, f"select count(*) as n from {table} where {NEW_SLICE}")["n"].iloc[0] == 0, table
 
     # A build without a slice (dbt by hand) rebuilds every slice from the raw rows.

@@ -75,7 +75,7 @@ def confusion_matrix_png(counts: pd.DataFrame, title: str, path: Path) -> Path:
     image = _draw_confusion(ax, confusion_table(counts, truth, predicted))
     ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046, label="share of row")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def group_confusion_matrices_png(counts: pd.DataFrame, title: str, path: Path) -> Path:
@@ -96,7 +96,7 @@ def group_confusion_matrices_png(counts: pd.DataFrame, title: str, path: Path) -
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
     fig.suptitle(title, fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def accuracy_heatmap_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path:
@@ -121,7 +121,7 @@ def accuracy_heatmap_png(accuracy: pd.DataFrame, title: str, path: Path) -> Path
     ax.set_yticks(range(len(groups)), groups)
     ax.set_title(title, fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046, label="accuracy")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def forest_plot_png(accuracy: pd.DataFrame, title: str, path: Path, min_n: int = 0) -> Path:
@@ -150,11 +150,13 @@ def forest_plot_png(accuracy: pd.DataFrame, title: str, path: Path, min_n: int =
     ax.set_xlim(0, 1)
     ax.set_xlabel("error rate (Wilson 95 % CI)")
     ax.set_title(title, fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig, path: Path) -> Path:
+    """Lay out `fig` (tight_layout), write it to `path` as a PNG (110 dpi) and close it."""
     plt = pyplot()
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     # tight_layout leaves a placeholder layout engine, and savefig draws a figure with an engine

@@ -32,7 +32,7 @@ from dagster_project.analysis.clustered import (
     CLUSTER_METHOD,
     comparisons,
     group_cell,
-    group_cells,
+    side_cells,
     zero_count_ratio_bound,
 )
 from dagster_project.analysis.results import (
@@ -124,13 +124,8 @@ def _group_pairs(cells: pd.DataFrame) -> pd.DataFrame:
     pairs = keyed.merge(keyed, on=FAMILY_KEYS, suffixes=("_a", "_b"))
     pairs = pairs[pairs["group_value_a"] < pairs["group_value_b"]].sort_values(
         [*FAMILY_KEYS, "group_value_a", "group_value_b"], ignore_index=True)
-    sides = {}
-    for side in ("a", "b"):
-        n = pairs[f"n_{side}"].to_numpy(np.int64)
-        errors = (pairs[f"n_{side}"] - pairs[f"correct_{side}"]).to_numpy(np.int64)
-        sides[side] = (errors, n, group_cells(errors, n, pairs.get(f"n_clusters_{side}"),
-                                             pairs.get(f"design_effect_{side}")))
-    (errors_a, n_a, cell_a), (errors_b, n_b, cell_b) = sides["a"], sides["b"]
+    cell_a, cell_b = (side_cells(pairs, pairs[f"n_{side}"] - pairs[f"correct_{side}"], side) for side in ("a", "b"))
+    (errors_a, n_a), (errors_b, n_b) = (cell_a.count, cell_a.n), (cell_b.count, cell_b.n)
     with np.errstate(divide="ignore", invalid="ignore"):
         counts = pd.DataFrame({
             "group_a": pairs["group_value_a"], "group_b": pairs["group_value_b"],
@@ -213,8 +208,7 @@ def misclassification_tests(
         return pd.DataFrame({col: pd.Series(dtype=object) for col in columns})
     pairs = pairs.sort_values([*FAMILY_KEYS, "predicted_emotion", "group_a", "group_b"], key=lambda c: c.astype(str))
     families = family_name(pairs, family)
-    cells = [group_cells(pairs[f"count_{side}"], pairs[f"n_{side}"], pairs.get(f"n_clusters_{side}"),
-                         pairs.get(f"design_effect_{side}")) for side in ("a", "b")]
+    cells = [side_cells(pairs, pairs[f"count_{side}"], side) for side in ("a", "b")]
     tested = comparisons(*cells).to_dict("records")  # every pair's tests at once
     # Python objects for the row loop: iterating an Arrow-backed string column costs ~2 us a value
     by_row = pairs.astype({column: object for column in pairs.columns if pd.api.types.is_string_dtype(pairs[column])})

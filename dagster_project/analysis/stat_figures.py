@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figures import pyplot
+from .figures import pyplot, save_png as _save
 
 EMOTION_ORDER = [
     "anger", "angry", "disgust", "fear", "happy", "neutral", "sad", "surprise", "calm", "contempt", "confusion",
@@ -30,16 +30,6 @@ def _colours(labels: list[str]) -> dict[str, tuple]:
     plt = pyplot()
     cmap = plt.get_cmap("tab10")
     return {label: cmap(i % 10) for i, label in enumerate(labels)}
-
-
-def _save(fig, path: Path) -> Path:
-    plt = pyplot()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _empty(ax, message: str = "no data") -> None:

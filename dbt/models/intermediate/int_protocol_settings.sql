@@ -4,7 +4,8 @@
     protocol name, which `stored_as` may change. Answers that record neither (other kinds, rows
     written before) fall back to the stored name: two_stage / n_class_without_neutral.
     classification: 'two-stage' (Asanuma's neutral gate, then the emotion step), '<n>-class
-    without neutral' (the emotion step offered n labels, none 'neutral'), else 'n-class'. -#}
+    without neutral' (the emotion step offered n labels, none 'neutral'), else 'n-class'.
+    A slice model (dbt_project.yml): each build replaces only its slices' rows. -#}
 
 with
 
@@ -21,6 +22,7 @@ emotion_answers as (
     from {{ ref('int_predictions') }}
 
     where step_name = 'emotion'
+    {{ slice_filter('and') }}
 
 ),
 
