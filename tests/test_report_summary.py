@@ -144,7 +144,7 @@ def test_error_rate_forest_leaves_groups_below_min_cell_n_out(tmp_path, monkeypa
                           "ci_high": [0.9, 0.9, 1.0]})
     import matplotlib.pyplot as plt
     # keep the figure open instead of saving it, to read what was drawn
-    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    monkeypatch.setattr(figures, "save_png", lambda fig, path: drawn.setdefault("fig", fig) and path)
     figures.forest_plot_png(frame, "t", tmp_path / "g.png", min_n=10)
     ax = drawn["fig"].axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["all: all (n=200)", "race: white (n=198)"]

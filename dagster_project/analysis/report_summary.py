@@ -21,8 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from dagster_project.analysis.inputs import slice_positions
 from dagster_project.analysis.regression_gate import disparities as gap_disparities
 from dagster_project.analysis.regression_gate import gate_from_gaps, regression_gate
 from dagster_project.analysis.report_format import fmt, interval, p_text
@@ -45,13 +47,34 @@ class SliceSummary:
     changes: pd.DataFrame
 
 
-def _of_slice(frame: pd.DataFrame | None, key: tuple) -> pd.DataFrame:
-    if frame is None or frame.empty or not set(SLICE_KEYS) <= set(frame.columns):
-        return pd.DataFrame()
-    mask = pd.Series(True, index=frame.index)
-    for column, value in zip(SLICE_KEYS, key):
-        mask &= frame[column].astype(str) == str(value)
-    return frame[mask]
+class SliceTables(Mapping[str, pd.DataFrame]):
+    """The report's tables, and a table's rows of one slice (SLICE_KEYS), found through one
+    grouping of the table made on first use: the summaries ask for every slice, and a scan of
+    the whole table per slice grew with the square of the slices."""
+
+    def __init__(self, tables: Mapping[str, pd.DataFrame]) -> None:
+        self._tables = tables
+        self._positions: dict[str, dict[tuple, np.ndarray]] = {}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        return self._tables[name]
+
+    def __iter__(self):
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def of_slice(self, name: str, key: tuple) -> pd.DataFrame:
+        """`name`'s rows of the slice `key` (values compared as text), in table order with
+        their index; no frame (no columns) when the table is missing, empty or has no slice keys."""
+        frame = self._tables.get(name)
+        if frame is None or frame.empty or not set(SLICE_KEYS) <= set(frame.columns):
+            return pd.DataFrame()
+        if name not in self._positions:
+            self._positions[name] = slice_positions(frame[SLICE_KEYS].astype(str), SLICE_KEYS)
+        rows = self._positions[name].get(tuple(str(value) for value in key))
+        return frame.iloc[rows] if rows is not None else frame.iloc[0:0]
 
 
 def _worst_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -83,9 +106,9 @@ def _ztest_rows(rows: pd.DataFrame, alpha: float) -> pd.DataFrame:
     })
 
 
-def disparities(tables: Mapping[str, pd.DataFrame], key: tuple, alpha: float) -> tuple[pd.DataFrame, str]:
+def disparities(tables: SliceTables, key: tuple, alpha: float) -> tuple[pd.DataFrame, str]:
     """The slice's largest surviving disparities and a sentence saying where they come from."""
-    worst = _of_slice(tables.get("stats.worst_subgroups"), key)
+    worst = tables.of_slice("stats.worst_subgroups", key)
     if "stats.worst_subgroups" in tables:
         if worst.empty:
             return pd.DataFrame(), "no pairwise error-rate test in this slice (stats.worst_subgroups)"
@@ -94,7 +117,7 @@ def disparities(tables: Mapping[str, pd.DataFrame], key: tuple, alpha: float) ->
         source = (f"stats.worst_subgroups: every pairwise error-rate test of the slice, one Benjamini-Hochberg "
                   f"family (m={m}), alpha {alpha}; largest difference first")
         return shown, (source if len(shown) else f"no disparity survives the correction ({source})")
-    ztests = _of_slice(tables.get("stats.error_rate_ztests"), key)
+    ztests = tables.of_slice("stats.error_rate_ztests", key)
     if ztests.empty:
         return pd.DataFrame(), "no error-rate tests for this slice yet (stats.error_rate_ztests)"
     shown = _ztest_rows(ztests, alpha)
@@ -123,9 +146,9 @@ def _people(tables: Mapping[str, pd.DataFrame], dataset: str) -> dict[tuple[str,
     return people
 
 
-def group_accuracy(tables: Mapping[str, pd.DataFrame], key: tuple, min_cell_n: int) -> tuple[pd.DataFrame, str]:
+def group_accuracy(tables: SliceTables, key: tuple, min_cell_n: int) -> tuple[pd.DataFrame, str]:
     """Accuracy per group (emotions pooled) of the slice, people beside it; small groups -> note."""
-    rows = _of_slice(tables["marts.group_accuracy"], key)
+    rows = tables.of_slice("marts.group_accuracy", key)
     rows = rows[(rows["grouping"] != "all") & (rows["true_emotion"] == "all")].sort_values(["grouping", "group_value"])
     small = rows[rows["n"] < min_cell_n]
     shown = rows[rows["n"] >= min_cell_n]
@@ -203,11 +226,12 @@ def slice_summaries(tables: Mapping[str, pd.DataFrame], *, alpha: float, min_cel
     gaps = gap_disparities(models_only)
     gaps_of = dict(iter(gaps.groupby(["model", "dataset", "protocol"], sort=False)))
     no_gaps = gaps.iloc[0:0]
+    sliced = SliceTables(tables)
     summaries = []
     for row in pooled.itertuples():
         key = (row.model, row.model_version, row.dataset, row.protocol)
-        shown, note = disparities(tables, key, alpha)
-        groups, small = group_accuracy(tables, key, min_cell_n)
+        shown, note = disparities(sliced, key, alpha)
+        groups, small = group_accuracy(sliced, key, min_cell_n)
         change_note, changed = changes(tables, key, min_cell_n, alpha, gate_correction,
                                        gaps_of.get((row.model, row.dataset, row.protocol), no_gaps))
         summaries.append(SliceSummary(

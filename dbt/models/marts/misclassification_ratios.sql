@@ -49,19 +49,29 @@ vocabulary as (
 
 ),
 
+{#- The slices' answers counted once, per cell x identity (cluster_id) x predicted emotion:
+    every count and cluster moment below is a sum over these rows (each was its own pass over
+    the answers: seven, and a window). -#}
+cluster_cells as (
+
+    select
+        model, model_version, dataset, protocol, grouping, group_value, true_emotion, cluster_id,
+        predicted_emotion,
+        count(*) as n_answers
+
+    from answers
+
+    group by all
+
+),
+
 group_totals as (
 
     select
-        model,
-        model_version,
-        dataset,
-        protocol,
-        grouping,
-        group_value,
-        true_emotion,
-        count(*) as n
+        model, model_version, dataset, protocol, grouping, group_value, true_emotion,
+        cast(sum(n_answers) as bigint) as n
 
-    from answers
+    from cluster_cells
 
     group by model, model_version, dataset, protocol, grouping, group_value, true_emotion
 
@@ -70,47 +80,12 @@ group_totals as (
 cell_counts as (
 
     select
-        model,
-        model_version,
-        dataset,
-        protocol,
-        grouping,
-        group_value,
-        true_emotion,
-        predicted_emotion,
-        count(*) as n_predicted
+        model, model_version, dataset, protocol, grouping, group_value, true_emotion, predicted_emotion,
+        cast(sum(n_answers) as bigint) as n_predicted
 
-    from answers
+    from cluster_cells
 
-    group by
-        model, model_version, dataset, protocol, grouping, group_value, true_emotion,
-        predicted_emotion
-
-),
-
-cluster_answers as (
-
-    select
-        *,
-        count(*) over (
-            partition by model, model_version, dataset, protocol, grouping, group_value, true_emotion, cluster_id
-        ) as cluster_m
-
-    from answers
-
-),
-
-cluster_predicted as (
-
-    select
-        model, model_version, dataset, protocol, grouping, group_value, true_emotion, cluster_id,
-        predicted_emotion,
-        count(*) as y,
-        any_value(cluster_m) as m
-
-    from cluster_answers
-    where predicted_emotion <> true_emotion
-    group by all
+    group by model, model_version, dataset, protocol, grouping, group_value, true_emotion, predicted_emotion
 
 ),
 
@@ -118,10 +93,35 @@ cluster_errors as (
 
     select
         model, model_version, dataset, protocol, grouping, group_value, true_emotion, cluster_id,
-        count(*) as m,
-        count(*) filter (where predicted_emotion <> true_emotion) as y
-    from answers
+        cast(sum(n_answers) as bigint) as m,
+        cast(coalesce(sum(n_answers) filter (where predicted_emotion <> true_emotion), 0) as bigint) as y
+    from cluster_cells
     group by model, model_version, dataset, protocol, grouping, group_value, true_emotion, cluster_id
+
+),
+
+cluster_predicted as (
+
+    select
+        cluster_cells.model, cluster_cells.model_version, cluster_cells.dataset, cluster_cells.protocol,
+        cluster_cells.grouping, cluster_cells.group_value, cluster_cells.true_emotion, cluster_cells.cluster_id,
+        cluster_cells.predicted_emotion,
+        cluster_cells.n_answers as y,
+        cluster_errors.m
+
+    from cluster_cells
+
+    inner join cluster_errors
+        on cluster_errors.model = cluster_cells.model
+        and cluster_errors.model_version = cluster_cells.model_version
+        and cluster_errors.dataset = cluster_cells.dataset
+        and cluster_errors.protocol = cluster_cells.protocol
+        and cluster_errors.grouping = cluster_cells.grouping
+        and cluster_errors.group_value = cluster_cells.group_value
+        and cluster_errors.true_emotion = cluster_cells.true_emotion
+        and cluster_errors.cluster_id is not distinct from cluster_cells.cluster_id
+
+    where cluster_cells.predicted_emotion <> cluster_cells.true_emotion
 
 ),
 
@@ -129,9 +129,9 @@ cluster_errors_pooled as (
 
     select
         model, model_version, dataset, protocol, grouping, group_value, 'all' as true_emotion, cluster_id,
-        count(*) as m,
-        count(*) filter (where predicted_emotion <> true_emotion) as y
-    from answers
+        cast(sum(m) as bigint) as m,
+        cast(sum(y) as bigint) as y
+    from cluster_errors
     group by model, model_version, dataset, protocol, grouping, group_value, cluster_id
 
 ),
@@ -207,10 +207,10 @@ any_error_per_emotion as (
         group_value,
         true_emotion,
         'error' as predicted_emotion,
-        count(*) as n,
-        count(*) filter (where predicted_emotion <> true_emotion) as n_predicted
+        cast(sum(m) as bigint) as n,
+        cast(sum(y) as bigint) as n_predicted
 
-    from answers
+    from cluster_errors
 
     group by model, model_version, dataset, protocol, grouping, group_value, true_emotion
 
@@ -225,14 +225,14 @@ any_error_pooled as (
         protocol,
         grouping,
         group_value,
-        'all' as true_emotion,
+        true_emotion,
         'error' as predicted_emotion,
-        count(*) as n,
-        count(*) filter (where predicted_emotion <> true_emotion) as n_predicted
+        cast(sum(m) as bigint) as n,
+        cast(sum(y) as bigint) as n_predicted
 
-    from answers
+    from cluster_errors_pooled
 
-    group by model, model_version, dataset, protocol, grouping, group_value
+    group by model, model_version, dataset, protocol, grouping, group_value, true_emotion
 
 ),
 
