@@ -163,8 +163,8 @@ def zero_count_ratio_bound(a: GroupCell, b: GroupCell, clustered: bool, alpha: f
     counts people, not faces."""
     from statsmodels.stats.proportion import confint_proportions_2indep
     (ca, na), (cb, nb) = (a.effective, b.effective) if clustered else ((a.count, a.n), (b.count, b.n))
-    # statsmodels divides by each root of its score polynomial, 0 among them when count_b = 0;
-    # that root is not the bound it returns, so the warning says nothing about the result.
+    # statsmodels (Koopman's interval) divides by two roots of a cubic; with count_b = 0 one
+    # root is 0, and that division is the upper end, +inf: expected here, so no warning.
     with np.errstate(divide="ignore", invalid="ignore"):
         low, _ = confint_proportions_2indep(ca, na, cb, nb, method="score", compare="ratio", alpha=alpha)
     return float(low), float("inf")
