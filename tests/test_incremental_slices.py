@@ -145,3 +145,25 @@ def test_several_slices_build_in_one_invocation_and_their_tests_read_only_them(t
         assert "not_null_group_accuracy_grouping" in str(failed)
     else:
         raise AssertionError("the whole-table test passed over a null grouping")
+
+
+def test_a_slice_models_first_build_holds_every_slice_even_over_an_old_view(tmp_path):
+    """A slice model's first build has no table to add a slice to: it builds every slice. So a
+    model that an older project built as a view (int_protocol_settings was one) or a new slice
+    model does not start with only the run's slices, every other slice reading as empty."""
+    path = tmp_path / "warehouse.duckdb"
+    write_raw(path)
+    _add_version_2(path)
+    run_dbt(["build", "--exclude-resource-type", "unit_test", "--exclude", "tag:slice", "tag:reads_stats",
+             "tag:across_slices"], warehouse=path, target_dir=tmp_path / "target")  # the foundation
+    # what the old foundation left: the model as a view over every answer
+    _execute(path, "create schema if not exists intermediate; create view intermediate.int_protocol_settings as "
+                   "select 'old view' as classification")
+    run_dbt(["build", "--select", "tag:slice"], warehouse=path, target_dir=tmp_path / "target", slice_=_slice("2"))
+    for table in ("intermediate.int_protocol_settings", "intermediate.int_final_answers", "marts.group_accuracy"):
+        versions = _query(path, f"select distinct model_version from {table} where model = 'clf' order by all")
+        assert versions["model_version"].tolist() == ["1", "2"], table
+    # From then on a slice build replaces only its slices.
+    _execute(path, f"update marts.group_accuracy set correct = {TAMPERED} where {OLD_SLICE}")
+    run_dbt(["build", "--select", "tag:slice"], warehouse=path, target_dir=tmp_path / "target", slice_=_slice("2"))
+    assert _query(path, f"select correct from marts.group_accuracy where {OLD_SLICE}")["correct"].eq(TAMPERED).all()

@@ -45,9 +45,13 @@
 {%- endmacro %}
 
 
-{#- `where` / `and` clause keeping only the slices' rows; nothing on a build of every slice. -#}
+{#- `where` / `and` clause keeping only the slices' rows; nothing on a build of every slice, and
+    nothing on a model's first build (no table yet, a full refresh, or a relation that is still a
+    view: a model an older version of the project built as one). That build creates the table
+    with every slice's rows; with the filter it would hold only the slices of the run, and every
+    other slice would read as having no rows until its next refresh. -#}
 {% macro slice_filter(keyword='where') -%}
-    {%- if current_slices() is not none %}
+    {%- if current_slices() is not none and is_incremental() %}
     {{ keyword }} {{ slice_predicate() }}
     {%- endif %}
 {%- endmacro %}
