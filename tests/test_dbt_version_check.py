@@ -1,6 +1,7 @@
 """dagster-dbt asks `dbt --version` before every dbt command; the dbt resource answers from the
 installed dbt-core when the executable is this interpreter's own dbt (no process), and asks the
-executable otherwise. Both answers are checked against what `dbt --version` prints."""
+executable otherwise. Both answers are checked against what `dbt --version` prints. It also
+builds an in-process dbt adapter per command, which the resource skips."""
 
 import re
 import stat
@@ -36,3 +37,12 @@ def test_another_dbt_executable_is_asked(tmp_path):
     other.chmod(other.stat().st_mode | stat.S_IXUSR)
     assert own_dbt_version(str(other)) is None
     assert _resource(str(other))._cli_version == Version("1.9.4") == _printed_version(str(other))
+
+
+def test_a_dbt_command_starts_without_an_in_process_adapter():
+    """dagster-dbt would load dbt's project, profile and macros in this process before each
+    command (~2 s CPU) for row-count and column metadata the project never asks for."""
+    invocation = _resource("dbt").cli(["--version"], manifest={"nodes": {}, "sources": {}, "metadata": {}},
+                                      raise_on_error=True)
+    assert invocation.wait().is_successful()
+    assert invocation.adapter is None
