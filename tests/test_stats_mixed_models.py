@@ -23,8 +23,10 @@ from scipy.stats import norm
 
 from dagster_project.analysis.mixed_models import (
     correctness_model,
+    fit_gee,
     fit_mixedlm,
     rating_mixed_models,
+    with_categories,
 )
 from dagster_project.analysis.results import RESULT_COLUMNS
 
@@ -239,6 +241,29 @@ def test_gee_recovers_known_race_log_odds():
     detail = json.loads(race.detail)
     assert detail["converged"] and detail["n_clusters"] == 300 and detail["cov_type"] == "robust"
     assert detail["dependence"] > 0  # the clustering was seen
+
+
+def test_gee_on_categorical_levels_is_the_fit_on_the_strings():
+    """fit_gee hands patsy each C(x) column as a Categorical of its sorted levels (fast); the
+    fit must be statsmodels' on the plain strings to the bit, whatever order the levels sort in
+    (upper case before lower, a level first seen last) and with string or object columns."""
+    import statsmodels.formula.api as smf
+    from statsmodels.genmod.cov_struct import Exchangeable
+    from statsmodels.genmod.families import Binomial
+
+    data = _answers()
+    data["correct"] = (data["predicted_emotion"] == data["true_emotion"]).astype(int)
+    data["race"] = data["race"].map({"a": "white", "b": "Black"}).astype(object)
+    data.loc[data.index[-40:], "race"] = "asian"  # a level that first appears last
+    formula = "correct ~ C(race) + C(gender) + C(true_emotion)"
+    converted = with_categories(formula, data)
+    assert list(converted["race"].cat.categories) == ["Black", "asian", "white"]
+    assert data["race"].dtype == object  # the caller's frame is left as it was
+    plain = smf.gee(formula, "identity", data, family=Binomial(), cov_struct=Exchangeable()).fit()
+    fast = fit_gee(formula, data, "identity").result
+    assert list(fast.params.index) == list(plain.params.index)
+    for name in ("params", "bse", "pvalues"):
+        np.testing.assert_array_equal(getattr(fast, name).to_numpy(), getattr(plain, name).to_numpy())
 
 
 def test_gee_without_variation_reports_instead_of_failing():
