@@ -178,17 +178,15 @@ def previous_version(order: pd.DataFrame | None, model: str, version: str) -> st
 
 
 def changes(tables: Mapping[str, pd.DataFrame], key: tuple, min_cell_n: int, alpha: float,
-            correction: str = "holm", gaps: pd.DataFrame | None = None) -> tuple[str, pd.DataFrame]:
+            correction: str = "holm", gaps: Mapping[str, pd.DataFrame] | None = None) -> tuple[str, pd.DataFrame]:
     """What changed since the model's previous version: overall accuracy and the regression gate.
     `gaps`: regression_gate.disparities of the model's versions on this dataset and protocol,
-    when already computed (slice_summaries computes every version's once)."""
+    by version, when already computed (slice_summaries computes every version's once)."""
     model, version, dataset, protocol = key
     previous = previous_version(tables.get(VERSION_ORDER), model, version)
     if previous is None:
         return "first evaluated version of this model: nothing to compare with", pd.DataFrame()
-    accuracy = tables["marts.group_accuracy"]
-    both = accuracy[(accuracy["model"] == model) & (accuracy["dataset"] == dataset)
-                    & (accuracy["protocol"] == protocol)]
+    both = _versions_of(tables, key, (version, previous))
     overall = both[(both["grouping"] == "all") & (both["true_emotion"] == "all")].set_index("model_version")
     if previous not in overall.index:
         return f"previous version {previous} has no results on this dataset and protocol", pd.DataFrame()
@@ -197,8 +195,9 @@ def changes(tables: Mapping[str, pd.DataFrame], key: tuple, min_cell_n: int, alp
         gate = regression_gate(both, model=model, new_version=version, previous_version=previous,
                                min_n=min_cell_n, alpha=alpha, correction=correction)
     else:
-        gate = gate_from_gaps(gaps, new_version=version, previous_version=previous, min_n=min_cell_n,
-                              alpha=alpha, correction=correction)
+        pair = [gaps[v] for v in (version, previous) if v in gaps]
+        gate = gate_from_gaps(pd.concat(pair) if pair else _NO_GAPS, new_version=version, previous_version=previous,
+                              min_n=min_cell_n, alpha=alpha, correction=correction)
     note = (f"since {previous}: accuracy {interval(old.accuracy, old.ci_low, old.ci_high)} -> "
             f"{interval(new.accuracy, new.ci_low, new.ci_high)}; regression gate: {gate.summary()}")
     offenders = gate.offenders
@@ -212,6 +211,18 @@ def changes(tables: Mapping[str, pd.DataFrame], key: tuple, min_cell_n: int, alp
     return note, table
 
 
+_NO_GAPS = pd.DataFrame()
+
+
+def _versions_of(tables: Mapping[str, pd.DataFrame], key: tuple, versions: tuple[str, ...]) -> pd.DataFrame:
+    """marts.group_accuracy's rows of the slice `key`'s model, dataset and protocol at `versions`."""
+    model, _, dataset, protocol = key
+    sliced = tables if isinstance(tables, SliceTables) else SliceTables(tables)
+    parts = [sliced.of_slice("marts.group_accuracy", (model, version, dataset, protocol)) for version in versions]
+    found = [part for part in parts if len(part)]
+    return pd.concat(found) if found else tables["marts.group_accuracy"].iloc[0:0]
+
+
 def slice_summaries(tables: Mapping[str, pd.DataFrame], *, alpha: float, min_cell_n: int,
                     gate_correction: str = "holm") -> list[SliceSummary]:
     """One SliceSummary per model version x dataset x protocol of marts.group_accuracy (people
@@ -222,18 +233,20 @@ def slice_summaries(tables: Mapping[str, pd.DataFrame], *, alpha: float, min_cel
     models_only = accuracy[~accuracy["model"].astype(str).str.lower().isin(HUMAN_MODELS)]
     pooled = models_only[(models_only["grouping"] == "all")
                          & (models_only["true_emotion"] == "all")].sort_values(SLICE_KEYS)
-    # Every version's disparities once (each is compared with the version before and after it).
-    gaps = gap_disparities(models_only)
-    gaps_of = dict(iter(gaps.groupby(["model", "dataset", "protocol"], sort=False)))
-    no_gaps = gaps.iloc[0:0]
+    # Every version's disparities once (each is compared with the version before and after it),
+    # found by version: a scan of every version's per slice grew with the square of the versions.
+    gaps_of: dict[tuple, dict[str, pd.DataFrame]] = {}
+    for (model, dataset, protocol, version), rows in gap_disparities(models_only).groupby(
+            ["model", "dataset", "protocol", "model_version"], sort=False):
+        gaps_of.setdefault((model, dataset, protocol), {})[version] = rows
     sliced = SliceTables(tables)
     summaries = []
     for row in pooled.itertuples():
         key = (row.model, row.model_version, row.dataset, row.protocol)
         shown, note = disparities(sliced, key, alpha)
         groups, small = group_accuracy(sliced, key, min_cell_n)
-        change_note, changed = changes(tables, key, min_cell_n, alpha, gate_correction,
-                                       gaps_of.get((row.model, row.dataset, row.protocol), no_gaps))
+        change_note, changed = changes(sliced, key, min_cell_n, alpha, gate_correction,
+                                       gaps_of.get((row.model, row.dataset, row.protocol), {}))
         summaries.append(SliceSummary(
             title=f"{row.model} {row.model_version} on {row.dataset} ({row.protocol})",
             accuracy=f"{interval(row.accuracy, row.ci_low, row.ci_high)} over {int(row.n)} answered images "
