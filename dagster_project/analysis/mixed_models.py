@@ -313,10 +313,8 @@ def with_categories(formula: str, data: pd.DataFrame) -> pd.DataFrame:
     for column in set(re.findall(r"C\((\w+)\)", formula)):
         if column in data and not isinstance(data[column].dtype, pd.CategoricalDtype) \
                 and pd.api.types.is_string_dtype(data[column]):
-            values = data[column]
-            levels = values.dropna().unique()
-            if all(isinstance(level, str) for level in levels):
-                converted[column] = pd.Categorical(values, categories=sorted(levels))
+            # (an object column passes is_string_dtype only when every value is a string)
+            converted[column] = pd.Categorical(data[column], categories=sorted(data[column].dropna().unique()))
     return data.assign(**converted) if converted else data
 
 

@@ -177,7 +177,7 @@ def previous_version(order: pd.DataFrame | None, model: str, version: str) -> st
     return versions[versions.index(version) - 1]
 
 
-def changes(tables: Mapping[str, pd.DataFrame], key: tuple, min_cell_n: int, alpha: float,
+def changes(tables: SliceTables, key: tuple, min_cell_n: int, alpha: float,
             correction: str = "holm", gaps: Mapping[str, pd.DataFrame] | None = None) -> tuple[str, pd.DataFrame]:
     """What changed since the model's previous version: overall accuracy and the regression gate.
     `gaps`: regression_gate.disparities of the model's versions on this dataset and protocol,
@@ -196,7 +196,7 @@ def changes(tables: Mapping[str, pd.DataFrame], key: tuple, min_cell_n: int, alp
                                min_n=min_cell_n, alpha=alpha, correction=correction)
     else:
         pair = [gaps[v] for v in (version, previous) if v in gaps]
-        gate = gate_from_gaps(pd.concat(pair) if pair else _NO_GAPS, new_version=version, previous_version=previous,
+        gate = gate_from_gaps(pd.concat(pair) if pair else pd.DataFrame(), new_version=version, previous_version=previous,
                               min_n=min_cell_n, alpha=alpha, correction=correction)
     note = (f"since {previous}: accuracy {interval(old.accuracy, old.ci_low, old.ci_high)} -> "
             f"{interval(new.accuracy, new.ci_low, new.ci_high)}; regression gate: {gate.summary()}")
@@ -211,14 +211,10 @@ def changes(tables: Mapping[str, pd.DataFrame], key: tuple, min_cell_n: int, alp
     return note, table
 
 
-_NO_GAPS = pd.DataFrame()
-
-
-def _versions_of(tables: Mapping[str, pd.DataFrame], key: tuple, versions: tuple[str, ...]) -> pd.DataFrame:
+def _versions_of(tables: SliceTables, key: tuple, versions: tuple[str, ...]) -> pd.DataFrame:
     """marts.group_accuracy's rows of the slice `key`'s model, dataset and protocol at `versions`."""
     model, _, dataset, protocol = key
-    sliced = tables if isinstance(tables, SliceTables) else SliceTables(tables)
-    parts = [sliced.of_slice("marts.group_accuracy", (model, version, dataset, protocol)) for version in versions]
+    parts = [tables.of_slice("marts.group_accuracy", (model, version, dataset, protocol)) for version in versions]
     found = [part for part in parts if len(part)]
     return pd.concat(found) if found else tables["marts.group_accuracy"].iloc[0:0]
 
