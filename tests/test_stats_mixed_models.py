@@ -22,6 +22,7 @@ import pytest
 from scipy.stats import norm
 
 from dagster_project.analysis.mixed_models import (
+    categorical_or_c,
     correctness_model,
     fit_gee,
     fit_mixedlm,
@@ -259,11 +260,28 @@ def test_gee_on_categorical_levels_is_the_fit_on_the_strings():
     converted = with_categories(formula, data)
     assert list(converted["race"].cat.categories) == ["Black", "asian", "white"]
     assert data["race"].dtype == object  # the caller's frame is left as it was
-    plain = smf.gee(formula, "identity", data, family=Binomial(), cov_struct=Exchangeable()).fit()
-    fast = fit_gee(formula, data, "identity").result
-    assert list(fast.params.index) == list(plain.params.index)
-    for name in ("params", "bse", "pvalues"):
-        np.testing.assert_array_equal(getattr(fast, name).to_numpy(), getattr(plain, name).to_numpy())
+    # the fast C() also holds for interactions, and hands a contrast it is asked for to patsy's C()
+    for formula in (formula, "correct ~ C(race) * C(gender) + C(true_emotion, Treatment('sad'))"):
+        plain = smf.gee(formula, "identity", data, family=Binomial(), cov_struct=Exchangeable()).fit()
+        fast = fit_gee(formula, data, "identity").result
+        assert list(fast.params.index) == list(plain.params.index)
+        for name in ("params", "bse", "pvalues"):
+            np.testing.assert_array_equal(getattr(fast, name).to_numpy(), getattr(plain, name).to_numpy())
+        np.testing.assert_array_equal(fast.conf_int().to_numpy(), plain.conf_int().to_numpy())
+        assert fast.model.cov_struct.dep_params == plain.model.cov_struct.dep_params
+    assert "C(race)[T.asian]:C(gender)[T.m]" in fast.params.index
+    assert not any("T.sad]" in term for term in fast.params.index)  # 'sad' is the reference level
+
+
+def test_categorical_or_c_unboxes_only_a_plain_categorical():
+    """A pandas Categorical asked for no contrast or levels is handed to patsy as it is (patsy
+    reads its codes); anything else goes through patsy's C()."""
+    from patsy.builtins import C
+
+    levels = pd.Series(pd.Categorical(["b", "a"], categories=["a", "b"]))
+    assert categorical_or_c(levels) is levels
+    assert type(categorical_or_c(levels, levels=["b", "a"])) is type(C(levels, levels=["b", "a"]))
+    assert type(categorical_or_c(pd.Series(["b", "a"]))) is type(C(pd.Series(["b", "a"])))
 
 
 def test_gee_without_variation_reports_instead_of_failing():

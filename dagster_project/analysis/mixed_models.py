@@ -173,7 +173,7 @@ def fit_gee(formula: str, data: pd.DataFrame, group: str) -> Fit:
     with fit.recording():
         try:
             model = smf.gee(formula, group, with_categories(formula, data), family=Binomial(),
-                            cov_struct=Exchangeable())
+                            cov_struct=Exchangeable(), eval_env=_formula_namespace())
             fit.result = model.fit()
         except Exception as exc:
             fit.error = f"{type(exc).__name__}: {exc}"
@@ -316,6 +316,28 @@ def with_categories(formula: str, data: pd.DataFrame) -> pd.DataFrame:
             # (an object column passes is_string_dtype only when every value is a string)
             converted[column] = pd.Categorical(data[column], categories=sorted(data[column].dropna().unique()))
     return data.assign(**converted) if converted else data
+
+
+def categorical_or_c(data: Any, contrast: Any = None, levels: Any = None) -> Any:
+    """patsy's C(), except that a pandas Categorical with no contrast or levels asked for is
+    handed on as it is. patsy reads a Categorical's codes, but C() boxes it first, and from the
+    box patsy checks and looks up every value in Python (0.7 s of a 4.4 s GEE fit at 100,000
+    images); unboxed, the factor has the same levels (the categories, which with_categories
+    sorts as patsy sorts strings) and the same default Treatment coding, and its columns keep
+    their names (`C(race)[T.black]`: patsy names a factor by its code, not its value)."""
+    from patsy.builtins import C
+
+    if contrast is None and levels is None and isinstance(getattr(data, "dtype", None), pd.CategoricalDtype):
+        return data
+    return C(data, contrast, levels)
+
+
+def _formula_namespace() -> dict | None:
+    """Names that shadow the formula engine's built-ins: categorical_or_c for patsy's C (the
+    default engine); none for formulaic (SM_FORMULA_ENGINE), whose C is another function."""
+    import statsmodels.formula
+
+    return {"C": categorical_or_c} if statsmodels.formula.options.formula_engine == "patsy" else None
 
 
 def _drop_constant_factors(formula: str, data: pd.DataFrame) -> str:
