@@ -35,6 +35,28 @@ def test_many_items_go_to_workers_in_order_few_stay_here(two_workers) -> None:
     assert set(map_on_cores(_pid, list(range(7)), per_worker=4)) == {os.getpid()}  # < 2 workers' worth
 
 
+def _blas_threads(_item: int) -> int:
+    """The most threads any loaded BLAS (numpy's, scipy's OpenBLAS) would use here."""
+    import numpy  # noqa: F401 - loads numpy's OpenBLAS
+    import scipy.linalg  # noqa: F401 - and scipy's
+    from threadpoolctl import threadpool_info
+
+    return max(info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas")
+
+
+def test_jobs_run_with_one_blas_thread_in_workers_and_here(two_workers) -> None:
+    """One worker per core is the parallelism: a job's BLAS keeps to one thread, in a worker
+    and in this process alike (so a job computes the same way wherever it runs), and this
+    process's BLAS threads are its own again afterwards."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):  # this process as a 2-core machine starts
+        assert _blas_threads(0) == 2
+        assert set(map_on_cores(_blas_threads, list(range(16)), per_worker=4)) == {1}  # workers
+        assert map_on_cores(_blas_threads, [0], per_worker=4) == [1]  # here
+        assert _blas_threads(0) == 2
+
+
 @pytest.mark.usefixtures("demo")
 def test_each_statistic_computed_in_workers_equals_the_one_computed_here(two_workers) -> None:
     cfg = benchmark_config()
