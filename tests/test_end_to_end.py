@@ -99,6 +99,26 @@ def test_figures_written_and_shown_as_metadata(demo, instance):
     assert "data:image/png;base64," in preview
 
 
+def test_figures_are_drawn_after_the_statistics_of_their_run(demo, instance):
+    """A refresh commits every statistics table before it draws (the figures' dagster/priority):
+    the tables a researcher queries do not wait for hundreds of PNGs."""
+    refreshes = [run_id for run_id in demo.run_ids
+                 if instance.get_run_by_id(run_id).job_name in ("refresh_slice", "refresh_cross_slice")]
+    assert refreshes
+    for run_id in refreshes:
+        started, finished = {}, {}
+        for position, entry in enumerate(instance.all_logs(run_id)):
+            event = entry.dagster_event
+            if event is not None and event.step_key and event.event_type == dg.DagsterEventType.STEP_START:
+                started[event.step_key] = position
+            elif event is not None and event.step_key and event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                finished[event.step_key] = position
+        statistics = [key for key in finished if key.startswith("stats__")]
+        drawn = [key for key in started if key.startswith("reports__") and key != "reports__html_report"]
+        assert statistics and drawn, run_id
+        assert max(finished[key] for key in statistics) < min(started[key] for key in drawn), run_id
+
+
 def test_asset_checks_passed(demo, instance):
     for key, check in [
         (["raw", "dataset_images"], "quarantine_share_is_small"),

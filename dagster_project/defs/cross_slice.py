@@ -28,7 +28,7 @@ from dagster_project.analysis.inputs import (
 )
 from dagster_project.analysis.results import adjust_within_families, empty_result
 from dagster_project.analysis.slice_stats import NO_RATINGS
-from dagster_project.defs.conditions import ACROSS_SLICES, SLICE_RESULTS
+from dagster_project.defs.conditions import ACROSS_SLICES, AFTER_STATISTICS, SLICE_RESULTS
 from dagster_project.defs.figures import figure_result
 from dagster_project.defs.ingestion import DATASET_IMAGES, HUMAN_RATINGS
 from dagster_project.defs.partitions import dataset_partitions
@@ -143,7 +143,7 @@ def strength_inversion(context: dg.AssetExecutionContext, duckdb: WarehouseResou
 
 
 @dg.asset(key=["reports", "strength_inversion"], deps=[DIMENSIONAL_AGREEMENT], group_name="reports",
-          kinds={"matplotlib"}, automation_condition=ACROSS_SLICES,
+          kinds={"matplotlib"}, automation_condition=ACROSS_SLICES, op_tags=AFTER_STATISTICS,
           description="Tae et al.'s Figure 3: each model's valence r vs arousal r with the mean human rating, "
                       "FER models and VLMs apart, per dataset.")
 def strength_inversion_figure(duckdb: WarehouseResource) -> dg.MaterializeResult:

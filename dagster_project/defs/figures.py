@@ -16,7 +16,7 @@ import pandas as pd
 from dagster_project.analysis import figures
 from dagster_project.analysis.drawing import Draw, DrawJob, draw_all
 from dagster_project.analysis.inputs import select_in_slices
-from dagster_project.defs.conditions import SLICE_RESULTS
+from dagster_project.defs.conditions import AFTER_STATISTICS, SLICE_RESULTS
 from dagster_project.defs.dbt_assets import SLICE_INPUTS
 from dagster_project.defs.partitions import SINGLE_RUN, SliceKey, model_dataset_partitions, slice_frame, slices_of
 from dagster_project.defs.resources import WarehouseResource
@@ -77,7 +77,7 @@ def slice_figure_asset(name: str, stem: str, source: dg.AssetKey, sql: str, draw
                        description: str) -> dg.AssetsDefinition:
     @dg.asset(key=["reports", name], deps=[source, *SLICE_INPUTS], partitions_def=model_dataset_partitions,
               backfill_policy=SINGLE_RUN, group_name="reports", kinds={"matplotlib"}, description=description,
-              automation_condition=SLICE_RESULTS)
+              automation_condition=SLICE_RESULTS, op_tags=AFTER_STATISTICS)
     def _asset(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
         frame = read_slices(duckdb, sql, slices_of(context.partition_keys, benchmark_config()))
         return figure_result(draw_per_protocol(frame, draw, stem))
@@ -114,7 +114,7 @@ def draw_group_confusions(counts: pd.DataFrame) -> list[Path]:
 
 @dg.asset(key=["reports", "group_confusion_matrices"], deps=[CONFUSION_COUNTS, *SLICE_INPUTS],
           partitions_def=model_dataset_partitions, backfill_policy=SINGLE_RUN, group_name="reports",
-          kinds={"matplotlib"}, automation_condition=SLICE_RESULTS,
+          kinds={"matplotlib"}, automation_condition=SLICE_RESULTS, op_tags=AFTER_STATISTICS,
           description="Confusion grids per race, gender and race x gender group (true x predicted emotion; counts "
                       "and shares of the true emotion's answered images), per model version, dataset and protocol "
                       "(Chhua et al.'s and Tae et al.'s main evidence).")

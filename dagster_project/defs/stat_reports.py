@@ -16,7 +16,7 @@ from dagster_project.analysis.dimensional import image_level_pairs
 from dagster_project.analysis.figures import slug
 from dagster_project.analysis.inputs import load_inputs, ordered_sql
 from dagster_project.analysis.response_style import per_emotion_means
-from dagster_project.defs.conditions import ACROSS_SLICES, SLICE_RESULTS
+from dagster_project.defs.conditions import ACROSS_SLICES, AFTER_STATISTICS, SLICE_RESULTS
 from dagster_project.defs.figures import draw_per_protocol, figure_result, read_slices
 from dagster_project.defs.partitions import SINGLE_RUN, model_dataset_partitions, slice_frame, slices_of
 from dagster_project.defs.resources import WarehouseResource
@@ -46,6 +46,7 @@ def _pairs(duckdb: WarehouseResource, model_slices: pd.DataFrame | None = None,
 
 @dg.asset(key=["reports", "bland_altman_plots"], deps=SLICE_STATS_DEPS, partitions_def=model_dataset_partitions,
           backfill_policy=SINGLE_RUN, group_name="reports", kinds={"matplotlib"}, automation_condition=SLICE_RESULTS,
+          op_tags=AFTER_STATISTICS,
           description="Bland-Altman plot (model vs mean human rating) per model version, dataset and dimension.")
 def bland_altman_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     slice_keys = slices_of(context.partition_keys, benchmark_config())
@@ -61,7 +62,7 @@ def bland_altman_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResou
 
 @dg.asset(key=["reports", "disparity_forest_plots"], deps=[dg.AssetKey(["stats", "misclassification_tests"])],
           partitions_def=model_dataset_partitions, backfill_policy=SINGLE_RUN, group_name="reports",
-          kinds={"matplotlib"}, automation_condition=SLICE_RESULTS,
+          kinds={"matplotlib"}, automation_condition=SLICE_RESULTS, op_tags=AFTER_STATISTICS,
           description="Forest plot of error-rate ratios between groups (all emotions pooled) with Katz CIs; "
                       "filled markers are significant after the configured correction.")
 def disparity_forest_plots(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
@@ -76,7 +77,7 @@ def disparity_forest_plots(context: dg.AssetExecutionContext, duckdb: WarehouseR
 
 
 @dg.asset(key=["reports", "dimensional_bias_bars"], deps=[dg.AssetKey(["stats", "dimensional_agreement"])],
-          group_name="reports", kinds={"matplotlib"}, automation_condition=ACROSS_SLICES,
+          group_name="reports", kinds={"matplotlib"}, automation_condition=ACROSS_SLICES, op_tags=AFTER_STATISTICS,
           description="Per-emotion Bland-Altman bias with 95 % CI for every model, per dataset.")
 def dimensional_bias_bars(duckdb: WarehouseResource) -> dg.MaterializeResult:
     with duckdb.get_connection() as con:
@@ -89,7 +90,7 @@ def dimensional_bias_bars(duckdb: WarehouseResource) -> dg.MaterializeResult:
 
 
 @dg.asset(key=["reports", "strength_arousal_order"], deps=[dg.AssetKey(["stats", "response_style"])],
-          group_name="reports", kinds={"matplotlib"}, automation_condition=ACROSS_SLICES,
+          group_name="reports", kinds={"matplotlib"}, automation_condition=ACROSS_SLICES, op_tags=AFTER_STATISTICS,
           description="Per-emotion valence strength (|valence - 5|) vs arousal, humans and each model: whether a "
                       "model orders emotions by strength as humans do (not Tae et al.'s strength inversion, which "
                       "is in stats.strength_inversion).")
