@@ -65,9 +65,11 @@ BLAS_THREADS_ENV = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 def one_blas_thread() -> Iterator[None]:
     """BLAS (numpy's and scipy's OpenBLAS) on one thread inside the block. The jobs are many small
     fits (a GEE solves a 7 x 7 system per identity), where BLAS threads only wait on each other,
-    and one worker per core is already the parallelism: at 100,000 images a correctness GEE took
-    ~7.5 s of CPU with OpenBLAS's 2 threads and ~6.3 s with one. A job computes the same way in a
-    worker and here, so its rows do not depend on where it ran."""
+    and one worker per core is already the parallelism: a slice's correctness GEEs took 0.88 s of
+    CPU with OpenBLAS's 2 threads and 0.62 s with one at 10,000 images (6.3 and 5.7 s at 100,000),
+    in the same wall time when alone; with a worker on each core the spare thread's CPU is the
+    other worker's. A job computes the same way in a worker and here, so its rows do not depend on
+    where it ran."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
