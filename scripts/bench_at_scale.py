@@ -23,8 +23,9 @@ has no human ratings (a 100,000-image set rarely has them), so the rating statis
 their "no ratings" path; their own cost is per rated image, not per version.
 
 Printed: wall seconds and CPU seconds (this process + waited-for children, i.e. dbt) per
-phase, and the slowest asset steps summed over partitions. On a shared machine wall time is
-inflated by other processes; CPU time is the steadier number.
+phase, when each slice refresh run had committed every stats.* table (what a researcher
+queries; its figures come after), and the slowest asset steps summed over partitions. On a
+shared machine wall time is inflated by other processes; CPU time is the steadier number.
 """
 
 from __future__ import annotations
@@ -155,22 +156,46 @@ class Phases:
         print(f"{name:<48} wall {row['wall_s']:7.1f} s   cpu {row['cpu_s']:7.1f} s", flush=True)
 
 
-def step_seconds(instance, run_ids: list[str]) -> collections.Counter:
-    """Seconds per asset step (summed over the runs), from the runs' step start/success events."""
+def step_events(instance, run_id: str) -> tuple[float, list[tuple[str, str, float]]]:
+    """A run's first event's time and its (step key, "start" | "success", time) events."""
     import dagster as dg
 
+    kinds = {dg.DagsterEventType.STEP_START: "start", dg.DagsterEventType.STEP_SUCCESS: "success"}
+    entries = instance.all_logs(run_id)
+    steps = [(entry.dagster_event.step_key, kinds[entry.dagster_event.event_type], entry.timestamp)
+             for entry in entries
+             if entry.dagster_event is not None and entry.dagster_event.step_key
+             and entry.dagster_event.event_type in kinds]
+    return (entries[0].timestamp if entries else 0.0), steps
+
+
+def step_seconds(instance, run_ids: list[str]) -> collections.Counter:
+    """Seconds per asset step (summed over the runs), from the runs' step start/success events."""
     totals: collections.Counter = collections.Counter()
     for run_id in run_ids:
         started: dict[str, float] = {}
-        for entry in instance.all_logs(run_id):
-            event = entry.dagster_event
-            if event is None or not event.step_key:
-                continue
-            if event.event_type == dg.DagsterEventType.STEP_START:
-                started[event.step_key] = entry.timestamp
-            elif event.event_type == dg.DagsterEventType.STEP_SUCCESS and event.step_key in started:
-                totals[event.step_key] += entry.timestamp - started[event.step_key]
+        for key, kind, at in step_events(instance, run_id)[1]:
+            if kind == "start":
+                started[key] = at
+            elif key in started:
+                totals[key] += at - started[key]
     return totals
+
+
+def results_committed(instance, run_ids: list[str]) -> list[dict]:
+    """Per slice refresh run: seconds from its start until every stats.* table was committed
+    (the last statistics step's success: the tables a researcher queries) and until it ended."""
+    rows = []
+    for run_id in run_ids:
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.job_name != "refresh_slice":
+            continue
+        start, steps = step_events(instance, run_id)
+        stats_done = [at for key, kind, at in steps if kind == "success" and key.startswith("stats__")]
+        rows.append({"run": run.tags.get("dagster/asset_partition_range_start") or run.tags.get("dagster/partition"),
+                     "stats_committed_s": (max(stats_done) - start) if stats_done else None,
+                     "run_s": (steps[-1][2] - start) if steps else None})
+    return rows
 
 
 def main() -> None:
@@ -193,19 +218,23 @@ def main() -> None:
     print(f"{args.versions} versions x {args.images} images x {args.samples} samples = "
           f"{args.versions * args.images * args.samples:,} raw answers; in {root}")
     try:
-        phases, steps = run(args)
+        phases, steps, committed = run(args)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
+    print("\nslice refresh runs: every stats.* table committed after / the run ended after (seconds):")
+    for row in committed:
+        print(f"  {row['run']:<58} {row['stats_committed_s'] or 0:7.1f} / {row['run_s'] or 0:7.1f}")
     print("\nslowest asset steps (seconds, summed over partitions):")
     for key, seconds in steps.most_common(12):
         print(f"  {key:<60} {seconds:7.1f}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                         "phases": phases.rows, "steps": dict(steps)}, indent=2))
+                                         "phases": phases.rows, "steps": dict(steps),
+                                         "results_committed": committed}, indent=2))
 
 
-def run(args: argparse.Namespace) -> tuple[Phases, collections.Counter]:
+def run(args: argparse.Namespace) -> tuple[Phases, collections.Counter, list[dict]]:
     import dagster as dg
 
     from dagster_project.defs.dbt_assets import warehouse_foundation
@@ -251,7 +280,7 @@ def run(args: argparse.Namespace) -> tuple[Phases, collections.Counter]:
         phases.time("write raw answers of one more version (not timed)", lambda: build(extra))
         phases.time("ADD ONE VERSION: refresh it + cross-slice (target <= 18 s)",
                     lambda: run_ids.extend(refresh(defs, instance, slices(extra))))
-    return phases, step_seconds(instance, run_ids)
+    return phases, step_seconds(instance, run_ids), results_committed(instance, run_ids)
 
 
 if __name__ == "__main__":
