@@ -70,6 +70,10 @@ def one_blas_thread() -> Iterator[None]:
     in the same wall time when alone; with a worker on each core the spare thread's CPU is the
     other worker's. A job computes the same way in a worker and here, so its rows do not depend on
     where it ran."""
+    # threadpoolctl limits the libraries loaded when the block starts: load both OpenBLAS copies
+    # first, so a job's own first import of scipy does not bring in an unlimited one
+    import numpy  # noqa: F401
+    import scipy.linalg  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
