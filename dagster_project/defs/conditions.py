@@ -55,4 +55,3 @@ ACROSS_SLICES = (
 # ("reports" before "stats"). A refresh then commits every table a researcher queries before it
 # draws: at 200 slices the figures are half of the run.
 AFTER_STATISTICS = {"dagster/priority": "-1"}
-
